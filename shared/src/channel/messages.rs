@@ -1,0 +1,145 @@
+//! What the planes say to each other. Data plane → control plane is a [`Request`]; the control
+//! plane answers each with exactly one [`Response`].
+
+use crate::error::ErrorCode;
+use crate::image::{HashAlgo, ImageId};
+use serde::{Deserialize, Serialize};
+
+/// The caller's identity as the client presented it. The data plane copies these headers
+/// verbatim; only the control plane interprets them (token validation, noauth headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// `X-Auth-Token`.
+    pub auth_token: Option<String>,
+    /// `X-Service-Token`.
+    pub service_token: Option<String>,
+    /// `X-Project-Id` (or the legacy `X-Tenant-Id`), honoured in noauth mode.
+    pub project_id: Option<String>,
+    /// `X-User-Id`, honoured in noauth mode.
+    pub user_id: Option<String>,
+    /// `X-Roles` (comma list), honoured in noauth mode.
+    pub roles: Option<String>,
+}
+
+impl Credentials {
+    /// The header names (lower case) whose values make up [`Credentials`].
+    pub const HEADERS: [&'static str; 6] = [
+        "x-auth-token",
+        "x-service-token",
+        "x-project-id",
+        "x-tenant-id",
+        "x-user-id",
+        "x-roles",
+    ];
+
+    /// Fills the matching field from one request header; other headers are ignored.
+    pub fn absorb_header(&mut self, name: &str, value: &str) {
+        let v = Some(value.to_owned());
+        if name.eq_ignore_ascii_case("x-auth-token") {
+            self.auth_token = v;
+        } else if name.eq_ignore_ascii_case("x-service-token") {
+            self.service_token = v;
+        } else if name.eq_ignore_ascii_case("x-project-id")
+            || (name.eq_ignore_ascii_case("x-tenant-id") && self.project_id.is_none())
+        {
+            self.project_id = v;
+        } else if name.eq_ignore_ascii_case("x-user-id") {
+            self.user_id = v;
+        } else if name.eq_ignore_ascii_case("x-roles") {
+            self.roles = v;
+        }
+    }
+}
+
+/// Data plane → control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First frame on every connection.
+    Hello {
+        /// Oldest protocol version the data plane speaks.
+        min_version: u16,
+        /// Newest protocol version the data plane speaks.
+        max_version: u16,
+        /// Process id of the data plane (for logs).
+        pid: u32,
+    },
+    /// May this caller upload data into this image? On success the image is `saving` and
+    /// the connection holds the upload lease until `UploadComplete`/`UploadAborted`.
+    AuthorizeUpload {
+        /// `x-openstack-request-id` of the client request (`req-…`).
+        request_id: String,
+        /// Target image.
+        image_id: ImageId,
+        /// Caller identity.
+        credentials: Credentials,
+        /// `x-openstack-image-size` or `Content-Length`, when the client declared one.
+        declared_size: Option<u64>,
+    },
+    /// The data is durably stored at `location`; commit `active`.
+    UploadComplete {
+        /// `x-openstack-request-id` of the client request.
+        request_id: String,
+        /// Target image.
+        image_id: ImageId,
+        /// Bytes stored.
+        size: u64,
+        /// md5 hex digest (Glance's `checksum`).
+        checksum: String,
+        /// Algorithm of `os_hash_value`.
+        os_hash_algo: HashAlgo,
+        /// Hex digest.
+        os_hash_value: String,
+        /// Store URL of the data, e.g. `file:///var/lib/glint/images/<id>`.
+        location: String,
+    },
+    /// The upload failed; put the image back to `queued`.
+    UploadAborted {
+        /// `x-openstack-request-id` of the client request.
+        request_id: String,
+        /// Target image.
+        image_id: ImageId,
+        /// Why (sent for logs and metrics).
+        code: ErrorCode,
+    },
+    /// May this caller download this image, and where is the data?
+    AuthorizeDownload {
+        /// `x-openstack-request-id` of the client request.
+        request_id: String,
+        /// Target image.
+        image_id: ImageId,
+        /// Caller identity.
+        credentials: Credentials,
+    },
+}
+
+/// Control plane → data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Handshake accepted with this version.
+    HelloAck {
+        /// The version both sides now speak.
+        version: u16,
+    },
+    /// Upload may proceed; the image is now `saving`.
+    UploadGranted {
+        /// Which secure hash to compute for `os_hash_value`.
+        hash_algo: HashAlgo,
+        /// Refuse bodies larger than this (`image_size_cap`).
+        max_size_bytes: u64,
+    },
+    /// The image is `active` with the reported data.
+    UploadCommitted,
+    /// Download may proceed.
+    DownloadGranted {
+        /// Where the data lives; `None` when the image has no data (answer 204).
+        location: Option<String>,
+        /// Stored size in bytes (0 when there is no data).
+        size: u64,
+        /// md5 hex digest for `Content-MD5`, when known.
+        checksum: Option<String>,
+    },
+    /// Acknowledged (reply to `UploadAborted`).
+    Ack,
+    /// Refused; the data plane answers the client with this code's status.
+    Denied(ErrorCode),
+}

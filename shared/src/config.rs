@@ -1,0 +1,465 @@
+//! Configuration both planes load: built-in default < TOML file < `GLINT_*` env < CLI flags.
+//!
+//! Every key is parsed and every error reported before failing once ([`Config::load`]), so an
+//! operator fixes a config in one pass. Environment variables are read through [`Env`] so
+//! tests pass a map instead of mutating the process environment.
+//!
+//! ```toml
+//! data_dir = "/var/lib/glint"
+//! [bind]
+//! host = "0.0.0.0"
+//! port = 9292
+//! [image]
+//! hashing_algorithm = "sha512"
+//! ```
+
+use crate::image::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS, HashAlgo};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration of a glint node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the SQLite database, the filesystem store and the run directory
+    /// (sockets, addresses). Default `./glint-data`. Env `GLINT_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// The public listener, served by the data plane. Default `127.0.0.1:9292`; port 0 picks a
+    /// free port. Env `GLINT_BIND_HOST`, `GLINT_BIND_PORT`.
+    pub bind: Listen,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), served by the control plane.
+    /// Default `127.0.0.1:9293`. Env `GLINT_ADMIN_HOST`, `GLINT_ADMIN_PORT`.
+    pub admin: Listen,
+    /// Metadata database.
+    pub database: Database,
+    /// Image data store.
+    pub store: Store,
+    /// Image model options (Glance's `[image_format]` and hashing settings).
+    pub image: ImageOptions,
+    /// Data-plane limits and tuning.
+    pub dataplane: DataPlane,
+    /// Control-plane limits.
+    pub controlplane: ControlPlane,
+    /// Log filter in `RUST_LOG` syntax; default `info`. Env `GLINT_LOG` (or `RUST_LOG`).
+    pub log: Option<String>,
+}
+
+/// A TCP listen address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Host or IP to bind.
+    pub host: String,
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+}
+
+/// Metadata database settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    /// sqlx URL. Default `sqlite://<data_dir>/glint.db`. Env `GLINT_DATABASE_URL`.
+    pub url: Option<String>,
+    /// Pool size (connections). Default 8.
+    pub max_connections: u32,
+}
+
+/// Filesystem store settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    /// Directory holding image files (Glance's `filesystem_store_datadir`).
+    /// Default `<data_dir>/images`. Env `GLINT_STORE_DIR`.
+    pub filesystem_store_datadir: Option<PathBuf>,
+}
+
+/// Image model options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageOptions {
+    /// Algorithm for `os_hash_value` (Glance's `hashing_algorithm`). Default `sha512`.
+    pub hashing_algorithm: HashAlgo,
+    /// Allowed `disk_format` values; they become the enum in `/v2/schemas/image`.
+    pub disk_formats: Vec<String>,
+    /// Allowed `container_format` values; likewise.
+    pub container_formats: Vec<String>,
+    /// Largest image accepted, in bytes (Glance's `image_size_cap`). Default 1 TiB.
+    pub image_size_cap_bytes: u64,
+}
+
+/// Data-plane limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataPlane {
+    /// Worker threads (one io_uring runtime each); 0 = one per core. Env
+    /// `GLINT_DATAPLANE_WORKERS`.
+    pub workers: usize,
+    /// Largest request head (request line + headers) in bytes; above it 431. Default 16384.
+    pub max_header_bytes: usize,
+    /// Most request headers; above it 431. Default 100.
+    pub max_headers: usize,
+    /// Time allowed to receive a complete request head, in seconds. Default 30.
+    pub header_timeout_seconds: u64,
+    /// Longest wait for the next body bytes or for the peer to take more, in seconds.
+    /// Default 300.
+    pub idle_timeout_seconds: u64,
+    /// Size of the buffers that move image bytes, in bytes. Default 1 MiB.
+    pub transfer_buffer_bytes: usize,
+}
+
+/// Control-plane limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlane {
+    /// Largest accepted metadata request body (JSON), in bytes; above it 413. Default 65536.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./glint-data"),
+            bind: Listen { host: "127.0.0.1".into(), port: 9292 },
+            admin: Listen { host: "127.0.0.1".into(), port: 9293 },
+            database: Database::default(),
+            store: Store::default(),
+            image: ImageOptions::default(),
+            dataplane: DataPlane::default(),
+            controlplane: ControlPlane::default(),
+            log: None,
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { url: None, max_connections: 8 }
+    }
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            hashing_algorithm: HashAlgo::Sha512,
+            disk_formats: DEFAULT_DISK_FORMATS.iter().map(|s| s.to_string()).collect(),
+            container_formats: DEFAULT_CONTAINER_FORMATS.iter().map(|s| s.to_string()).collect(),
+            image_size_cap_bytes: 1 << 40,
+        }
+    }
+}
+
+impl Default for DataPlane {
+    fn default() -> Self {
+        DataPlane {
+            workers: 0,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            header_timeout_seconds: 30,
+            idle_timeout_seconds: 300,
+            transfer_buffer_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        ControlPlane { max_request_body_bytes: 64 * 1024 }
+    }
+}
+
+/// Where environment variables come from.
+pub trait Env {
+    /// The value of `key`, if set.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--bind-host`.
+    pub bind_host: Option<String>,
+    /// `--bind-port`.
+    pub bind_port: Option<u16>,
+    /// `--admin-host`.
+    pub admin_host: Option<String>,
+    /// `--admin-port`.
+    pub admin_port: Option<u16>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--store-dir`.
+    pub store_dir: Option<PathBuf>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+/// Every problem found while loading; printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Loads default < `file` < env < `cli`, validates, and reports every error at once.
+    pub fn load(file: Option<&Path>, env: &dyn Env, cli: &Overrides) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut cfg = match file {
+            None => Config::default(),
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match toml::from_str::<Config>(&text) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.push(format!("{}: {}", path.display(), e.to_string().trim()));
+                        Config::default()
+                    }
+                },
+                Err(e) => {
+                    errors.push(format!("{}: {e}", path.display()));
+                    Config::default()
+                }
+            },
+        };
+        cfg.apply_env(env, &mut errors);
+        cfg.apply_overrides(cli);
+        errors.extend(cfg.validate());
+        if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+    }
+
+    fn apply_env(&mut self, env: &dyn Env, errors: &mut Vec<String>) {
+        fn parse<T: std::str::FromStr>(env: &dyn Env, key: &str, errors: &mut Vec<String>) -> Option<T> {
+            let raw = env.get(key)?;
+            match raw.trim().parse() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    errors.push(format!("{key}={raw:?}: not a valid value"));
+                    None
+                }
+            }
+        }
+        if let Some(v) = env.get("GLINT_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = env.get("GLINT_BIND_HOST") {
+            self.bind.host = v;
+        }
+        if let Some(v) = parse(env, "GLINT_BIND_PORT", errors) {
+            self.bind.port = v;
+        }
+        if let Some(v) = env.get("GLINT_ADMIN_HOST") {
+            self.admin.host = v;
+        }
+        if let Some(v) = parse(env, "GLINT_ADMIN_PORT", errors) {
+            self.admin.port = v;
+        }
+        if let Some(v) = env.get("GLINT_DATABASE_URL") {
+            self.database.url = Some(v);
+        }
+        if let Some(v) = env.get("GLINT_STORE_DIR") {
+            self.store.filesystem_store_datadir = Some(v.into());
+        }
+        if let Some(v) = parse(env, "GLINT_DATAPLANE_WORKERS", errors) {
+            self.dataplane.workers = v;
+        }
+        if let Some(v) = parse::<HashAlgo>(env, "GLINT_HASHING_ALGORITHM", errors) {
+            self.image.hashing_algorithm = v;
+        }
+        if let Some(v) = env.get("GLINT_LOG") {
+            self.log = Some(v);
+        }
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides) {
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &o.bind_host {
+            self.bind.host = v.clone();
+        }
+        if let Some(v) = o.bind_port {
+            self.bind.port = v;
+        }
+        if let Some(v) = &o.admin_host {
+            self.admin.host = v.clone();
+        }
+        if let Some(v) = o.admin_port {
+            self.admin.port = v;
+        }
+        if let Some(v) = &o.database_url {
+            self.database.url = Some(v.clone());
+        }
+        if let Some(v) = &o.store_dir {
+            self.store.filesystem_store_datadir = Some(v.clone());
+        }
+        if let Some(v) = o.workers {
+            self.dataplane.workers = v;
+        }
+    }
+
+    /// Checks cross-field rules; returns every problem.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            errors.push("data_dir: must not be empty".into());
+        }
+        if self.dataplane.max_header_bytes < 1024 {
+            errors.push("dataplane.max_header_bytes: must be at least 1024".into());
+        }
+        if self.dataplane.max_headers == 0 {
+            errors.push("dataplane.max_headers: must be at least 1".into());
+        }
+        if self.dataplane.transfer_buffer_bytes < 4096 {
+            errors.push("dataplane.transfer_buffer_bytes: must be at least 4096".into());
+        }
+        if self.image.disk_formats.is_empty() {
+            errors.push("image.disk_formats: must not be empty".into());
+        }
+        if self.image.container_formats.is_empty() {
+            errors.push("image.container_formats: must not be empty".into());
+        }
+        if let Some(url) = &self.database.url
+            && !url.starts_with("sqlite:")
+        {
+            errors.push(format!("database.url: unsupported scheme in {url:?} (sqlite: for now)"));
+        }
+        if let Err(e) = std::str::from_utf8(self.run_dir().as_os_str().as_encoded_bytes()) {
+            errors.push(format!("data_dir: not valid UTF-8: {e}"));
+        } else if self.channel_socket().as_os_str().len() > 100 {
+            errors.push(format!(
+                "data_dir: {} is too long for a Unix socket path inside it (keep it under ~80 bytes)",
+                self.data_dir.display()
+            ));
+        }
+        errors
+    }
+
+    /// `<data_dir>/run`: sockets and the address file.
+    pub fn run_dir(&self) -> PathBuf {
+        self.data_dir.join("run")
+    }
+
+    /// The control plane's HTTP API socket, which the data plane forwards requests to.
+    pub fn api_socket(&self) -> PathBuf {
+        self.run_dir().join("api.sock")
+    }
+
+    /// The channel socket (framed messages).
+    pub fn channel_socket(&self) -> PathBuf {
+        self.run_dir().join("channel.sock")
+    }
+
+    /// JSON file the supervisor writes once listeners are bound: `{"public": …, "admin": …}`.
+    pub fn addresses_file(&self) -> PathBuf {
+        self.run_dir().join("addresses.json")
+    }
+
+    /// The filesystem store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store.filesystem_store_datadir.clone().unwrap_or_else(|| self.data_dir.join("images"))
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("glint.db").display()))
+    }
+
+    /// The effective configuration as TOML with secrets redacted (for `--check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if let Some(url) = &mut shown.database.url {
+            *url = redact_url_password(url);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn redact_url_password(url: &str) -> String {
+    // scheme://user:password@host → scheme://user:***@host
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else { return url.to_owned() };
+    let creds = &rest[..at];
+    match creds.find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &creds[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn precedence_default_file_env_cli() {
+        let dir = std::env::temp_dir().join(format!("glint-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("glint.toml");
+        std::fs::write(&file, "data_dir = \"/from-file\"\n[bind]\nhost = \"0.0.0.0\"\nport = 1111\n").unwrap();
+
+        let c = Config::load(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+
+        let c = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.data_dir.to_str().unwrap(), c.bind.port, c.bind.host.as_str()), ("/from-file", 1111, "0.0.0.0"));
+
+        let e = env(&[("GLINT_BIND_PORT", "2222"), ("GLINT_DATA_DIR", "/from-env")]);
+        let c = Config::load(Some(&file), &e, &Overrides::default()).unwrap();
+        assert_eq!((c.data_dir.to_str().unwrap(), c.bind.port, c.bind.host.as_str()), ("/from-env", 2222, "0.0.0.0"));
+
+        let cli = Overrides { bind_port: Some(0), ..Default::default() };
+        let c = Config::load(Some(&file), &e, &cli).unwrap();
+        assert_eq!(c.bind.port, 0);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let e = env(&[
+            ("GLINT_BIND_PORT", "http"),
+            ("GLINT_ADMIN_PORT", "99999"),
+            ("GLINT_HASHING_ALGORITHM", "crc32"),
+            ("GLINT_DATABASE_URL", "oracle://x"),
+        ]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("glint-cfg-unknown-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("glint.toml");
+        std::fs::write(&file, "[bind]\nhots = \"x\"\nport = 1\n").unwrap();
+        assert!(Config::load(Some(&file), &env(&[]), &Overrides::default()).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(redact_url_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
+    }
+}
