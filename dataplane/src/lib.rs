@@ -1,1 +1,167 @@
-//! placeholder
+//! `dataplane`: glint's byte mover.
+//!
+//! The only public listener. Thread-per-core on io_uring (compio): each worker thread runs its
+//! own runtime and serves whole connections. It streams image uploads into the store while
+//! hashing them ([`server::upload`], [`hash`]), serves downloads from the store with `splice`
+//! ([`server::download`], [`io`]), and forwards every other request to the control plane
+//! ([`server::proxy`]). Before each transfer it asks the control plane over the channel
+//! ([`control_link`]) whether it may proceed and where the data lives; it never opens the
+//! database.
+//!
+//! It is **not** an HTTP framework: it speaks exactly the HTTP/1.1 its routes need
+//! ([`server::http`]). Start at [`run`].
+#![deny(unsafe_code)]
+
+pub mod control_link;
+pub mod hash;
+pub mod io;
+pub mod server;
+pub mod store;
+
+use shared::config::Config;
+use std::rc::Rc;
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store directory could not be opened.
+    #[error("opening the store at {path}: {source}")]
+    Store {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A worker runtime could not be built (no io_uring?).
+    #[error("starting an io_uring runtime: {0} (glint's data plane needs io_uring; check kernel.io_uring_disabled)")]
+    Runtime(std::io::Error),
+    /// Any other I/O failure at start.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
+pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
+    let store_dir = config.store_dir();
+    let store = store::fs::FsStore::open(&store_dir).map_err(|source| Error::Store { path: store_dir, source })?;
+    let swept = store.sweep_temp()?;
+    if swept > 0 {
+        tracing::warn!(files = swept, "removed temp files of uploads interrupted by a previous crash");
+    }
+    let workers = match config.dataplane.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let settings = server::Settings::from_config(&config);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let listener = listener.try_clone()?;
+        let worker = WorkerInit {
+            settings: settings.clone(),
+            store: store.clone(),
+            channel_socket: config.channel_socket(),
+            api_socket: config.api_socket(),
+        };
+        let ready = ready_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("glint-dp-{i}"))
+            .spawn(move || worker_main(i, listener, worker, ready))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Runtime(e)),
+            Err(_) => return Err(Error::Runtime(std::io::Error::other("worker exited during start"))),
+        }
+    }
+    tracing::info!(%addr, workers, store = %store.root().display(), "data plane serving");
+
+    // Wait for a shutdown signal on a small runtime of its own.
+    let rt = compio::runtime::Runtime::new().map_err(Error::Runtime)?;
+    rt.block_on(async {
+        let term = compio::signal::unix::signal(rustix::process::Signal::TERM.as_raw());
+        let int = compio::signal::unix::signal(rustix::process::Signal::INT.as_raw());
+        futures_select(term, int).await;
+    });
+    // In-flight uploads die with the process: remove their temp files now; the control plane
+    // puts their images back to queued when their channel connections close.
+    let swept = store.sweep_temp().unwrap_or(0);
+    tracing::info!(aborted_uploads = swept, "data plane stopping");
+    Ok(())
+}
+
+async fn futures_select(
+    a: impl std::future::Future<Output = std::io::Result<()>>,
+    b: impl std::future::Future<Output = std::io::Result<()>>,
+) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+struct WorkerInit {
+    settings: server::Settings,
+    store: store::fs::FsStore,
+    channel_socket: std::path::PathBuf,
+    api_socket: std::path::PathBuf,
+}
+
+fn worker_main(
+    index: usize,
+    listener: std::net::TcpListener,
+    init: WorkerInit,
+    ready: std::sync::mpsc::Sender<Result<(), std::io::Error>>,
+) {
+    let rt = match compio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let driver = rt.driver_type();
+    if !driver.is_iouring() {
+        let _ = ready.send(Err(std::io::Error::other(format!("runtime chose {driver:?}, not io_uring"))));
+        return;
+    }
+    tracing::info!(worker = index, driver = "io_uring", "data plane worker started");
+    rt.block_on(async move {
+        let listener = match compio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let worker = Rc::new(server::Worker {
+            link: control_link::Link::new(init.channel_socket, 64),
+            upstream: server::proxy::Upstream::new(init.api_socket, 64),
+            settings: init.settings,
+            store: init.store,
+        });
+        loop {
+            match listener.accept().await {
+                Ok((stream, _peer)) => {
+                    compio::runtime::spawn(server::serve_connection(stream, worker.clone())).detach();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,261 @@
+//! `GET /v2/images/{id}/file`: authorize over the channel, then move the bytes from the store
+//! file into the socket with `splice` (no user-space copy), whole or one range.
+//!
+//! Answers as Glance does: 200 with `Content-Length`, `Content-Type: application/octet-stream`
+//! and `Content-MD5` (the image's md5 **hex**); 204 when the image has no data; 206 with
+//! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
+//! `Content-Range` request header); 416 for an unsatisfiable range; 400 for several ranges.
+
+use super::Worker;
+use super::http::{Conn, Framing, RequestHead, error_response, response_head};
+use super::upload::credentials;
+use crate::io::Splicer;
+use compio::fs::File;
+use compio::io::{AsyncReadAt, AsyncWriteExt};
+use compio::net::TcpStream;
+use shared::channel::{Request, Response};
+use shared::image::ImageId;
+
+/// The part of the image to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// The whole image (200).
+    Full,
+    /// Bytes `start..=end` (206).
+    Part {
+        /// First byte.
+        start: u64,
+        /// Last byte (inclusive).
+        end: u64,
+    },
+}
+
+/// Why a range cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeError {
+    /// Several ranges (400, as Glance).
+    Multiple,
+    /// Malformed or outside the image (416).
+    Unsatisfiable,
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+}
+
+/// Decides what to send from the `Range` (or legacy `Content-Range`) request header.
+pub fn span(range: Option<&str>, content_range: Option<&str>, size: u64) -> Result<Span, RangeError> {
+    use RangeError::*;
+    if let Some(r) = range {
+        if r.contains(',') {
+            return Err(Multiple);
+        }
+        let spec = r.trim().strip_prefix("bytes=").ok_or(Unsatisfiable)?.trim();
+        let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+        let (start, end) = if a.is_empty() {
+            let n = parse_u64(b).ok_or(Unsatisfiable)?;
+            if n == 0 {
+                return Err(Unsatisfiable);
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        } else {
+            let start = parse_u64(a).ok_or(Unsatisfiable)?;
+            let end = if b.is_empty() { u64::MAX } else { parse_u64(b).ok_or(Unsatisfiable)? };
+            if end < start {
+                return Err(Unsatisfiable);
+            }
+            (start, end.min(size.saturating_sub(1)))
+        };
+        if start >= size {
+            return Err(Unsatisfiable);
+        }
+        return Ok(Span::Part { start, end });
+    }
+    if let Some(cr) = content_range {
+        // bytes a-b/len or bytes a-b/*
+        let spec = cr.trim().strip_prefix("bytes").ok_or(Unsatisfiable)?.trim();
+        let (span, _len) = spec.split_once('/').ok_or(Unsatisfiable)?;
+        let (a, b) = span.split_once('-').ok_or(Unsatisfiable)?;
+        let (start, end) = (parse_u64(a).ok_or(Unsatisfiable)?, parse_u64(b).ok_or(Unsatisfiable)?);
+        if end < start || end >= size {
+            return Err(Unsatisfiable);
+        }
+        return Ok(Span::Part { start, end });
+    }
+    Ok(Span::Full)
+}
+
+async fn no_content(conn: &mut Conn<TcpStream>, rid: &str, keep: bool, w: &Worker) -> bool {
+    let h = response_head(204, "No Content", &[("x-openstack-request-id", rid)], None, keep);
+    conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
+}
+
+async fn fail(conn: &mut Conn<TcpStream>, status: u16, msg: &str, rid: &str, keep: bool, w: &Worker) -> bool {
+    let (res, _) = conn.write_all(error_response(status, msg, rid, keep), w.settings.idle_timeout).await;
+    keep && res.is_ok()
+}
+
+/// Serves one download; returns whether the connection may be reused.
+pub async fn handle(
+    conn: &mut Conn<TcpStream>,
+    head: &RequestHead,
+    id: &str,
+    rid: &str,
+    w: &Worker,
+    splicer: &mut Option<Splicer>,
+) -> bool {
+    let keep = head.keep_alive && head.framing == Framing::Empty;
+    let Ok(image_id) = id.parse::<ImageId>() else {
+        return fail(conn, 404, "no image found with that id", rid, keep, w).await;
+    };
+    let req = Request::AuthorizeDownload { request_id: rid.to_owned(), image_id, credentials: credentials(head) };
+    let (location, checksum) = match w.link.call(&req).await {
+        Ok(Response::DownloadGranted { location, checksum, .. }) => (location, checksum),
+        Ok(Response::Denied(code)) => {
+            let msg = match code.http_status() {
+                404 => "no image found with that id",
+                403 => "not allowed to download this image",
+                _ => code.reason(),
+            };
+            return fail(conn, code.http_status(), msg, rid, keep, w).await;
+        }
+        Ok(other) => {
+            tracing::error!(?other, "unexpected channel answer to AuthorizeDownload");
+            return fail(conn, 500, "unexpected control plane answer", rid, false, w).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "control plane unavailable for download");
+            return fail(conn, 503, "control plane unavailable", rid, keep, w).await;
+        }
+    };
+    let Some(location) = location else {
+        return no_content(conn, rid, keep, w).await;
+    };
+    let (file, size) = match w.store.open_read(&location).await {
+        Ok(x) => x,
+        Err(crate::store::Error::Missing(_)) => {
+            tracing::warn!(%image_id, "image data missing from the store");
+            return no_content(conn, rid, keep, w).await;
+        }
+        Err(e) => {
+            tracing::error!(%image_id, error = %e, "cannot open image data");
+            return fail(conn, 503, "image data unavailable", rid, keep, w).await;
+        }
+    };
+    let span = match span(head.header("range"), head.header("content-range"), size) {
+        Ok(s) => s,
+        Err(RangeError::Multiple) => {
+            let msg = "requests with multiple ranges are not supported; make several single-range requests";
+            return fail(conn, 400, msg, rid, keep, w).await;
+        }
+        Err(RangeError::Unsatisfiable) => {
+            let cr = format!("bytes */{size}");
+            let body = "{\"code\": 416, \"title\": \"Requested Range Not Satisfiable\", \"message\": \"invalid range\"}";
+            let mut out = response_head(
+                416,
+                "Requested Range Not Satisfiable",
+                &[("Content-Type", "application/json"), ("Content-Range", &cr), ("x-openstack-request-id", rid)],
+                Some(body.len() as u64),
+                keep,
+            );
+            out.extend_from_slice(body.as_bytes());
+            return conn.write_all(out, w.settings.idle_timeout).await.0.is_ok() && keep;
+        }
+    };
+    let (status, offset, len, content_range) = match span {
+        Span::Full => (200, 0, size, None),
+        Span::Part { start, end } => (206, start, end - start + 1, Some(format!("bytes {start}-{end}/{size}"))),
+    };
+    let mut headers: Vec<(&str, &str)> =
+        vec![("Content-Type", "application/octet-stream"), ("x-openstack-request-id", rid)];
+    if let Some(md5) = &checksum {
+        headers.push(("Content-MD5", md5));
+    }
+    if let Some(cr) = &content_range {
+        headers.push(("Content-Range", cr));
+    }
+    let reason = if status == 200 { "OK" } else { "Partial Content" };
+    let h = response_head(status, reason, &headers, Some(len), keep);
+    if conn.write_all(h, w.settings.idle_timeout).await.0.is_err() {
+        return false;
+    }
+    if len == 0 {
+        return keep;
+    }
+    if let Err(e) = send_file(conn, &file, offset, len, w, splicer).await {
+        tracing::debug!(%image_id, error = %e, "download ended early");
+        return false;
+    }
+    tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
+    keep
+}
+
+async fn send_file(
+    conn: &mut Conn<TcpStream>,
+    file: &File,
+    offset: u64,
+    len: u64,
+    w: &Worker,
+    splicer: &mut Option<Splicer>,
+) -> std::io::Result<()> {
+    if splicer.is_none() {
+        match Splicer::new(w.settings.transfer_buffer_bytes).await {
+            Ok(s) => *splicer = Some(s),
+            Err(e) => tracing::warn!(error = %e, "cannot create splice pipe; copying through user space"),
+        }
+    }
+    if let Some(s) = splicer.as_mut() {
+        let res = s.file_to_socket(file, offset, len, &conn.stream, w.settings.idle_timeout).await;
+        if res.is_err() {
+            // The pipe may still hold bytes of this response: never reuse it.
+            *splicer = None;
+        }
+        return res;
+    }
+    // Fallback: read into a buffer and write it.
+    let mut buf = Vec::with_capacity(w.settings.transfer_buffer_bytes);
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        buf.clear();
+        let want = ((end - pos) as usize).min(buf.capacity());
+        buf.reserve(want);
+        let (res, b) = file.read_at(buf, pos).await.into();
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.truncate(want.min(n));
+        pos += buf.len() as u64;
+        let (res, b) = conn.stream.write_all(buf).await.into();
+        buf = b;
+        res?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let p = |s, e| Ok(Span::Part { start: s, end: e });
+        assert_eq!(span(None, None, 10), Ok(Span::Full));
+        assert_eq!(span(Some("bytes=0-4"), None, 10), p(0, 4));
+        assert_eq!(span(Some("bytes=5-"), None, 10), p(5, 9));
+        assert_eq!(span(Some("bytes=5-100"), None, 10), p(5, 9));
+        assert_eq!(span(Some("bytes=-3"), None, 10), p(7, 9));
+        assert_eq!(span(Some("bytes=-30"), None, 10), p(0, 9));
+        assert_eq!(span(Some("bytes=9-9"), None, 10), p(9, 9));
+        assert_eq!(span(None, Some("bytes 2-5/*"), 10), p(2, 5));
+        assert_eq!(span(None, Some("bytes 2-5/10"), 10), p(2, 5));
+        for bad in ["bytes=10-", "bytes=10-20", "bytes=5-4", "bytes=-0", "bytes=x-1", "items=0-1", "bytes=", "bytes=1"] {
+            assert_eq!(span(Some(bad), None, 10), Err(RangeError::Unsatisfiable), "{bad}");
+        }
+        assert_eq!(span(Some("bytes=0-1,3-4"), None, 10), Err(RangeError::Multiple));
+        assert_eq!(span(None, Some("bytes 2-10/*"), 10), Err(RangeError::Unsatisfiable));
+        assert_eq!(span(Some("bytes=0-"), None, 0), Err(RangeError::Unsatisfiable));
+    }
+}

@@ -1,0 +1,799 @@
+//! HTTP/1.1 framing for the data plane: request heads (parsed with `httparse`), body framing
+//! (sized or chunked) with the request-smuggling rules, a streaming chunked decoder, a
+//! buffered connection over any compio stream, and response heads.
+//!
+//! Limits: a request head larger than `max_header_bytes` or with more than `max_headers`
+//! headers is answered 431. A request carrying both `Content-Length` and
+//! `Transfer-Encoding`, several different `Content-Length`s, or a transfer coding other than
+//! `chunked` is answered 400 and the connection closed.
+
+use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::io;
+use std::time::Duration;
+
+/// Why a request head could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// Malformed request (400).
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    /// Head too large or too many headers (431).
+    #[error("request header fields too large")]
+    TooLarge,
+    /// The peer closed mid-head.
+    #[error("connection closed mid-request")]
+    Eof,
+    /// The head did not arrive in time (408).
+    #[error("timed out reading request head")]
+    Timeout,
+    /// Socket error.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Invalid chunked framing (400).
+    #[error("invalid chunked encoding: {0}")]
+    Chunked(&'static str),
+    /// The peer closed before the body was complete.
+    #[error("connection closed mid-body")]
+    Eof,
+    /// No body bytes for longer than the idle timeout.
+    #[error("timed out waiting for body bytes")]
+    Timeout,
+    /// Socket error.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the peer closes (responses only).
+    UntilClose,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// Method, as sent.
+    pub method: String,
+    /// Request target, as sent (path and query).
+    pub target: String,
+    /// HTTP minor version (0 or 1).
+    pub minor: u8,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body framing derived from the headers.
+    pub framing: Framing,
+    /// Whether the connection may serve another request after this one.
+    pub keep_alive: bool,
+}
+
+impl RequestHead {
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the client sent `Expect: 100-continue`.
+    pub fn expects_continue(&self) -> bool {
+        self.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    }
+}
+
+/// Derives body framing from headers, applying the smuggling rules.
+pub fn request_framing(headers: &[(String, String)]) -> Result<Framing, HeadError> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut te_seen = false;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            for part in value.split(',') {
+                let part = part.trim();
+                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(HeadError::Malformed("invalid Content-Length"));
+                }
+                let n: u64 = part.parse().map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Malformed("conflicting Content-Length headers"));
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te_seen = true;
+            for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                if chunked || !coding.eq_ignore_ascii_case("chunked") {
+                    return Err(HeadError::Malformed("unsupported Transfer-Encoding"));
+                }
+                chunked = true;
+            }
+        }
+    }
+    match (te_seen, length) {
+        (true, Some(_)) => Err(HeadError::Malformed("both Content-Length and Transfer-Encoding")),
+        (true, None) if chunked => Ok(Framing::Chunked),
+        (true, None) => Err(HeadError::Malformed("unsupported Transfer-Encoding")),
+        (false, Some(0)) | (false, None) => Ok(Framing::Empty),
+        (false, Some(n)) => Ok(Framing::Length(n)),
+    }
+}
+
+fn wants_keep_alive(minor: u8, headers: &[(String, String)]) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for (n, v) in headers {
+        if n.eq_ignore_ascii_case("connection") {
+            for tok in v.split(',').map(str::trim) {
+                close |= tok.eq_ignore_ascii_case("close");
+                keep |= tok.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+    }
+    if minor >= 1 { !close } else { keep && !close }
+}
+
+/// Tries to parse a request head from `buf`. `Ok(None)` means more bytes are needed.
+pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("invalid request head")),
+    };
+    let minor = req.version.unwrap_or(1);
+    let method = req.method.unwrap_or_default().to_owned();
+    let target = req.path.unwrap_or_default().to_owned();
+    if !target.starts_with('/') {
+        return Err(HeadError::Malformed("request target must be an absolute path"));
+    }
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed("header value is not UTF-8"))?;
+        headers.push((h.name.to_owned(), value.trim().to_owned()));
+    }
+    let framing = request_framing(&headers)?;
+    let keep_alive = wants_keep_alive(minor, &headers);
+    Ok(Some((RequestHead { method, target, minor, headers, framing, keep_alive }, used)))
+}
+
+/// A parsed response head (from the control plane).
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+    /// Whether the upstream connection may be reused.
+    pub keep_alive: bool,
+}
+
+/// Tries to parse a response head; `request_method` decides whether a body follows.
+pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(ResponseHead, Framing, usize)>, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut storage);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HeadError::Malformed("invalid upstream response head")),
+    };
+    let status = resp.code.unwrap_or(500);
+    let reason = resp.reason.unwrap_or("").to_owned();
+    let minor = resp.version.unwrap_or(1);
+    let headers: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+        .collect();
+    let mut keep_alive = wants_keep_alive(minor, &headers);
+    let framing = if request_method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200 {
+        Framing::Empty
+    } else {
+        match request_framing(&headers) {
+            Ok(Framing::Empty) if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) => Framing::Empty,
+            Ok(Framing::Empty) => {
+                keep_alive = false;
+                Framing::UntilClose
+            }
+            Ok(f) => f,
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(Some((ResponseHead { status, reason, headers, keep_alive }, framing, used)))
+}
+
+// === impl ChunkedDecoder ===
+
+/// A streaming decoder for `Transfer-Encoding: chunked`, strict about framing.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    remaining: u64,
+    digits: u8,
+    line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+/// Longest chunk-size line (with extensions) or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkedDecoder {
+    /// A decoder at the start of a body.
+    pub fn new() -> Self {
+        ChunkedDecoder { state: ChunkState::Size, remaining: 0, digits: 0, line_bytes: 0 }
+    }
+
+    /// Whether the terminating chunk and trailers have been consumed.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, appending data to `out` until `out` holds `out_limit` bytes.
+    /// Returns how many input bytes were consumed.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>, out_limit: usize) -> Result<usize, BodyError> {
+        use ChunkState::*;
+        let bad = BodyError::Chunked;
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            if self.state == Data {
+                let room = out_limit.saturating_sub(out.len());
+                if room == 0 {
+                    break;
+                }
+                let n = (input.len() - i).min(room).min(self.remaining.min(usize::MAX as u64) as usize);
+                out.extend_from_slice(&input[i..i + n]);
+                i += n;
+                self.remaining -= n as u64;
+                if self.remaining == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.digits == 16 {
+                            return Err(bad("chunk size too large"));
+                        }
+                        let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        self.remaining = (self.remaining << 4) | v;
+                        self.digits += 1;
+                        Size
+                    }
+                    b';' if self.digits > 0 => {
+                        self.line_bytes = 0;
+                        Ext
+                    }
+                    b'\r' if self.digits > 0 => SizeLf,
+                    _ => return Err(bad("invalid chunk size")),
+                },
+                Ext => {
+                    self.line_bytes += 1;
+                    if self.line_bytes > MAX_CHUNK_LINE {
+                        return Err(bad("chunk extension too long"));
+                    }
+                    if b == b'\r' { SizeLf } else if b == b'\n' { return Err(bad("bare LF in chunk extension")) } else { Ext }
+                }
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(bad("expected LF after chunk size"));
+                    }
+                    self.digits = 0;
+                    if self.remaining == 0 { TrailerStart } else { Data }
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return Err(bad("missing CRLF after chunk data"));
+                    }
+                    DataLf
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(bad("missing CRLF after chunk data"));
+                    }
+                    Size
+                }
+                TrailerStart => {
+                    if b == b'\r' {
+                        EndLf
+                    } else {
+                        self.line_bytes = 1;
+                        TrailerLine
+                    }
+                }
+                TrailerLine => {
+                    self.line_bytes += 1;
+                    if self.line_bytes > MAX_CHUNK_LINE {
+                        return Err(bad("trailer line too long"));
+                    }
+                    if b == b'\r' { TrailerLf } else { TrailerLine }
+                }
+                TrailerLf => {
+                    if b != b'\n' {
+                        return Err(bad("expected LF after trailer"));
+                    }
+                    TrailerStart
+                }
+                EndLf => {
+                    if b != b'\n' {
+                        return Err(bad("expected LF after last chunk"));
+                    }
+                    Done
+                }
+                Data | Done => unreachable!("handled above"),
+            };
+        }
+        Ok(i)
+    }
+}
+
+// === impl Conn ===
+
+/// A stream with a read buffer for heads and leftover bytes.
+#[derive(Debug)]
+pub struct Conn<S> {
+    /// The underlying stream.
+    pub stream: S,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// Where a body read stands.
+#[derive(Debug, Clone)]
+pub enum BodyState {
+    /// Bytes left of a sized body.
+    Length(u64),
+    /// A chunked body being decoded.
+    Chunked(ChunkedDecoder),
+    /// A body delimited by the peer closing.
+    UntilClose,
+    /// Complete.
+    Done,
+}
+
+impl BodyState {
+    /// The state at the start of a body with this framing.
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty | Framing::Length(0) => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+            Framing::UntilClose => BodyState::UntilClose,
+        }
+    }
+
+    /// Whether the body is complete.
+    pub fn is_done(&self) -> bool {
+        matches!(self, BodyState::Done)
+    }
+}
+
+async fn with_timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    compio::time::timeout(d, f).await.ok()
+}
+
+impl<S: AsyncRead + AsyncWrite> Conn<S> {
+    /// Wraps a stream with a read buffer of `capacity` bytes to start with.
+    pub fn new(stream: S, capacity: usize) -> Self {
+        Conn { stream, buf: Vec::with_capacity(capacity), start: 0 }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer; returns how many (0 = EOF).
+    async fn fill(&mut self, want: usize) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < want {
+            self.buf.reserve(want);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (res, buf) = self.stream.read(buf).await.into();
+        self.buf = buf;
+        res
+    }
+
+    /// Reads a request head. `Ok(None)` on a clean close before any byte.
+    pub async fn read_request(
+        &mut self,
+        max_bytes: usize,
+        max_headers: usize,
+        timeout: Duration,
+    ) -> Result<Option<RequestHead>, HeadError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if !self.buffered().is_empty() {
+                let limit = self.buffered().len().min(max_bytes);
+                match parse_request(&self.buffered()[..limit], max_headers)? {
+                    Some((head, used)) => {
+                        self.consume(used);
+                        return Ok(Some(head));
+                    }
+                    None if limit >= max_bytes => return Err(HeadError::TooLarge),
+                    None => {}
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let n = with_timeout(left, self.fill(4096)).await.ok_or(HeadError::Timeout)??;
+            if n == 0 {
+                return if self.buffered().is_empty() { Ok(None) } else { Err(HeadError::Eof) };
+            }
+        }
+    }
+
+    /// Reads a response head (from the control plane), skipping interim 1xx responses.
+    pub async fn read_response(&mut self, method: &str, timeout: Duration) -> Result<(ResponseHead, Framing), HeadError> {
+        loop {
+            if !self.buffered().is_empty()
+                && let Some((head, framing, used)) = parse_response(self.buffered(), method)?
+            {
+                self.consume(used);
+                if head.status < 200 {
+                    continue;
+                }
+                return Ok((head, framing));
+            }
+            if self.buffered().len() > 1 << 20 {
+                return Err(HeadError::TooLarge);
+            }
+            let n = with_timeout(timeout, self.fill(8192)).await.ok_or(HeadError::Timeout)??;
+            if n == 0 {
+                return Err(HeadError::Eof);
+            }
+        }
+    }
+
+    /// Reads the next decoded body bytes, appending to `out` (up to its capacity). Returns the
+    /// buffer; after the call `out.len()` grew unless the body is done (`state.is_done()`).
+    pub async fn read_body(
+        &mut self,
+        state: &mut BodyState,
+        mut out: Vec<u8>,
+        idle: Duration,
+    ) -> (Result<(), BodyError>, Vec<u8>) {
+        let limit = out.capacity();
+        let before = out.len();
+        loop {
+            match state {
+                BodyState::Done => return (Ok(()), out),
+                BodyState::Length(remaining) => {
+                    if !self.buffered().is_empty() {
+                        let n = self.buffered().len().min(limit - out.len()).min(*remaining as usize);
+                        out.extend_from_slice(&self.buffered()[..n]);
+                        self.consume(n);
+                        *remaining -= n as u64;
+                    } else {
+                        let (res, buf) = match with_timeout(idle, self.stream.read(out)).await {
+                            Some(r) => r.into(),
+                            None => return (Err(BodyError::Timeout), Vec::new()),
+                        };
+                        out = buf;
+                        match res {
+                            Ok(0) => return (Err(BodyError::Eof), out),
+                            Ok(_) => {}
+                            Err(e) => return (Err(e.into()), out),
+                        }
+                        let got = (out.len() - before) as u64;
+                        if got > *remaining {
+                            // Pipelined bytes past the body belong to the next request.
+                            let keep = before + *remaining as usize;
+                            self.buf.splice(self.start..self.start, out[keep..].iter().copied());
+                            out.truncate(keep);
+                            *remaining = 0;
+                        } else {
+                            *remaining -= got;
+                        }
+                    }
+                    if *remaining == 0 {
+                        *state = BodyState::Done;
+                    }
+                    return (Ok(()), out);
+                }
+                BodyState::Chunked(dec) => {
+                    if !self.buffered().is_empty() {
+                        let consumed = match dec.decode(&self.buf[self.start..], &mut out, limit) {
+                            Ok(n) => n,
+                            Err(e) => return (Err(e), out),
+                        };
+                        self.consume(consumed);
+                        if dec.is_done() {
+                            *state = BodyState::Done;
+                            return (Ok(()), out);
+                        }
+                        if out.len() > before || out.len() == limit {
+                            return (Ok(()), out);
+                        }
+                    }
+                    match with_timeout(idle, self.fill(64 * 1024)).await {
+                        None => return (Err(BodyError::Timeout), out),
+                        Some(Ok(0)) => return (Err(BodyError::Eof), out),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return (Err(e.into()), out),
+                    }
+                }
+                BodyState::UntilClose => {
+                    if !self.buffered().is_empty() {
+                        let n = self.buffered().len().min(limit - out.len());
+                        out.extend_from_slice(&self.buffered()[..n]);
+                        self.consume(n);
+                        return (Ok(()), out);
+                    }
+                    let (res, buf) = match with_timeout(idle, self.stream.read(out)).await {
+                        Some(r) => r.into(),
+                        None => return (Err(BodyError::Timeout), Vec::new()),
+                    };
+                    out = buf;
+                    match res {
+                        Ok(0) => *state = BodyState::Done,
+                        Ok(_) => {}
+                        Err(e) => return (Err(e.into()), out),
+                    }
+                    return (Ok(()), out);
+                }
+            }
+        }
+    }
+
+    /// Writes all of `data`, with an idle timeout.
+    pub async fn write_all(&mut self, data: Vec<u8>, idle: Duration) -> (io::Result<()>, Vec<u8>) {
+        match with_timeout(idle, self.stream.write_all(data)).await {
+            Some(r) => r.into(),
+            None => (Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")), Vec::new()),
+        }
+    }
+}
+
+// === response heads ===
+
+/// Builds a response head. `Content-Length` is added when `content_length` is `Some`.
+pub fn response_head(
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    content_length: Option<u64>,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    for (n, v) in headers {
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(len) = content_length {
+        out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The reason phrase for the statuses the data plane sends itself.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// A complete JSON error response, Glance-shaped: `{"code", "title", "message"}`.
+pub fn error_response(status: u16, message: &str, request_id: &str, keep_alive: bool) -> Vec<u8> {
+    let title = reason(status);
+    let body = format!(
+        "{{\"code\": {status}, \"title\": \"{title}\", \"message\": {}}}",
+        json_string(message)
+    );
+    let mut out = response_head(
+        status,
+        title,
+        &[("Content-Type", "application/json"), ("x-openstack-request-id", request_id)],
+        Some(body.len() as u64),
+        keep_alive,
+    );
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn framing_rules() {
+        let ok = [
+            (vec![], Framing::Empty),
+            (vec![("Content-Length", "0")], Framing::Empty),
+            (vec![("Content-Length", "12")], Framing::Length(12)),
+            (vec![("content-length", "12"), ("Content-Length", "12")], Framing::Length(12)),
+            (vec![("Transfer-Encoding", "chunked")], Framing::Chunked),
+        ];
+        for (h, want) in ok {
+            assert_eq!(request_framing(&hdrs(&h)).unwrap(), want, "{h:?}");
+        }
+        let bad = [
+            vec![("Content-Length", "12"), ("Transfer-Encoding", "chunked")],
+            vec![("Content-Length", "12"), ("Content-Length", "13")],
+            vec![("Content-Length", "1,2")],
+            vec![("Content-Length", "-1")],
+            vec![("Content-Length", "+5")],
+            vec![("Content-Length", "")],
+            vec![("Transfer-Encoding", "gzip, chunked")],
+            vec![("Transfer-Encoding", "chunked, chunked")],
+            vec![("Transfer-Encoding", "identity")],
+        ];
+        for h in bad {
+            assert!(request_framing(&hdrs(&h)).is_err(), "{h:?} accepted");
+        }
+    }
+
+    #[test]
+    fn parses_heads_and_keep_alive() {
+        let raw = b"PUT /v2/images/x/file?a=b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+        let (head, used) = parse_request(raw, 10).unwrap().unwrap();
+        assert_eq!((head.method.as_str(), head.path(), head.framing, head.keep_alive), ("PUT", "/v2/images/x/file", Framing::Length(3), true));
+        assert_eq!(&raw[used..], b"abc");
+        assert!(parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n", 10).unwrap().is_none());
+        let (h, _) = parse_request(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let (h, _) = parse_request(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 10).unwrap().unwrap();
+        assert!(!h.keep_alive);
+        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n", 2), Err(HeadError::TooLarge)));
+        assert!(matches!(parse_request(b"GET http://x/ HTTP/1.1\r\n\r\n", 2), Err(HeadError::Malformed(_))));
+        assert!(matches!(parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", 2), Err(HeadError::Malformed(_))));
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), BodyError> {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < input.len() && !d.is_done() {
+            let end = (at + step).min(input.len());
+            let n = d.decode(&input[at..end], &mut out, usize::MAX)?;
+            at += n;
+        }
+        assert!(d.is_done(), "not done");
+        Ok((out, at))
+    }
+
+    #[test]
+    fn chunked_decodes_at_any_split() {
+        let body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: y\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, 100] {
+            let (out, used) = decode_all(body, step).unwrap();
+            assert_eq!(out, b"hello, world");
+            assert_eq!(&body[used..], b"NEXT");
+        }
+        let (out, _) = decode_all(b"A\r\n0123456789\r\n0\r\n\r\n", 4).unwrap();
+        assert_eq!(out, b"0123456789");
+    }
+
+    #[test]
+    fn chunked_rejects_bad_framing() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"5\nhello\r\n",
+            b"11111111111111111\r\n",
+            b"-1\r\n",
+            b" 5\r\nhello\r\n",
+            b"0\r\n\r\r",
+        ] {
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            assert!(d.decode(bad, &mut out, usize::MAX).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn chunked_respects_out_limit() {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let body = b"a\r\n0123456789\r\n0\r\n\r\n";
+        let n = d.decode(body, &mut out, 4).unwrap();
+        assert_eq!(out, b"0123");
+        out.clear();
+        let m = d.decode(&body[n..], &mut out, 100).unwrap();
+        assert_eq!(out, b"456789");
+        assert!(d.is_done());
+        assert_eq!(n + m, body.len());
+    }
+
+    #[test]
+    fn error_body_is_json() {
+        let r = error_response(404, "no \"such\" image", "req-1", true);
+        let text = String::from_utf8(r).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body, r#"{"code": 404, "title": "Not Found", "message": "no \"such\" image"}"#);
+    }
+}

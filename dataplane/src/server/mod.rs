@@ -1,0 +1,156 @@
+//! Thread-per-core HTTP/1.1 server: one compio (io_uring) runtime per worker thread, all
+//! accepting on the listener the supervisor bound. Each connection is served by one task on
+//! one core for its whole life.
+//!
+//! Routing: `PUT` and `GET` of `/v2/images/{id}/file` (also under a `/v2.N/` alias) are served
+//! here ([`upload`], [`download`]); every other request is forwarded to the control plane
+//! ([`proxy`]).
+
+pub mod download;
+pub mod http;
+pub mod proxy;
+pub mod upload;
+
+use crate::control_link::Link;
+use crate::store::fs::FsStore;
+use compio::net::TcpStream;
+use http::{Conn, HeadError, RequestHead};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Settings every worker reads (copied out of the config once).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Time to receive a request head.
+    pub header_timeout: Duration,
+    /// Longest wait for the peer.
+    pub idle_timeout: Duration,
+    /// Buffer size for moving image bytes.
+    pub transfer_buffer_bytes: usize,
+}
+
+impl Settings {
+    /// Settings from the configuration.
+    pub fn from_config(c: &shared::config::Config) -> Self {
+        let d = &c.dataplane;
+        Settings {
+            max_header_bytes: d.max_header_bytes,
+            max_headers: d.max_headers,
+            header_timeout: Duration::from_secs(d.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(d.idle_timeout_seconds),
+            transfer_buffer_bytes: d.transfer_buffer_bytes,
+        }
+    }
+}
+
+/// What one worker owns: settings, the store, and its pools towards the control plane.
+#[derive(Debug)]
+pub struct Worker {
+    /// Limits and sizes.
+    pub settings: Settings,
+    /// The image store.
+    pub store: FsStore,
+    /// Channel connections (authorize/report).
+    pub link: Link,
+    /// HTTP connections for forwarded requests.
+    pub upstream: proxy::Upstream,
+}
+
+/// The route a request takes.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Upload(&'a str),
+    Download(&'a str),
+    Forward,
+}
+
+fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
+    let mut parts = path.split('/');
+    let (Some(""), Some(version), Some("images"), Some(id), Some("file"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Route::Forward;
+    };
+    let versioned = version == "v2"
+        || version.strip_prefix("v2.").is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    match (versioned, method) {
+        (true, "PUT") => Route::Upload(id),
+        (true, "GET") => Route::Download(id),
+        _ => Route::Forward,
+    }
+}
+
+/// The request id for a request: the client's `x-openstack-request-id` if it sent a usable
+/// one, else a new `req-<uuid>`. `Err` when the client's is longer than 64 bytes (431).
+pub fn request_id(head: &RequestHead) -> Result<String, ()> {
+    match head.header("x-openstack-request-id") {
+        Some(id) if id.len() > 64 => Err(()),
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(if id.starts_with("req-") { id.to_owned() } else { format!("req-{id}") })
+        }
+        _ => Ok(format!("req-{}", uuid::Uuid::new_v4())),
+    }
+}
+
+/// Serves one client connection until it closes or a response ends it.
+pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
+    let _ = stream.set_nodelay(true);
+    let s = &worker.settings;
+    let mut conn = Conn::new(stream, 8 * 1024);
+    let mut splicer: Option<crate::io::Splicer> = None;
+    loop {
+        let head = match conn.read_request(s.max_header_bytes, s.max_headers, s.header_timeout).await {
+            Ok(Some(h)) => h,
+            Ok(None) | Err(HeadError::Eof) | Err(HeadError::Io(_)) => return,
+            Err(e) => {
+                let status = match e {
+                    HeadError::TooLarge => 431,
+                    HeadError::Timeout => 408,
+                    _ => 400,
+                };
+                tracing::debug!(error = %e, status, "refusing request head");
+                let rid = format!("req-{}", uuid::Uuid::new_v4());
+                let _ = conn.write_all(http::error_response(status, &e.to_string(), &rid, false), s.idle_timeout).await;
+                return;
+            }
+        };
+        let Ok(rid) = request_id(&head) else {
+            let rid = format!("req-{}", uuid::Uuid::new_v4());
+            let msg = "x-openstack-request-id longer than 64 bytes";
+            let _ = conn.write_all(http::error_response(431, msg, &rid, false), s.idle_timeout).await;
+            return;
+        };
+        let path = head.path().to_owned();
+        let keep = match route(&head.method, &path) {
+            Route::Upload(id) => upload::handle(&mut conn, &head, id, &rid, &worker).await,
+            Route::Download(id) => download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer).await,
+            Route::Forward => proxy::handle(&mut conn, &head, &rid, &worker).await,
+        };
+        if !keep || !head.keep_alive {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let id = "0b3a8c7e-1234-4321-abcd-0123456789ab";
+        assert_eq!(route("PUT", &format!("/v2/images/{id}/file")), Route::Upload(id));
+        assert_eq!(route("GET", &format!("/v2/images/{id}/file")), Route::Download(id));
+        assert_eq!(route("GET", &format!("/v2.17/images/{id}/file")), Route::Download(id));
+        assert_eq!(route("DELETE", &format!("/v2/images/{id}/file")), Route::Forward);
+        assert_eq!(route("GET", &format!("/v2/images/{id}")), Route::Forward);
+        assert_eq!(route("GET", &format!("/v2/images/{id}/file/x")), Route::Forward);
+        assert_eq!(route("GET", &format!("/v3/images/{id}/file")), Route::Forward);
+        assert_eq!(route("GET", &format!("/v2./images/{id}/file")), Route::Forward);
+        assert_eq!(route("GET", "/versions"), Route::Forward);
+    }
+}

@@ -1,0 +1,236 @@
+//! `PUT /v2/images/{id}/file`: stream the body into the store while hashing it.
+//!
+//! 1. Check the request: `Content-Type: application/octet-stream` (else 415), a valid
+//!    `x-openstack-image-size` that agrees with `Content-Length` (else 400).
+//! 2. `AuthorizeUpload` over the channel: the control plane checks policy and status and moves
+//!    the image `queued → saving`; this connection now holds the upload lease.
+//! 3. Answer `100 Continue` if asked, then read the body into a pooled buffer, feed md5 +
+//!    `os_hash_algo` and write it to a temp file at the running offset.
+//! 4. At the end: check the size, fsync and rename the file into place, `UploadComplete`; the
+//!    control plane moves the image to `active` and we answer 204.
+//!
+//! Any failure before the commit (client gone, bad size, store error) drops the temp file and
+//! sends `UploadAborted`, which puts the image back to `queued`.
+
+use super::Worker;
+use super::http::{BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head};
+use crate::hash::MultiHasher;
+use compio::io::AsyncWriteAtExt;
+use compio::net::TcpStream;
+use shared::channel::{Credentials, Request, Response};
+use shared::error::ErrorCode;
+use shared::image::ImageId;
+use std::time::Instant;
+
+/// Collects the caller's identity headers for the control plane.
+pub fn credentials(head: &RequestHead) -> Credentials {
+    let mut c = Credentials::default();
+    for (n, v) in &head.headers {
+        c.absorb_header(n, v);
+    }
+    c
+}
+
+async fn fail(conn: &mut Conn<TcpStream>, status: u16, msg: &str, rid: &str, keep: bool, w: &Worker) -> bool {
+    let (res, _) = conn.write_all(error_response(status, msg, rid, keep), w.settings.idle_timeout).await;
+    keep && res.is_ok()
+}
+
+/// Serves one upload; returns whether the connection may be reused.
+pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, rid: &str, w: &Worker) -> bool {
+    // An error answered before the body is read leaves the body in the socket: close then.
+    let keep_if_refused = head.framing == Framing::Empty;
+    let Ok(image_id) = id.parse::<ImageId>() else {
+        return fail(conn, 404, "no image found with that id", rid, keep_if_refused, w).await;
+    };
+    let media = head.header("content-type").map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    if media.as_deref() != Some("application/octet-stream") {
+        let msg = "image data must be sent as application/octet-stream";
+        return fail(conn, 415, msg, rid, keep_if_refused, w).await;
+    }
+    let declared = match head.header("x-openstack-image-size") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return fail(conn, 400, "x-openstack-image-size must be a non-negative integer", rid, keep_if_refused, w).await,
+        },
+    };
+    let length = match head.framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty => Some(0),
+        _ => None,
+    };
+    if let (Some(d), Some(l)) = (declared, length)
+        && d != l
+    {
+        let msg = format!("x-openstack-image-size ({d}) does not match the request body size ({l})");
+        return fail(conn, 400, &msg, rid, keep_if_refused, w).await;
+    }
+    let expected = declared.or(length);
+
+    let authorize = Request::AuthorizeUpload {
+        request_id: rid.to_owned(),
+        image_id,
+        credentials: credentials(head),
+        declared_size: expected,
+    };
+    let (mut lease, hash_algo, max_size) = match w.link.call_keep(&authorize).await {
+        Ok((c, Response::UploadGranted { hash_algo, max_size_bytes })) => (c, hash_algo, max_size_bytes),
+        Ok((c, Response::Denied(code))) => {
+            w.link.give_back(c);
+            return fail(conn, code.http_status(), &denied_message(code), rid, keep_if_refused, w).await;
+        }
+        Ok((_, other)) => {
+            tracing::error!(?other, "unexpected channel answer to AuthorizeUpload");
+            return fail(conn, 500, "unexpected control plane answer", rid, false, w).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "control plane unavailable for upload");
+            return fail(conn, 503, "control plane unavailable", rid, keep_if_refused, w).await;
+        }
+    };
+
+    let started = Instant::now();
+    let outcome = receive(conn, head, &image_id, expected, hash_algo, max_size, w).await;
+    match outcome {
+        Ok((location, digests)) => {
+            let complete = Request::UploadComplete {
+                request_id: rid.to_owned(),
+                image_id,
+                size: digests.size,
+                checksum: digests.md5_hex,
+                os_hash_algo: digests.algo,
+                os_hash_value: digests.secure_hex,
+                location: location.clone(),
+            };
+            match lease.call(&complete).await {
+                Ok(Response::UploadCommitted) => {
+                    w.link.give_back(lease);
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        %image_id, request_id = rid, size = digests.size,
+                        mb_per_s = format!("{:.1}", digests.size as f64 / 1e6 / secs.max(1e-9)),
+                        "upload stored"
+                    );
+                    let h = response_head(204, "No Content", &[("x-openstack-request-id", rid)], None, head.keep_alive);
+                    let (res, _) = conn.write_all(h, w.settings.idle_timeout).await;
+                    res.is_ok()
+                }
+                Ok(Response::Denied(code)) => {
+                    w.link.give_back(lease);
+                    let _ = w.store.delete(&location);
+                    tracing::info!(%image_id, request_id = rid, %code, "upload refused at commit; data removed");
+                    fail(conn, code.http_status(), &denied_message(code), rid, head.keep_alive, w).await
+                }
+                Ok(other) => {
+                    tracing::error!(?other, "unexpected channel answer to UploadComplete");
+                    fail(conn, 500, "unexpected control plane answer", rid, false, w).await
+                }
+                Err(e) => {
+                    // The control plane may or may not have committed; keep the data (it is
+                    // overwritten by the next upload if the image went back to queued).
+                    tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
+                    fail(conn, 503, "control plane unavailable", rid, false, w).await
+                }
+            }
+        }
+        Err(failure) => {
+            let abort = Request::UploadAborted { request_id: rid.to_owned(), image_id, code: failure.code };
+            match lease.call(&abort).await {
+                Ok(_) => w.link.give_back(lease),
+                Err(e) => tracing::warn!(%image_id, error = %e, "could not report aborted upload"),
+            }
+            tracing::info!(%image_id, request_id = rid, reason = %failure.message, "upload aborted; image back to queued");
+            if failure.client_gone {
+                return false;
+            }
+            fail(conn, failure.code.http_status(), &failure.message, rid, false, w).await
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Failure {
+    code: ErrorCode,
+    message: String,
+    client_gone: bool,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into(), client_gone: false }
+    }
+}
+
+fn denied_message(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::NotFound => "no image found with that id".into(),
+        ErrorCode::Conflict => "image is not in a state that accepts data (it must be queued)".into(),
+        ErrorCode::BadRequest => "image needs both disk_format and container_format before data is uploaded".into(),
+        ErrorCode::Gone => "image was deleted during the upload".into(),
+        ErrorCode::PayloadTooLarge => "image data exceeds the size limit".into(),
+        ErrorCode::Forbidden => "not allowed to upload data to this image".into(),
+        other => other.reason().into(),
+    }
+}
+
+async fn receive(
+    conn: &mut Conn<TcpStream>,
+    head: &RequestHead,
+    image_id: &ImageId,
+    expected: Option<u64>,
+    hash_algo: shared::image::HashAlgo,
+    max_size: u64,
+    w: &Worker,
+) -> Result<(String, crate::hash::Digests), Failure> {
+    let s = &w.settings;
+    if head.expects_continue() {
+        let (res, _) = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), s.idle_timeout).await;
+        res.map_err(|_| Failure { client_gone: true, ..Failure::new(ErrorCode::BadRequest, "client went away") })?;
+    }
+    let store_err = |e: crate::store::Error| {
+        tracing::warn!(error = %e, "store write failed");
+        Failure::new(e.code(), format!("error storing image data: {e}"))
+    };
+    let (mut file, guard) = w.store.create_temp(image_id).await.map_err(store_err)?;
+    let mut hasher = MultiHasher::new(hash_algo);
+    let mut state = BodyState::new(head.framing);
+    let mut buf = Vec::with_capacity(s.transfer_buffer_bytes);
+    let limit = expected.unwrap_or(max_size).min(max_size);
+    while !state.is_done() {
+        buf.clear();
+        let (res, b) = conn.read_body(&mut state, buf, s.idle_timeout).await;
+        buf = b;
+        if let Err(e) = res {
+            return Err(match e {
+                BodyError::Chunked(m) => Failure::new(ErrorCode::BadRequest, format!("invalid chunked body: {m}")),
+                other => Failure { client_gone: true, ..Failure::new(ErrorCode::BadRequest, other.to_string()) },
+            });
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let offset = hasher.size();
+        if offset + buf.len() as u64 > limit {
+            return Err(if expected.is_some_and(|e| e < max_size) {
+                Failure::new(ErrorCode::BadRequest, "request body is larger than x-openstack-image-size")
+            } else {
+                Failure::new(ErrorCode::PayloadTooLarge, "image data exceeds the size limit")
+            });
+        }
+        hasher.update(&buf);
+        let (res, b) = file.write_all_at(buf, offset).await.into();
+        buf = b;
+        res.map_err(|e| store_err(crate::store::Error::from_write(e)))?;
+    }
+    if let Some(e) = expected
+        && hasher.size() != e
+    {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!("received {} bytes but x-openstack-image-size said {e}", hasher.size()),
+        ));
+    }
+    let location = w.store.commit(file, guard).await.map_err(store_err)?;
+    Ok((location, hasher.finish()))
+}
