@@ -1,2 +1,119 @@
-//! placeholder
-fn main() {}
+//! `glint`: the command operators run.
+//!
+//! `glint serve` starts the whole service on its embedded defaults (SQLite and a filesystem
+//! store in `./glint-data`, no auth, public listener 127.0.0.1:9292): it binds the public
+//! listener, then runs the control plane and the data plane as **separate child processes**
+//! (this same executable, re-run with a hidden subcommand), restarts a plane that dies, and
+//! stops both on SIGINT/SIGTERM. See [`supervisor`].
+//!
+//! `glint serve --check-config` prints the effective configuration (secrets redacted).
+
+mod supervisor;
+
+use clap::{Parser, Subcommand};
+use shared::config::{Config, Overrides, ProcessEnv};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "glint", version, about = "glint: a Glance-compatible image service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the image service (control plane + data plane).
+    Serve(ServeArgs),
+    /// Internal: run the control plane (started by `glint serve`).
+    #[command(hide = true)]
+    Controlplane,
+    /// Internal: run the data plane (started by `glint serve`).
+    #[command(hide = true)]
+    Dataplane,
+}
+
+/// Flags of `glint serve`; each also reads a `GLINT_*` variable (lower precedence).
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(short, long, env = "GLINT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the database, the filesystem store and runtime files [default: ./glint-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Public listener host [default: 127.0.0.1].
+    #[arg(long)]
+    bind_host: Option<String>,
+    /// Public listener port; 0 picks a free one [default: 9292].
+    #[arg(long)]
+    bind_port: Option<u16>,
+    /// Admin listener host (/metrics, /healthz, /readyz) [default: 127.0.0.1].
+    #[arg(long)]
+    admin_host: Option<String>,
+    /// Admin listener port; 0 picks a free one [default: 9293].
+    #[arg(long)]
+    admin_port: Option<u16>,
+    /// Database URL [default: sqlite://<data-dir>/glint.db].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Filesystem store directory [default: <data-dir>/images].
+    #[arg(long)]
+    store_dir: Option<PathBuf>,
+    /// Data-plane worker threads; 0 = one per core [default: 0].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                data_dir: args.data_dir,
+                bind_host: args.bind_host,
+                bind_port: args.bind_port,
+                admin_host: args.admin_host,
+                admin_port: args.admin_port,
+                database_url: args.database_url,
+                store_dir: args.store_dir,
+                workers: args.workers,
+            };
+            let config = match Config::load(args.config.as_deref(), &ProcessEnv, &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(2);
+                }
+            };
+            if args.check_config {
+                print!("{}", config.to_redacted_toml());
+                return Ok(());
+            }
+            shared::telemetry::init("glint", config.log.as_deref());
+            shared::telemetry::abort_on_panic("glint");
+            supervisor::serve(config)
+        }
+        Command::Controlplane => {
+            let config = supervisor::plane_config()?;
+            supervisor::die_with_parent()?;
+            shared::telemetry::init("controlplane", config.log.as_deref());
+            shared::telemetry::abort_on_panic("controlplane");
+            controlplane::run(config)?;
+            Ok(())
+        }
+        Command::Dataplane => {
+            let config = supervisor::plane_config()?;
+            supervisor::die_with_parent()?;
+            shared::telemetry::init("dataplane", config.log.as_deref());
+            shared::telemetry::abort_on_panic("dataplane");
+            let fd: i32 = std::env::var(supervisor::LISTEN_FD_ENV)?.parse()?;
+            let listener = dataplane::io::inherited_listener(fd)?;
+            dataplane::run(config, listener)?;
+            Ok(())
+        }
+    }
+}

@@ -150,7 +150,7 @@ pub async fn handle(
         }
         Err(RangeError::Unsatisfiable) => {
             let cr = format!("bytes */{size}");
-            let body = "{\"code\": 416, \"title\": \"Requested Range Not Satisfiable\", \"message\": \"invalid range\"}";
+            let body = "{\"error\": {\"code\": 416, \"title\": \"Requested Range Not Satisfiable\", \"message\": \"invalid range\"}}";
             let mut out = response_head(
                 416,
                 "Requested Range Not Satisfiable",

@@ -647,11 +647,14 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A complete JSON error response, Glance-shaped: `{"code", "title", "message"}`.
+/// A complete JSON error response: `{"error": {"code", "title", "message"}}`.
+///
+/// Nested on purpose: python-glanceclient reads `message` from every top-level value of a
+/// JSON error body, openstacksdk and keystoneauth both understand the `error` object.
 pub fn error_response(status: u16, message: &str, request_id: &str, keep_alive: bool) -> Vec<u8> {
     let title = reason(status);
     let body = format!(
-        "{{\"code\": {status}, \"title\": \"{title}\", \"message\": {}}}",
+        "{{\"error\": {{\"code\": {status}, \"title\": \"{title}\", \"message\": {}}}}}",
         json_string(message)
     );
     let mut out = response_head(
@@ -794,6 +797,6 @@ mod tests {
         let r = error_response(404, "no \"such\" image", "req-1", true);
         let text = String::from_utf8(r).unwrap();
         let body = text.split("\r\n\r\n").nth(1).unwrap();
-        assert_eq!(body, r#"{"code": 404, "title": "Not Found", "message": "no \"such\" image"}"#);
+        assert_eq!(body, r#"{"error": {"code": 404, "title": "Not Found", "message": "no \"such\" image"}}"#);
     }
 }
