@@ -1,1 +1,35 @@
-//! placeholder
+//! `controlplane`: the glint control plane — the Glance Image API v2 *metadata* service.
+//!
+//! It owns the database and every decision about images: the HTTP API (create, list, show,
+//! patch, delete, tags, schemas, versions) served over a Unix socket that the data plane
+//! forwards requests to; the policy (Glance rule names); image status transitions; and the
+//! channel server that authorises the data plane's uploads and downloads.
+//!
+//! It is **not** the data path: it never reads or writes image bytes, and it has no public TCP
+//! listener (only the admin listener for `/healthz`, `/readyz` and `/metrics`). The data plane
+//! serves `PUT`/`GET /v2/images/{id}/file` and never touches the database.
+//!
+//! Where to start:
+//! - [`run`] is what the `glint` binary calls; [`serve`] is the same without the runtime and
+//!   signal handling (tests use it).
+//! - [`api::router`] builds the HTTP API; handlers live in [`api::images`] and friends.
+//! - [`dataplane_link`] is the channel server (upload leases, download grants).
+//! - [`domain`] holds the image rules, [`policy`] who may do what, [`db`] the queries.
+#![forbid(unsafe_code)]
+#![recursion_limit = "256"]
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod dataplane_link;
+pub mod db;
+pub mod domain;
+pub mod metrics;
+pub mod policy;
+mod server;
+pub mod store_gc;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+
+pub use app::App;
+pub use server::{Error, run, serve};

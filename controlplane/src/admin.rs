@@ -1,0 +1,77 @@
+//! The admin listener (TCP): `/healthz`, `/readyz` and `/metrics`.
+//!
+//! - `/healthz`: 200 as long as the process serves requests.
+//! - `/readyz`: 200 when the database answers `SELECT 1`, else 503.
+//! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`].
+
+use crate::app::App;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+/// The admin router.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    match app.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+        let res = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_ready_metrics() {
+        let t = test_util::TestApp::new().await;
+        let r = router(t.app.clone());
+        assert_eq!(get(&r, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(&r, "/readyz").await.0, StatusCode::OK);
+        t.app.metrics.channel_request("hello", "ok");
+        let (status, text) = get(&r, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("glint_channel_requests_total"), "{text}");
+        t.app.db.close().await;
+        assert_eq!(get(&r, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,264 @@
+//! `/v2/images` and `/v2/images/{image_id}`: create, list, show, update (PATCH), delete.
+//!
+//! Each handler calls `policy`, then `domain`, then `db`, in that visible order. Writes to an
+//! existing image read it, apply the change to a copy, and store it only if nobody wrote in
+//! between (optimistic `version`); on a lost race the whole read–check–apply step is retried,
+//! so concurrent PATCHes never lose a write.
+
+use super::extract::{Caller, GlanceJson, HostHeader, ImagePath, NoBody, PatchBody, ReqId};
+use super::list_params::ListParams;
+use super::view::ImageView;
+use super::{ApiError, images_url};
+use crate::app::App;
+use crate::db::{self, ListQuery, Scope};
+use crate::domain::{self, Image, patch};
+use crate::policy::{Context, Enforcer, Rule, Target};
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+use shared::image::{ImageId, ImageStatus};
+
+/// How often a write is retried after losing an optimistic-concurrency race.
+pub(crate) const WRITE_ATTEMPTS: usize = 16;
+
+fn not_found(id: ImageId) -> ApiError {
+    ApiError::NotFound(format!("No image found with ID {id}"))
+}
+
+/// Loads an image the caller may see (`get_image`); deleted, unknown and invisible are all 404.
+pub(crate) async fn load_visible(app: &App, ctx: &Context, id: ImageId) -> Result<Image, ApiError> {
+    let image = db::images::get(&app.db, id)
+        .await?
+        .filter(|i| !i.is_deleted())
+        .ok_or_else(|| not_found(id))?;
+    app.policy
+        .authorize(ctx, Rule::GetImage, &Target::of(&image))
+        .map_err(|_| not_found(id))?;
+    Ok(image)
+}
+
+/// Runs `change` against a fresh read of the image until it is stored without a race.
+/// `change` returns `Ok(None)` when there is nothing to write.
+pub(crate) async fn write_image<F>(
+    app: &App,
+    ctx: &Context,
+    id: ImageId,
+    mut change: F,
+) -> Result<Image, ApiError>
+where
+    F: FnMut(&mut Image) -> Result<bool, ApiError>,
+{
+    let _serialised = app.lock_image(id).await;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = load_visible(app, ctx, id).await?;
+        let mut next = current.clone();
+        if !change(&mut next)? {
+            return Ok(current);
+        }
+        next.updated_at = Utc::now();
+        if db::images::update(&app.db, &next).await? {
+            next.version += 1;
+            return Ok(next);
+        }
+        tracing::debug!(image_id = %id, "concurrent update; retrying");
+    }
+    Err(ApiError::Conflict(format!(
+        "Image {id} is being modified concurrently; retry the request."
+    )))
+}
+
+/// `POST /v2/images`: 201 with `Location` and the new image.
+pub(crate) async fn create(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    HostHeader(host): HostHeader,
+    ReqId(request_id): ReqId,
+    GlanceJson(body): GlanceJson,
+) -> Result<Response, ApiError> {
+    let Value::Object(body) = body else {
+        return Err(ApiError::BadRequest(
+            "Request body must be a JSON object.".into(),
+        ));
+    };
+    let new = domain::create::parse(&body, &app.config.image)?;
+
+    let owner = match &new.owner {
+        Some(owner) => owner.clone(),
+        None => ctx.project_id.clone(),
+    };
+    let target = Target {
+        owner: owner.as_deref(),
+        visibility: new.policy_visibility(),
+    };
+    if !app.policy.check(&ctx, Rule::AddImage, &target) {
+        if owner != ctx.project_id {
+            return Err(ApiError::Forbidden(format!(
+                "You are not permitted to create images owned by '{}'.",
+                owner.as_deref().unwrap_or("None")
+            )));
+        }
+        return Err(ApiError::Forbidden(
+            "You are not authorized to create images.".into(),
+        ));
+    }
+    if let Some(rule) = Enforcer::visibility_rule(target.visibility)
+        && !app.policy.check(&ctx, rule, &target)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "You are not authorized to set visibility {}.",
+            target.visibility.as_str()
+        )));
+    }
+
+    let image = new.into_image(owner, Utc::now());
+    db::images::insert(&app.db, &image).await?;
+    tracing::info!(image_id = %image.id, request_id = %request_id, status = %image.status, "image created");
+
+    let mut response = (StatusCode::CREATED, Json(ImageView::of(&image))).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", images_url(&host), image.id)) {
+        response.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(response)
+}
+
+/// `GET /v2/images`.
+pub(crate) async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    _: NoBody,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = ListParams::parse(query.as_deref().unwrap_or(""))?;
+    if !app.policy.check(
+        &ctx,
+        Rule::GetImages,
+        &Target {
+            owner: ctx.project_id.as_deref(),
+            visibility: shared::image::Visibility::Private,
+        },
+    ) {
+        return Err(ApiError::Forbidden(
+            "You are not authorized to list images.".into(),
+        ));
+    }
+    let marker = match &params.marker {
+        None => None,
+        Some(raw) => {
+            let bad_marker = || ApiError::BadRequest(format!("Marker {raw} could not be found."));
+            let id: ImageId = raw.parse().map_err(|_| bad_marker())?;
+            Some(
+                load_visible(&app, &ctx, id)
+                    .await
+                    .map_err(|_| bad_marker())?,
+            )
+        }
+    };
+    let query = ListQuery {
+        scope: if ctx.is_admin {
+            Scope::All
+        } else {
+            Scope::Project(ctx.project_id.clone())
+        },
+        visibility: params.visibility,
+        filters: params.filters.clone(),
+        sort: params.sort.clone(),
+        tie_break_dir: params.tie_break_dir,
+        limit: params.limit,
+        marker,
+    };
+    let (images, more) = db::images::list(&app.db, &query).await?;
+    let mut body = json!({
+        "images": images.iter().map(|i| ImageView::of(i).into_value()).collect::<Vec<_>>(),
+        "first": params.first_link(),
+        "schema": "/v2/schemas/images",
+    });
+    if more && let Some(last) = images.last() {
+        body["next"] = Value::String(params.next_link(&last.id));
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v2/images/{image_id}`.
+pub(crate) async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    _: NoBody,
+    ImagePath(id): ImagePath,
+) -> Result<Json<ImageView>, ApiError> {
+    let image = load_visible(&app, &ctx, id).await?;
+    Ok(Json(ImageView::of(&image)))
+}
+
+/// `PATCH /v2/images/{image_id}`.
+pub(crate) async fn update(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    ImagePath(id): ImagePath,
+    body: PatchBody,
+) -> Result<Json<ImageView>, ApiError> {
+    let changes = patch::parse(&body.value, body.media, &app.config.image)?;
+    let image = write_image(&app, &ctx, id, |image| {
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let target = Target::of(image);
+        app.policy.authorize(&ctx, Rule::ModifyImage, &target)?;
+        for change in &changes {
+            match change.root() {
+                "owner" if !ctx.is_admin => {
+                    return Err(ApiError::Forbidden(
+                        "Owner can't be updated by non admin.".into(),
+                    ));
+                }
+                "visibility" => {
+                    let wanted = change
+                        .value
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .and_then(|v| v.parse().ok());
+                    if let Some(rule) = wanted.and_then(Enforcer::visibility_rule) {
+                        app.policy.authorize(&ctx, rule, &target)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        patch::apply(image, &changes)?;
+        Ok(true)
+    })
+    .await?;
+    Ok(Json(ImageView::of(&image)))
+}
+
+/// `DELETE /v2/images/{image_id}`: 204; the row stays, the data file goes.
+pub(crate) async fn delete(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    ReqId(request_id): ReqId,
+    _: NoBody,
+    ImagePath(id): ImagePath,
+) -> Result<StatusCode, ApiError> {
+    let mut from = ImageStatus::Queued;
+    let image = write_image(&app, &ctx, id, |image| {
+        app.policy
+            .authorize(&ctx, Rule::DeleteImage, &Target::of(image))?;
+        from = image.status;
+        image.delete(Utc::now())?;
+        Ok(true)
+    })
+    .await?;
+    app.metrics.transition(from, ImageStatus::Deleted);
+    tracing::info!(image_id = %id, request_id = %request_id, from = %from, to = %ImageStatus::Deleted, "image status changed");
+    if let Some(location) = &image.location {
+        match app.store.delete(location).await {
+            Ok(outcome) => tracing::debug!(image_id = %id, ?outcome, "image data cleanup"),
+            Err(e) => {
+                tracing::warn!(image_id = %id, error = %e, "could not remove the data of a deleted image")
+            }
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

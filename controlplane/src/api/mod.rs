@@ -1,0 +1,131 @@
+//! The Glance v2 HTTP API, served over the control plane's Unix socket (the data plane
+//! forwards every request except `PUT`/`GET /v2/images/{id}/file`).
+//!
+//! Start at [`router`]. One file per resource: [`versions`], [`images`], [`tags`],
+//! [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
+//! [`extract`] holds our extractors (Glance-style errors for bad input); [`error`] is the only
+//! place that maps errors to status codes; [`middleware`] adds the request id, the span and
+//! the metrics.
+//!
+//! Routing follows Glance's version negotiation: `/versions` → 200; `/v2.N/…` for an advertised
+//! N is the same as `/v2/…`; an unknown route under `/v2/` → 404; a path naming no known
+//! version (`/`, `/v3/…`, `/foo`) → 300 with the versions document; a known route with the
+//! wrong method → 405 with `Allow`.
+
+pub mod error;
+pub mod extract;
+pub mod images;
+pub mod list_params;
+pub mod middleware;
+pub mod schemas;
+pub mod tags;
+pub mod versions;
+pub mod view;
+
+pub use error::ApiError;
+pub use view::ImageView;
+
+use crate::app::App;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use extract::HostHeader;
+use tower::ServiceExt;
+
+/// `http://<host>/v2/images`.
+pub fn images_url(host: &str) -> String {
+    format!("http://{host}/v2/images")
+}
+
+/// The whole API as an axum [`Router`] (usable without a socket, e.g. with `oneshot`).
+pub fn router(app: App) -> Router {
+    let limit = app.config.controlplane.max_request_body_bytes;
+    let api = Router::new()
+        .route("/", get(versions::multiple_choices))
+        .route("/versions", get(versions::list))
+        .route("/v2/images", get(images::list).post(images::create))
+        .route(
+            "/v2/images/{image_id}",
+            get(images::show)
+                .patch(images::update)
+                .delete(images::delete),
+        )
+        .route(
+            "/v2/images/{image_id}/file",
+            get(served_by_data_plane).put(served_by_data_plane),
+        )
+        .route(
+            "/v2/images/{image_id}/tags/{tag_value}",
+            axum::routing::put(tags::add).delete(tags::remove),
+        )
+        .route("/v2/schemas/image", get(schemas::image))
+        .route("/v2/schemas/images", get(schemas::images))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            middleware::observe::observe,
+        ))
+        .with_state(app);
+    Router::new().fallback_service(api.map_request(rewrite_version_alias))
+}
+
+/// `/v2.N/rest` → `/v2/rest` for the advertised N (Glance's `VersionNegotiationFilter`).
+fn rewrite_version_alias(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = trimmed
+        .split_once('/')
+        .map(|(a, b)| (a, Some(b)))
+        .unwrap_or((trimmed, None));
+    if first == "v2" || !versions::ALIASES.contains(&first) {
+        return req;
+    }
+    let mut new = format!("/v2/{}", rest.unwrap_or(""));
+    if rest.is_none() {
+        new.truncate(3);
+    }
+    if let Some(q) = uri.query() {
+        new = format!("{new}?{q}");
+    }
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = new.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// No route matched: 404 under `/v2/`, else the versions document (300), as Glance does.
+async fn fallback(host: HostHeader, uri: Uri) -> Response {
+    let first = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    match first {
+        "v2" => ApiError::NotFound("The resource could not be found.".into()).into_response(),
+        "versions" => versions::list(host).await.into_response(),
+        _ => versions::multiple_choices(host).await.into_response(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Image data routes belong to the data plane; they only exist here so that other methods
+/// get 405 with the right `Allow`.
+async fn served_by_data_plane() -> ApiError {
+    ApiError::NotFound("Image data is served by the data plane.".into())
+}
+
+#[cfg(test)]
+mod tests;

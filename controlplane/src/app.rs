@@ -1,0 +1,71 @@
+//! [`App`]: everything a request handler or the channel server needs, shared by both.
+
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::policy::Enforcer;
+use crate::store_gc::StoreGc;
+use shared::config::Config;
+use shared::image::ImageId;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The shared state of the control plane; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App(Arc<AppInner>);
+
+/// The parts of [`App`].
+#[derive(Debug)]
+pub struct AppInner {
+    /// The effective configuration.
+    pub config: Config,
+    /// The metadata database.
+    pub db: Db,
+    /// The policy enforcer.
+    pub policy: Enforcer,
+    /// Metrics recorder.
+    pub metrics: Metrics,
+    /// Removes data files of deleted images.
+    pub store: StoreGc,
+    /// Striped per-image write locks: API writes to one image queue here instead of
+    /// retrying optimistic updates against each other. (Correctness does not depend on them:
+    /// every write is still version- or status-guarded in the database.)
+    write_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Number of write-lock stripes.
+const WRITE_LOCK_STRIPES: usize = 64;
+
+impl App {
+    /// Bundles the parts.
+    pub fn new(config: Config, db: Db, metrics: Metrics) -> App {
+        let store = StoreGc::new(config.store_dir());
+        let write_locks = (0..WRITE_LOCK_STRIPES)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
+        App(Arc::new(AppInner {
+            config,
+            db,
+            policy: Enforcer::default(),
+            metrics,
+            store,
+            write_locks,
+        }))
+    }
+
+    /// Serialises API writes to one image (a striped lock; unrelated images may share one).
+    pub async fn lock_image(&self, id: ImageId) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.write_locks[(h.finish() as usize) % self.write_locks.len()]
+            .lock()
+            .await
+    }
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}

@@ -1,0 +1,460 @@
+//! Channel tests over a real Unix socket, speaking real frames.
+
+use super::serve;
+use crate::db;
+use crate::test_util::TestApp;
+use serde_json::json;
+use shared::channel::frame::{self, Frame};
+use shared::channel::{Credentials, Request, Response, version};
+use shared::error::ErrorCode;
+use shared::image::{HashAlgo, ImageId, ImageStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+struct Channel {
+    t: TestApp,
+    path: std::path::PathBuf,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start() -> Channel {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut shared::config::Config)) -> Channel {
+    let t = TestApp::with_config(tweak).await;
+    let path = t.dir.path().join("channel.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(serve(t.app.clone(), listener, stopped));
+    Channel {
+        t,
+        path,
+        _stop: stop,
+    }
+}
+
+struct Peer {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    corr: u32,
+}
+
+impl Peer {
+    async fn connect(ch: &Channel) -> Peer {
+        Peer {
+            stream: UnixStream::connect(&ch.path).await.unwrap(),
+            buf: Vec::new(),
+            corr: 0,
+        }
+    }
+
+    /// Connects and completes the handshake.
+    async fn ready(ch: &Channel) -> Peer {
+        let mut p = Peer::connect(ch).await;
+        let r = p
+            .call(Request::Hello {
+                min_version: version::MIN_VERSION,
+                max_version: version::MAX_VERSION,
+                pid: 1,
+            })
+            .await;
+        assert_eq!(
+            r,
+            Some(Response::HelloAck {
+                version: version::MAX_VERSION
+            })
+        );
+        p
+    }
+
+    /// Sends one request; returns the response, or `None` if the server closed.
+    async fn call(&mut self, req: Request) -> Option<Response> {
+        self.corr += 1;
+        let mut out = Vec::new();
+        frame::encode(self.corr, &req, &mut out).unwrap();
+        self.stream.write_all(&out).await.ok()?;
+        loop {
+            if let Some((Frame { corr, body }, used)) =
+                frame::decode::<Response>(&self.buf).unwrap()
+            {
+                self.buf.drain(..used);
+                assert_eq!(corr, self.corr, "correlation id echoed");
+                return Some(body);
+            }
+            let n = self.stream.read_buf(&mut self.buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+}
+
+fn owner_creds() -> Credentials {
+    Credentials {
+        project_id: Some("p1".into()),
+        roles: Some("member".into()),
+        ..Default::default()
+    }
+}
+
+fn upload(id: ImageId, creds: Credentials, size: Option<u64>) -> Request {
+    Request::AuthorizeUpload {
+        request_id: "req-t".into(),
+        image_id: id,
+        credentials: creds,
+        declared_size: size,
+    }
+}
+
+fn complete(id: ImageId) -> Request {
+    Request::UploadComplete {
+        request_id: "req-t".into(),
+        image_id: id,
+        size: 4,
+        checksum: "8d777f385d3dfec8815d20f7496026dc".into(),
+        os_hash_algo: HashAlgo::Sha512,
+        os_hash_value: "ab".repeat(64),
+        location: format!("file:///data/{id}"),
+    }
+}
+
+fn download(id: ImageId, creds: Credentials) -> Request {
+    Request::AuthorizeDownload {
+        request_id: "req-t".into(),
+        image_id: id,
+        credentials: creds,
+    }
+}
+
+/// Creates a queued image owned by `p1`, with formats unless `formats` is false.
+async fn image(ch: &Channel, formats: bool) -> ImageId {
+    let mut body = json!({"owner": "p1"});
+    if formats {
+        body["disk_format"] = json!("raw");
+        body["container_format"] = json!("bare");
+    }
+    let new =
+        crate::domain::create::parse(body.as_object().unwrap(), &ch.t.app.config.image).unwrap();
+    let img = new.into_image(Some("p1".into()), chrono::Utc::now());
+    db::images::insert(&ch.t.app.db, &img).await.unwrap();
+    img.id
+}
+
+async fn status(ch: &Channel, id: ImageId) -> ImageStatus {
+    db::images::status(&ch.t.app.db, id).await.unwrap().unwrap()
+}
+
+/// Polls (bounded) until the image reaches `want`; the server reacts to a closed connection
+/// asynchronously.
+async fn wait_status(ch: &Channel, id: ImageId, want: ImageStatus) {
+    for _ in 0..500 {
+        if status(ch, id).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("image {id} never became {want}");
+}
+
+#[tokio::test]
+async fn handshake_good_and_bad() {
+    let ch = start().await;
+    let _ok = Peer::ready(&ch).await;
+
+    let mut bad = Peer::connect(&ch).await;
+    let r = bad
+        .call(Request::Hello {
+            min_version: version::MAX_VERSION + 1,
+            max_version: version::MAX_VERSION + 5,
+            pid: 2,
+        })
+        .await;
+    assert_eq!(r, Some(Response::Denied(ErrorCode::BadRequest)));
+    assert_eq!(
+        bad.call(download(ImageId::new_random(), Credentials::default()))
+            .await,
+        None,
+        "closed after refusal"
+    );
+
+    let mut rude = Peer::connect(&ch).await;
+    let r = rude
+        .call(download(ImageId::new_random(), Credentials::default()))
+        .await;
+    assert_eq!(r, Some(Response::Denied(ErrorCode::BadRequest)));
+    assert_eq!(
+        rude.call(download(ImageId::new_random(), Credentials::default()))
+            .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn upload_grant_and_commit() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+
+    assert_eq!(
+        p.call(download(id, owner_creds())).await,
+        Some(Response::DownloadGranted {
+            location: None,
+            size: 0,
+            checksum: None
+        })
+    );
+
+    let r = p.call(upload(id, owner_creds(), Some(4))).await;
+    assert_eq!(
+        r,
+        Some(Response::UploadGranted {
+            hash_algo: HashAlgo::Sha512,
+            max_size_bytes: ch.t.app.config.image.image_size_cap_bytes
+        })
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Saving);
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+
+    let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    assert_eq!(img.status, ImageStatus::Active);
+    assert_eq!(img.size, Some(4));
+    assert_eq!(
+        img.checksum.as_deref(),
+        Some("8d777f385d3dfec8815d20f7496026dc")
+    );
+    assert_eq!(img.os_hash_algo.as_deref(), Some("sha512"));
+    assert_eq!(img.location, Some(format!("file:///data/{id}")));
+
+    let r = p.call(download(id, owner_creds())).await;
+    assert_eq!(
+        r,
+        Some(Response::DownloadGranted {
+            location: Some(format!("file:///data/{id}")),
+            size: 4,
+            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
+        })
+    );
+    // the lease is gone: a second complete is refused, and a new upload conflicts
+    assert_eq!(
+        p.call(complete(id)).await,
+        Some(Response::Denied(ErrorCode::Conflict))
+    );
+    assert_eq!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::Denied(ErrorCode::Conflict))
+    );
+    let text = ch.t.app.metrics.render();
+    assert!(
+        text.contains(r#"glint_channel_requests_total{kind="authorize_upload",result="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"glint_db_image_transitions_total{from="saving",to="active"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn upload_refusals() {
+    let ch = start_with(|c| c.image.image_size_cap_bytes = 100).await;
+    let mut p = Peer::ready(&ch).await;
+    let id = image(&ch, true).await;
+    let no_formats = image(&ch, false).await;
+    let other = Credentials {
+        project_id: Some("p2".into()),
+        roles: Some("member".into()),
+        ..Default::default()
+    };
+    let reader = Credentials {
+        project_id: Some("p1".into()),
+        roles: Some("reader".into()),
+        ..Default::default()
+    };
+
+    assert_eq!(
+        p.call(upload(ImageId::new_random(), owner_creds(), None))
+            .await,
+        Some(Response::Denied(ErrorCode::NotFound))
+    );
+    assert_eq!(
+        p.call(upload(id, other.clone(), None)).await,
+        Some(Response::Denied(ErrorCode::NotFound))
+    );
+    assert_eq!(
+        p.call(upload(id, reader, None)).await,
+        Some(Response::Denied(ErrorCode::Forbidden))
+    );
+    assert_eq!(
+        p.call(upload(no_formats, owner_creds(), None)).await,
+        Some(Response::Denied(ErrorCode::BadRequest))
+    );
+    assert_eq!(
+        p.call(upload(id, owner_creds(), Some(101))).await,
+        Some(Response::Denied(ErrorCode::PayloadTooLarge))
+    );
+    assert_eq!(
+        p.call(download(id, other)).await,
+        Some(Response::Denied(ErrorCode::NotFound))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), Some(100))).await,
+        Some(Response::UploadGranted { .. })
+    ));
+}
+
+#[tokio::test]
+async fn abort_returns_to_queued() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    let r = p
+        .call(Request::UploadAborted {
+            request_id: "req-t".into(),
+            image_id: id,
+            code: ErrorCode::BadRequest,
+        })
+        .await;
+    assert_eq!(r, Some(Response::Ack));
+    let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    assert_eq!(
+        (img.status, img.size, img.checksum),
+        (ImageStatus::Queued, None, None)
+    );
+    // the lease is gone
+    assert_eq!(
+        p.call(complete(id)).await,
+        Some(Response::Denied(ErrorCode::Conflict))
+    );
+    // and the image can be uploaded again
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+}
+
+#[tokio::test]
+async fn dropped_connection_reverts_its_leases() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(status(&ch, id).await, ImageStatus::Saving);
+    drop(p);
+    wait_status(&ch, id, ImageStatus::Queued).await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = ch.t.app.metrics.render();
+        if text.contains("glint_channel_leases_reverted_total 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        text.contains("glint_channel_leases_reverted_total 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn second_upload_conflicts() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut a = Peer::ready(&ch).await;
+    let mut b = Peer::ready(&ch).await;
+    let (ra, rb) = tokio::join!(
+        a.call(upload(id, owner_creds(), None)),
+        b.call(upload(id, owner_creds(), None))
+    );
+    let granted = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Some(Response::UploadGranted { .. })))
+        .count();
+    let conflicts = [&ra, &rb]
+        .iter()
+        .filter(|r| **r == &Some(Response::Denied(ErrorCode::Conflict)))
+        .count();
+    assert_eq!((granted, conflicts), (1, 1), "{ra:?} {rb:?}");
+    // only the lease holder may complete
+    let (holder, other) = if matches!(ra, Some(Response::UploadGranted { .. })) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert_eq!(
+        other.call(complete(id)).await,
+        Some(Response::Denied(ErrorCode::Conflict))
+    );
+    assert_eq!(
+        holder.call(complete(id)).await,
+        Some(Response::UploadCommitted)
+    );
+}
+
+#[tokio::test]
+async fn complete_after_delete_is_gone() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+
+    let router = crate::api::router(ch.t.app.clone());
+    let req = axum::http::Request::delete(format!("/v2/images/{id}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::NO_CONTENT);
+
+    assert_eq!(
+        p.call(complete(id)).await,
+        Some(Response::Denied(ErrorCode::Gone))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Deleted);
+    assert_eq!(
+        p.call(download(id, owner_creds())).await,
+        Some(Response::Denied(ErrorCode::NotFound))
+    );
+    // the lease was dropped: closing the connection changes nothing
+    drop(p);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(status(&ch, id).await, ImageStatus::Deleted);
+}
+
+#[tokio::test]
+async fn deactivated_download_is_admin_only() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+    let mut img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    img.status = ImageStatus::Deactivated;
+    assert!(db::images::update(&ch.t.app.db, &img).await.unwrap());
+    assert_eq!(
+        p.call(download(id, owner_creds())).await,
+        Some(Response::Denied(ErrorCode::Forbidden))
+    );
+    assert!(matches!(
+        p.call(download(id, Credentials::default())).await,
+        Some(Response::DownloadGranted {
+            location: Some(_),
+            size: 4,
+            ..
+        })
+    ));
+}

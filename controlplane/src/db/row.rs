@@ -1,0 +1,117 @@
+//! [`ImageRow`]: the `images` table row, and its conversion to the domain entity.
+
+use super::Error;
+use crate::domain::Image;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One row of `images`, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImageRow {
+    /// Hyphenated lower-case UUID.
+    pub id: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// Status name.
+    pub status: String,
+    /// Visibility name.
+    pub visibility: String,
+    /// `protected`.
+    pub protected: bool,
+    /// `os_hidden`.
+    pub os_hidden: bool,
+    /// `owner`.
+    pub owner: Option<String>,
+    /// Bytes.
+    pub size: Option<i64>,
+    /// Bytes.
+    pub virtual_size: Option<i64>,
+    /// md5 hex.
+    pub checksum: Option<String>,
+    /// Hash algorithm name.
+    pub os_hash_algo: Option<String>,
+    /// Hash hex digest.
+    pub os_hash_value: Option<String>,
+    /// GB.
+    pub min_disk: i64,
+    /// MB.
+    pub min_ram: i64,
+    /// `container_format`.
+    pub container_format: Option<String>,
+    /// `disk_format`.
+    pub disk_format: Option<String>,
+    /// Store URL.
+    pub location: Option<String>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    /// Microseconds since the epoch.
+    pub updated_at: i64,
+    /// Microseconds since the epoch.
+    pub deleted_at: Option<i64>,
+    /// Optimistic-concurrency version.
+    pub version: i64,
+}
+
+/// Microseconds since the epoch → time.
+pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| Error::Corrupt(format!("timestamp {us}")))
+}
+
+/// Time → microseconds since the epoch.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn to_i64(v: Option<u64>, column: &'static str) -> Result<Option<i64>, Error> {
+    v.map(|v| i64::try_from(v).map_err(|_| Error::OutOfRange(column)))
+        .transpose()
+}
+
+fn to_u64(v: Option<i64>, column: &str) -> Result<Option<u64>, Error> {
+    v.map(|v| u64::try_from(v).map_err(|_| Error::Corrupt(format!("{column} = {v}"))))
+        .transpose()
+}
+
+impl ImageRow {
+    /// Converts to the domain entity, adding its tags and custom properties.
+    pub fn into_image(
+        self,
+        tags: BTreeSet<String>,
+        properties: BTreeMap<String, String>,
+    ) -> Result<Image, Error> {
+        Ok(Image {
+            id: self
+                .id
+                .parse()
+                .map_err(|_| Error::Corrupt(format!("image id {:?}", self.id)))?,
+            name: self.name,
+            status: self
+                .status
+                .parse()
+                .map_err(|_| Error::Corrupt(format!("status {:?}", self.status)))?,
+            visibility: self
+                .visibility
+                .parse()
+                .map_err(|_| Error::Corrupt(format!("visibility {:?}", self.visibility)))?,
+            protected: self.protected,
+            os_hidden: self.os_hidden,
+            owner: self.owner,
+            size: to_u64(self.size, "size")?,
+            virtual_size: to_u64(self.virtual_size, "virtual_size")?,
+            checksum: self.checksum,
+            os_hash_algo: self.os_hash_algo,
+            os_hash_value: self.os_hash_value,
+            min_disk: self.min_disk,
+            min_ram: self.min_ram,
+            container_format: self.container_format,
+            disk_format: self.disk_format,
+            location: self.location,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+            deleted_at: self.deleted_at.map(from_micros).transpose()?,
+            tags,
+            properties,
+            version: self.version,
+        })
+    }
+}

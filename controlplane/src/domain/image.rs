@@ -1,0 +1,206 @@
+//! The [`Image`] entity: every base property, custom properties and tags.
+
+use super::Error;
+use chrono::{DateTime, Utc};
+use shared::image::{ImageId, ImageStatus, Visibility};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An image record as the control plane reasons about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Identifier; never reused.
+    pub id: ImageId,
+    /// Descriptive name, at most 255 characters.
+    pub name: Option<String>,
+    /// Lifecycle status.
+    pub status: ImageStatus,
+    /// Who can see the image.
+    pub visibility: Visibility,
+    /// Blocks delete when true.
+    pub protected: bool,
+    /// Left out of default lists when true.
+    pub os_hidden: bool,
+    /// Owning project id.
+    pub owner: Option<String>,
+    /// Stored bytes, once data exists.
+    pub size: Option<u64>,
+    /// Virtual disk size in bytes, when known.
+    pub virtual_size: Option<u64>,
+    /// md5 hex digest of the data.
+    pub checksum: Option<String>,
+    /// Algorithm of `os_hash_value`.
+    pub os_hash_algo: Option<String>,
+    /// Hex digest of the data with `os_hash_algo`.
+    pub os_hash_value: Option<String>,
+    /// Minimum disk in GB.
+    pub min_disk: i64,
+    /// Minimum RAM in MB.
+    pub min_ram: i64,
+    /// Container format, one of the configured values.
+    pub container_format: Option<String>,
+    /// Disk format, one of the configured values.
+    pub disk_format: Option<String>,
+    /// Store URL of the data (`file:///…`), never shown to clients.
+    pub location: Option<String>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last modification time.
+    pub updated_at: DateTime<Utc>,
+    /// Deletion time, for deleted images.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Tags (a set).
+    pub tags: BTreeSet<String>,
+    /// Custom string properties.
+    pub properties: BTreeMap<String, String>,
+    /// Optimistic-concurrency version as read from the database.
+    pub version: i64,
+}
+
+impl Image {
+    /// Whether the image is soft-deleted (its row is kept forever).
+    pub fn is_deleted(&self) -> bool {
+        self.status == ImageStatus::Deleted
+    }
+
+    /// Moves to `to` if Glance's transition table allows it. Entering `queued` clears the
+    /// data-derived fields, as Glance does; entering `saving`/`active`/`importing` from
+    /// `queued`/`uploading` needs both formats.
+    pub fn transition(&mut self, to: ImageStatus) -> Result<(), Error> {
+        let from = self.status;
+        if !from.can_become(to) {
+            return Err(Error::InvalidTransition { from, to });
+        }
+        if matches!(from, ImageStatus::Queued | ImageStatus::Uploading)
+            && matches!(
+                to,
+                ImageStatus::Saving | ImageStatus::Active | ImageStatus::Importing
+            )
+        {
+            let missing: Vec<&str> = [
+                ("disk_format", self.disk_format.is_none()),
+                ("container_format", self.container_format.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, m)| m.then_some(k))
+            .collect();
+            if !missing.is_empty() {
+                let noun = if missing.len() == 1 {
+                    "Property"
+                } else {
+                    "Properties"
+                };
+                return Err(Error::Invalid(format!(
+                    "{noun} {} must be set prior to saving data.",
+                    missing.join(", ")
+                )));
+            }
+        }
+        if to == ImageStatus::Queued {
+            self.clear_data();
+        }
+        self.status = to;
+        Ok(())
+    }
+
+    /// Forgets everything derived from uploaded data.
+    pub fn clear_data(&mut self) {
+        self.size = None;
+        self.virtual_size = None;
+        self.checksum = None;
+        self.os_hash_algo = None;
+        self.os_hash_value = None;
+        self.location = None;
+    }
+
+    /// Marks the image deleted (Glance's `Image.delete`, without delayed delete).
+    pub fn delete(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
+        if self.protected {
+            return Err(Error::Protected(self.id));
+        }
+        self.transition(ImageStatus::Deleted)?;
+        self.deleted_at = Some(now);
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// A queued image with fixed timestamps, for tests across the crate.
+    pub(crate) fn sample() -> Image {
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        Image {
+            id: "0b3a8c7e-1234-4321-abcd-0123456789ab".parse().unwrap(),
+            name: Some("cirros".into()),
+            status: ImageStatus::Queued,
+            visibility: Visibility::Shared,
+            protected: false,
+            os_hidden: false,
+            owner: Some("p1".into()),
+            size: None,
+            virtual_size: None,
+            checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
+            min_disk: 0,
+            min_ram: 0,
+            container_format: None,
+            disk_format: None,
+            location: None,
+            created_at: t,
+            updated_at: t,
+            deleted_at: None,
+            tags: BTreeSet::new(),
+            properties: BTreeMap::new(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn saving_needs_both_formats() {
+        let mut img = sample();
+        let err = img.transition(ImageStatus::Saving).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Invalid(
+                "Properties disk_format, container_format must be set prior to saving data.".into()
+            )
+        );
+        img.disk_format = Some("raw".into());
+        assert!(matches!(
+            img.transition(ImageStatus::Saving),
+            Err(Error::Invalid(_))
+        ));
+        img.container_format = Some("bare".into());
+        img.transition(ImageStatus::Saving).unwrap();
+        assert_eq!(img.status, ImageStatus::Saving);
+    }
+
+    #[test]
+    fn back_to_queued_clears_data() {
+        let mut img = sample();
+        img.status = ImageStatus::Saving;
+        img.size = Some(3);
+        img.checksum = Some("x".into());
+        img.location = Some("file:///x".into());
+        img.transition(ImageStatus::Queued).unwrap();
+        assert_eq!((img.size, img.checksum, img.location), (None, None, None));
+    }
+
+    #[test]
+    fn delete_rules() {
+        let mut img = sample();
+        img.protected = true;
+        assert!(matches!(img.delete(Utc::now()), Err(Error::Protected(_))));
+        img.protected = false;
+        img.delete(Utc::now()).unwrap();
+        assert!(img.is_deleted() && img.deleted_at.is_some());
+        assert!(matches!(
+            img.delete(Utc::now()),
+            Err(Error::InvalidTransition { .. })
+        ));
+    }
+}

@@ -1,0 +1,53 @@
+//! The image entity and Glance's rules for changing it, with no HTTP and no SQL.
+//!
+//! - [`Image`] is the entity every other layer converts to and from.
+//! - [`rules`] classifies property names (read-only, reserved, base, custom) and validates
+//!   values the way Glance's image schema does.
+//! - [`create`] turns a `POST /v2/images` body into a [`NewImage`].
+//! - [`patch`] parses both JSON-patch media types and applies them to an [`Image`]
+//!   (Glance's `_do_add`/`_do_replace`/`_do_remove`).
+//!
+//! Policy is *not* checked here: handlers call `policy` first, then `domain`, then `db`.
+
+pub mod create;
+pub mod image;
+pub mod patch;
+pub mod rules;
+
+pub use create::NewImage;
+pub use image::Image;
+pub use patch::{Change, Op, PatchMedia};
+
+/// Why a domain rule refused a request. `api::error` maps each variant to a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or a value is invalid (Glance's `Invalid`; 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The property may not be written by clients (403).
+    #[error("Attribute '{0}' is read-only.")]
+    ReadOnly(String),
+    /// The property name is reserved for Glance itself (403).
+    #[error("Attribute '{0}' is reserved.")]
+    Reserved(String),
+    /// The change is not allowed in the image's current state (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The change conflicts with the image's current properties (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A property or tag quota would be exceeded (413).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The image is protected and cannot be deleted (403).
+    #[error("Image {0} is protected and cannot be deleted.")]
+    Protected(shared::image::ImageId),
+    /// The status transition is not in Glance's table.
+    #[error("Image status transition from {from} to {to} is not allowed")]
+    InvalidTransition {
+        /// Current status.
+        from: shared::image::ImageStatus,
+        /// Requested status.
+        to: shared::image::ImageStatus,
+    },
+}

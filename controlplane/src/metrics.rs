@@ -1,0 +1,207 @@
+//! The control plane's Prometheus metrics, built once and passed to whoever records.
+//!
+//! [`Metrics`] owns a `metrics-exporter-prometheus` recorder *without* an HTTP listener; the
+//! admin listener renders it at `/metrics`. Names come from [`shared::metrics`]; labels are
+//! bounded (method, route template, status, kind, result, from/to status), never an id.
+
+use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use shared::image::ImageStatus;
+use shared::metrics as names;
+use std::sync::Arc;
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Buckets of `glint_api_request_duration_seconds`.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Handles to the recorder; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Method label: the standard methods, anything else is `other` (bounded cardinality).
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    /// A fresh recorder (not installed globally; see [`Metrics::install_global`]).
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::API_REQUEST_DURATION_SECONDS.into()),
+                DURATION_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let m = Metrics {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        m.describe();
+        m.recorder
+            .register_gauge(
+                &Key::from_parts(
+                    names::BUILD_INFO,
+                    vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+                ),
+                &METADATA,
+            )
+            .set(1.0);
+        m
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        let d = |s: &'static str| SharedString::from(s);
+        r.describe_counter(
+            KeyName::from_const_str(names::API_REQUESTS_TOTAL),
+            None,
+            d("Control-plane API requests by method, route template and status."),
+        );
+        r.describe_histogram(
+            KeyName::from_const_str(names::API_REQUEST_DURATION_SECONDS),
+            Some(Unit::Seconds),
+            d("Control-plane API request duration by method and route template."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::CHANNEL_REQUESTS_TOTAL),
+            None,
+            d("Channel requests from the data plane by kind and result."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::CHANNEL_LEASES_REVERTED_TOTAL),
+            None,
+            d("Upload leases reverted to queued because their channel connection closed."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::IMAGE_TRANSITIONS_TOTAL),
+            None,
+            d("Image status transitions committed, by from and to status."),
+        );
+    }
+
+    /// Also installs the recorder as the process-global one, so `metrics::counter!` calls
+    /// elsewhere in the process land in the same `/metrics` output. Fails if one is installed.
+    pub fn install_global(&self) -> Result<(), metrics::SetRecorderError<Arc<PrometheusRecorder>>> {
+        metrics::set_global_recorder(self.recorder.clone())
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+
+    /// Counts one API request and records its duration.
+    pub fn api_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
+        let route = SharedString::from(route.to_owned());
+        let counter = Key::from_parts(
+            names::API_REQUESTS_TOTAL,
+            vec![
+                Label::new("method", method),
+                Label::new("route", route.clone()),
+                Label::new("status", status.to_string()),
+            ],
+        );
+        self.recorder
+            .register_counter(&counter, &METADATA)
+            .increment(1);
+        let hist = Key::from_parts(
+            names::API_REQUEST_DURATION_SECONDS,
+            vec![Label::new("method", method), Label::new("route", route)],
+        );
+        self.recorder
+            .register_histogram(&hist, &METADATA)
+            .record(seconds);
+    }
+
+    /// Counts one channel request by kind (`authorize_upload`, …) and result (`ok` or a
+    /// denial code).
+    pub fn channel_request(&self, kind: &'static str, result: &'static str) {
+        let key = Key::from_parts(
+            names::CHANNEL_REQUESTS_TOTAL,
+            vec![Label::new("kind", kind), Label::new("result", result)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// Counts one upload lease reverted because its connection closed.
+    pub fn lease_reverted(&self) {
+        let key = Key::from_name(names::CHANNEL_LEASES_REVERTED_TOTAL);
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// Counts one committed status transition.
+    pub fn transition(&self, from: ImageStatus, to: ImageStatus) {
+        let key = Key::from_parts(
+            names::IMAGE_TRANSITIONS_TOTAL,
+            vec![
+                Label::new("from", from.as_str()),
+                Label::new("to", to.as_str()),
+            ],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_bounded_labels() {
+        let m = Metrics::new();
+        m.api_request("GET", "/v2/images/{image_id}", 200, 0.01);
+        m.api_request("BREW", "unmatched", 404, 0.001);
+        m.channel_request("authorize_upload", "ok");
+        m.lease_reverted();
+        m.transition(ImageStatus::Queued, ImageStatus::Saving);
+        let text = m.render();
+        assert!(
+            text.contains(r#"glint_api_requests_total{method="GET",route="/v2/images/{image_id}",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"glint_api_requests_total{method="other",route="unmatched",status="404"} 1"#
+        ));
+        assert!(text.contains("glint_api_request_duration_seconds_bucket"));
+        assert!(
+            text.contains(r#"glint_channel_requests_total{kind="authorize_upload",result="ok"} 1"#)
+        );
+        assert!(text.contains("glint_channel_leases_reverted_total 1"));
+        assert!(text.contains(r#"glint_db_image_transitions_total{from="queued",to="saving"} 1"#));
+        assert!(text.contains("glint_build_info{version="));
+    }
+}

@@ -1,0 +1,277 @@
+//! Start-up and shutdown: [`run`] and [`serve`].
+//!
+//! 1. Create the run directory (mode 0700: the API socket grants admin in noauth mode) and
+//!    the store directory.
+//! 2. Open the database (create if missing, WAL, foreign keys) and apply migrations.
+//! 3. Reset every `saving` image to `queued`: no upload survives a control-plane restart
+//!    (the data plane aborts the upload whose channel broke).
+//! 4. Remove stale socket files; bind the API socket, the channel socket and the admin TCP
+//!    listener; write the admin address to `<run_dir>/admin.addr` (temp file + rename).
+//! 5. Serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
+//!    servers down gracefully, remove the socket files.
+
+use crate::app::App;
+use crate::db::{self, Db};
+use crate::metrics::Metrics;
+use crate::{admin, api, dataplane_link};
+use shared::config::Config;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+/// Why the control plane could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem or socket operation failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path or address.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The database could not be opened, migrated or reset.
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    /// A server task failed.
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+fn io_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { what, path, source }
+}
+
+/// Runs the control plane on its own 2-thread tokio runtime until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("controlplane")
+        .enable_all()
+        .build()
+        .map_err(io_err("building the runtime", ""))?;
+    runtime.block_on(async move {
+        let metrics = Metrics::new();
+        if metrics.install_global().is_err() {
+            tracing::warn!("a global metrics recorder is already installed; /metrics shows only control-plane metrics");
+        }
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        serve(config, metrics, stopped).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+fn remove_stale(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), "removed stale socket");
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing stale socket", path)(e)),
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<UnixListener, Error> {
+    remove_stale(path)?;
+    UnixListener::bind(path).map_err(io_err("binding", path))
+}
+
+/// The address to advertise for the admin listener: connectable even when bound to 0.0.0.0.
+fn advertised(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, contents).map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+}
+
+fn create_private_dir(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).map_err(io_err("creating directory", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err("restricting", path))
+}
+
+/// Starts everything from `config` and serves until `shutdown` becomes true. The caller owns
+/// the runtime and the metrics recorder (see [`run`]).
+pub async fn serve(
+    config: Config,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let run_dir = config.run_dir();
+    create_private_dir(&run_dir)?;
+    let store_dir = config.store_dir();
+    std::fs::create_dir_all(&store_dir).map_err(io_err("creating directory", &store_dir))?;
+
+    let url = config.database_url();
+    let db = Db::connect(&url, config.database.max_connections).await?;
+    let applied = db.migrate().await?;
+    tracing::info!(url = %db::redact_url(&url), migrations_applied = applied, "database ready");
+    let reset = db::images::reset_all_saving(&db, chrono::Utc::now()).await?;
+    for id in &reset {
+        metrics.transition(
+            shared::image::ImageStatus::Saving,
+            shared::image::ImageStatus::Queued,
+        );
+        tracing::warn!(image_id = %id, from = "saving", to = "queued", "upload interrupted by restart; image back to queued");
+    }
+
+    let api_path = config.api_socket();
+    let channel_path = config.channel_socket();
+    let api_listener = bind_unix(&api_path)?;
+    let channel_listener = bind_unix(&channel_path)?;
+    let admin_bind = format!("{}:{}", config.admin.host, config.admin.port);
+    let admin_listener = TcpListener::bind(&admin_bind)
+        .await
+        .map_err(io_err("binding", &admin_bind))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(io_err("reading address of", &admin_bind))?;
+    let admin_file = run_dir.join("admin.addr");
+    write_atomically(&admin_file, &advertised(admin_addr))?;
+    tracing::info!(
+        api = %api_path.display(),
+        channel = %channel_path.display(),
+        admin = %admin_addr,
+        "control plane listening"
+    );
+
+    let app = App::new(config, db.clone(), metrics);
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = tokio::spawn(
+        axum::serve(api_listener, api::router(app.clone()))
+            .with_graceful_shutdown(stop(shutdown.clone()))
+            .into_future(),
+    );
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, admin::router(app.clone()))
+            .with_graceful_shutdown(stop(shutdown.clone()))
+            .into_future(),
+    );
+    let channel = tokio::spawn(dataplane_link::serve(
+        app.clone(),
+        channel_listener,
+        shutdown.clone(),
+    ));
+
+    let (api, admin, channel) = tokio::join!(api, admin, channel);
+    let mut failure = None;
+    for (name, res) in [
+        ("api", api.map(|r| r.map_err(|e| e.to_string()))),
+        ("admin", admin.map(|r| r.map_err(|e| e.to_string()))),
+    ] {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(Error::Task(format!("{name}: {e}"))),
+            Err(e) => failure = Some(Error::Task(format!("{name}: {e}"))),
+        }
+    }
+    if let Err(e) = channel {
+        failure = Some(Error::Task(format!("channel: {e}")));
+    }
+    for path in [&api_path, &channel_path, &admin_file] {
+        let _ = std::fs::remove_file(path);
+    }
+    db.close().await;
+    tracing::info!("control plane stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::config_in;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn http_get(
+        stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
+        path: &str,
+    ) -> String {
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: glint.test:9292\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn starts_serves_and_stops_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        let run_dir = config.run_dir();
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(config.api_socket(), b"stale").unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(serve(config.clone(), Metrics::new(), stopped));
+
+        let addr_file = run_dir.join("admin.addr");
+        let mut addr = String::new();
+        for _ in 0..500 {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                addr = a;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(addr.starts_with("127.0.0.1:"), "{addr:?}");
+
+        let mut admin = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(
+            http_get(&mut admin, "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+
+        let mut api = tokio::net::UnixStream::connect(config.api_socket())
+            .await
+            .unwrap();
+        let res = http_get(&mut api, "/versions").await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+        assert!(res.contains("http://glint.test:9292/v2/"));
+        assert!(
+            res.to_ascii_lowercase()
+                .contains("x-openstack-request-id: req-")
+        );
+
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(!config.api_socket().exists());
+        assert!(!config.channel_socket().exists());
+        assert!(!addr_file.exists());
+    }
+}
