@@ -197,6 +197,7 @@ async fn unknown_routes_and_methods() {
     let allow = r.header("allow");
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     assert_eq!(r.body["error"]["code"], 405);
+    assert!(r.header("x-openstack-request-id").starts_with("req-"));
 
     let id = ImageId::new_random();
     let r = h
