@@ -10,7 +10,10 @@ fn frames(c: &mut Criterion) {
     let req = Request::AuthorizeDownload {
         request_id: "req-5b1c8e3e-7f9a-4c59-9a55-2f0c1d2e3f40".into(),
         image_id: ImageId::new_random(),
-        credentials: Credentials { auth_token: Some("gAAAAAB".repeat(30)), ..Default::default() },
+        credentials: Credentials {
+            auth_token: Some("gAAAAAB".repeat(30)),
+            ..Default::default()
+        },
     };
     let mut buf = Vec::with_capacity(1024);
     encode(1, &req, &mut buf).unwrap();
@@ -22,7 +25,9 @@ fn frames(c: &mut Criterion) {
             encode(1, &req, &mut buf).unwrap();
         })
     });
-    g.bench_function("decode_authorize_download", |b| b.iter(|| decode::<Request>(&buf).unwrap().unwrap()));
+    g.bench_function("decode_authorize_download", |b| {
+        b.iter(|| decode::<Request>(&buf).unwrap().unwrap())
+    });
     g.finish();
 }
 

@@ -6,7 +6,9 @@ use dataplane::hash::MultiHasher;
 use shared::image::HashAlgo;
 
 fn hashing(c: &mut Criterion) {
-    let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..8 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let mut g = c.benchmark_group("upload_hash_md5_sha512");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);

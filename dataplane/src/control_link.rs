@@ -5,7 +5,7 @@
 //! single round trip; an upload holds one for its whole life, because the lease it gets
 //! from `AuthorizeUpload` belongs to that connection.
 
-use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::UnixStream;
 use shared::channel::frame::{self, FrameError};
 use shared::channel::{Request, Response, version};
@@ -43,14 +43,23 @@ impl Conn {
     /// Connects to `path` and performs the version handshake.
     pub async fn connect(path: &std::path::Path) -> Result<Conn, Error> {
         let stream = UnixStream::connect(path).await?;
-        let mut conn = Conn { stream, rbuf: Vec::with_capacity(4096), wbuf: Vec::with_capacity(512), next_corr: 1 };
+        let mut conn = Conn {
+            stream,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(512),
+            next_corr: 1,
+        };
         let hello = Request::Hello {
             min_version: version::MIN_VERSION,
             max_version: version::MAX_VERSION,
             pid: std::process::id(),
         };
         match conn.call(&hello).await? {
-            Response::HelloAck { version } if (version::MIN_VERSION..=version::MAX_VERSION).contains(&version) => Ok(conn),
+            Response::HelloAck { version }
+                if (version::MIN_VERSION..=version::MAX_VERSION).contains(&version) =>
+            {
+                Ok(conn)
+            }
             _ => Err(Error::Protocol("handshake refused")),
         }
     }
@@ -75,7 +84,7 @@ impl Conn {
             }
             let mut rbuf = std::mem::take(&mut self.rbuf);
             rbuf.reserve(4096);
-            let (res, rbuf) = self.stream.read(rbuf).await.into();
+            let (res, rbuf) = self.stream.append(rbuf).await.into();
             self.rbuf = rbuf;
             if res? == 0 {
                 return Err(Error::Closed);
@@ -95,7 +104,11 @@ pub struct Link {
 impl Link {
     /// A pool connecting to the channel socket at `path`.
     pub fn new(path: PathBuf, max_idle: usize) -> Self {
-        Link { path, idle: Rc::new(RefCell::new(Vec::new())), max_idle }
+        Link {
+            path,
+            idle: Rc::new(RefCell::new(Vec::new())),
+            max_idle,
+        }
     }
 
     /// Returns a healthy connection to the pool.
@@ -121,7 +134,18 @@ impl Link {
     /// attempt (it resets `saving` images at start), and a live one never drops a connection
     /// mid-request.
     pub async fn call_keep(&self, req: &Request) -> Result<(Conn, Response), Error> {
-        let pooled = self.idle.borrow_mut().pop();
+        let pooled = {
+            use std::os::fd::AsFd;
+            let mut idle = self.idle.borrow_mut();
+            match idle.pop() {
+                Some(c) if crate::io::idle_connection_is_alive(c.stream.as_fd()) => Some(c),
+                Some(_) => {
+                    idle.clear();
+                    None
+                }
+                None => None,
+            }
+        };
         if let Some(mut c) = pooled
             && let Ok(resp) = c.call(req).await
         {

@@ -33,7 +33,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A worker runtime could not be built (no io_uring?).
-    #[error("starting an io_uring runtime: {0} (glint's data plane needs io_uring; check kernel.io_uring_disabled)")]
+    #[error(
+        "starting an io_uring runtime: {0} (glint's data plane needs io_uring; check kernel.io_uring_disabled)"
+    )]
     Runtime(std::io::Error),
     /// Any other I/O failure at start.
     #[error("{0}")]
@@ -43,13 +45,21 @@ pub enum Error {
 /// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
 pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
     let store_dir = config.store_dir();
-    let store = store::fs::FsStore::open(&store_dir).map_err(|source| Error::Store { path: store_dir, source })?;
+    let store = store::fs::FsStore::open(&store_dir).map_err(|source| Error::Store {
+        path: store_dir,
+        source,
+    })?;
     let swept = store.sweep_temp()?;
     if swept > 0 {
-        tracing::warn!(files = swept, "removed temp files of uploads interrupted by a previous crash");
+        tracing::warn!(
+            files = swept,
+            "removed temp files of uploads interrupted by a previous crash"
+        );
     }
     let workers = match config.dataplane.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         n => n,
     };
     listener.set_nonblocking(true)?;
@@ -76,7 +86,11 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Runtime(e)),
-            Err(_) => return Err(Error::Runtime(std::io::Error::other("worker exited during start"))),
+            Err(_) => {
+                return Err(Error::Runtime(std::io::Error::other(
+                    "worker exited during start",
+                )));
+            }
         }
     }
     tracing::info!(%addr, workers, store = %store.root().display(), "data plane serving");
@@ -133,10 +147,16 @@ fn worker_main(
     };
     let driver = rt.driver_type();
     if !driver.is_iouring() {
-        let _ = ready.send(Err(std::io::Error::other(format!("runtime chose {driver:?}, not io_uring"))));
+        let _ = ready.send(Err(std::io::Error::other(format!(
+            "runtime chose {driver:?}, not io_uring"
+        ))));
         return;
     }
-    tracing::info!(worker = index, driver = "io_uring", "data plane worker started");
+    tracing::info!(
+        worker = index,
+        driver = "io_uring",
+        "data plane worker started"
+    );
     rt.block_on(async move {
         let listener = match compio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
@@ -155,7 +175,8 @@ fn worker_main(
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
-                    compio::runtime::spawn(server::serve_connection(stream, worker.clone())).detach();
+                    compio::runtime::spawn(server::serve_connection(stream, worker.clone()))
+                        .detach();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

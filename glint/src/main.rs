@@ -15,7 +15,11 @@ use shared::config::{Config, Overrides, ProcessEnv};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "glint", version, about = "glint: a Glance-compatible image service")]
+#[command(
+    name = "glint",
+    version,
+    about = "glint: a Glance-compatible image service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -139,13 +139,23 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(config.addresses_file());
 
     let listener = std::net::TcpListener::bind((config.bind.host.as_str(), config.bind.port))
-        .with_context(|| format!("binding public listener {}:{}", config.bind.host, config.bind.port))?;
+        .with_context(|| {
+            format!(
+                "binding public listener {}:{}",
+                config.bind.host, config.bind.port
+            )
+        })?;
     let public = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
 
-    let sup = Supervisor { config_json: serde_json::to_string(&config)?, config, listener, public };
+    let sup = Supervisor {
+        config_json: serde_json::to_string(&config)?,
+        config,
+        listener,
+        public,
+    };
     tracing::info!(data_dir = %sup.config.data_dir.display(), "starting glint");
 
     let mut cp = sup.spawn(Plane::Control)?;
@@ -162,13 +172,25 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(public = %format!("http://{public}"), admin = %format!("http://{admin}"), "glint serving");
 
     let mut planes = [
-        Supervised { plane: Plane::Control, child: cp, started: Instant::now(), restarts: 0 },
-        Supervised { plane: Plane::Data, child: dp, started: Instant::now(), restarts: 0 },
+        Supervised {
+            plane: Plane::Control,
+            child: cp,
+            started: Instant::now(),
+            restarts: 0,
+        },
+        Supervised {
+            plane: Plane::Data,
+            child: dp,
+            started: Instant::now(),
+            restarts: 0,
+        },
     ];
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         for p in planes.iter_mut() {
-            let Some(status) = p.child.try_wait()? else { continue };
+            let Some(status) = p.child.try_wait()? else {
+                continue;
+            };
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -203,7 +225,10 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
                 break;
             }
             if Instant::now() > deadline {
-                tracing::warn!(plane = p.plane.name(), "plane did not stop in time; killing");
+                tracing::warn!(
+                    plane = p.plane.name(),
+                    "plane did not stop in time; killing"
+                );
                 signal(&p.child, Signal::KILL);
                 let _ = p.child.wait();
                 break;

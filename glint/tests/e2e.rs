@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `glint serve` (both planes as processes) on port 0, driven over
 //! real sockets. Each test asserts what a user would check: statuses, bytes, hashes.
 
-use loadtest::harness::{Glint, binary, md5_hex, parse_status, random_bytes, raw_request, sha512_hex};
+use loadtest::harness::{
+    Glint, binary, md5_hex, parse_status, random_bytes, raw_request, sha512_hex,
+};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -11,7 +13,10 @@ fn start() -> Glint {
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 fn create(g: &Glint, c: &Client, body: Value) -> Value {
@@ -21,7 +26,11 @@ fn create(g: &Glint, c: &Client, body: Value) -> Value {
 }
 
 fn create_raw_image(g: &Glint, c: &Client) -> String {
-    let img = create(g, c, json!({"name": "t", "disk_format": "raw", "container_format": "bare"}));
+    let img = create(
+        g,
+        c,
+        json!({"name": "t", "disk_format": "raw", "container_format": "bare"}),
+    );
     img["id"].as_str().unwrap().to_owned()
 }
 
@@ -47,7 +56,12 @@ fn wait_status(g: &Glint, c: &Client, id: &str, want: &str) -> Value {
         if img["status"] == want {
             return img;
         }
-        assert!(Instant::now() < deadline, "image {id} stayed {} (wanted {want})\n{}", img["status"], g.log());
+        assert!(
+            Instant::now() < deadline,
+            "image {id} stayed {} (wanted {want})\n{}",
+            img["status"],
+            g.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -68,12 +82,23 @@ fn upload_and_download_round_trip_with_hashes_and_ranges() {
     assert_eq!(img["os_hash_algo"], "sha512");
     assert_eq!(img["os_hash_value"], sha512_hex(&data));
 
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/octet-stream");
     assert_eq!(r.headers()["content-md5"], md5_hex(&data).as_str());
-    assert_eq!(r.headers()["content-length"], data.len().to_string().as_str());
-    assert!(r.headers()["x-openstack-request-id"].to_str().unwrap().starts_with("req-"));
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert!(
+        r.headers()["x-openstack-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req-")
+    );
     let body = r.bytes().unwrap();
     assert!(body[..] == data[..], "downloaded bytes differ");
 
@@ -84,16 +109,37 @@ fn upload_and_download_round_trip_with_hashes_and_ranges() {
         (format!("bytes={}-", n - 5000), n - 5000, n - 1),
         ("bytes=1000-1000".to_string(), 1000, 1000),
     ] {
-        let r = c.get(g.url(&format!("/v2/images/{id}/file"))).header("Range", &range).send().unwrap();
+        let r = c
+            .get(g.url(&format!("/v2/images/{id}/file")))
+            .header("Range", &range)
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 206, "{range}");
-        assert_eq!(r.headers()["content-range"], format!("bytes {start}-{end}/{n}").as_str());
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {start}-{end}/{n}").as_str()
+        );
         let body = r.bytes().unwrap();
-        assert!(body[..] == data[start as usize..=end as usize], "{range}: wrong bytes");
+        assert!(
+            body[..] == data[start as usize..=end as usize],
+            "{range}: wrong bytes"
+        );
     }
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).header("Range", format!("bytes={n}-")).send().unwrap();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .header("Range", format!("bytes={n}-"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 416);
-    assert_eq!(r.headers()["content-range"], format!("bytes */{n}").as_str());
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).header("Range", "bytes=0-1,5-6").send().unwrap();
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{n}").as_str()
+    );
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .header("Range", "bytes=0-1,5-6")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // a second upload into an active image is a conflict and changes nothing
@@ -101,10 +147,32 @@ fn upload_and_download_round_trip_with_hashes_and_ranges() {
     assert_eq!(show(&g, &c, &id)["checksum"], md5_hex(&data));
 
     // delete removes the data from the store
-    assert_eq!(c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap().status(), 204);
-    assert_eq!(c.get(g.url(&format!("/v2/images/{id}"))).send().unwrap().status(), 404);
-    assert_eq!(c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap().status(), 404);
-    assert!(g.store_files().is_empty(), "store still holds {:?}", g.store_files());
+    assert_eq!(
+        c.delete(g.url(&format!("/v2/images/{id}")))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(g.url(&format!("/v2/images/{id}")))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(g.url(&format!("/v2/images/{id}/file")))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        g.store_files().is_empty(),
+        "store still holds {:?}",
+        g.store_files()
+    );
 }
 
 #[test]
@@ -115,7 +183,8 @@ fn chunked_upload_and_declared_size() {
 
     // chunked, size unknown
     let id = create_raw_image(&g, &c);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::blocking::Body::new(std::io::Cursor::new(data.clone()));
     let _ = chunks;
     let r = c
@@ -126,7 +195,10 @@ fn chunked_upload_and_declared_size() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let img = show(&g, &c, &id);
-    assert_eq!((img["status"].as_str(), img["size"].as_u64()), (Some("active"), Some(data.len() as u64)));
+    assert_eq!(
+        (img["status"].as_str(), img["size"].as_u64()),
+        (Some("active"), Some(data.len() as u64))
+    );
     assert_eq!(img["os_hash_value"], sha512_hex(&data));
 
     // chunked with a matching x-openstack-image-size
@@ -157,7 +229,12 @@ fn chunked_upload_and_declared_size() {
     let img = show(&g, &c, &id);
     assert_eq!(img["status"], "queued");
     assert!(img["size"].is_null() && img["checksum"].is_null());
-    assert_eq!(g.store_files().len(), before, "partial data left: {:?}", g.store_files());
+    assert_eq!(
+        g.store_files().len(),
+        before,
+        "partial data left: {:?}",
+        g.store_files()
+    );
 
     // sized body that disagrees with x-openstack-image-size: 400 before anything is stored
     let r = c
@@ -191,17 +268,37 @@ fn upload_preconditions() {
     assert_eq!(upload(&g, &c, bare_id, b"abc".to_vec()), 400);
     assert_eq!(show(&g, &c, bare_id)["status"], "queued");
     // unknown image and bad ids
-    assert_eq!(upload(&g, &c, "0b3a8c7e-1234-4321-abcd-0123456789ab", b"abc".to_vec()), 404);
-    assert_eq!(upload(&g, &c, "..%2F..%2Fetc%2Fpasswd", b"abc".to_vec()), 404);
+    assert_eq!(
+        upload(
+            &g,
+            &c,
+            "0b3a8c7e-1234-4321-abcd-0123456789ab",
+            b"abc".to_vec()
+        ),
+        404
+    );
+    assert_eq!(
+        upload(&g, &c, "..%2F..%2Fetc%2Fpasswd", b"abc".to_vec()),
+        404
+    );
     // a queued image has no data: 204
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 204);
     // zero-byte image becomes active and downloads as empty
     assert_eq!(upload(&g, &c, &id, Vec::new()), 204);
     let img = show(&g, &c, &id);
-    assert_eq!((img["status"].as_str(), img["size"].as_u64()), (Some("active"), Some(0)));
+    assert_eq!(
+        (img["status"].as_str(), img["size"].as_u64()),
+        (Some("active"), Some(0))
+    );
     assert_eq!(img["checksum"], "d41d8cd98f00b204e9800998ecf8427e");
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().len(), 0);
     assert!(g.store_files().iter().all(|f| !f.ends_with(".tmp")));
@@ -233,7 +330,11 @@ fn interrupted_upload_leaves_image_queued_and_no_data() {
     while !g.store_files().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(g.store_files().is_empty(), "store holds {:?}", g.store_files());
+    assert!(
+        g.store_files().is_empty(),
+        "store holds {:?}",
+        g.store_files()
+    );
     // and a new upload works
     let data = random_bytes(100_000);
     assert_eq!(upload(&g, &c, &id, data.clone()), 204);
@@ -253,18 +354,29 @@ fn a_plane_crash_is_survived() {
     Glint::kill(cp, rustix::process::Signal::KILL);
     let deadline = Instant::now() + Duration::from_secs(30);
     while g.plane_pid("controlplane").is_none_or(|p| p == cp) {
-        assert!(Instant::now() < deadline, "control plane not restarted\n{}", g.log());
+        assert!(
+            Instant::now() < deadline,
+            "control plane not restarted\n{}",
+            g.log()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
     g.wait_public(Duration::from_secs(30)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap();
+        let r = c
+            .get(g.url(&format!("/v2/images/{id}/file")))
+            .send()
+            .unwrap();
         if r.status() == 200 {
             assert!(r.bytes().unwrap()[..] == data[..]);
             break;
         }
-        assert!(Instant::now() < deadline, "download after control-plane restart: {}", r.status());
+        assert!(
+            Instant::now() < deadline,
+            "download after control-plane restart: {}",
+            r.status()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -286,15 +398,26 @@ fn a_plane_crash_is_survived() {
     drop(s);
     let deadline = Instant::now() + Duration::from_secs(30);
     while g.plane_pid("dataplane").is_none_or(|p| p == dp) {
-        assert!(Instant::now() < deadline, "data plane not restarted\n{}", g.log());
+        assert!(
+            Instant::now() < deadline,
+            "data plane not restarted\n{}",
+            g.log()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
     g.wait_public(Duration::from_secs(30)).unwrap();
     wait_status(&g, &c, &id2, "queued");
     let files = g.store_files();
-    assert_eq!(files, vec![id.clone()], "store should hold only the first image");
+    assert_eq!(
+        files,
+        vec![id.clone()],
+        "store should hold only the first image"
+    );
     // the first image is still served, by the new data plane
-    let r = c.get(g.url(&format!("/v2/images/{id}/file"))).send().unwrap();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
     assert!(r.bytes().unwrap()[..] == data[..]);
 }
 
@@ -306,27 +429,57 @@ fn metadata_api_through_the_data_plane() {
     let r = c.get(g.url("/")).send().unwrap();
     assert_eq!(r.status(), 300);
     let v: Value = r.json().unwrap();
-    let ids: Vec<&str> = v["versions"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"v2.17") && ids.contains(&"v2.0"), "{ids:?}");
     assert_eq!(c.get(g.url("/versions")).send().unwrap().status(), 200);
 
     // create with a client-supplied id and custom property, list, patch, tags
     let id = "5a1e3a9c-0000-4000-8000-000000000001";
-    let img = create(&g, &c, json!({"id": id, "name": "cirros", "disk_format": "qcow2", "container_format": "bare", "hw_disk_bus": "virtio"}));
+    let img = create(
+        &g,
+        &c,
+        json!({"id": id, "name": "cirros", "disk_format": "qcow2", "container_format": "bare", "hw_disk_bus": "virtio"}),
+    );
     assert_eq!(img["visibility"], "shared");
     assert_eq!(img["hw_disk_bus"], "virtio");
     assert_eq!(img["self"], format!("/v2/images/{id}"));
     for key in ["checksum", "os_hash_value", "size", "virtual_size", "owner"] {
-        assert!(img.get(key).is_some_and(Value::is_null), "{key} should be present and null");
+        assert!(
+            img.get(key).is_some_and(Value::is_null),
+            "{key} should be present and null"
+        );
     }
-    let r = c.post(g.url("/v2/images")).json(&json!({"id": id})).send().unwrap();
+    let r = c
+        .post(g.url("/v2/images"))
+        .json(&json!({"id": id}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 409);
-    let r = c.post(g.url("/v2/images")).json(&json!({"status": "active"})).send().unwrap();
+    let r = c
+        .post(g.url("/v2/images"))
+        .json(&json!({"status": "active"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.post(g.url("/v2/images")).header("Content-Type", "application/json").body("{not json").send().unwrap();
+    let r = c
+        .post(g.url("/v2/images"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    let list: Value = c.get(g.url("/v2/images?name=cirros")).send().unwrap().json().unwrap();
+    let list: Value = c
+        .get(g.url("/v2/images?name=cirros"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(list["images"].as_array().unwrap().len(), 1);
 
     let r = c
@@ -337,7 +490,10 @@ fn metadata_api_through_the_data_plane() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let img: Value = r.json().unwrap();
-    assert_eq!((img["name"].as_str(), img["os_distro"].as_str()), (Some("renamed"), Some("cirros")));
+    assert_eq!(
+        (img["name"].as_str(), img["os_distro"].as_str()),
+        (Some("renamed"), Some("cirros"))
+    );
     let r = c
         .patch(g.url(&format!("/v2/images/{id}")))
         .header("Content-Type", "application/json")
@@ -347,42 +503,104 @@ fn metadata_api_through_the_data_plane() {
     assert_eq!(r.status(), 415);
     assert!(r.headers().get("accept-patch").is_some());
 
-    assert_eq!(c.put(g.url(&format!("/v2/images/{id}/tags/fast"))).send().unwrap().status(), 204);
+    assert_eq!(
+        c.put(g.url(&format!("/v2/images/{id}/tags/fast")))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(show(&g, &c, id)["tags"], json!(["fast"]));
-    assert_eq!(c.delete(g.url(&format!("/v2/images/{id}/tags/fast"))).send().unwrap().status(), 204);
-    assert_eq!(c.delete(g.url(&format!("/v2/images/{id}/tags/fast"))).send().unwrap().status(), 404);
+    assert_eq!(
+        c.delete(g.url(&format!("/v2/images/{id}/tags/fast")))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.delete(g.url(&format!("/v2/images/{id}/tags/fast")))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
 
     // errors
-    assert_eq!(c.get(g.url("/v2/images/not-a-uuid")).send().unwrap().status(), 404);
-    assert_eq!(c.get(g.url("/v2/nothing-here")).send().unwrap().status(), 404);
+    assert_eq!(
+        c.get(g.url("/v2/images/not-a-uuid"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(g.url("/v2/nothing-here")).send().unwrap().status(),
+        404
+    );
     assert_eq!(c.put(g.url("/v2/images")).send().unwrap().status(), 405);
     let big = json!({"name": "x".repeat(200_000)});
-    assert_eq!(c.post(g.url("/v2/images")).json(&big).send().unwrap().status(), 413);
+    assert_eq!(
+        c.post(g.url("/v2/images"))
+            .json(&big)
+            .send()
+            .unwrap()
+            .status(),
+        413
+    );
 
     // schemas
-    let s: Value = c.get(g.url("/v2/schemas/image")).send().unwrap().json().unwrap();
+    let s: Value = c
+        .get(g.url("/v2/schemas/image"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(s["name"], "image");
-    let s: Value = c.get(g.url("/v2/schemas/images")).send().unwrap().json().unwrap();
+    let s: Value = c
+        .get(g.url("/v2/schemas/images"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(s["name"], "images");
 
     // every response carries a request id, and a client-sent one is echoed
-    let r = c.get(g.url("/v2/images")).header("x-openstack-request-id", "req-abc").send().unwrap();
+    let r = c
+        .get(g.url("/v2/images"))
+        .header("x-openstack-request-id", "req-abc")
+        .send()
+        .unwrap();
     assert_eq!(r.headers()["x-openstack-request-id"], "req-abc");
 
     // protected images cannot be deleted
     let r = c
         .patch(g.url(&format!("/v2/images/{id}")))
-        .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
         .body(r#"[{"op":"replace","path":"/protected","value":true}]"#)
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap().status(), 403);
+    assert_eq!(
+        c.delete(g.url(&format!("/v2/images/{id}")))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
 
     // admin listener
     assert_eq!(c.get(g.admin_url("/healthz")).send().unwrap().status(), 200);
     assert_eq!(c.get(g.admin_url("/readyz")).send().unwrap().status(), 200);
-    let metrics = c.get(g.admin_url("/metrics")).send().unwrap().text().unwrap();
+    let metrics = c
+        .get(g.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(metrics.contains("glint_api_requests_total"), "{metrics}");
 }
 
@@ -392,11 +610,17 @@ fn hostile_http_gets_clean_errors() {
     let t = Duration::from_secs(10);
     let status = |req: &[u8]| parse_status(&raw_request(&g.public, req, t).unwrap());
     // oversized head
-    let big = format!("GET /versions HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET /versions HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     assert_eq!(status(big.as_bytes()), Some(431));
     // too many headers
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
-    assert_eq!(status(format!("GET /versions HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()), Some(431));
+    assert_eq!(
+        status(format!("GET /versions HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()),
+        Some(431)
+    );
     // smuggling shapes
     assert_eq!(
         status(b"POST /v2/images HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
@@ -404,7 +628,10 @@ fn hostile_http_gets_clean_errors() {
     );
     assert_eq!(status(b"POST /v2/images HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n{}{}"), Some(400));
     // garbage
-    assert_eq!(status(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"), Some(400));
+    assert_eq!(
+        status(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"),
+        Some(400)
+    );
     // invalid chunk framing on an upload leaves the image queued
     let c = client();
     let id = create_raw_image(&g, &c);
@@ -430,7 +657,10 @@ fn check_config_prints_effective_config_and_sigterm_stops_cleanly() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("port = 1234") && text.contains("data_dir = \"/srv/glint\""), "{text}");
+    assert!(
+        text.contains("port = 1234") && text.contains("data_dir = \"/srv/glint\""),
+        "{text}"
+    );
     let bad = std::process::Command::new(binary(env!("CARGO_BIN_EXE_glint")))
         .args(["serve", "--check-config"])
         .env("GLINT_BIND_PORT", "http")
@@ -439,7 +669,10 @@ fn check_config_prints_effective_config_and_sigterm_stops_cleanly() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8(bad.stderr).unwrap();
-    assert!(err.contains("GLINT_BIND_PORT") && err.contains("GLINT_HASHING_ALGORITHM"), "{err}");
+    assert!(
+        err.contains("GLINT_BIND_PORT") && err.contains("GLINT_HASHING_ALGORITHM"),
+        "{err}"
+    );
 
     let mut g = start();
     let cp = g.plane_pid("controlplane").unwrap();
@@ -447,7 +680,10 @@ fn check_config_prints_effective_config_and_sigterm_stops_cleanly() {
     let status = g.stop().unwrap();
     assert!(status.success(), "{status}");
     for pid in [cp, dp] {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "plane {pid} still running");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "plane {pid} still running"
+        );
     }
 }
 
@@ -455,5 +691,8 @@ fn check_config_prints_effective_config_and_sigterm_stops_cleanly() {
 fn data_plane_runs_on_io_uring() {
     let g = start();
     let log = g.log();
-    assert!(log.contains("driver=\"io_uring\"") || log.contains("driver=io_uring"), "{log}");
+    assert!(
+        log.contains("driver=\"io_uring\"") || log.contains("driver=io_uring"),
+        "{log}"
+    );
 }

@@ -20,7 +20,9 @@ pub struct Glint {
 
 /// The glint binary to test: `GLINT_BIN` if set (e.g. a release build), else `default`.
 pub fn binary(default: &str) -> PathBuf {
-    std::env::var_os("GLINT_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+    std::env::var_os("GLINT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
 }
 
 impl Glint {
@@ -31,9 +33,15 @@ impl Glint {
     }
 
     /// Like [`Glint::start`], with extra environment variables.
-    pub fn start_with_env(bin: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Glint> {
+    pub fn start_with_env(
+        bin: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Glint> {
         // Unix socket paths must stay short: use /tmp rather than a deep TMPDIR.
-        let dir = tempfile::Builder::new().prefix("glint-t").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("glint-t")
+            .tempdir_in("/tmp")?;
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("glint.log"))?;
         let mut cmd = Command::new(bin);
@@ -42,15 +50,25 @@ impl Glint {
             .arg(&data)
             .args(["--bind-port", "0", "--admin-port", "0", "--workers", "2"])
             .args(extra)
-            .env("GLINT_LOG", std::env::var("GLINT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "GLINT_LOG",
+                std::env::var("GLINT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let mut g = Glint { child: Some(child), dir: Some(dir), public: String::new(), admin: String::new() };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut g = Glint {
+            child: Some(child),
+            dir: Some(dir),
+            public: String::new(),
+            admin: String::new(),
+        };
         g.wait_ready(&data)?;
         Ok(g)
     }
@@ -59,7 +77,11 @@ impl Glint {
         let deadline = Instant::now() + Duration::from_secs(60);
         let addresses = data.join("run").join("addresses.json");
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("glint exited during start ({status}); log:\n{}", self.log());
             }
             if let Ok(text) = std::fs::read_to_string(&addresses)
@@ -67,9 +89,14 @@ impl Glint {
             {
                 self.public = v["public"].as_str().unwrap_or_default().to_owned();
                 self.admin = v["admin"].as_str().unwrap_or_default().to_owned();
-                if raw_status(&self.admin, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") == Some(200)
-                    && raw_status(&self.public, "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        == Some(200)
+                if raw_status(
+                    &self.admin,
+                    "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                ) == Some(200)
+                    && raw_status(
+                        &self.public,
+                        "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    ) == Some(200)
                 {
                     return Ok(());
                 }
@@ -85,7 +112,11 @@ impl Glint {
     pub fn wait_public(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if raw_status(&self.public, "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") == Some(200) {
+            if raw_status(
+                &self.public,
+                "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ) == Some(200)
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -116,7 +147,11 @@ impl Glint {
     /// Every file in the store directory (including temp files).
     pub fn store_files(&self) -> Vec<String> {
         std::fs::read_dir(self.store_dir())
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -134,10 +169,18 @@ impl Glint {
     pub fn plane_pid(&self, plane: &str) -> Option<u32> {
         let me = self.pid();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
             let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let ppid: u32 = after.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let ppid: u32 = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             if ppid != me {
                 continue;
             }
@@ -220,7 +263,12 @@ pub fn raw_request(addr: &str, request: &[u8], timeout: Duration) -> std::io::Re
 /// The status code of a raw HTTP response.
 pub fn parse_status(resp: &[u8]) -> Option<u16> {
     let line = resp.split(|b| *b == b'\n').next()?;
-    std::str::from_utf8(line).ok()?.split_whitespace().nth(1)?.parse().ok()
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Random bytes for test images.

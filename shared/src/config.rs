@@ -120,8 +120,14 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./glint-data"),
-            bind: Listen { host: "127.0.0.1".into(), port: 9292 },
-            admin: Listen { host: "127.0.0.1".into(), port: 9293 },
+            bind: Listen {
+                host: "127.0.0.1".into(),
+                port: 9292,
+            },
+            admin: Listen {
+                host: "127.0.0.1".into(),
+                port: 9293,
+            },
             database: Database::default(),
             store: Store::default(),
             image: ImageOptions::default(),
@@ -134,7 +140,10 @@ impl Default for Config {
 
 impl Default for Database {
     fn default() -> Self {
-        Database { url: None, max_connections: 8 }
+        Database {
+            url: None,
+            max_connections: 8,
+        }
     }
 }
 
@@ -143,7 +152,10 @@ impl Default for ImageOptions {
         ImageOptions {
             hashing_algorithm: HashAlgo::Sha512,
             disk_formats: DEFAULT_DISK_FORMATS.iter().map(|s| s.to_string()).collect(),
-            container_formats: DEFAULT_CONTAINER_FORMATS.iter().map(|s| s.to_string()).collect(),
+            container_formats: DEFAULT_CONTAINER_FORMATS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             image_size_cap_bytes: 1 << 40,
         }
     }
@@ -164,7 +176,9 @@ impl Default for DataPlane {
 
 impl Default for ControlPlane {
     fn default() -> Self {
-        ControlPlane { max_request_body_bytes: 64 * 1024 }
+        ControlPlane {
+            max_request_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -218,7 +232,11 @@ pub struct ConfigErrors(pub Vec<String>);
 
 impl Config {
     /// Loads default < `file` < env < `cli`, validates, and reports every error at once.
-    pub fn load(file: Option<&Path>, env: &dyn Env, cli: &Overrides) -> Result<Config, ConfigErrors> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Env,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut cfg = match file {
             None => Config::default(),
@@ -239,11 +257,19 @@ impl Config {
         cfg.apply_env(env, &mut errors);
         cfg.apply_overrides(cli);
         errors.extend(cfg.validate());
-        if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     fn apply_env(&mut self, env: &dyn Env, errors: &mut Vec<String>) {
-        fn parse<T: std::str::FromStr>(env: &dyn Env, key: &str, errors: &mut Vec<String>) -> Option<T> {
+        fn parse<T: std::str::FromStr>(
+            env: &dyn Env,
+            key: &str,
+            errors: &mut Vec<String>,
+        ) -> Option<T> {
             let raw = env.get(key)?;
             match raw.trim().parse() {
                 Ok(v) => Some(v),
@@ -336,7 +362,9 @@ impl Config {
         if let Some(url) = &self.database.url
             && !url.starts_with("sqlite:")
         {
-            errors.push(format!("database.url: unsupported scheme in {url:?} (sqlite: for now)"));
+            errors.push(format!(
+                "database.url: unsupported scheme in {url:?} (sqlite: for now)"
+            ));
         }
         if let Err(e) = std::str::from_utf8(self.run_dir().as_os_str().as_encoded_bytes()) {
             errors.push(format!("data_dir: not valid UTF-8: {e}"));
@@ -371,15 +399,20 @@ impl Config {
 
     /// The filesystem store directory.
     pub fn store_dir(&self) -> PathBuf {
-        self.store.filesystem_store_datadir.clone().unwrap_or_else(|| self.data_dir.join("images"))
+        self.store
+            .filesystem_store_datadir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images"))
     }
 
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("glint.db").display()))
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("glint.db").display()
+            )
+        })
     }
 
     /// The effective configuration as TOML with secrets redacted (for `--check-config`).
@@ -394,12 +427,21 @@ impl Config {
 
 fn redact_url_password(url: &str) -> String {
     // scheme://user:password@host → scheme://user:***@host
-    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
     let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else { return url.to_owned() };
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
     let creds = &rest[..at];
     match creds.find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &creds[..colon], &rest[at..]),
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &creds[..colon],
+            &rest[at..]
+        ),
         None => url.to_owned(),
     }
 }
@@ -409,7 +451,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -417,19 +462,40 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("glint-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("glint.toml");
-        std::fs::write(&file, "data_dir = \"/from-file\"\n[bind]\nhost = \"0.0.0.0\"\nport = 1111\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\n[bind]\nhost = \"0.0.0.0\"\nport = 1111\n",
+        )
+        .unwrap();
 
         let c = Config::load(None, &env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c, Config::default());
 
         let c = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap();
-        assert_eq!((c.data_dir.to_str().unwrap(), c.bind.port, c.bind.host.as_str()), ("/from-file", 1111, "0.0.0.0"));
+        assert_eq!(
+            (
+                c.data_dir.to_str().unwrap(),
+                c.bind.port,
+                c.bind.host.as_str()
+            ),
+            ("/from-file", 1111, "0.0.0.0")
+        );
 
         let e = env(&[("GLINT_BIND_PORT", "2222"), ("GLINT_DATA_DIR", "/from-env")]);
         let c = Config::load(Some(&file), &e, &Overrides::default()).unwrap();
-        assert_eq!((c.data_dir.to_str().unwrap(), c.bind.port, c.bind.host.as_str()), ("/from-env", 2222, "0.0.0.0"));
+        assert_eq!(
+            (
+                c.data_dir.to_str().unwrap(),
+                c.bind.port,
+                c.bind.host.as_str()
+            ),
+            ("/from-env", 2222, "0.0.0.0")
+        );
 
-        let cli = Overrides { bind_port: Some(0), ..Default::default() };
+        let cli = Overrides {
+            bind_port: Some(0),
+            ..Default::default()
+        };
         let c = Config::load(Some(&file), &e, &cli).unwrap();
         assert_eq!(c.bind.port, 0);
         std::fs::remove_dir_all(dir).ok();
@@ -459,7 +525,10 @@ mod tests {
 
     #[test]
     fn redacts_database_password() {
-        assert_eq!(redact_url_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url_password("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -50,7 +50,9 @@ impl FromStr for ImageId {
                 return Err(InvalidImageId);
             }
         }
-        uuid::Uuid::parse_str(s).map(ImageId).map_err(|_| InvalidImageId)
+        uuid::Uuid::parse_str(s)
+            .map(ImageId)
+            .map_err(|_| InvalidImageId)
     }
 }
 
@@ -256,8 +258,16 @@ pub const DEFAULT_DISK_FORMATS: &[&str] = &[
 ];
 
 /// Glance's default `[image_format] container_formats`.
-pub const DEFAULT_CONTAINER_FORMATS: &[&str] =
-    &["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"];
+pub const DEFAULT_CONTAINER_FORMATS: &[&str] = &[
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
 
 #[cfg(test)]
 mod tests {

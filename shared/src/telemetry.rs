@@ -12,6 +12,7 @@ pub fn init(component: &'static str, filter: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .try_init();
     tracing::debug!(component, "telemetry initialised");

@@ -46,7 +46,11 @@ impl MultiHasher {
             HashAlgo::Sha384 => Secure::Sha384(Default::default()),
             HashAlgo::Sha512 => Secure::Sha512(Default::default()),
         };
-        MultiHasher { md5: Md5::new(), secure, size: 0 }
+        MultiHasher {
+            md5: Md5::new(),
+            secure,
+            size: 0,
+        }
     }
 
     /// Feeds the next bytes.
@@ -74,7 +78,12 @@ impl MultiHasher {
             Secure::Sha384(h) => (HashAlgo::Sha384, hex::encode(h.finalize())),
             Secure::Sha512(h) => (HashAlgo::Sha512, hex::encode(h.finalize())),
         };
-        Digests { size: self.size, md5_hex: hex::encode(self.md5.finalize()), algo, secure_hex }
+        Digests {
+            size: self.size,
+            md5_hex: hex::encode(self.md5.finalize()),
+            algo,
+            secure_hex,
+        }
     }
 }
 
@@ -98,7 +107,10 @@ mod tests {
         let d = h.finish();
         assert_eq!(d.size, 3);
         assert_eq!(d.md5_hex, "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.secure_hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.secure_hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let mut h = MultiHasher::new(HashAlgo::Sha512);
         h.update(b"abc");
         assert_eq!(

@@ -14,15 +14,18 @@ use compio::net::TcpStream;
 use compio::time::timeout;
 use std::future::IntoFuture;
 use std::io;
-use std::time::Duration;
 use std::os::fd::{AsFd, FromRawFd, RawFd};
+use std::time::Duration;
 
 /// Adopts the listening socket the supervisor passed as file descriptor `fd`.
 ///
 /// The fd is marked close-on-exec again so it does not leak into anything we spawn.
 pub fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
     if fd < 3 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "listener fd must be >= 3"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "listener fd must be >= 3",
+        ));
     }
     // SAFETY: the supervisor passes the number of a listening TCP socket it opened and left
     // open for us (GLINT_LISTEN_FD); nothing else in this process owns that descriptor, so
@@ -31,6 +34,19 @@ pub fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
     rustix::io::fcntl_setfd(listener.as_fd(), rustix::io::FdFlags::CLOEXEC)?;
     listener.local_addr()?;
     Ok(listener)
+}
+
+/// Whether an idle pooled connection is still usable: nothing to read and no hang-up.
+/// (A peer that restarted has closed it; reusing it would fail a request whose body is
+/// already consumed.) One non-blocking `poll`, no data read.
+pub fn idle_connection_is_alive(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::RDHUP)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(0))
 }
 
 /// A pipe used to splice file data into a socket. One per connection, reused across
@@ -67,15 +83,25 @@ impl Splicer {
         let mut left = len;
         while left > 0 {
             let want = left.min(self.capacity as u64) as usize;
-            let n = timeout(idle, splice(file, &self.tx, want).offset_in(offset as i64).into_future())
-                .await
-                .map_err(|_| timed_out())??;
+            let n = timeout(
+                idle,
+                splice(file, &self.tx, want)
+                    .offset_in(offset as i64)
+                    .into_future(),
+            )
+            .await
+            .map_err(|_| timed_out())??;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "image file shorter than its recorded size"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "image file shorter than its recorded size",
+                ));
             }
             let mut in_pipe = n;
             while in_pipe > 0 {
-                let m = timeout(idle, splice(&self.rx, sock, in_pipe).into_future()).await.map_err(|_| timed_out())??;
+                let m = timeout(idle, splice(&self.rx, sock, in_pipe).into_future())
+                    .await
+                    .map_err(|_| timed_out())??;
                 if m == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }

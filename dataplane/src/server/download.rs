@@ -40,11 +40,17 @@ pub enum RangeError {
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// Decides what to send from the `Range` (or legacy `Content-Range`) request header.
-pub fn span(range: Option<&str>, content_range: Option<&str>, size: u64) -> Result<Span, RangeError> {
+pub fn span(
+    range: Option<&str>,
+    content_range: Option<&str>,
+    size: u64,
+) -> Result<Span, RangeError> {
     use RangeError::*;
     if let Some(r) = range {
         if r.contains(',') {
@@ -60,7 +66,11 @@ pub fn span(range: Option<&str>, content_range: Option<&str>, size: u64) -> Resu
             (size.saturating_sub(n), size.saturating_sub(1))
         } else {
             let start = parse_u64(a).ok_or(Unsatisfiable)?;
-            let end = if b.is_empty() { u64::MAX } else { parse_u64(b).ok_or(Unsatisfiable)? };
+            let end = if b.is_empty() {
+                u64::MAX
+            } else {
+                parse_u64(b).ok_or(Unsatisfiable)?
+            };
             if end < start {
                 return Err(Unsatisfiable);
             }
@@ -76,7 +86,10 @@ pub fn span(range: Option<&str>, content_range: Option<&str>, size: u64) -> Resu
         let spec = cr.trim().strip_prefix("bytes").ok_or(Unsatisfiable)?.trim();
         let (span, _len) = spec.split_once('/').ok_or(Unsatisfiable)?;
         let (a, b) = span.split_once('-').ok_or(Unsatisfiable)?;
-        let (start, end) = (parse_u64(a).ok_or(Unsatisfiable)?, parse_u64(b).ok_or(Unsatisfiable)?);
+        let (start, end) = (
+            parse_u64(a).ok_or(Unsatisfiable)?,
+            parse_u64(b).ok_or(Unsatisfiable)?,
+        );
         if end < start || end >= size {
             return Err(Unsatisfiable);
         }
@@ -86,12 +99,30 @@ pub fn span(range: Option<&str>, content_range: Option<&str>, size: u64) -> Resu
 }
 
 async fn no_content(conn: &mut Conn<TcpStream>, rid: &str, keep: bool, w: &Worker) -> bool {
-    let h = response_head(204, "No Content", &[("x-openstack-request-id", rid)], None, keep);
+    let h = response_head(
+        204,
+        "No Content",
+        &[("x-openstack-request-id", rid)],
+        None,
+        keep,
+    );
     conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
 }
 
-async fn fail(conn: &mut Conn<TcpStream>, status: u16, msg: &str, rid: &str, keep: bool, w: &Worker) -> bool {
-    let (res, _) = conn.write_all(error_response(status, msg, rid, keep), w.settings.idle_timeout).await;
+async fn fail(
+    conn: &mut Conn<TcpStream>,
+    status: u16,
+    msg: &str,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    let (res, _) = conn
+        .write_all(
+            error_response(status, msg, rid, keep),
+            w.settings.idle_timeout,
+        )
+        .await;
     keep && res.is_ok()
 }
 
@@ -108,9 +139,15 @@ pub async fn handle(
     let Ok(image_id) = id.parse::<ImageId>() else {
         return fail(conn, 404, "no image found with that id", rid, keep, w).await;
     };
-    let req = Request::AuthorizeDownload { request_id: rid.to_owned(), image_id, credentials: credentials(head) };
+    let req = Request::AuthorizeDownload {
+        request_id: rid.to_owned(),
+        image_id,
+        credentials: credentials(head),
+    };
     let (location, checksum) = match w.link.call(&req).await {
-        Ok(Response::DownloadGranted { location, checksum, .. }) => (location, checksum),
+        Ok(Response::DownloadGranted {
+            location, checksum, ..
+        }) => (location, checksum),
         Ok(Response::Denied(code)) => {
             let msg = match code.http_status() {
                 404 => "no image found with that id",
@@ -154,7 +191,11 @@ pub async fn handle(
             let mut out = response_head(
                 416,
                 "Requested Range Not Satisfiable",
-                &[("Content-Type", "application/json"), ("Content-Range", &cr), ("x-openstack-request-id", rid)],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Range", &cr),
+                    ("x-openstack-request-id", rid),
+                ],
                 Some(body.len() as u64),
                 keep,
             );
@@ -164,17 +205,28 @@ pub async fn handle(
     };
     let (status, offset, len, content_range) = match span {
         Span::Full => (200, 0, size, None),
-        Span::Part { start, end } => (206, start, end - start + 1, Some(format!("bytes {start}-{end}/{size}"))),
+        Span::Part { start, end } => (
+            206,
+            start,
+            end - start + 1,
+            Some(format!("bytes {start}-{end}/{size}")),
+        ),
     };
-    let mut headers: Vec<(&str, &str)> =
-        vec![("Content-Type", "application/octet-stream"), ("x-openstack-request-id", rid)];
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Content-Type", "application/octet-stream"),
+        ("x-openstack-request-id", rid),
+    ];
     if let Some(md5) = &checksum {
         headers.push(("Content-MD5", md5));
     }
     if let Some(cr) = &content_range {
         headers.push(("Content-Range", cr));
     }
-    let reason = if status == 200 { "OK" } else { "Partial Content" };
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Partial Content"
+    };
     let h = response_head(status, reason, &headers, Some(len), keep);
     if conn.write_all(h, w.settings.idle_timeout).await.0.is_err() {
         return false;
@@ -201,11 +253,15 @@ async fn send_file(
     if splicer.is_none() {
         match Splicer::new(w.settings.transfer_buffer_bytes).await {
             Ok(s) => *splicer = Some(s),
-            Err(e) => tracing::warn!(error = %e, "cannot create splice pipe; copying through user space"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create splice pipe; copying through user space")
+            }
         }
     }
     if let Some(s) = splicer.as_mut() {
-        let res = s.file_to_socket(file, offset, len, &conn.stream, w.settings.idle_timeout).await;
+        let res = s
+            .file_to_socket(file, offset, len, &conn.stream, w.settings.idle_timeout)
+            .await;
         if res.is_err() {
             // The pipe may still hold bytes of this response: never reuse it.
             *splicer = None;
@@ -251,11 +307,33 @@ mod tests {
         assert_eq!(span(Some("bytes=9-9"), None, 10), p(9, 9));
         assert_eq!(span(None, Some("bytes 2-5/*"), 10), p(2, 5));
         assert_eq!(span(None, Some("bytes 2-5/10"), 10), p(2, 5));
-        for bad in ["bytes=10-", "bytes=10-20", "bytes=5-4", "bytes=-0", "bytes=x-1", "items=0-1", "bytes=", "bytes=1"] {
-            assert_eq!(span(Some(bad), None, 10), Err(RangeError::Unsatisfiable), "{bad}");
+        for bad in [
+            "bytes=10-",
+            "bytes=10-20",
+            "bytes=5-4",
+            "bytes=-0",
+            "bytes=x-1",
+            "items=0-1",
+            "bytes=",
+            "bytes=1",
+        ] {
+            assert_eq!(
+                span(Some(bad), None, 10),
+                Err(RangeError::Unsatisfiable),
+                "{bad}"
+            );
         }
-        assert_eq!(span(Some("bytes=0-1,3-4"), None, 10), Err(RangeError::Multiple));
-        assert_eq!(span(None, Some("bytes 2-10/*"), 10), Err(RangeError::Unsatisfiable));
-        assert_eq!(span(Some("bytes=0-"), None, 0), Err(RangeError::Unsatisfiable));
+        assert_eq!(
+            span(Some("bytes=0-1,3-4"), None, 10),
+            Err(RangeError::Multiple)
+        );
+        assert_eq!(
+            span(None, Some("bytes 2-10/*"), 10),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            span(Some("bytes=0-"), None, 0),
+            Err(RangeError::Unsatisfiable)
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! `Transfer-Encoding`, several different `Content-Length`s, or a transfer coding other than
 //! `chunked` is answered 400 and the connection closed.
 
-use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::io;
 use std::time::Duration;
 
@@ -86,12 +86,16 @@ impl RequestHead {
 
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the client sent `Expect: 100-continue`.
     pub fn expects_continue(&self) -> bool {
-        self.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        self.header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
     }
 }
 
@@ -107,7 +111,9 @@ pub fn request_framing(headers: &[(String, String)]) -> Result<Framing, HeadErro
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(HeadError::Malformed("invalid Content-Length"));
                 }
-                let n: u64 = part.parse().map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+                let n: u64 = part
+                    .parse()
+                    .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Malformed("conflicting Content-Length headers"));
                 }
@@ -124,7 +130,9 @@ pub fn request_framing(headers: &[(String, String)]) -> Result<Framing, HeadErro
         }
     }
     match (te_seen, length) {
-        (true, Some(_)) => Err(HeadError::Malformed("both Content-Length and Transfer-Encoding")),
+        (true, Some(_)) => Err(HeadError::Malformed(
+            "both Content-Length and Transfer-Encoding",
+        )),
         (true, None) if chunked => Ok(Framing::Chunked),
         (true, None) => Err(HeadError::Malformed("unsupported Transfer-Encoding")),
         (false, Some(0)) | (false, None) => Ok(Framing::Empty),
@@ -147,7 +155,10 @@ fn wants_keep_alive(minor: u8, headers: &[(String, String)]) -> bool {
 }
 
 /// Tries to parse a request head from `buf`. `Ok(None)` means more bytes are needed.
-pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
+pub fn parse_request(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut req = httparse::Request::new(&mut storage);
     let used = match req.parse(buf) {
@@ -160,16 +171,29 @@ pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(RequestHe
     let method = req.method.unwrap_or_default().to_owned();
     let target = req.path.unwrap_or_default().to_owned();
     if !target.starts_with('/') {
-        return Err(HeadError::Malformed("request target must be an absolute path"));
+        return Err(HeadError::Malformed(
+            "request target must be an absolute path",
+        ));
     }
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed("header value is not UTF-8"))?;
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| HeadError::Malformed("header value is not UTF-8"))?;
         headers.push((h.name.to_owned(), value.trim().to_owned()));
     }
     let framing = request_framing(&headers)?;
     let keep_alive = wants_keep_alive(minor, &headers);
-    Ok(Some((RequestHead { method, target, minor, headers, framing, keep_alive }, used)))
+    Ok(Some((
+        RequestHead {
+            method,
+            target,
+            minor,
+            headers,
+            framing,
+            keep_alive,
+        },
+        used,
+    )))
 }
 
 /// A parsed response head (from the control plane).
@@ -186,7 +210,10 @@ pub struct ResponseHead {
 }
 
 /// Tries to parse a response head; `request_method` decides whether a body follows.
-pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(ResponseHead, Framing, usize)>, HeadError> {
+pub fn parse_response(
+    buf: &[u8],
+    request_method: &str,
+) -> Result<Option<(ResponseHead, Framing, usize)>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; 128];
     let mut resp = httparse::Response::new(&mut storage);
     let used = match resp.parse(buf) {
@@ -200,14 +227,29 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(Respon
     let headers: Vec<(String, String)> = resp
         .headers
         .iter()
-        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
         .collect();
     let mut keep_alive = wants_keep_alive(minor, &headers);
-    let framing = if request_method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200 {
+    let framing = if request_method.eq_ignore_ascii_case("HEAD")
+        || status == 204
+        || status == 304
+        || status < 200
+    {
         Framing::Empty
     } else {
         match request_framing(&headers) {
-            Ok(Framing::Empty) if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) => Framing::Empty,
+            Ok(Framing::Empty)
+                if headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-length")) =>
+            {
+                Framing::Empty
+            }
             Ok(Framing::Empty) => {
                 keep_alive = false;
                 Framing::UntilClose
@@ -216,7 +258,16 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(Respon
             Err(e) => return Err(e),
         }
     };
-    Ok(Some((ResponseHead { status, reason, headers, keep_alive }, framing, used)))
+    Ok(Some((
+        ResponseHead {
+            status,
+            reason,
+            headers,
+            keep_alive,
+        },
+        framing,
+        used,
+    )))
 }
 
 // === impl ChunkedDecoder ===
@@ -257,7 +308,12 @@ impl Default for ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder at the start of a body.
     pub fn new() -> Self {
-        ChunkedDecoder { state: ChunkState::Size, remaining: 0, digits: 0, line_bytes: 0 }
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            remaining: 0,
+            digits: 0,
+            line_bytes: 0,
+        }
     }
 
     /// Whether the terminating chunk and trailers have been consumed.
@@ -267,7 +323,12 @@ impl ChunkedDecoder {
 
     /// Decodes from `input`, appending data to `out` until `out` holds `out_limit` bytes.
     /// Returns how many input bytes were consumed.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>, out_limit: usize) -> Result<usize, BodyError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        out_limit: usize,
+    ) -> Result<usize, BodyError> {
         use ChunkState::*;
         let bad = BodyError::Chunked;
         let mut i = 0;
@@ -277,7 +338,9 @@ impl ChunkedDecoder {
                 if room == 0 {
                     break;
                 }
-                let n = (input.len() - i).min(room).min(self.remaining.min(usize::MAX as u64) as usize);
+                let n = (input.len() - i)
+                    .min(room)
+                    .min(self.remaining.min(usize::MAX as u64) as usize);
                 out.extend_from_slice(&input[i..i + n]);
                 i += n;
                 self.remaining -= n as u64;
@@ -311,14 +374,24 @@ impl ChunkedDecoder {
                     if self.line_bytes > MAX_CHUNK_LINE {
                         return Err(bad("chunk extension too long"));
                     }
-                    if b == b'\r' { SizeLf } else if b == b'\n' { return Err(bad("bare LF in chunk extension")) } else { Ext }
+                    if b == b'\r' {
+                        SizeLf
+                    } else if b == b'\n' {
+                        return Err(bad("bare LF in chunk extension"));
+                    } else {
+                        Ext
+                    }
                 }
                 SizeLf => {
                     if b != b'\n' {
                         return Err(bad("expected LF after chunk size"));
                     }
                     self.digits = 0;
-                    if self.remaining == 0 { TrailerStart } else { Data }
+                    if self.remaining == 0 {
+                        TrailerStart
+                    } else {
+                        Data
+                    }
                 }
                 DataCr => {
                     if b != b'\r' {
@@ -414,7 +487,11 @@ async fn with_timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
     /// Wraps a stream with a read buffer of `capacity` bytes to start with.
     pub fn new(stream: S, capacity: usize) -> Self {
-        Conn { stream, buf: Vec::with_capacity(capacity), start: 0 }
+        Conn {
+            stream,
+            buf: Vec::with_capacity(capacity),
+            start: 0,
+        }
     }
 
     fn buffered(&self) -> &[u8] {
@@ -439,7 +516,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
             self.buf.reserve(want);
         }
         let buf = std::mem::take(&mut self.buf);
-        let (res, buf) = self.stream.read(buf).await.into();
+        let (res, buf) = self.stream.append(buf).await.into();
         self.buf = buf;
         res
     }
@@ -465,15 +542,25 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                 }
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let n = with_timeout(left, self.fill(4096)).await.ok_or(HeadError::Timeout)??;
+            let n = with_timeout(left, self.fill(4096))
+                .await
+                .ok_or(HeadError::Timeout)??;
             if n == 0 {
-                return if self.buffered().is_empty() { Ok(None) } else { Err(HeadError::Eof) };
+                return if self.buffered().is_empty() {
+                    Ok(None)
+                } else {
+                    Err(HeadError::Eof)
+                };
             }
         }
     }
 
     /// Reads a response head (from the control plane), skipping interim 1xx responses.
-    pub async fn read_response(&mut self, method: &str, timeout: Duration) -> Result<(ResponseHead, Framing), HeadError> {
+    pub async fn read_response(
+        &mut self,
+        method: &str,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, Framing), HeadError> {
         loop {
             if !self.buffered().is_empty()
                 && let Some((head, framing, used)) = parse_response(self.buffered(), method)?
@@ -487,7 +574,9 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
             if self.buffered().len() > 1 << 20 {
                 return Err(HeadError::TooLarge);
             }
-            let n = with_timeout(timeout, self.fill(8192)).await.ok_or(HeadError::Timeout)??;
+            let n = with_timeout(timeout, self.fill(8192))
+                .await
+                .ok_or(HeadError::Timeout)??;
             if n == 0 {
                 return Err(HeadError::Eof);
             }
@@ -509,12 +598,16 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                 BodyState::Done => return (Ok(()), out),
                 BodyState::Length(remaining) => {
                     if !self.buffered().is_empty() {
-                        let n = self.buffered().len().min(limit - out.len()).min(*remaining as usize);
+                        let n = self
+                            .buffered()
+                            .len()
+                            .min(limit - out.len())
+                            .min(*remaining as usize);
                         out.extend_from_slice(&self.buffered()[..n]);
                         self.consume(n);
                         *remaining -= n as u64;
                     } else {
-                        let (res, buf) = match with_timeout(idle, self.stream.read(out)).await {
+                        let (res, buf) = match with_timeout(idle, self.stream.append(out)).await {
                             Some(r) => r.into(),
                             None => return (Err(BodyError::Timeout), Vec::new()),
                         };
@@ -528,7 +621,8 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                         if got > *remaining {
                             // Pipelined bytes past the body belong to the next request.
                             let keep = before + *remaining as usize;
-                            self.buf.splice(self.start..self.start, out[keep..].iter().copied());
+                            self.buf
+                                .splice(self.start..self.start, out[keep..].iter().copied());
                             out.truncate(keep);
                             *remaining = 0;
                         } else {
@@ -569,7 +663,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                         self.consume(n);
                         return (Ok(()), out);
                     }
-                    let (res, buf) = match with_timeout(idle, self.stream.read(out)).await {
+                    let (res, buf) = match with_timeout(idle, self.stream.append(out)).await {
                         Some(r) => r.into(),
                         None => return (Err(BodyError::Timeout), Vec::new()),
                     };
@@ -589,7 +683,10 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub async fn write_all(&mut self, data: Vec<u8>, idle: Duration) -> (io::Result<()>, Vec<u8>) {
         match with_timeout(idle, self.stream.write_all(data)).await {
             Some(r) => r.into(),
-            None => (Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")), Vec::new()),
+            None => (
+                Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+                Vec::new(),
+            ),
         }
     }
 }
@@ -660,7 +757,10 @@ pub fn error_response(status: u16, message: &str, request_id: &str, keep_alive: 
     let mut out = response_head(
         status,
         title,
-        &[("Content-Type", "application/json"), ("x-openstack-request-id", request_id)],
+        &[
+            ("Content-Type", "application/json"),
+            ("x-openstack-request-id", request_id),
+        ],
         Some(body.len() as u64),
         keep_alive,
     );
@@ -688,7 +788,10 @@ mod tests {
     use super::*;
 
     fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -697,7 +800,10 @@ mod tests {
             (vec![], Framing::Empty),
             (vec![("Content-Length", "0")], Framing::Empty),
             (vec![("Content-Length", "12")], Framing::Length(12)),
-            (vec![("content-length", "12"), ("Content-Length", "12")], Framing::Length(12)),
+            (
+                vec![("content-length", "12"), ("Content-Length", "12")],
+                Framing::Length(12),
+            ),
             (vec![("Transfer-Encoding", "chunked")], Framing::Chunked),
         ];
         for (h, want) in ok {
@@ -723,16 +829,41 @@ mod tests {
     fn parses_heads_and_keep_alive() {
         let raw = b"PUT /v2/images/x/file?a=b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
         let (head, used) = parse_request(raw, 10).unwrap().unwrap();
-        assert_eq!((head.method.as_str(), head.path(), head.framing, head.keep_alive), ("PUT", "/v2/images/x/file", Framing::Length(3), true));
+        assert_eq!(
+            (
+                head.method.as_str(),
+                head.path(),
+                head.framing,
+                head.keep_alive
+            ),
+            ("PUT", "/v2/images/x/file", Framing::Length(3), true)
+        );
         assert_eq!(&raw[used..], b"abc");
-        assert!(parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n", 10).unwrap().is_none());
-        let (h, _) = parse_request(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap();
+        assert!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n", 10)
+                .unwrap()
+                .is_none()
+        );
+        let (h, _) = parse_request(b"GET / HTTP/1.0\r\n\r\n", 10)
+            .unwrap()
+            .unwrap();
         assert!(!h.keep_alive);
-        let (h, _) = parse_request(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 10).unwrap().unwrap();
+        let (h, _) = parse_request(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 10)
+            .unwrap()
+            .unwrap();
         assert!(!h.keep_alive);
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n", 2), Err(HeadError::TooLarge)));
-        assert!(matches!(parse_request(b"GET http://x/ HTTP/1.1\r\n\r\n", 2), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", 2), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n", 2),
+            Err(HeadError::TooLarge)
+        ));
+        assert!(matches!(
+            parse_request(b"GET http://x/ HTTP/1.1\r\n\r\n", 2),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", 2),
+            Err(HeadError::Malformed(_))
+        ));
     }
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), BodyError> {
@@ -774,7 +905,11 @@ mod tests {
         ] {
             let mut d = ChunkedDecoder::new();
             let mut out = Vec::new();
-            assert!(d.decode(bad, &mut out, usize::MAX).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+            assert!(
+                d.decode(bad, &mut out, usize::MAX).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -797,6 +932,35 @@ mod tests {
         let r = error_response(404, "no \"such\" image", "req-1", true);
         let text = String::from_utf8(r).unwrap();
         let body = text.split("\r\n\r\n").nth(1).unwrap();
-        assert_eq!(body, r#"{"error": {"code": 404, "title": "Not Found", "message": "no \"such\" image"}}"#);
+        assert_eq!(
+            body,
+            r#"{"error": {"code": 404, "title": "Not Found", "message": "no \"such\" image"}}"#
+        );
+    }
+}
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    #[compio::test]
+    async fn head_arriving_in_pieces_is_reassembled() {
+        let l = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let big = format!(
+            "GET /versions HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
+        let t = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(big.as_bytes()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        });
+        let (s, _) = l.accept().await.unwrap();
+        let mut c = Conn::new(s, 8192);
+        // 20 KB of head arrives over several reads: the buffer must keep what came first and
+        // refuse the head as too large (431), not as malformed.
+        let r = c.read_request(16384, 100, Duration::from_secs(5)).await;
+        t.join().unwrap();
+        assert!(matches!(r, Err(HeadError::TooLarge)), "{r:?}");
     }
 }

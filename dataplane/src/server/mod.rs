@@ -70,13 +70,20 @@ enum Route<'a> {
 
 fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     let mut parts = path.split('/');
-    let (Some(""), Some(version), Some("images"), Some(id), Some("file"), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(""), Some(version), Some("images"), Some(id), Some("file"), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Route::Forward;
     };
     let versioned = version == "v2"
-        || version.strip_prefix("v2.").is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+        || version
+            .strip_prefix("v2.")
+            .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
     match (versioned, method) {
         (true, "PUT") => Route::Upload(id),
         (true, "GET") => Route::Download(id),
@@ -84,13 +91,22 @@ fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     }
 }
 
+/// The client's `x-openstack-request-id` is longer than 64 bytes (431).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("x-openstack-request-id longer than 64 bytes")]
+pub struct RequestIdTooLong;
+
 /// The request id for a request: the client's `x-openstack-request-id` if it sent a usable
-/// one, else a new `req-<uuid>`. `Err` when the client's is longer than 64 bytes (431).
-pub fn request_id(head: &RequestHead) -> Result<String, ()> {
+/// one, else a new `req-<uuid>`.
+pub fn request_id(head: &RequestHead) -> Result<String, RequestIdTooLong> {
     match head.header("x-openstack-request-id") {
-        Some(id) if id.len() > 64 => Err(()),
+        Some(id) if id.len() > 64 => Err(RequestIdTooLong),
         Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(if id.starts_with("req-") { id.to_owned() } else { format!("req-{id}") })
+            Ok(if id.starts_with("req-") {
+                id.to_owned()
+            } else {
+                format!("req-{id}")
+            })
         }
         _ => Ok(format!("req-{}", uuid::Uuid::new_v4())),
     }
@@ -103,7 +119,10 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
     let mut conn = Conn::new(stream, 8 * 1024);
     let mut splicer: Option<crate::io::Splicer> = None;
     loop {
-        let head = match conn.read_request(s.max_header_bytes, s.max_headers, s.header_timeout).await {
+        let head = match conn
+            .read_request(s.max_header_bytes, s.max_headers, s.header_timeout)
+            .await
+        {
             Ok(Some(h)) => h,
             Ok(None) | Err(HeadError::Eof) | Err(HeadError::Io(_)) => return,
             Err(e) => {
@@ -114,20 +133,29 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
                 };
                 tracing::debug!(error = %e, status, "refusing request head");
                 let rid = format!("req-{}", uuid::Uuid::new_v4());
-                let _ = conn.write_all(http::error_response(status, &e.to_string(), &rid, false), s.idle_timeout).await;
+                let _ = conn
+                    .write_all(
+                        http::error_response(status, &e.to_string(), &rid, false),
+                        s.idle_timeout,
+                    )
+                    .await;
                 return;
             }
         };
         let Ok(rid) = request_id(&head) else {
             let rid = format!("req-{}", uuid::Uuid::new_v4());
             let msg = "x-openstack-request-id longer than 64 bytes";
-            let _ = conn.write_all(http::error_response(431, msg, &rid, false), s.idle_timeout).await;
+            let _ = conn
+                .write_all(http::error_response(431, msg, &rid, false), s.idle_timeout)
+                .await;
             return;
         };
         let path = head.path().to_owned();
         let keep = match route(&head.method, &path) {
             Route::Upload(id) => upload::handle(&mut conn, &head, id, &rid, &worker).await,
-            Route::Download(id) => download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer).await,
+            Route::Download(id) => {
+                download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer).await
+            }
             Route::Forward => proxy::handle(&mut conn, &head, &rid, &worker).await,
         };
         if !keep || !head.keep_alive {
@@ -143,14 +171,35 @@ mod tests {
     #[test]
     fn routes() {
         let id = "0b3a8c7e-1234-4321-abcd-0123456789ab";
-        assert_eq!(route("PUT", &format!("/v2/images/{id}/file")), Route::Upload(id));
-        assert_eq!(route("GET", &format!("/v2/images/{id}/file")), Route::Download(id));
-        assert_eq!(route("GET", &format!("/v2.17/images/{id}/file")), Route::Download(id));
-        assert_eq!(route("DELETE", &format!("/v2/images/{id}/file")), Route::Forward);
+        assert_eq!(
+            route("PUT", &format!("/v2/images/{id}/file")),
+            Route::Upload(id)
+        );
+        assert_eq!(
+            route("GET", &format!("/v2/images/{id}/file")),
+            Route::Download(id)
+        );
+        assert_eq!(
+            route("GET", &format!("/v2.17/images/{id}/file")),
+            Route::Download(id)
+        );
+        assert_eq!(
+            route("DELETE", &format!("/v2/images/{id}/file")),
+            Route::Forward
+        );
         assert_eq!(route("GET", &format!("/v2/images/{id}")), Route::Forward);
-        assert_eq!(route("GET", &format!("/v2/images/{id}/file/x")), Route::Forward);
-        assert_eq!(route("GET", &format!("/v3/images/{id}/file")), Route::Forward);
-        assert_eq!(route("GET", &format!("/v2./images/{id}/file")), Route::Forward);
+        assert_eq!(
+            route("GET", &format!("/v2/images/{id}/file/x")),
+            Route::Forward
+        );
+        assert_eq!(
+            route("GET", &format!("/v3/images/{id}/file")),
+            Route::Forward
+        );
+        assert_eq!(
+            route("GET", &format!("/v2./images/{id}/file")),
+            Route::Forward
+        );
         assert_eq!(route("GET", "/versions"), Route::Forward);
     }
 }

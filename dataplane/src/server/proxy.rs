@@ -21,11 +21,29 @@ pub struct Upstream {
 impl Upstream {
     /// A pool for the control plane's API socket at `path`.
     pub fn new(path: PathBuf, max_idle: usize) -> Self {
-        Upstream { path, idle: RefCell::new(Vec::new()), max_idle }
+        Upstream {
+            path,
+            idle: RefCell::new(Vec::new()),
+            max_idle,
+        }
     }
 
     async fn connect(&self) -> std::io::Result<Conn<UnixStream>> {
         Ok(Conn::new(UnixStream::connect(&self.path).await?, 16 * 1024))
+    }
+
+    /// An idle connection that is still open, or `None`. Finding a closed one means the
+    /// control plane restarted: every pooled connection is dropped then.
+    fn take_idle(&self) -> Option<Conn<UnixStream>> {
+        use std::os::fd::AsFd;
+        let mut idle = self.idle.borrow_mut();
+        let c = idle.pop()?;
+        if crate::io::idle_connection_is_alive(c.stream.as_fd()) {
+            Some(c)
+        } else {
+            idle.clear();
+            None
+        }
     }
 
     fn give_back(&self, c: Conn<UnixStream>) {
@@ -74,10 +92,16 @@ fn forwarded_head(head: &RequestHead, rid: &str) -> Vec<u8> {
 
 fn client_head(resp: &ResponseHead, framing: Framing, keep: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let reason = if resp.reason.is_empty() { super::http::reason(resp.status) } else { resp.reason.as_str() };
+    let reason = if resp.reason.is_empty() {
+        super::http::reason(resp.status)
+    } else {
+        resp.reason.as_str()
+    };
     out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", resp.status).as_bytes());
     for (n, v) in &resp.headers {
-        if HOP_BY_HOP[..8].iter().any(|h| n.eq_ignore_ascii_case(h)) || n.eq_ignore_ascii_case("content-length") {
+        if HOP_BY_HOP[..8].iter().any(|h| n.eq_ignore_ascii_case(h))
+            || n.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
@@ -156,16 +180,29 @@ where
     Ok(())
 }
 
-async fn unavailable(conn: &mut Conn<TcpStream>, status: u16, rid: &str, idle: std::time::Duration) {
-    let msg = if status == 503 { "control plane unavailable" } else { "bad answer from the control plane" };
-    let _ = conn.write_all(error_response(status, msg, rid, false), idle).await;
+async fn unavailable(
+    conn: &mut Conn<TcpStream>,
+    status: u16,
+    rid: &str,
+    idle: std::time::Duration,
+) {
+    let msg = if status == 503 {
+        "control plane unavailable"
+    } else {
+        "bad answer from the control plane"
+    };
+    let _ = conn
+        .write_all(error_response(status, msg, rid, false), idle)
+        .await;
 }
 
 /// Forwards one request; returns whether the client connection may be reused.
 pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w: &Worker) -> bool {
     let idle = w.settings.idle_timeout;
     if head.expects_continue() {
-        let (res, _) = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), idle).await;
+        let (res, _) = conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), idle)
+            .await;
         if res.is_err() {
             return false;
         }
@@ -173,7 +210,7 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
     let fwd = forwarded_head(head, rid);
     // A pooled connection may have been closed by the control plane; only a request with no
     // body is retried, and only if nothing came back.
-    let pooled = w.upstream.idle.borrow_mut().pop();
+    let pooled = w.upstream.take_idle();
     let retryable = head.framing == Framing::Empty;
     let mut up = match pooled {
         Some(c) => c,
@@ -192,7 +229,15 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
         let (res, _) = up.write_all(fwd.clone(), idle).await;
         let mut sent = res.is_ok();
         if sent && head.framing != Framing::Empty {
-            match pump(conn, &mut up, head.framing, head.framing == Framing::Chunked, idle).await {
+            match pump(
+                conn,
+                &mut up,
+                head.framing,
+                head.framing == Framing::Chunked,
+                idle,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err((true, e)) => {
                     tracing::debug!(error = %e, "client body ended early while forwarding");
@@ -204,7 +249,9 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
         let answer = up.read_response(&head.method, idle).await;
         match answer {
             Ok(a) => break a,
-            Err(e) if attempt == 1 && retryable && matches!(e, HeadError::Eof | HeadError::Io(_)) => {
+            Err(e)
+                if attempt == 1 && retryable && matches!(e, HeadError::Eof | HeadError::Io(_)) =>
+            {
                 match w.upstream.connect().await {
                     Ok(c) => up = c,
                     Err(_) => {
@@ -221,7 +268,9 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
         }
     };
     let keep = head.keep_alive && framing != Framing::UntilClose;
-    let (res, _) = conn.write_all(client_head(&resp, framing, keep), idle).await;
+    let (res, _) = conn
+        .write_all(client_head(&resp, framing, keep), idle)
+        .await;
     if res.is_err() {
         return false;
     }

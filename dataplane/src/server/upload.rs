@@ -13,7 +13,9 @@
 //! sends `UploadAborted`, which puts the image back to `queued`.
 
 use super::Worker;
-use super::http::{BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head};
+use super::http::{
+    BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head,
+};
 use crate::hash::MultiHasher;
 use compio::io::AsyncWriteAtExt;
 use compio::net::TcpStream;
@@ -31,19 +33,51 @@ pub fn credentials(head: &RequestHead) -> Credentials {
     c
 }
 
-async fn fail(conn: &mut Conn<TcpStream>, status: u16, msg: &str, rid: &str, keep: bool, w: &Worker) -> bool {
-    let (res, _) = conn.write_all(error_response(status, msg, rid, keep), w.settings.idle_timeout).await;
+async fn fail(
+    conn: &mut Conn<TcpStream>,
+    status: u16,
+    msg: &str,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    let (res, _) = conn
+        .write_all(
+            error_response(status, msg, rid, keep),
+            w.settings.idle_timeout,
+        )
+        .await;
     keep && res.is_ok()
 }
 
 /// Serves one upload; returns whether the connection may be reused.
-pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, rid: &str, w: &Worker) -> bool {
+pub async fn handle(
+    conn: &mut Conn<TcpStream>,
+    head: &RequestHead,
+    id: &str,
+    rid: &str,
+    w: &Worker,
+) -> bool {
     // An error answered before the body is read leaves the body in the socket: close then.
     let keep_if_refused = head.framing == Framing::Empty;
     let Ok(image_id) = id.parse::<ImageId>() else {
-        return fail(conn, 404, "no image found with that id", rid, keep_if_refused, w).await;
+        return fail(
+            conn,
+            404,
+            "no image found with that id",
+            rid,
+            keep_if_refused,
+            w,
+        )
+        .await;
     };
-    let media = head.header("content-type").map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let media = head.header("content-type").map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     if media.as_deref() != Some("application/octet-stream") {
         let msg = "image data must be sent as application/octet-stream";
         return fail(conn, 415, msg, rid, keep_if_refused, w).await;
@@ -52,7 +86,17 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
         None => None,
         Some(v) => match v.parse::<u64>() {
             Ok(n) => Some(n),
-            Err(_) => return fail(conn, 400, "x-openstack-image-size must be a non-negative integer", rid, keep_if_refused, w).await,
+            Err(_) => {
+                return fail(
+                    conn,
+                    400,
+                    "x-openstack-image-size must be a non-negative integer",
+                    rid,
+                    keep_if_refused,
+                    w,
+                )
+                .await;
+            }
         },
     };
     let length = match head.framing {
@@ -63,7 +107,8 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
     if let (Some(d), Some(l)) = (declared, length)
         && d != l
     {
-        let msg = format!("x-openstack-image-size ({d}) does not match the request body size ({l})");
+        let msg =
+            format!("x-openstack-image-size ({d}) does not match the request body size ({l})");
         return fail(conn, 400, &msg, rid, keep_if_refused, w).await;
     }
     let expected = declared.or(length);
@@ -75,10 +120,24 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
         declared_size: expected,
     };
     let (mut lease, hash_algo, max_size) = match w.link.call_keep(&authorize).await {
-        Ok((c, Response::UploadGranted { hash_algo, max_size_bytes })) => (c, hash_algo, max_size_bytes),
+        Ok((
+            c,
+            Response::UploadGranted {
+                hash_algo,
+                max_size_bytes,
+            },
+        )) => (c, hash_algo, max_size_bytes),
         Ok((c, Response::Denied(code))) => {
             w.link.give_back(c);
-            return fail(conn, code.http_status(), &denied_message(code), rid, keep_if_refused, w).await;
+            return fail(
+                conn,
+                code.http_status(),
+                &denied_message(code),
+                rid,
+                keep_if_refused,
+                w,
+            )
+            .await;
         }
         Ok((_, other)) => {
             tracing::error!(?other, "unexpected channel answer to AuthorizeUpload");
@@ -86,7 +145,15 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
         }
         Err(e) => {
             tracing::warn!(error = %e, "control plane unavailable for upload");
-            return fail(conn, 503, "control plane unavailable", rid, keep_if_refused, w).await;
+            return fail(
+                conn,
+                503,
+                "control plane unavailable",
+                rid,
+                keep_if_refused,
+                w,
+            )
+            .await;
         }
     };
 
@@ -112,7 +179,13 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
                         mb_per_s = format!("{:.1}", digests.size as f64 / 1e6 / secs.max(1e-9)),
                         "upload stored"
                     );
-                    let h = response_head(204, "No Content", &[("x-openstack-request-id", rid)], None, head.keep_alive);
+                    let h = response_head(
+                        204,
+                        "No Content",
+                        &[("x-openstack-request-id", rid)],
+                        None,
+                        head.keep_alive,
+                    );
                     let (res, _) = conn.write_all(h, w.settings.idle_timeout).await;
                     res.is_ok()
                 }
@@ -120,7 +193,15 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
                     w.link.give_back(lease);
                     let _ = w.store.delete(&location);
                     tracing::info!(%image_id, request_id = rid, %code, "upload refused at commit; data removed");
-                    fail(conn, code.http_status(), &denied_message(code), rid, head.keep_alive, w).await
+                    fail(
+                        conn,
+                        code.http_status(),
+                        &denied_message(code),
+                        rid,
+                        head.keep_alive,
+                        w,
+                    )
+                    .await
                 }
                 Ok(other) => {
                     tracing::error!(?other, "unexpected channel answer to UploadComplete");
@@ -135,7 +216,11 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
             }
         }
         Err(failure) => {
-            let abort = Request::UploadAborted { request_id: rid.to_owned(), image_id, code: failure.code };
+            let abort = Request::UploadAborted {
+                request_id: rid.to_owned(),
+                image_id,
+                code: failure.code,
+            };
             match lease.call(&abort).await {
                 Ok(_) => w.link.give_back(lease),
                 Err(e) => tracing::warn!(%image_id, error = %e, "could not report aborted upload"),
@@ -144,7 +229,15 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, id: &str, ri
             if failure.client_gone {
                 return false;
             }
-            fail(conn, failure.code.http_status(), &failure.message, rid, false, w).await
+            fail(
+                conn,
+                failure.code.http_status(),
+                &failure.message,
+                rid,
+                false,
+                w,
+            )
+            .await
         }
     }
 }
@@ -158,15 +251,23 @@ struct Failure {
 
 impl Failure {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), client_gone: false }
+        Failure {
+            code,
+            message: message.into(),
+            client_gone: false,
+        }
     }
 }
 
 fn denied_message(code: ErrorCode) -> String {
     match code {
         ErrorCode::NotFound => "no image found with that id".into(),
-        ErrorCode::Conflict => "image is not in a state that accepts data (it must be queued)".into(),
-        ErrorCode::BadRequest => "image needs both disk_format and container_format before data is uploaded".into(),
+        ErrorCode::Conflict => {
+            "image is not in a state that accepts data (it must be queued)".into()
+        }
+        ErrorCode::BadRequest => {
+            "image needs both disk_format and container_format before data is uploaded".into()
+        }
         ErrorCode::Gone => "image was deleted during the upload".into(),
         ErrorCode::PayloadTooLarge => "image data exceeds the size limit".into(),
         ErrorCode::Forbidden => "not allowed to upload data to this image".into(),
@@ -185,8 +286,13 @@ async fn receive(
 ) -> Result<(String, crate::hash::Digests), Failure> {
     let s = &w.settings;
     if head.expects_continue() {
-        let (res, _) = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), s.idle_timeout).await;
-        res.map_err(|_| Failure { client_gone: true, ..Failure::new(ErrorCode::BadRequest, "client went away") })?;
+        let (res, _) = conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), s.idle_timeout)
+            .await;
+        res.map_err(|_| Failure {
+            client_gone: true,
+            ..Failure::new(ErrorCode::BadRequest, "client went away")
+        })?;
     }
     let store_err = |e: crate::store::Error| {
         tracing::warn!(error = %e, "store write failed");
@@ -203,8 +309,13 @@ async fn receive(
         buf = b;
         if let Err(e) = res {
             return Err(match e {
-                BodyError::Chunked(m) => Failure::new(ErrorCode::BadRequest, format!("invalid chunked body: {m}")),
-                other => Failure { client_gone: true, ..Failure::new(ErrorCode::BadRequest, other.to_string()) },
+                BodyError::Chunked(m) => {
+                    Failure::new(ErrorCode::BadRequest, format!("invalid chunked body: {m}"))
+                }
+                other => Failure {
+                    client_gone: true,
+                    ..Failure::new(ErrorCode::BadRequest, other.to_string())
+                },
             });
         }
         if buf.is_empty() {
@@ -213,9 +324,15 @@ async fn receive(
         let offset = hasher.size();
         if offset + buf.len() as u64 > limit {
             return Err(if expected.is_some_and(|e| e < max_size) {
-                Failure::new(ErrorCode::BadRequest, "request body is larger than x-openstack-image-size")
+                Failure::new(
+                    ErrorCode::BadRequest,
+                    "request body is larger than x-openstack-image-size",
+                )
             } else {
-                Failure::new(ErrorCode::PayloadTooLarge, "image data exceeds the size limit")
+                Failure::new(
+                    ErrorCode::PayloadTooLarge,
+                    "image data exceeds the size limit",
+                )
             });
         }
         hasher.update(&buf);
@@ -228,7 +345,10 @@ async fn receive(
     {
         return Err(Failure::new(
             ErrorCode::BadRequest,
-            format!("received {} bytes but x-openstack-image-size said {e}", hasher.size()),
+            format!(
+                "received {} bytes but x-openstack-image-size said {e}",
+                hasher.size()
+            ),
         ));
     }
     let location = w.store.commit(file, guard).await.map_err(store_err)?;

@@ -44,7 +44,9 @@ impl FsStore {
     /// A store at `root` (made absolute; created if missing).
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(FsStore { root: std::fs::canonicalize(root)? })
+        Ok(FsStore {
+            root: std::fs::canonicalize(root)?,
+        })
     }
 
     /// The store's root directory.
@@ -67,7 +69,10 @@ impl FsStore {
         let foreign = || Error::ForeignLocation(location.to_owned());
         let path = location.strip_prefix("file://").ok_or_else(foreign)?;
         let path = Path::new(path);
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(foreign)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(foreign)?;
         let id: ImageId = name.parse().map_err(|_| foreign())?;
         if path.parent() != Some(self.root.as_path()) {
             return Err(foreign());
@@ -86,7 +91,13 @@ impl FsStore {
             .open(&path)
             .await
             .map_err(Error::from_write)?;
-        Ok((file, TempGuard { path: Some(path), final_path: self.path_for(id) }))
+        Ok((
+            file,
+            TempGuard {
+                path: Some(path),
+                final_path: self.path_for(id),
+            },
+        ))
     }
 
     /// Makes a finished temp file the image's data: fsync, rename, fsync the directory.
@@ -175,7 +186,11 @@ mod tests {
             f.write_all_at(b"partial".to_vec(), 0).await.0.unwrap();
             assert!(guard.path().exists());
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temp left behind"
+        );
 
         let (mut f, guard) = store.create_temp(&id).await.unwrap();
         f.write_all_at(b"whole".to_vec(), 0).await.0.unwrap();

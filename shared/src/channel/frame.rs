@@ -94,11 +94,18 @@ mod tests {
     fn samples() -> Vec<Request> {
         let id = ImageId::new_random();
         vec![
-            Request::Hello { min_version: 1, max_version: 1, pid: 42 },
+            Request::Hello {
+                min_version: 1,
+                max_version: 1,
+                pid: 42,
+            },
             Request::AuthorizeUpload {
                 request_id: "req-1".into(),
                 image_id: id,
-                credentials: Credentials { roles: Some("admin".into()), ..Default::default() },
+                credentials: Credentials {
+                    roles: Some("admin".into()),
+                    ..Default::default()
+                },
                 declared_size: Some(7),
             },
             Request::UploadComplete {
@@ -110,7 +117,11 @@ mod tests {
                 os_hash_value: "def".into(),
                 location: "file:///x".into(),
             },
-            Request::UploadAborted { request_id: "r".into(), image_id: id, code: ErrorCode::Gone },
+            Request::UploadAborted {
+                request_id: "r".into(),
+                image_id: id,
+                code: ErrorCode::Gone,
+            },
         ]
     }
 
@@ -137,10 +148,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_lengths_and_garbage() {
-        assert!(matches!(decode::<Response>(&[0, 0, 0, 1]), Err(FrameError::BadLength(1))));
+        assert!(matches!(
+            decode::<Response>(&[0, 0, 0, 1]),
+            Err(FrameError::BadLength(1))
+        ));
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
-        assert!(matches!(decode::<Response>(&huge), Err(FrameError::BadLength(_))));
+        assert!(matches!(
+            decode::<Response>(&huge),
+            Err(FrameError::BadLength(_))
+        ));
         let garbage = [0, 0, 0, 6, 0, 0, 0, 1, 0xff, 0xff];
-        assert!(matches!(decode::<Response>(&garbage), Err(FrameError::Payload(_))));
+        assert!(matches!(
+            decode::<Response>(&garbage),
+            Err(FrameError::Payload(_))
+        ));
     }
 }
