@@ -169,6 +169,7 @@ fn worker_main(
         let worker = Rc::new(server::Worker {
             link: control_link::Link::new(init.channel_socket, 64),
             upstream: server::proxy::Upstream::new(init.api_socket, 64),
+            buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 16),
             settings: init.settings,
             store: init.store,
         });

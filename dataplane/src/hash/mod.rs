@@ -1,9 +1,11 @@
 //! The on-the-fly multi-hasher: md5 (Glance's `checksum`) plus the configured secure hash
 //! (`os_hash_algo`/`os_hash_value`) and the byte count, fed once per buffer of an upload.
 //!
-//! Both digests use the crates' `asm` back-ends. Today they run inline on the worker that reads
-//! the socket; the interface takes whole buffers so the pipeline can later move each digest to
-//! its own core without changing callers.
+//! Both digests use the crates' `asm` back-ends. [`MultiHasher`] runs both inline (the
+//! single-thread baseline, and what tests use); uploads use [`pipeline::PipelinedHasher`],
+//! which runs md5 and the secure hash on two other cores while the worker keeps reading.
+
+pub mod pipeline;
 
 use md5::{Digest, Md5};
 use shared::image::HashAlgo;
@@ -17,7 +19,7 @@ pub struct MultiHasher {
 }
 
 #[derive(Debug, Clone)]
-enum Secure {
+pub(crate) enum Secure {
     Sha224(sha2::Sha224),
     Sha256(sha2::Sha256),
     Sha384(sha2::Sha384),
@@ -35,6 +37,35 @@ pub struct Digests {
     pub algo: HashAlgo,
     /// Secure hash hex (`os_hash_value`).
     pub secure_hex: String,
+}
+
+impl Secure {
+    pub(crate) fn new(algo: HashAlgo) -> Self {
+        match algo {
+            HashAlgo::Sha224 => Secure::Sha224(Default::default()),
+            HashAlgo::Sha256 => Secure::Sha256(Default::default()),
+            HashAlgo::Sha384 => Secure::Sha384(Default::default()),
+            HashAlgo::Sha512 => Secure::Sha512(Default::default()),
+        }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        match self {
+            Secure::Sha224(h) => h.update(data),
+            Secure::Sha256(h) => h.update(data),
+            Secure::Sha384(h) => h.update(data),
+            Secure::Sha512(h) => h.update(data),
+        }
+    }
+
+    pub(crate) fn finish(self) -> (HashAlgo, String) {
+        match self {
+            Secure::Sha224(h) => (HashAlgo::Sha224, hex::encode(h.finalize())),
+            Secure::Sha256(h) => (HashAlgo::Sha256, hex::encode(h.finalize())),
+            Secure::Sha384(h) => (HashAlgo::Sha384, hex::encode(h.finalize())),
+            Secure::Sha512(h) => (HashAlgo::Sha512, hex::encode(h.finalize())),
+        }
+    }
 }
 
 impl MultiHasher {
@@ -56,12 +87,7 @@ impl MultiHasher {
     /// Feeds the next bytes.
     pub fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
-        match &mut self.secure {
-            Secure::Sha224(h) => h.update(data),
-            Secure::Sha256(h) => h.update(data),
-            Secure::Sha384(h) => h.update(data),
-            Secure::Sha512(h) => h.update(data),
-        }
+        self.secure.update(data);
         self.size += data.len() as u64;
     }
 
@@ -72,12 +98,7 @@ impl MultiHasher {
 
     /// Finishes both digests.
     pub fn finish(self) -> Digests {
-        let (algo, secure_hex) = match self.secure {
-            Secure::Sha224(h) => (HashAlgo::Sha224, hex::encode(h.finalize())),
-            Secure::Sha256(h) => (HashAlgo::Sha256, hex::encode(h.finalize())),
-            Secure::Sha384(h) => (HashAlgo::Sha384, hex::encode(h.finalize())),
-            Secure::Sha512(h) => (HashAlgo::Sha512, hex::encode(h.finalize())),
-        };
+        let (algo, secure_hex) = self.secure.finish();
         Digests {
             size: self.size,
             md5_hex: hex::encode(self.md5.finalize()),

@@ -58,6 +58,8 @@ pub struct Worker {
     pub link: Link,
     /// HTTP connections for forwarded requests.
     pub upstream: proxy::Upstream,
+    /// Recycled upload buffers.
+    pub buffers: std::sync::Arc<crate::hash::pipeline::BufferPool>,
 }
 
 /// The route a request takes.

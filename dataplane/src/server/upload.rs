@@ -4,8 +4,9 @@
 //!    `x-openstack-image-size` that agrees with `Content-Length` (else 400).
 //! 2. `AuthorizeUpload` over the channel: the control plane checks policy and status and moves
 //!    the image `queued → saving`; this connection now holds the upload lease.
-//! 3. Answer `100 Continue` if asked, then read the body into a pooled buffer, feed md5 +
-//!    `os_hash_algo` and write it to a temp file at the running offset.
+//! 3. Answer `100 Continue` if asked, then read the body into pooled buffers; each filled buffer
+//!    goes to the md5 and `os_hash_algo` threads and is written to a temp file at the running
+//!    offset, while the next one is read (see `hash::pipeline`).
 //! 4. At the end: check the size, fsync and rename the file into place, `UploadComplete`; the
 //!    control plane moves the image to `active` and we answer 204.
 //!
@@ -16,7 +17,7 @@ use super::Worker;
 use super::http::{
     BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head,
 };
-use crate::hash::MultiHasher;
+use crate::hash::pipeline::PipelinedHasher;
 use compio::io::AsyncWriteAtExt;
 use compio::net::TcpStream;
 use shared::channel::{Credentials, Request, Response};
@@ -32,6 +33,9 @@ pub fn credentials(head: &RequestHead) -> Credentials {
     }
     c
 }
+
+/// Buffers one upload may have in flight (read, hashing, being written).
+const UPLOAD_DEPTH: usize = 4;
 
 async fn fail(
     conn: &mut Conn<TcpStream>,
@@ -299,15 +303,14 @@ async fn receive(
         Failure::new(e.code(), format!("error storing image data: {e}"))
     };
     let (mut file, guard) = w.store.create_temp(image_id).await.map_err(store_err)?;
-    let mut hasher = MultiHasher::new(hash_algo);
+    let mut hasher = PipelinedHasher::start(hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
     let mut state = BodyState::new(head.framing);
-    let mut buf = Vec::with_capacity(s.transfer_buffer_bytes);
     let limit = expected.unwrap_or(max_size).min(max_size);
     while !state.is_done() {
-        buf.clear();
-        let (res, b) = conn.read_body(&mut state, buf, s.idle_timeout).await;
-        buf = b;
+        let buf = hasher.buffer().await;
+        let (res, buf) = conn.read_body(&mut state, buf, s.idle_timeout).await;
         if let Err(e) = res {
+            hasher.give_back(buf);
             return Err(match e {
                 BodyError::Chunked(m) => {
                     Failure::new(ErrorCode::BadRequest, format!("invalid chunked body: {m}"))
@@ -319,10 +322,12 @@ async fn receive(
             });
         }
         if buf.is_empty() {
+            hasher.give_back(buf);
             continue;
         }
         let offset = hasher.size();
         if offset + buf.len() as u64 > limit {
+            hasher.give_back(buf);
             return Err(if expected.is_some_and(|e| e < max_size) {
                 Failure::new(
                     ErrorCode::BadRequest,
@@ -335,9 +340,8 @@ async fn receive(
                 )
             });
         }
-        hasher.update(&buf);
-        let (res, b) = file.write_all_at(buf, offset).await.into();
-        buf = b;
+        let chunk = hasher.submit(buf);
+        let (res, _) = file.write_all_at(chunk, offset).await.into();
         res.map_err(|e| store_err(crate::store::Error::from_write(e)))?;
     }
     if let Some(e) = expected
@@ -351,6 +355,10 @@ async fn receive(
             ),
         ));
     }
+    let digests = hasher
+        .finish()
+        .await
+        .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
     let location = w.store.commit(file, guard).await.map_err(store_err)?;
-    Ok((location, hasher.finish()))
+    Ok((location, digests))
 }

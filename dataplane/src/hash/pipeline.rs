@@ -1,0 +1,269 @@
+//! Pipelined upload hashing: the worker reads the socket into pooled buffers while md5 and the
+//! secure hash each run on their own thread, and the store write uses the same buffer.
+//!
+//! ```text
+//! socket ──read──▶ buffer ──┬──▶ md5 thread ─────┐
+//!                           ├──▶ sha thread ─────┼─▶ buffer returns to the pool when all 3 drop it
+//!                           └──▶ store write ────┘
+//! ```
+//! Each upload may hold at most `depth` buffers at once; when all are busy (hashers or the store
+//! are behind), [`PipelinedHasher::buffer`] waits, so the worker stops reading and TCP pushes
+//! back on the client. Memory per upload is bounded by `depth × buffer size`. Buffers are
+//! recycled through a per-worker [`BufferPool`], so a steady stream of uploads allocates nothing.
+
+use super::{Digests, Secure};
+use md5::{Digest, Md5};
+use shared::image::HashAlgo;
+use std::ops::Deref;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+
+/// Recycled transfer buffers of one size, shared by a worker's uploads (and returned by the
+/// hashing threads).
+#[derive(Debug)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    buffer_bytes: usize,
+    max_idle: usize,
+}
+
+impl BufferPool {
+    /// A pool of `buffer_bytes` buffers keeping at most `max_idle` idle ones.
+    pub fn new(buffer_bytes: usize, max_idle: usize) -> Arc<Self> {
+        Arc::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+            buffer_bytes,
+            max_idle,
+        })
+    }
+
+    /// An empty buffer with `buffer_bytes` of capacity.
+    pub fn take(&self) -> Vec<u8> {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes))
+    }
+
+    /// Returns a buffer (kept if there is room, else freed).
+    pub fn put(&self, mut buf: Vec<u8>) {
+        if buf.capacity() != self.buffer_bytes {
+            return;
+        }
+        buf.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < self.max_idle {
+            free.push(buf);
+        }
+    }
+
+    /// Idle buffers held right now.
+    pub fn idle(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[derive(Debug)]
+struct Lane {
+    state: Mutex<LaneState>,
+    depth: usize,
+    pool: Arc<BufferPool>,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    in_flight: usize,
+    waker: Option<Waker>,
+}
+
+impl Lane {
+    fn release(&self, buf: Vec<u8>) {
+        self.pool.put(buf);
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.in_flight -= 1;
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    data: Vec<u8>,
+    lane: Arc<Lane>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.lane.release(std::mem::take(&mut self.data));
+    }
+}
+
+/// A filled buffer shared by the hashers and the store write; it goes back to the pool when
+/// the last of them drops it.
+#[derive(Debug, Clone)]
+pub struct SharedChunk(Arc<Chunk>);
+
+impl Deref for SharedChunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0.data
+    }
+}
+
+impl compio::buf::IoBuf for SharedChunk {
+    fn as_init(&self) -> &[u8] {
+        // The Vec inside never moves or changes while any clone is alive, so the kernel may
+        // read it for as long as the write holds this clone.
+        &self.0.data
+    }
+}
+
+/// Hashing of one upload on two threads.
+#[derive(Debug)]
+pub struct PipelinedHasher {
+    lane: Arc<Lane>,
+    md5_tx: mpsc::Sender<SharedChunk>,
+    secure_tx: mpsc::Sender<SharedChunk>,
+    md5_task: compio::runtime::JoinHandle<String>,
+    secure_task: compio::runtime::JoinHandle<(HashAlgo, String)>,
+    size: u64,
+}
+
+/// A hashing thread died (it panicked); the upload cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+#[error("hashing thread failed")]
+pub struct HashThreadFailed;
+
+impl PipelinedHasher {
+    /// Starts the two hashing threads for one upload; at most `depth` buffers from `pool` are
+    /// in flight at once. Must be called on a compio runtime.
+    pub fn start(algo: HashAlgo, pool: Arc<BufferPool>, depth: usize) -> Self {
+        let (md5_tx, md5_rx) = mpsc::channel::<SharedChunk>();
+        let (secure_tx, secure_rx) = mpsc::channel::<SharedChunk>();
+        let md5_task = compio::runtime::spawn_blocking(move || {
+            let mut h = Md5::new();
+            for c in md5_rx {
+                h.update(&c[..]);
+            }
+            hex::encode(h.finalize())
+        });
+        let secure_task = compio::runtime::spawn_blocking(move || {
+            let mut h = Secure::new(algo);
+            for c in secure_rx {
+                h.update(&c);
+            }
+            h.finish()
+        });
+        let lane = Arc::new(Lane {
+            state: Mutex::new(LaneState::default()),
+            depth: depth.max(1),
+            pool,
+        });
+        PipelinedHasher {
+            lane,
+            md5_tx,
+            secure_tx,
+            md5_task,
+            secure_task,
+            size: 0,
+        }
+    }
+
+    /// An empty buffer to read into; waits while `depth` buffers are still in use.
+    pub async fn buffer(&self) -> Vec<u8> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.lane.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.in_flight < self.lane.depth {
+                st.in_flight += 1;
+                Poll::Ready(())
+            } else {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        self.lane.pool.take()
+    }
+
+    /// Returns a buffer from [`PipelinedHasher::buffer`] that was not submitted.
+    pub fn give_back(&self, buf: Vec<u8>) {
+        self.lane.release(buf);
+    }
+
+    /// Feeds a filled buffer to both hashers; the returned handle is for the store write.
+    pub fn submit(&mut self, data: Vec<u8>) -> SharedChunk {
+        self.size += data.len() as u64;
+        let chunk = SharedChunk(Arc::new(Chunk {
+            data,
+            lane: self.lane.clone(),
+        }));
+        // A send only fails if a thread died; `finish` reports that.
+        let _ = self.md5_tx.send(chunk.clone());
+        let _ = self.secure_tx.send(chunk.clone());
+        chunk
+    }
+
+    /// Bytes submitted so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Waits for both hashers to drain and returns the digests.
+    pub async fn finish(self) -> Result<Digests, HashThreadFailed> {
+        let PipelinedHasher {
+            md5_tx,
+            secure_tx,
+            md5_task,
+            secure_task,
+            size,
+            ..
+        } = self;
+        drop(md5_tx);
+        drop(secure_tx);
+        let md5_hex = md5_task.await.map_err(|_| HashThreadFailed)?;
+        let (algo, secure_hex) = secure_task.await.map_err(|_| HashThreadFailed)?;
+        Ok(Digests {
+            size,
+            md5_hex,
+            algo,
+            secure_hex,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::MultiHasher;
+
+    #[compio::test]
+    async fn same_digests_as_the_inline_hasher_and_bounded_buffers() {
+        let pool = BufferPool::new(64 * 1024, 8);
+        let data: Vec<u8> = (0..1_000_003u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        for algo in [HashAlgo::Sha256, HashAlgo::Sha512] {
+            let mut p = PipelinedHasher::start(algo, pool.clone(), 3);
+            let mut held = Vec::new();
+            for piece in data.chunks(50_000) {
+                let mut buf = p.buffer().await;
+                assert!(p.lane.state.lock().unwrap().in_flight <= 3);
+                buf.extend_from_slice(piece);
+                // keep some chunks alive like a slow store write would
+                held.push(p.submit(buf));
+                if held.len() == 2 {
+                    held.clear();
+                }
+            }
+            held.clear();
+            let got = p.finish().await.unwrap();
+            let mut inline = MultiHasher::new(algo);
+            inline.update(&data);
+            assert_eq!(got, inline.finish());
+        }
+        assert!(pool.idle() > 0, "buffers were not recycled");
+    }
+}
