@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(h.status, 200);
         assert_eq!(h.content_length, Some(10));
         assert!(h.keep_alive);
-        assert_eq!(h.head_len, 38);
+        assert_eq!(h.head_len, 39);
         let h = parse_head(
             b"HTTP/1.1 206 Partial Content\r\nconnection: close\r\ncontent-range: bytes 5-9/10\r\ncontent-length: 5\r\n\r\n",
         )
