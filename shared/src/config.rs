@@ -59,7 +59,9 @@ pub struct Listen {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Database {
-    /// sqlx URL. Default `sqlite://<data_dir>/glint.db`. Env `GLINT_DATABASE_URL`.
+    /// sqlx URL; the scheme picks the backend: `sqlite:` (default
+    /// `sqlite://<data_dir>/glint.db`), `postgres://`/`postgresql://`, `mysql://`/`mariadb://`.
+    /// Env `GLINT_DATABASE_URL`.
     pub url: Option<String>,
     /// Pool size (connections). Default 8.
     pub max_connections: u32,
@@ -359,12 +361,23 @@ impl Config {
         if self.image.container_formats.is_empty() {
             errors.push("image.container_formats: must not be empty".into());
         }
-        if let Some(url) = &self.database.url
-            && !url.starts_with("sqlite:")
-        {
-            errors.push(format!(
-                "database.url: unsupported scheme in {url:?} (sqlite: for now)"
-            ));
+        if let Some(url) = &self.database.url {
+            let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+            let server = matches!(
+                scheme.as_str(),
+                "postgres" | "postgresql" | "mysql" | "mariadb"
+            );
+            if scheme != "sqlite" && !server {
+                errors.push(format!(
+                    "database.url: unsupported scheme in {:?} (use sqlite:, postgres://, postgresql://, mysql:// or mariadb://)",
+                    redact_url_password(url)
+                ));
+            } else if server && !url[scheme.len()..].starts_with("://") {
+                errors.push(format!(
+                    "database.url: {:?} must look like {scheme}://user[:password]@host[:port]/database",
+                    redact_url_password(url)
+                ));
+            }
         }
         if let Err(e) = std::str::from_utf8(self.run_dir().as_os_str().as_encoded_bytes()) {
             errors.push(format!("data_dir: not valid UTF-8: {e}"));
@@ -511,6 +524,28 @@ mod tests {
         ]);
         let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn database_url_schemes() {
+        for (url, ok) in [
+            ("sqlite:///var/lib/glint/glint.db", true),
+            ("sqlite::memory:", true),
+            ("postgres://glint:pw@db:5432/glint", true),
+            ("postgresql://glint@db/glint", true),
+            ("mysql://root@127.0.0.1:3306/glint", true),
+            ("mariadb://root@127.0.0.1/glint", true),
+            ("oracle://x", false),
+            ("postgres:glint", false),
+            ("/var/lib/glint.db", false),
+        ] {
+            let e = env(&[("GLINT_DATABASE_URL", url)]);
+            let got = Config::load(None, &e, &Overrides::default());
+            assert_eq!(got.is_ok(), ok, "{url}: {got:?}");
+            if let Err(err) = got {
+                assert!(!err.to_string().contains("pw"), "{err}");
+            }
+        }
     }
 
     #[test]

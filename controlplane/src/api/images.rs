@@ -163,6 +163,7 @@ pub(crate) async fn list(
             Scope::Project(ctx.project_id.clone())
         },
         visibility: params.visibility,
+        member_status: params.member_status,
         filters: params.filters.clone(),
         sort: params.sort.clone(),
         tie_break_dir: params.tie_break_dir,

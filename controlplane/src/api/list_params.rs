@@ -18,7 +18,9 @@
 //! | anything else | custom property equality |
 
 use super::ApiError;
-use crate::db::{CmpOp, Column, Filter, SortDir, SortKey, SqlValue, VisibilityFilter};
+use crate::db::{
+    CmpOp, Column, Filter, MemberStatusFilter, SortDir, SortKey, SqlValue, VisibilityFilter,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use shared::image::ImageId;
 
@@ -40,6 +42,8 @@ pub struct ListParams {
     pub tie_break_dir: SortDir,
     /// `visibility`.
     pub visibility: VisibilityFilter,
+    /// `member_status` (default `accepted`).
+    pub member_status: MemberStatusFilter,
     /// Every other condition.
     pub filters: Vec<Filter>,
     pairs: Vec<(String, String)>,
@@ -89,11 +93,14 @@ impl ListParams {
             }
         };
         let marker = last("marker").map(str::to_owned);
-        if let Some(ms) = last("member_status")
-            && !["pending", "accepted", "rejected", "all"].contains(&ms)
-        {
-            return Err(bad(format!("Invalid status: {ms}")));
-        }
+        let member_status = match last("member_status") {
+            None => MemberStatusFilter::default(),
+            Some("all") => MemberStatusFilter::All,
+            Some(ms) => MemberStatusFilter::Only(
+                ms.parse()
+                    .map_err(|_| bad(format!("Invalid status: {ms}")))?,
+            ),
+        };
         let (sort, tie_break_dir) = parse_sort(&pairs)?;
 
         let mut filters: Vec<Filter> = pairs
@@ -210,6 +217,7 @@ impl ListParams {
             sort,
             tie_break_dir,
             visibility,
+            member_status,
             filters,
             pairs,
         })

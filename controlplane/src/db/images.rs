@@ -1,16 +1,16 @@
 //! Queries on images, their custom properties and tags.
 //!
-//! Every write runs in a `BEGIN IMMEDIATE` transaction (SQLite takes the write lock up front, so
-//! two writers queue instead of failing on lock upgrade) and is guarded either by the version
-//! the caller read ([`update`]) or by the status it expects ([`begin_saving`], …). A guard that
-//! does not match changes nothing and reports `false`; the caller decides what that means.
+//! Every multi-statement write runs in a transaction (on SQLite `BEGIN IMMEDIATE`) and is
+//! guarded either by the version the caller read ([`update`]) or by the status it expects
+//! ([`begin_saving`], …). A guard that does not match changes nothing and reports `false`; the
+//! caller decides what that means.
 
 use super::row::{ImageRow, to_i64, to_micros};
-use super::{Db, Error, ListQuery};
+use super::{Db, Error, ListQuery, Sql, is_unique_violation};
 use crate::domain::Image;
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Data recorded when an upload commits.
@@ -29,91 +29,98 @@ pub struct UploadedData {
 }
 
 fn map_insert_error(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Duplicate,
-        _ => Error::Sqlx(e),
+    if is_unique_violation(&e) {
+        Error::Duplicate
+    } else {
+        Error::Sqlx(e)
     }
 }
 
 /// Inserts a new image with its properties and tags. An id that exists — even as a deleted
 /// row — gives [`Error::Duplicate`].
 pub async fn insert(db: &Db, image: &Image) -> Result<(), Error> {
-    let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(
-        "INSERT INTO images (id, name, status, visibility, protected, os_hidden, owner, size, virtual_size, \
-         checksum, os_hash_algo, os_hash_value, min_disk, min_ram, container_format, disk_format, location, \
-         created_at, updated_at, deleted_at, version) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-    )
-    .bind(image.id.to_string())
-    .bind(&image.name)
-    .bind(image.status.as_str())
-    .bind(image.visibility.as_str())
-    .bind(image.protected)
-    .bind(image.os_hidden)
-    .bind(&image.owner)
-    .bind(to_i64(image.size, "size")?)
-    .bind(to_i64(image.virtual_size, "virtual_size")?)
-    .bind(&image.checksum)
-    .bind(&image.os_hash_algo)
-    .bind(&image.os_hash_value)
-    .bind(image.min_disk)
-    .bind(image.min_ram)
-    .bind(&image.container_format)
-    .bind(&image.disk_format)
-    .bind(&image.location)
-    .bind(to_micros(image.created_at))
-    .bind(to_micros(image.updated_at))
-    .bind(image.deleted_at.map(to_micros))
-    .execute(&mut *tx)
-    .await
-    .map_err(map_insert_error)?;
-    write_children(&mut tx, image).await?;
+    let mut tx = db.begin().await?;
+    let sql = db
+        .sql(
+            "INSERT INTO images (id, name, status, visibility, protected, os_hidden, owner, size, virtual_size, \
+             checksum, os_hash_algo, os_hash_value, min_disk, min_ram, container_format, disk_format, location, \
+             created_at, updated_at, deleted_at, version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        )
+        .arg(image.id.to_string())
+        .arg(&image.name)
+        .arg(image.status.as_str())
+        .arg(image.visibility.as_str())
+        .arg(image.protected)
+        .arg(image.os_hidden)
+        .arg(&image.owner)
+        .arg(to_i64(image.size, "size")?)
+        .arg(to_i64(image.virtual_size, "virtual_size")?)
+        .arg(&image.checksum)
+        .arg(&image.os_hash_algo)
+        .arg(&image.os_hash_value)
+        .arg(image.min_disk)
+        .arg(image.min_ram)
+        .arg(&image.container_format)
+        .arg(&image.disk_format)
+        .arg(&image.location)
+        .arg(to_micros(image.created_at))
+        .arg(to_micros(image.updated_at))
+        .arg(image.deleted_at.map(to_micros));
+    sql.query()
+        .execute(&mut *tx)
+        .await
+        .map_err(map_insert_error)?;
+    write_children(db, &mut tx, image).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn write_children(conn: &mut SqliteConnection, image: &Image) -> Result<(), Error> {
+async fn write_children(db: &Db, conn: &mut AnyConnection, image: &Image) -> Result<(), Error> {
     let id = image.id.to_string();
-    sqlx::query("DELETE FROM image_properties WHERE image_id = ?")
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM image_tags WHERE image_id = ?")
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
+    for table in ["image_properties", "image_tags"] {
+        db.sql(&format!("DELETE FROM {table} WHERE image_id = ?"))
+            .arg(&id)
+            .query()
+            .execute(&mut *conn)
+            .await?;
+    }
     if !image.properties.is_empty() {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("INSERT INTO image_properties (image_id, name, value) ");
-        qb.push_values(&image.properties, |mut b, (k, v)| {
-            b.push_bind(id.clone())
-                .push_bind(k.clone())
-                .push_bind(v.clone());
-        });
-        qb.build().execute(&mut *conn).await?;
+        let mut sql = db.sql("INSERT INTO image_properties (image_id, name, value) VALUES ");
+        for (i, (k, v)) in image.properties.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(&id)
+                .push(", ")
+                .bind(k)
+                .push(", ")
+                .bind(v)
+                .push(")");
+        }
+        sql.query().execute(&mut *conn).await?;
     }
     if !image.tags.is_empty() {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("INSERT INTO image_tags (image_id, value) ");
-        qb.push_values(&image.tags, |mut b, t| {
-            b.push_bind(id.clone()).push_bind(t.clone());
-        });
-        qb.build().execute(&mut *conn).await?;
+        let mut sql = db.sql("INSERT INTO image_tags (image_id, value) VALUES ");
+        for (i, t) in image.tags.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(&id).push(", ").bind(t).push(")");
+        }
+        sql.query().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 /// The image with this id, deleted or not.
 pub async fn get(db: &Db, id: ImageId) -> Result<Option<Image>, Error> {
-    let Some(row) = sqlx::query_as::<_, ImageRow>("SELECT * FROM images WHERE id = ?")
-        .bind(id.to_string())
+    let Some(row) = db
+        .sql("SELECT * FROM images WHERE id = ?")
+        .arg(id.to_string())
+        .query()
         .fetch_optional(db.pool())
         .await?
     else {
         return Ok(None);
     };
-    let mut images = attach_children(db, vec![row]).await?;
+    let mut images = attach_children(db, vec![ImageRow::from_row(&row)?]).await?;
     Ok(images.pop())
 }
 
@@ -124,35 +131,34 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
     }
     let mut tags: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut props: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let in_list = |sql: &mut Sql| {
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(&r.id);
+        }
+        sql.push(")");
+    };
 
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("SELECT image_id, value FROM image_tags WHERE image_id IN (");
-    let mut sep = qb.separated(", ");
-    for r in &rows {
-        sep.push_bind(r.id.clone());
-    }
-    qb.push(")");
-    for (image_id, value) in qb
-        .build_query_as::<(String, String)>()
-        .fetch_all(db.pool())
-        .await?
-    {
-        tags.entry(image_id).or_default().insert(value);
+    let mut sql = db.sql("SELECT image_id, value FROM image_tags WHERE image_id IN (");
+    in_list(&mut sql);
+    for row in sql.query().fetch_all(db.pool()).await? {
+        tags.entry(super::text_required(&row, "image_id")?)
+            .or_default()
+            .insert(super::text_required(&row, "value")?);
     }
 
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("SELECT image_id, name, value FROM image_properties WHERE image_id IN (");
-    let mut sep = qb.separated(", ");
-    for r in &rows {
-        sep.push_bind(r.id.clone());
-    }
-    qb.push(")");
-    for (image_id, name, value) in qb
-        .build_query_as::<(String, String, String)>()
-        .fetch_all(db.pool())
-        .await?
-    {
-        props.entry(image_id).or_default().insert(name, value);
+    let mut sql = db.sql("SELECT image_id, name, value FROM image_properties WHERE image_id IN (");
+    in_list(&mut sql);
+    for row in sql.query().fetch_all(db.pool()).await? {
+        props
+            .entry(super::text_required(&row, "image_id")?)
+            .or_default()
+            .insert(
+                super::text_required(&row, "name")?,
+                super::text_required(&row, "value")?,
+            );
     }
 
     rows.into_iter()
@@ -166,68 +172,92 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 
 /// One page of images and whether another page follows.
 pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Image>, bool), Error> {
-    let mut qb = query.build();
-    let mut rows = qb.build_query_as::<ImageRow>().fetch_all(db.pool()).await?;
+    let sql = query.build(db.backend());
+    let rows = sql.query().fetch_all(db.pool()).await?;
+    let mut rows = rows
+        .iter()
+        .map(ImageRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let more = rows.len() > query.limit as usize;
     rows.truncate(query.limit as usize);
     Ok((attach_children(db, rows).await?, more))
 }
 
+/// The SQL text of a list query on this backend (for plan inspection).
+pub fn list_sql(db: &Db, query: &ListQuery) -> String {
+    query.build(db.backend()).text().to_owned()
+}
+
 /// Writes every field of `image` (and replaces its properties and tags) if the stored version
 /// is still `image.version`. Returns `false`, changing nothing, when someone else wrote first.
 pub async fn update(db: &Db, image: &Image) -> Result<bool, Error> {
-    let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
-    let done = sqlx::query(
-        "UPDATE images SET name = ?, status = ?, visibility = ?, protected = ?, os_hidden = ?, owner = ?, \
-         size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, min_disk = ?, \
-         min_ram = ?, container_format = ?, disk_format = ?, location = ?, updated_at = ?, deleted_at = ?, \
-         version = version + 1 \
-         WHERE id = ? AND version = ?",
-    )
-    .bind(&image.name)
-    .bind(image.status.as_str())
-    .bind(image.visibility.as_str())
-    .bind(image.protected)
-    .bind(image.os_hidden)
-    .bind(&image.owner)
-    .bind(to_i64(image.size, "size")?)
-    .bind(to_i64(image.virtual_size, "virtual_size")?)
-    .bind(&image.checksum)
-    .bind(&image.os_hash_algo)
-    .bind(&image.os_hash_value)
-    .bind(image.min_disk)
-    .bind(image.min_ram)
-    .bind(&image.container_format)
-    .bind(&image.disk_format)
-    .bind(&image.location)
-    .bind(to_micros(image.updated_at))
-    .bind(image.deleted_at.map(to_micros))
-    .bind(image.id.to_string())
-    .bind(image.version)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let mut tx = db.begin().await?;
+    let done = db
+        .sql(
+            "UPDATE images SET name = ?, status = ?, visibility = ?, protected = ?, os_hidden = ?, owner = ?, \
+             size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, min_disk = ?, \
+             min_ram = ?, container_format = ?, disk_format = ?, location = ?, updated_at = ?, deleted_at = ?, \
+             version = version + 1 \
+             WHERE id = ? AND version = ?",
+        )
+        .arg(&image.name)
+        .arg(image.status.as_str())
+        .arg(image.visibility.as_str())
+        .arg(image.protected)
+        .arg(image.os_hidden)
+        .arg(&image.owner)
+        .arg(to_i64(image.size, "size")?)
+        .arg(to_i64(image.virtual_size, "virtual_size")?)
+        .arg(&image.checksum)
+        .arg(&image.os_hash_algo)
+        .arg(&image.os_hash_value)
+        .arg(image.min_disk)
+        .arg(image.min_ram)
+        .arg(&image.container_format)
+        .arg(&image.disk_format)
+        .arg(&image.location)
+        .arg(to_micros(image.updated_at))
+        .arg(image.deleted_at.map(to_micros))
+        .arg(image.id.to_string())
+        .arg(image.version)
+        .query()
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if done != 1 {
         tx.rollback().await?;
         return Ok(false);
     }
-    write_children(&mut tx, image).await?;
+    write_children(db, &mut tx, image).await?;
     tx.commit().await?;
     Ok(true)
 }
 
+/// `UPDATE images SET <set> WHERE id = ? AND status = ?`; whether a row changed.
+async fn move_status(
+    db: &Db,
+    id: ImageId,
+    from: ImageStatus,
+    set: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let n = db
+        .sql(&format!(
+            "UPDATE images SET {set}, updated_at = ?, version = version + 1 WHERE id = ? AND status = ?"
+        ))
+        .arg(to_micros(now))
+        .arg(id.to_string())
+        .arg(from.as_str())
+        .query()
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
 /// `queued → saving`, only if the image is still `queued`. Returns whether it moved.
 pub async fn begin_saving(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
-    let n = sqlx::query(
-        "UPDATE images SET status = 'saving', updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status = 'queued'",
-    )
-    .bind(to_micros(now))
-    .bind(id.to_string())
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    move_status(db, id, ImageStatus::Queued, "status = 'saving'", now).await
 }
 
 /// `saving → active` with the uploaded data, only if the image is still `saving`.
@@ -238,64 +268,100 @@ pub async fn commit_upload(
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
     let size = i64::try_from(data.size).map_err(|_| Error::OutOfRange("size"))?;
-    let n = sqlx::query(
-        "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, \
-         location = ?, updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status = 'saving'",
-    )
-    .bind(size)
-    .bind(&data.checksum)
-    .bind(&data.os_hash_algo)
-    .bind(&data.os_hash_value)
-    .bind(&data.location)
-    .bind(to_micros(now))
-    .bind(id.to_string())
-    .execute(db.pool())
-    .await?
-    .rows_affected();
+    let n = db
+        .sql(
+            "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, \
+             location = ?, updated_at = ?, version = version + 1 \
+             WHERE id = ? AND status = 'saving'",
+        )
+        .arg(size)
+        .arg(&data.checksum)
+        .arg(&data.os_hash_algo)
+        .arg(&data.os_hash_value)
+        .arg(&data.location)
+        .arg(to_micros(now))
+        .arg(id.to_string())
+        .query()
+        .execute(db.pool())
+        .await?
+        .rows_affected();
     Ok(n == 1)
 }
 
 const CLEAR_DATA: &str = "status = 'queued', size = NULL, virtual_size = NULL, checksum = NULL, \
-     os_hash_algo = NULL, os_hash_value = NULL, location = NULL, version = version + 1";
+     os_hash_algo = NULL, os_hash_value = NULL, location = NULL";
 
 /// `saving → queued` (clearing the data fields), only if the image is still `saving`.
 pub async fn revert_saving(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
-    let n = sqlx::query(&format!(
-        "UPDATE images SET {CLEAR_DATA}, updated_at = ? WHERE id = ? AND status = 'saving'"
-    ))
-    .bind(to_micros(now))
-    .bind(id.to_string())
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    move_status(db, id, ImageStatus::Saving, CLEAR_DATA, now).await
 }
 
 /// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
 /// Returns the ids that moved.
 pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId>, Error> {
-    let ids: Vec<String> = sqlx::query_scalar(&format!(
-        "UPDATE images SET {CLEAR_DATA}, updated_at = ? WHERE status = 'saving' RETURNING id"
-    ))
-    .bind(to_micros(now))
-    .fetch_all(db.pool())
-    .await?;
-    ids.into_iter()
-        .map(|s| {
-            s.parse()
-                .map_err(|_| Error::Corrupt(format!("image id {s:?}")))
-        })
-        .collect()
+    let rows = db
+        .sql("SELECT id FROM images WHERE status = 'saving'")
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    let mut moved = Vec::new();
+    for row in rows {
+        let raw = super::text_required(&row, "id")?;
+        let id: ImageId = raw
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("image id {raw:?}")))?;
+        if revert_saving(db, id, now).await? {
+            moved.push(id);
+        }
+    }
+    Ok(moved)
+}
+
+/// `pending_delete → deleted`, only if the image is still `pending_delete` (the scrubber).
+pub async fn finish_delete(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
+    move_status(
+        db,
+        id,
+        ImageStatus::PendingDelete,
+        "status = 'deleted', location = NULL",
+        now,
+    )
+    .await
+}
+
+/// `pending_delete` images deleted at or before `before`, oldest first (at most `limit`).
+pub async fn pending_deletes(
+    db: &Db,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Image>, Error> {
+    let rows = db
+        .sql(
+            "SELECT * FROM images WHERE status = 'pending_delete' AND deleted_at <= ? \
+             ORDER BY deleted_at LIMIT ?",
+        )
+        .arg(to_micros(before))
+        .arg(limit)
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    let rows = rows
+        .iter()
+        .map(ImageRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_children(db, rows).await
 }
 
 /// Current status of an image, if it exists.
 pub async fn status(db: &Db, id: ImageId) -> Result<Option<ImageStatus>, Error> {
-    let s: Option<String> = sqlx::query_scalar("SELECT status FROM images WHERE id = ?")
-        .bind(id.to_string())
+    let row = db
+        .sql("SELECT status FROM images WHERE id = ?")
+        .arg(id.to_string())
+        .query()
         .fetch_optional(db.pool())
         .await?;
-    s.map(|s| {
+    row.map(|r| {
+        let s = super::text_required(&r, "status")?;
         s.parse()
             .map_err(|_| Error::Corrupt(format!("status {s:?}")))
     })
@@ -305,24 +371,45 @@ pub async fn status(db: &Db, id: ImageId) -> Result<Option<ImageStatus>, Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Scope, SortDir, SortKey, VisibilityFilter};
+    use crate::db::scratch::ScratchDb;
+    use crate::db::{Backend, MemberStatusFilter, Scope, SortDir, SortKey, VisibilityFilter};
     use crate::domain::image::tests::sample;
     use chrono::Duration;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let db = Db::connect(&url, 4).await.unwrap();
+    async fn db(backend: Backend) -> (ScratchDb, Db) {
+        let scratch = ScratchDb::create(backend).await;
+        let db = Db::connect(scratch.url(), 4).await.unwrap();
         db.migrate().await.unwrap();
-        (dir, db)
+        (scratch, db)
+    }
+
+    fn query(sort: Vec<(SortKey, SortDir)>, marker: Option<Image>, limit: u32) -> ListQuery {
+        ListQuery {
+            scope: Scope::All,
+            visibility: VisibilityFilter::All,
+            member_status: MemberStatusFilter::default(),
+            filters: vec![],
+            sort,
+            tie_break_dir: SortDir::Desc,
+            limit,
+            marker,
+        }
     }
 
     #[tokio::test]
     async fn insert_get_update_round_trip() {
-        let (_dir, db) = db().await;
+        for backend in Backend::ALL {
+            insert_get_update(backend).await;
+        }
+    }
+
+    async fn insert_get_update(backend: Backend) {
+        let (_scratch, db) = db(backend).await;
         let mut img = sample();
         img.tags.insert("t1".into());
         img.properties.insert("os_distro".into(), "cirros".into());
+        img.properties.insert("long".into(), "é".repeat(20_000));
+        img.properties.insert("empty.dotted".into(), String::new());
         insert(&db, &img).await.unwrap();
         assert!(matches!(insert(&db, &img).await, Err(Error::Duplicate)));
         let got = get(&db, img.id).await.unwrap().unwrap();
@@ -340,11 +427,18 @@ mod tests {
         assert_eq!(now.name.as_deref(), Some("renamed"));
         assert!(now.properties.is_empty());
         assert_eq!(now.version, 1);
+        db.close().await;
     }
 
     #[tokio::test]
     async fn upload_transitions_are_conditional() {
-        let (_dir, db) = db().await;
+        for backend in Backend::ALL {
+            upload_transitions(backend).await;
+        }
+    }
+
+    async fn upload_transitions(backend: Backend) {
+        let (_scratch, db) = db(backend).await;
         let img = sample();
         insert(&db, &img).await.unwrap();
         let now = Utc::now();
@@ -367,11 +461,38 @@ mod tests {
             (ImageStatus::Active, Some(3), Some("file:///x"))
         );
         assert!(!revert_saving(&db, img.id, now).await.unwrap());
+
+        // delayed delete: pending_delete → deleted by the scrubber, once
+        let mut pending = get(&db, img.id).await.unwrap().unwrap();
+        pending.status = ImageStatus::PendingDelete;
+        pending.deleted_at = Some(now - Duration::seconds(10));
+        assert!(update(&db, &pending).await.unwrap());
+        assert!(
+            pending_deletes(&db, now - Duration::seconds(20), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let due = pending_deletes(&db, now, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(finish_delete(&db, img.id, now).await.unwrap());
+        assert!(!finish_delete(&db, img.id, now).await.unwrap());
+        assert_eq!(
+            status(&db, img.id).await.unwrap(),
+            Some(ImageStatus::Deleted)
+        );
+        db.close().await;
     }
 
     #[tokio::test]
     async fn keyset_pages_cover_everything_once() {
-        let (_dir, db) = db().await;
+        for backend in Backend::ALL {
+            keyset_pages(backend).await;
+        }
+    }
+
+    async fn keyset_pages(backend: Backend) {
+        let (_scratch, db) = db(backend).await;
         let base = sample();
         let mut ids = Vec::new();
         for i in 0..7 {
@@ -384,30 +505,43 @@ mod tests {
             } else {
                 Some(format!("n{}", i % 2))
             };
+            img.size = (i % 2 == 0).then_some(i as u64);
             insert(&db, &img).await.unwrap();
             ids.push(img.id);
         }
-        for sort in [
+        let keys = [
+            SortKey::Name,
+            SortKey::Status,
+            SortKey::ContainerFormat,
+            SortKey::DiskFormat,
+            SortKey::Size,
+            SortKey::Id,
+            SortKey::CreatedAt,
+            SortKey::UpdatedAt,
+        ];
+        let mut sorts = vec![
             vec![],
-            vec![(SortKey::Name, SortDir::Asc)],
-            vec![(SortKey::Name, SortDir::Desc)],
             vec![
                 (SortKey::Size, SortDir::Asc),
                 (SortKey::Name, SortDir::Desc),
             ],
-        ] {
+            vec![
+                (SortKey::Name, SortDir::Desc),
+                (SortKey::Size, SortDir::Desc),
+            ],
+        ];
+        for key in keys {
+            sorts.push(vec![(key, SortDir::Asc)]);
+            sorts.push(vec![(key, SortDir::Desc)]);
+        }
+        // one page with everything: the reference order
+        for sort in sorts {
+            let (all, _) = list(&db, &query(sort.clone(), None, 100)).await.unwrap();
+            let all: Vec<ImageId> = all.iter().map(|i| i.id).collect();
             let mut seen = Vec::new();
             let mut marker = None;
             loop {
-                let q = ListQuery {
-                    scope: Scope::All,
-                    visibility: VisibilityFilter::All,
-                    filters: vec![],
-                    sort: sort.clone(),
-                    tie_break_dir: SortDir::Desc,
-                    limit: 3,
-                    marker: marker.clone(),
-                };
+                let q = query(sort.clone(), marker.clone(), 3);
                 let (page, more) = list(&db, &q).await.unwrap();
                 seen.extend(page.iter().map(|i| i.id));
                 if !more {
@@ -415,10 +549,52 @@ mod tests {
                 }
                 marker = page.last().cloned();
             }
-            let mut sorted = seen.clone();
-            sorted.sort();
-            sorted.dedup();
-            assert_eq!(sorted.len(), 7, "{sort:?}: {seen:?}");
+            assert_eq!(all.len(), 7, "{backend:?} {sort:?}");
+            assert_eq!(
+                seen, all,
+                "{backend:?} {sort:?}: pages differ from one big page"
+            );
         }
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_late_page_seeks_the_index_like_the_first() {
+        // SQLite's plan for the default order, first page and a page after a marker: both
+        // walk the (created_at, id) index (no temp b-tree sort, no OFFSET).
+        let (_scratch, db) = db(Backend::Sqlite).await;
+        let marker = sample();
+        for sort in [
+            vec![],
+            vec![(SortKey::Name, SortDir::Asc)],
+            vec![(SortKey::Size, SortDir::Desc)],
+            vec![(SortKey::UpdatedAt, SortDir::Asc)],
+        ] {
+            for m in [None, Some(marker.clone())] {
+                let mut q = query(sort.clone(), m.clone(), 25);
+                // as `sort_key=name&sort_dir=asc` gives: one direction for every key
+                q.tie_break_dir = sort.first().map_or(SortDir::Desc, |s| s.1);
+                let sql = q.build(Backend::Sqlite);
+                assert!(!sql.text().contains("OFFSET"));
+                let mut explain = crate::db::Sql::new(Backend::Sqlite);
+                explain.push("EXPLAIN QUERY PLAN ").push(sql.text());
+                for a in sql.args() {
+                    explain = explain.arg(a.clone());
+                }
+                let rows = explain.query().fetch_all(db.pool()).await.unwrap();
+                let plan: Vec<String> = rows
+                    .iter()
+                    .map(|r| crate::db::text_required(r, "detail").unwrap())
+                    .collect();
+                let plan = plan.join("\n");
+                assert!(plan.contains("USING INDEX"), "{sort:?} {m:?}: {plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{sort:?}: {plan}");
+                if m.is_some() {
+                    // the marker bound is an index range, not a filter over a full scan
+                    assert!(plan.contains("SEARCH images"), "{sort:?}: {plan}");
+                }
+            }
+        }
+        db.close().await;
     }
 }

@@ -3,12 +3,19 @@
 //! Pagination is keyset, never `OFFSET`: the page after a marker image is every row that sorts
 //! strictly after the marker's sort-key values. `created_at` and `id` are always appended to
 //! the sort keys (as Glance does), so the order is total and pages never overlap or skip.
-//! NULL sorts as the smallest value (SQLite's `ORDER BY` does the same).
+//! NULL sorts as the smallest value on every backend (SQLite and MySQL do this natively;
+//! PostgreSQL is told `NULLS FIRST`/`NULLS LAST`). The marker condition starts with a plain
+//! range on the first sort key (`k1 >= m1`), so the database seeks into the sort index at the
+//! marker instead of scanning from the start: page 400 costs what page 1 costs.
+//!
+//! Visibility for a non-admin caller is Glance's union (`_select_images_query`): public and
+//! community images, the project's own images, and `shared` images the project is a member
+//! of with the requested `member_status` (default `accepted`).
 
 use super::row::to_micros;
-use crate::domain::Image;
+use super::{Backend, Sql};
+use crate::domain::{Image, MemberStatus};
 use shared::image::Visibility;
-use sqlx::{QueryBuilder, Sqlite};
 
 /// A bindable value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,9 +122,8 @@ impl Column {
             Column::MinRam => "min_ram",
             Column::Protected => "protected",
             Column::OsHidden => "os_hidden",
-            // timestamps are stored in µs; filters compare whole seconds, as shown to clients
-            Column::CreatedAt => "(created_at / 1000000)",
-            Column::UpdatedAt => "(updated_at / 1000000)",
+            Column::CreatedAt => "created_at",
+            Column::UpdatedAt => "updated_at",
         }
     }
 }
@@ -183,8 +189,24 @@ pub enum Filter {
 pub enum Scope {
     /// Administrators: every image.
     All,
-    /// Public and community images, plus those owned by the project.
+    /// Public and community images, those owned by the project, and shared images the
+    /// project is a member of (with the query's member status).
     Project(Option<String>),
+}
+
+/// The `member_status` list parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberStatusFilter {
+    /// Memberships with this status (default `accepted`).
+    Only(MemberStatus),
+    /// Any status.
+    All,
+}
+
+impl Default for MemberStatusFilter {
+    fn default() -> Self {
+        MemberStatusFilter::Only(MemberStatus::Accepted)
+    }
 }
 
 /// The `visibility` list parameter.
@@ -248,6 +270,14 @@ impl SortKey {
         }
     }
 
+    /// Whether the column may hold NULL.
+    fn nullable(self) -> bool {
+        matches!(
+            self,
+            SortKey::Name | SortKey::ContainerFormat | SortKey::DiskFormat | SortKey::Size
+        )
+    }
+
     fn value_of(self, image: &Image) -> SqlValue {
         let text = |v: &Option<String>| v.clone().map(SqlValue::Text).unwrap_or(SqlValue::Null);
         match self {
@@ -282,6 +312,8 @@ pub struct ListQuery {
     pub scope: Scope,
     /// The `visibility` parameter.
     pub visibility: VisibilityFilter,
+    /// The `member_status` parameter (shared images seen through a membership).
+    pub member_status: MemberStatusFilter,
     /// Other conditions.
     pub filters: Vec<Filter>,
     /// Sort keys with directions, most significant first.
@@ -294,6 +326,8 @@ pub struct ListQuery {
     /// Start after this image.
     pub marker: Option<Image>,
 }
+
+const MICROS: i64 = 1_000_000;
 
 impl ListQuery {
     /// The sort order with `created_at` and `id` appended when missing, in
@@ -308,147 +342,243 @@ impl ListQuery {
         sort
     }
 
-    /// Appends `SELECT … WHERE … ORDER BY … LIMIT` for this query (fetching `limit + 1` rows
-    /// so the caller learns whether another page exists).
-    pub(crate) fn build(&self) -> QueryBuilder<'_, Sqlite> {
-        let mut qb =
-            QueryBuilder::new("SELECT * FROM images WHERE status NOT IN ('deleted', 'killed')");
-        match &self.scope {
-            Scope::All => {}
-            Scope::Project(Some(p)) => {
-                qb.push(" AND (visibility IN ('public', 'community') OR owner = ");
-                qb.push_bind(p.clone());
-                qb.push(")");
-            }
-            Scope::Project(None) => {
-                qb.push(" AND visibility IN ('public', 'community')");
-            }
-        }
+    /// `SELECT … WHERE … ORDER BY … LIMIT` for this query (fetching `limit + 1` rows so the
+    /// caller learns whether another page exists).
+    pub(crate) fn build(&self, backend: Backend) -> Sql {
+        let mut q = Sql::new(backend);
+        q.push("SELECT * FROM images WHERE status NOT IN ('deleted', 'killed', 'pending_delete')");
         let project = match &self.scope {
-            Scope::Project(Some(p)) => Some(p.clone()),
-            _ => None,
+            Scope::All => None,
+            Scope::Project(p) => {
+                q.push(" AND (visibility IN ('public', 'community')");
+                if let Some(p) = p {
+                    q.push(" OR owner = ").bind(p);
+                }
+                q.push(" OR (visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id");
+                if let Some(p) = p {
+                    q.push(" AND m.member = ").bind(p);
+                    if let MemberStatusFilter::Only(s) = self.member_status {
+                        q.push(" AND m.status = ").bind(s.as_str());
+                    }
+                }
+                q.push(")))");
+                p.clone()
+            }
         };
         match self.visibility {
             VisibilityFilter::All => {}
             VisibilityFilter::Only(v) => {
-                qb.push(" AND visibility = ");
-                qb.push_bind(v.as_str());
+                q.push(" AND visibility = ").bind(v.as_str());
             }
             VisibilityFilter::Default => match project {
                 Some(p) => {
-                    qb.push(" AND (visibility <> 'community' OR owner = ");
-                    qb.push_bind(p);
-                    qb.push(")");
+                    q.push(" AND (visibility <> 'community' OR owner = ")
+                        .bind(p)
+                        .push(")");
                 }
                 None => {
-                    qb.push(" AND visibility <> 'community'");
+                    q.push(" AND visibility <> 'community'");
                 }
             },
         }
         for f in &self.filters {
-            qb.push(" AND ");
+            q.push(" AND ");
             match f {
+                Filter::Cmp(
+                    col @ (Column::CreatedAt | Column::UpdatedAt),
+                    op,
+                    SqlValue::Int(secs),
+                ) => {
+                    push_time_cmp(&mut q, col.sql(), *op, *secs);
+                }
                 Filter::Cmp(col, op, v) => {
-                    qb.push(col.sql()).push(op.sql());
-                    push_value(&mut qb, v);
+                    q.push(col.sql()).push(op.sql());
+                    push_value(&mut q, v);
                 }
                 Filter::In(col, values) => {
-                    qb.push(col.sql()).push(" IN (");
-                    let mut sep = qb.separated(", ");
-                    for v in values {
-                        match v {
-                            SqlValue::Null => sep.push("NULL"),
-                            SqlValue::Int(i) => sep.push_bind(*i),
-                            SqlValue::Text(s) => sep.push_bind(s.clone()),
-                        };
+                    q.push(col.sql()).push(" IN (");
+                    for (i, v) in values.iter().enumerate() {
+                        if i > 0 {
+                            q.push(", ");
+                        }
+                        push_value(&mut q, v);
                     }
                     if values.is_empty() {
-                        qb.push("NULL");
+                        q.push("NULL");
                     }
-                    qb.push(")");
+                    q.push(")");
                 }
                 Filter::Tag(t) => {
-                    qb.push("EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.value = ");
-                    qb.push_bind(t.clone());
-                    qb.push(")");
+                    q.push("EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.value = ")
+                        .bind(t)
+                        .push(")");
                 }
                 Filter::Property(k, v) => {
-                    qb.push("EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = images.id AND p.name = ");
-                    qb.push_bind(k.clone());
-                    qb.push(" AND p.value = ");
-                    qb.push_bind(v.clone());
-                    qb.push(")");
+                    q.push("EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = images.id AND p.name = ")
+                        .bind(k)
+                        .push(" AND p.value = ")
+                        .bind(v)
+                        .push(")");
                 }
             }
         }
         let sort = self.full_sort();
         if let Some(marker) = &self.marker {
-            // (k1 after m1) OR (k1 IS m1 AND k2 after m2) OR …
-            qb.push(" AND (");
+            // A seekable range on the first key, then the exact "sorts after" condition:
+            // (k1 after m1) OR (k1 = m1 AND k2 after m2) OR …
+            let (key, dir) = sort[0];
+            push_not_before(&mut q, key, dir, &key.value_of(marker));
+            q.push(" AND (");
             for i in 0..sort.len() {
                 if i > 0 {
-                    qb.push(" OR ");
+                    q.push(" OR ");
                 }
-                qb.push("(");
+                q.push("(");
                 for (key, _) in &sort[..i] {
-                    qb.push(key.sql()).push(" IS ");
-                    push_value(&mut qb, &key.value_of(marker));
-                    qb.push(" AND ");
+                    push_equal(&mut q, *key, &key.value_of(marker));
+                    q.push(" AND ");
                 }
                 let (key, dir) = sort[i];
-                push_after(&mut qb, key, dir, &key.value_of(marker));
-                qb.push(")");
+                push_after(&mut q, key, dir, &key.value_of(marker));
+                q.push(")");
             }
-            qb.push(")");
+            q.push(")");
         }
-        qb.push(" ORDER BY ");
+        q.push(" ORDER BY ");
         for (i, (key, dir)) in sort.iter().enumerate() {
             if i > 0 {
-                qb.push(", ");
+                q.push(", ");
             }
-            qb.push(key.sql()).push(match dir {
+            q.push(key.sql()).push(match dir {
                 SortDir::Asc => " ASC",
                 SortDir::Desc => " DESC",
             });
+            if backend == Backend::Postgres && key.nullable() {
+                q.push(match dir {
+                    SortDir::Asc => " NULLS FIRST",
+                    SortDir::Desc => " NULLS LAST",
+                });
+            }
         }
-        qb.push(" LIMIT ");
-        qb.push_bind(i64::from(self.limit) + 1);
-        qb
+        q.push(" LIMIT ").bind(i64::from(self.limit) + 1);
+        q
     }
 }
 
-fn push_value(qb: &mut QueryBuilder<'_, Sqlite>, v: &SqlValue) {
+fn push_value(q: &mut Sql, v: &SqlValue) {
     match v {
         SqlValue::Null => {
-            qb.push("NULL");
+            q.push("NULL");
         }
         SqlValue::Int(i) => {
-            qb.push_bind(*i);
+            q.bind(*i);
         }
         SqlValue::Text(s) => {
-            qb.push_bind(s.clone());
+            q.bind(s);
+        }
+    }
+}
+
+/// A timestamp column (µs) compared with a time given in whole seconds, as clients see it:
+/// `eq` means "within that second". Written as ranges so an index can serve them.
+fn push_time_cmp(q: &mut Sql, col: &str, op: CmpOp, secs: i64) {
+    let start = secs.saturating_mul(MICROS);
+    let end = start.saturating_add(MICROS);
+    match op {
+        CmpOp::Eq => {
+            q.push(col)
+                .push(" >= ")
+                .bind(start)
+                .push(" AND ")
+                .push(col)
+                .push(" < ")
+                .bind(end);
+        }
+        CmpOp::Neq => {
+            q.push("(")
+                .push(col)
+                .push(" < ")
+                .bind(start)
+                .push(" OR ")
+                .push(col)
+                .push(" >= ")
+                .bind(end)
+                .push(")");
+        }
+        CmpOp::Gt => {
+            q.push(col).push(" >= ").bind(end);
+        }
+        CmpOp::Gte => {
+            q.push(col).push(" >= ").bind(start);
+        }
+        CmpOp::Lt => {
+            q.push(col).push(" < ").bind(start);
+        }
+        CmpOp::Lte => {
+            q.push(col).push(" < ").bind(end);
+        }
+    }
+}
+
+/// `key` equals the marker's value (NULL-aware).
+fn push_equal(q: &mut Sql, key: SortKey, marker: &SqlValue) {
+    match marker {
+        SqlValue::Null => {
+            q.push(key.sql()).push(" IS NULL");
+        }
+        v => {
+            q.push(key.sql()).push(" = ");
+            push_value(q, v);
+        }
+    }
+}
+
+/// "`key` does not sort before the marker": the seekable part of the keyset condition.
+fn push_not_before(q: &mut Sql, key: SortKey, dir: SortDir, marker: &SqlValue) {
+    let col = key.sql();
+    match (dir, marker) {
+        (SortDir::Asc, SqlValue::Null) => {
+            q.push(" AND 1 = 1");
+        }
+        (SortDir::Asc, v) => {
+            q.push(" AND ").push(col).push(" >= ");
+            push_value(q, v);
+        }
+        (SortDir::Desc, SqlValue::Null) => {
+            q.push(" AND ").push(col).push(" IS NULL");
+        }
+        (SortDir::Desc, v) => {
+            q.push(" AND (").push(col).push(" <= ");
+            push_value(q, v);
+            if key.nullable() {
+                q.push(" OR ").push(col).push(" IS NULL");
+            }
+            q.push(")");
         }
     }
 }
 
 /// "`key` sorts strictly after `marker`" in direction `dir`, with NULL as the smallest value.
-fn push_after(qb: &mut QueryBuilder<'_, Sqlite>, key: SortKey, dir: SortDir, marker: &SqlValue) {
+fn push_after(q: &mut Sql, key: SortKey, dir: SortDir, marker: &SqlValue) {
     let col = key.sql();
     match (dir, marker) {
         (SortDir::Asc, SqlValue::Null) => {
-            qb.push(col).push(" IS NOT NULL");
+            q.push(col).push(" IS NOT NULL");
         }
         (SortDir::Asc, v) => {
-            qb.push(col).push(" > ");
-            push_value(qb, v);
+            q.push(col).push(" > ");
+            push_value(q, v);
         }
         (SortDir::Desc, SqlValue::Null) => {
-            qb.push("0");
+            q.push("1 = 0");
         }
         (SortDir::Desc, v) => {
-            qb.push("(").push(col).push(" < ");
-            push_value(qb, v);
-            qb.push(" OR ").push(col).push(" IS NULL)");
+            q.push("(").push(col).push(" < ");
+            push_value(q, v);
+            if key.nullable() {
+                q.push(" OR ").push(col).push(" IS NULL");
+            }
+            q.push(")");
         }
     }
 }

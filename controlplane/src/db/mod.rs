@@ -1,34 +1,47 @@
-//! The metadata database: a sqlx SQLite pool, migrations, and the image queries.
+//! The metadata database: SQLite, PostgreSQL or MySQL/MariaDB through sqlx's `Any` driver,
+//! migrations per backend, and the queries.
 //!
-//! - [`Db`] opens the pool (WAL, foreign keys, busy timeout) and applies the migrations in
-//!   `controlplane/migrations/`.
-//! - [`images`] holds every query on images, their properties and tags. Writes are either
-//!   optimistic (`UPDATE … WHERE version = ?`, see [`images::update`]) or conditional on the
-//!   current status (`UPDATE … WHERE status = 'queued'`), so concurrent writers never lose
-//!   each other's changes.
+//! - The URL scheme picks the [`Backend`]: `sqlite:`, `postgres://`/`postgresql://`,
+//!   `mysql://`/`mariadb://`. [`Db`] opens the pool (on SQLite: WAL, foreign keys, busy
+//!   timeout) and applies the backend's migrations from `controlplane/migrations/<backend>/`
+//!   (equivalent schemas: BIGINT microsecond timestamps, 0/1 booleans, byte-wise collation).
+//! - Queries are written once, with `?` placeholders; [`Sql`] renumbers them to `$1…` on
+//!   PostgreSQL and carries the bound values.
+//! - [`images`] holds every query on images, their properties and tags; [`members`] the
+//!   image members. Writes are either optimistic (`UPDATE … WHERE version = ?`, see
+//!   [`images::update`]) or conditional on the current status (`… WHERE status = 'queued'`),
+//!   so concurrent writers never lose each other's changes — across processes too.
 //! - [`ImageRow`] is the row shape; it converts to [`crate::domain::Image`] at this edge.
+//! - [`scratch`] creates and drops throw-away databases on a server (tests).
 
 pub mod images;
 mod list;
+pub mod members;
 mod row;
+pub mod scratch;
 
 pub use list::{
-    CmpOp, Column, Filter, ListQuery, Scope, SortDir, SortKey, SqlValue, VisibilityFilter,
+    CmpOp, Column, Filter, ListQuery, MemberStatusFilter, Scope, SortDir, SortKey, SqlValue,
+    VisibilityFilter,
 };
 pub use row::ImageRow;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use std::str::FromStr;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor, Row};
 use std::time::Duration;
 
 /// A database failure. None of these is the client's fault unless `api` maps it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An image with this id exists (or existed: deleted rows are kept).
-    #[error("an image with this id already exists")]
+    /// A row with this key exists (for images: or existed; deleted rows are kept).
+    #[error("a row with this key already exists")]
     Duplicate,
+    /// The URL names no supported backend.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite:, postgres://, postgresql://, mysql:// or mariadb://"
+    )]
+    UnsupportedUrl(String),
     /// The driver failed.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -43,31 +56,107 @@ pub enum Error {
     OutOfRange(&'static str),
 }
 
-/// The connection pool.
+/// Which database server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite (the default; a file in the data directory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::Mysql];
+
+    /// The backend a URL's scheme selects.
+    pub fn from_url(url: &str) -> Option<Backend> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            "mysql" | "mariadb" => Some(Backend::Mysql),
+            _ => None,
+        }
+    }
+
+    /// A short name (`sqlite`, `postgres`, `mysql`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+        }
+    }
+}
+
+/// The URL sqlx understands (`mariadb://` becomes `mysql://`).
+pub(crate) fn driver_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+            format!("mysql://{rest}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// The connection pool and the backend it talks to.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Db {
-    /// Opens (creating if missing) the SQLite database at `url` with WAL and foreign keys.
+    /// Opens a pool on `url`. SQLite files are created if missing and use WAL and foreign
+    /// keys; server databases must exist.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, Error> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let backend =
+            Backend::from_url(url).ok_or_else(|| Error::UnsupportedUrl(url.to_owned()))?;
+        install_drivers();
+        let mut options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .connect_with(options)
-            .await?;
-        Ok(Db { pool })
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let mut url = driver_url(url);
+        if backend == Backend::Sqlite && !url.contains("mode=") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("mode=rwc");
+        }
+        let pool = options.connect(&url).await?;
+        Ok(Db { pool, backend })
+    }
+
+    /// The backend of this pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Applies pending migrations; returns how many were applied now.
     pub async fn migrate(&self) -> Result<usize, Error> {
-        let migrator = sqlx::migrate!("./migrations");
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+            Backend::Mysql => sqlx::migrate!("./migrations/mysql"),
+        };
         let before = self.applied_migrations().await.unwrap_or(0);
         migrator.run(&self.pool).await?;
         let after = self.applied_migrations().await?;
@@ -75,7 +164,7 @@ impl Db {
     }
 
     async fn applied_migrations(&self) -> Result<usize, Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
             .fetch_one(&self.pool)
             .await?;
         Ok(n as usize)
@@ -92,9 +181,196 @@ impl Db {
         self.pool.close().await;
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// Starts a write transaction (on SQLite `BEGIN IMMEDIATE`: the write lock is taken up
+    /// front, so two writers queue instead of failing on lock upgrade).
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>, Error> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.pool.begin().await?,
+        })
+    }
+
+    /// A statement written with `?` placeholders, renumbered for this backend.
+    pub(crate) fn sql(&self, text: &str) -> Sql {
+        let mut sql = Sql::new(self.backend);
+        sql.push(text);
+        sql
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    /// BIGINT (or NULL).
+    Int(Option<i64>),
+    /// Text (or NULL).
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::Int(Some(i64::from(v)))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Arg {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+
+/// SQL text plus its bound values, with placeholders in the backend's syntax.
+///
+/// `push` appends text in which every `?` is a placeholder (renumbered `$n` on PostgreSQL);
+/// `bind` appends one placeholder with its value; `arg` supplies the value of the next `?`
+/// already pushed.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    backend: Backend,
+    text: String,
+    placeholders: usize,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub(crate) fn new(backend: Backend) -> Sql {
+        Sql {
+            backend,
+            text: String::new(),
+            placeholders: 0,
+            args: Vec::new(),
+        }
+    }
+
+    fn placeholder(&mut self) {
+        self.placeholders += 1;
+        match self.backend {
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.placeholders.to_string());
+            }
+            Backend::Sqlite | Backend::Mysql => self.text.push('?'),
+        }
+    }
+
+    /// Appends SQL; each `?` in it becomes a placeholder whose value is given with [`Sql::arg`].
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
+        let mut parts = text.split('?');
+        if let Some(first) = parts.next() {
+            self.text.push_str(first);
+        }
+        for part in parts {
+            self.placeholder();
+            self.text.push_str(part);
+        }
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(crate) fn bind(&mut self, value: impl Into<Arg>) -> &mut Sql {
+        self.placeholder();
+        self.args.push(value.into());
+        self
+    }
+
+    /// Supplies the value of the next placeholder written by [`Sql::push`].
+    pub(crate) fn arg(mut self, value: impl Into<Arg>) -> Sql {
+        self.args.push(value.into());
+        self
+    }
+
+    /// The bound values, in order.
+    #[cfg(test)]
+    pub(crate) fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
+    /// The SQL text as sent.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The sqlx query with every value bound.
+    pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        debug_assert_eq!(
+            self.placeholders,
+            self.args.len(),
+            "placeholders vs values in {}",
+            self.text
+        );
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+}
+
+/// Reads a text column (MySQL reports `TEXT` as a blob, so bytes are accepted too).
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<Option<String>, Error> {
+    match row.try_get::<Option<String>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(_) => row
+            .try_get::<Option<Vec<u8>>, _>(col)?
+            .map(|b| String::from_utf8(b).map_err(|_| Error::Corrupt(format!("{col}: not UTF-8"))))
+            .transpose(),
+    }
+}
+
+/// Reads a non-null text column.
+pub(crate) fn text_required(row: &AnyRow, col: &str) -> Result<String, Error> {
+    text(row, col)?.ok_or_else(|| Error::Corrupt(format!("{col} is NULL")))
+}
+
+/// Reads an integer column.
+pub(crate) fn int(row: &AnyRow, col: &str) -> Result<Option<i64>, Error> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+/// Reads a non-null integer column.
+pub(crate) fn int_required(row: &AnyRow, col: &str) -> Result<i64, Error> {
+    int(row, col)?.ok_or_else(|| Error::Corrupt(format!("{col} is NULL")))
+}
+
+/// Whether an error is a unique-key violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// The database URL with any password replaced by `***`, for logs.
@@ -120,6 +396,7 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::scratch::ScratchDb;
 
     #[test]
     fn redacts_passwords() {
@@ -130,13 +407,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn backend_from_url() {
+        for (url, want) in [
+            ("sqlite:///x.db", Some(Backend::Sqlite)),
+            ("sqlite::memory:", Some(Backend::Sqlite)),
+            ("postgres://u@h/db", Some(Backend::Postgres)),
+            ("postgresql://u@h/db", Some(Backend::Postgres)),
+            ("mysql://root@h/db", Some(Backend::Mysql)),
+            ("MariaDB://root@h/db", Some(Backend::Mysql)),
+            ("oracle://x", None),
+            ("", None),
+        ] {
+            assert_eq!(Backend::from_url(url), want, "{url}");
+        }
+        assert_eq!(driver_url("mariadb://r@h/d"), "mysql://r@h/d");
+    }
+
+    #[test]
+    fn placeholders_per_backend() {
+        let mut s = Sql::new(Backend::Postgres);
+        s.push("a = ? AND b = ?").bind(1i64);
+        let s = s.arg(2i64).arg(3i64);
+        assert_eq!(s.text(), "a = $1 AND b = $2$3");
+        let mut s = Sql::new(Backend::Mysql);
+        s.push("a = ?").bind("x");
+        assert_eq!(s.text(), "a = ??");
+    }
+
     #[tokio::test]
-    async fn migrates_once_and_pings() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let db = Db::connect(&url, 2).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), 1);
-        assert_eq!(db.migrate().await.unwrap(), 0);
-        db.ping().await.unwrap();
+    async fn migrates_once_and_pings_on_every_backend() {
+        for backend in Backend::ALL {
+            let scratch = ScratchDb::create(backend).await;
+            let db = Db::connect(scratch.url(), 2).await.unwrap();
+            assert_eq!(db.backend(), backend);
+            assert_eq!(db.migrate().await.unwrap(), 2, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
+            db.ping().await.unwrap();
+            db.close().await;
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! [`ImageRow`]: the `images` table row, and its conversion to the domain entity.
 
-use super::Error;
+use super::{Error, int, int_required, text, text_required};
 use crate::domain::Image;
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One row of `images`, as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ImageRow {
     /// Hyphenated lower-case UUID.
     pub id: String,
@@ -73,6 +74,33 @@ fn to_u64(v: Option<i64>, column: &str) -> Result<Option<u64>, Error> {
 }
 
 impl ImageRow {
+    /// Reads a `SELECT *` row of `images`.
+    pub(crate) fn from_row(row: &AnyRow) -> Result<ImageRow, Error> {
+        Ok(ImageRow {
+            id: text_required(row, "id")?,
+            name: text(row, "name")?,
+            status: text_required(row, "status")?,
+            visibility: text_required(row, "visibility")?,
+            protected: int_required(row, "protected")? != 0,
+            os_hidden: int_required(row, "os_hidden")? != 0,
+            owner: text(row, "owner")?,
+            size: int(row, "size")?,
+            virtual_size: int(row, "virtual_size")?,
+            checksum: text(row, "checksum")?,
+            os_hash_algo: text(row, "os_hash_algo")?,
+            os_hash_value: text(row, "os_hash_value")?,
+            min_disk: int_required(row, "min_disk")?,
+            min_ram: int_required(row, "min_ram")?,
+            container_format: text(row, "container_format")?,
+            disk_format: text(row, "disk_format")?,
+            location: text(row, "location")?,
+            created_at: int_required(row, "created_at")?,
+            updated_at: int_required(row, "updated_at")?,
+            deleted_at: int(row, "deleted_at")?,
+            version: int_required(row, "version")?,
+        })
+    }
+
     /// Converts to the domain entity, adding its tags and custom properties.
     pub fn into_image(
         self,

@@ -4,6 +4,7 @@
 //! - [`rules`] classifies property names (read-only, reserved, base, custom) and validates
 //!   values the way Glance's image schema does.
 //! - [`create`] turns a `POST /v2/images` body into a [`NewImage`].
+//! - [`member`] holds image members (sharing) and their statuses.
 //! - [`patch`] parses both JSON-patch media types and applies them to an [`Image`]
 //!   (Glance's `_do_add`/`_do_replace`/`_do_remove`).
 //!
@@ -11,11 +12,13 @@
 
 pub mod create;
 pub mod image;
+pub mod member;
 pub mod patch;
 pub mod rules;
 
 pub use create::NewImage;
 pub use image::Image;
+pub use member::{Member, MemberStatus};
 pub use patch::{Change, Op, PatchMedia};
 
 /// Why a domain rule refused a request. `api::error` maps each variant to a status.
