@@ -2,7 +2,9 @@
 //!
 //! - `/healthz`: 200 as long as the process serves requests.
 //! - `/readyz`: 200 when the database answers `SELECT 1`, else 503.
-//! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`].
+//! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`], followed by the data
+//!   plane's counters read from its shared-memory file (`run/dataplane.metrics`, layout in
+//!   `shared::metrics::shm`) and summed over its workers.
 
 use crate::app::App;
 use axum::Router;
@@ -35,10 +37,14 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+    let mut text = app.metrics.render();
+    let path = app.config.run_dir().join(shared::metrics::shm::FILE_NAME);
+    if let Ok(bytes) = tokio::fs::read(&path).await
+        && let Some(totals) = shared::metrics::shm::parse(&bytes)
+    {
+        shared::metrics::shm::render(&totals, &mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod control_link;
 pub mod hash;
 pub mod io;
+pub mod metrics;
 pub mod server;
 pub mod store;
 
@@ -64,12 +65,21 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let settings = server::Settings::from_config(&config);
+    let mut settings = server::Settings::from_config(&config);
+    settings.max_connections_per_worker = config.dataplane.max_connections.div_ceil(workers);
+    let metrics = match metrics::Metrics::create(&config.run_dir(), workers) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the shared metrics file; data-plane metrics disabled");
+            (0..workers).map(|_| metrics::Metrics::detached()).collect()
+        }
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
     let mut handles = Vec::with_capacity(workers);
-    for i in 0..workers {
+    for (i, metrics) in metrics.into_iter().enumerate() {
         let listener = listener.try_clone()?;
         let worker = WorkerInit {
+            metrics,
             settings: settings.clone(),
             store: store.clone(),
             channel_socket: config.channel_socket(),
@@ -126,6 +136,7 @@ async fn futures_select(
 }
 
 struct WorkerInit {
+    metrics: metrics::Metrics,
     settings: server::Settings,
     store: store::fs::FsStore,
     channel_socket: std::path::PathBuf,
@@ -170,12 +181,20 @@ fn worker_main(
             link: control_link::Link::new(init.channel_socket, 64),
             upstream: server::proxy::Upstream::new(init.api_socket, 64),
             buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 16),
+            metrics: init.metrics,
+            active: std::cell::Cell::new(0),
             settings: init.settings,
             store: init.store,
         });
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
+                    if worker.active.get() >= worker.settings.max_connections_per_worker {
+                        worker.metrics.connection_rejected();
+                        let refuse = server::refuse_connection(stream, worker.clone());
+                        compio::runtime::spawn(refuse).detach();
+                        continue;
+                    }
                     compio::runtime::spawn(server::serve_connection(stream, worker.clone()))
                         .detach();
                 }

@@ -696,3 +696,80 @@ fn data_plane_runs_on_io_uring() {
         "{log}"
     );
 }
+
+#[test]
+fn connection_limit_answers_503_instead_of_queueing_forever() {
+    let dir = tempfile_dir();
+    let cfg = dir.join("glint.toml");
+    std::fs::write(&cfg, "[dataplane]\nmax_connections = 2\n").unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--workers", "1", "-c", cfg.to_str().unwrap()],
+    )
+    .expect("glint starts");
+    let c = client();
+    let active = || -> u64 {
+        let m = c
+            .get(g.admin_url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("glint_dp_connections_active "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "connections from start-up never closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = std::net::TcpStream::connect(&g.public).unwrap();
+    let b = std::net::TcpStream::connect(&g.public).unwrap();
+    while active() != 2 {
+        assert!(Instant::now() < deadline, "idle connections not accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let req = "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let over =
+        parse_status(&raw_request(&g.public, req.as_bytes(), Duration::from_secs(5)).unwrap());
+    assert_eq!(over, Some(503));
+    drop(a);
+    drop(b);
+    while active() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections still counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ok = parse_status(&raw_request(&g.public, req.as_bytes(), Duration::from_secs(5)).unwrap());
+    assert_eq!(ok, Some(200));
+    let m = c
+        .get(g.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(m.contains("glint_dp_connections_rejected_total 1"), "{m}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "glint-e2e-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}

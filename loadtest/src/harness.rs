@@ -45,11 +45,16 @@ impl Glint {
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("glint.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--bind-port", "0", "--admin-port", "0", "--workers", "2"])
-            .args(extra)
+        cmd.arg("serve").arg("--data-dir").arg(&data).args([
+            "--bind-port",
+            "0",
+            "--admin-port",
+            "0",
+        ]);
+        if !extra.contains(&"--workers") {
+            cmd.args(["--workers", "2"]);
+        }
+        cmd.args(extra)
             .env(
                 "GLINT_LOG",
                 std::env::var("GLINT_TEST_LOG").unwrap_or_else(|_| "info".into()),

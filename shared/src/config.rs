@@ -108,6 +108,9 @@ pub struct DataPlane {
     pub idle_timeout_seconds: u64,
     /// Size of the buffers that move image bytes, in bytes. Default 1 MiB.
     pub transfer_buffer_bytes: usize,
+    /// Most client connections open at once (split evenly across workers); above it new
+    /// connections get 503 and are closed. Default 10000.
+    pub max_connections: usize,
 }
 
 /// Control-plane limits.
@@ -172,6 +175,7 @@ impl Default for DataPlane {
             header_timeout_seconds: 30,
             idle_timeout_seconds: 300,
             transfer_buffer_bytes: 1 << 20,
+            max_connections: 10_000,
         }
     }
 }
@@ -351,6 +355,9 @@ impl Config {
         }
         if self.dataplane.max_headers == 0 {
             errors.push("dataplane.max_headers: must be at least 1".into());
+        }
+        if self.dataplane.max_connections == 0 {
+            errors.push("dataplane.max_connections: must be at least 1".into());
         }
         if self.dataplane.transfer_buffer_bytes < 4096 {
             errors.push("dataplane.transfer_buffer_bytes: must be at least 4096".into());

@@ -18,8 +18,14 @@ pub const IMAGE_TRANSITIONS_TOTAL: &str = "glint_db_image_transitions_total";
 /// Plane restarts by the supervisor, label `plane`.
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "glint_supervisor_restarts_total";
 
-/// Every metric name above (for the README table and the dashboard check).
+/// Every metric name (for the README table and the dashboard check).
 pub const ALL: &[&str] = &[
+    dp::CONNECTIONS_TOTAL,
+    dp::CONNECTIONS_ACTIVE,
+    dp::CONNECTIONS_REJECTED_TOTAL,
+    dp::REQUESTS_TOTAL,
+    dp::TRANSFER_BYTES_TOTAL,
+    dp::UPLOAD_FAILURES_TOTAL,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -28,3 +34,194 @@ pub const ALL: &[&str] = &[
     IMAGE_TRANSITIONS_TOTAL,
     SUPERVISOR_RESTARTS_TOTAL,
 ];
+
+/// Data-plane metric names (rendered by the control plane from [`shm`]).
+pub mod dp {
+    /// Client connections accepted.
+    pub const CONNECTIONS_TOTAL: &str = "glint_dp_connections_total";
+    /// Client connections open now (gauge).
+    pub const CONNECTIONS_ACTIVE: &str = "glint_dp_connections_active";
+    /// Connections refused because a worker was at its connection limit.
+    pub const CONNECTIONS_REJECTED_TOTAL: &str = "glint_dp_connections_rejected_total";
+    /// Requests answered, labels `route` (upload, download, forward) and `status_class`
+    /// (2xx, 3xx, 4xx, 5xx).
+    pub const REQUESTS_TOTAL: &str = "glint_dp_requests_total";
+    /// Image bytes moved, labels `direction` (in = uploads stored, out = downloads sent) and
+    /// `store`.
+    pub const TRANSFER_BYTES_TOTAL: &str = "glint_dp_transfer_bytes_total";
+    /// Uploads that failed, label `side` (client, store, control, internal).
+    pub const UPLOAD_FAILURES_TOTAL: &str = "glint_dp_upload_failures_total";
+}
+
+/// The shared-memory layout of the data plane's counters: a file in the run directory that the
+/// data plane maps and its workers update with relaxed atomic adds (each worker in its own
+/// 512-byte slot, so the hot path shares no cache line), and that the control plane reads and
+/// sums at scrape time. Values are little-endian `u64`.
+///
+/// ```text
+/// [0..8) magic "GLINTDPM" | [8..12) version | [12..16) workers | pad to 64 | slot 0 | slot 1 | …
+/// ```
+pub mod shm {
+    /// File name inside the run directory.
+    pub const FILE_NAME: &str = "dataplane.metrics";
+    /// First 8 bytes of the file.
+    pub const MAGIC: [u8; 8] = *b"GLINTDPM";
+    /// Layout version.
+    pub const VERSION: u32 = 1;
+    /// Bytes before the first slot.
+    pub const HEADER_BYTES: usize = 64;
+    /// Counters per worker slot.
+    pub const SLOT_COUNTERS: usize = 64;
+    /// Bytes per worker slot.
+    pub const SLOT_BYTES: usize = SLOT_COUNTERS * 8;
+
+    /// Routes of the data plane, for `glint_dp_requests_total{route}`.
+    pub const ROUTES: [&str; 3] = ["upload", "download", "forward"];
+    /// Status classes, for `glint_dp_requests_total{status_class}`.
+    pub const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+    /// Error sides, for `glint_dp_upload_failures_total{side}`.
+    pub const SIDES: [&str; 4] = ["client", "store", "control", "internal"];
+
+    /// Counter indexes inside a slot.
+    pub mod idx {
+        /// Connections accepted.
+        pub const CONNECTIONS: usize = 0;
+        /// Connections open (incremented on accept, decremented on close).
+        pub const ACTIVE: usize = 1;
+        /// Connections refused at the limit.
+        pub const REJECTED: usize = 2;
+        /// Upload body bytes stored.
+        pub const BYTES_IN: usize = 3;
+        /// Download bytes sent.
+        pub const BYTES_OUT: usize = 4;
+        /// First of `ROUTES × CLASSES` request counters (route-major).
+        pub const REQUESTS: usize = 8;
+        /// First of the `SIDES` upload-failure counters.
+        pub const FAILURES: usize = REQUESTS + 12;
+    }
+
+    /// Total file length for `workers` slots.
+    pub fn file_len(workers: usize) -> usize {
+        HEADER_BYTES + workers * SLOT_BYTES
+    }
+
+    /// Counters summed over all workers, indexed like a slot.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Totals(pub [u64; SLOT_COUNTERS]);
+
+    /// Sums the slots of a metrics file; `None` if it is not one.
+    pub fn parse(bytes: &[u8]) -> Option<Totals> {
+        if bytes.len() < HEADER_BYTES || bytes[..8] != MAGIC {
+            return None;
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+        let workers = u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize;
+        if version != VERSION || bytes.len() < file_len(workers) {
+            return None;
+        }
+        let mut t = [0u64; SLOT_COUNTERS];
+        for w in 0..workers {
+            let slot = &bytes[HEADER_BYTES + w * SLOT_BYTES..HEADER_BYTES + (w + 1) * SLOT_BYTES];
+            for (i, v) in t.iter_mut().enumerate() {
+                *v = v.wrapping_add(u64::from_le_bytes(slot[i * 8..i * 8 + 8].try_into().ok()?));
+            }
+        }
+        Some(Totals(t))
+    }
+
+    /// Prometheus text for the totals.
+    pub fn render(t: &Totals, out: &mut String) {
+        use super::dp;
+        use std::fmt::Write;
+        let v = &t.0;
+        let _ = writeln!(
+            out,
+            "# TYPE {} counter\n{} {}",
+            dp::CONNECTIONS_TOTAL,
+            dp::CONNECTIONS_TOTAL,
+            v[idx::CONNECTIONS]
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE {} gauge\n{} {}",
+            dp::CONNECTIONS_ACTIVE,
+            dp::CONNECTIONS_ACTIVE,
+            v[idx::ACTIVE] as i64
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE {} counter\n{} {}",
+            dp::CONNECTIONS_REJECTED_TOTAL,
+            dp::CONNECTIONS_REJECTED_TOTAL,
+            v[idx::REJECTED]
+        );
+        let _ = writeln!(out, "# TYPE {} counter", dp::REQUESTS_TOTAL);
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let n = v[idx::REQUESTS + r * CLASSES.len() + c];
+                let _ = writeln!(
+                    out,
+                    "{}{{route=\"{route}\",status_class=\"{class}\"}} {n}",
+                    dp::REQUESTS_TOTAL
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE {} counter", dp::TRANSFER_BYTES_TOTAL);
+        let _ = writeln!(
+            out,
+            "{}{{direction=\"in\",store=\"file\"}} {}",
+            dp::TRANSFER_BYTES_TOTAL,
+            v[idx::BYTES_IN]
+        );
+        let _ = writeln!(
+            out,
+            "{}{{direction=\"out\",store=\"file\"}} {}",
+            dp::TRANSFER_BYTES_TOTAL,
+            v[idx::BYTES_OUT]
+        );
+        let _ = writeln!(out, "# TYPE {} counter", dp::UPLOAD_FAILURES_TOTAL);
+        for (s, side) in SIDES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{side=\"{side}\"}} {}",
+                dp::UPLOAD_FAILURES_TOTAL,
+                v[idx::FAILURES + s]
+            );
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sums_slots_and_renders() {
+            let workers = 2;
+            let mut f = vec![0u8; file_len(workers)];
+            f[..8].copy_from_slice(&MAGIC);
+            f[8..12].copy_from_slice(&VERSION.to_le_bytes());
+            f[12..16].copy_from_slice(&(workers as u32).to_le_bytes());
+            let put = |f: &mut Vec<u8>, w: usize, i: usize, v: u64| {
+                let at = HEADER_BYTES + w * SLOT_BYTES + i * 8;
+                f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            };
+            put(&mut f, 0, idx::BYTES_OUT, 10);
+            put(&mut f, 1, idx::BYTES_OUT, 32);
+            put(&mut f, 1, idx::REQUESTS + CLASSES.len() + 2, 3); // download 4xx
+            let t = parse(&f).unwrap();
+            assert_eq!(t.0[idx::BYTES_OUT], 42);
+            let mut text = String::new();
+            render(&t, &mut text);
+            assert!(
+                text.contains("glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"} 42"),
+                "{text}"
+            );
+            assert!(
+                text.contains("glint_dp_requests_total{route=\"download\",status_class=\"4xx\"} 3"),
+                "{text}"
+            );
+            assert!(parse(&f[..10]).is_none());
+            assert!(parse(&[0u8; 200]).is_none());
+        }
+    }
+}

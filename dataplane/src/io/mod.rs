@@ -36,6 +36,35 @@ pub fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+/// Creates (or truncates) the shared-memory counters file at `path` with `len` bytes, maps it
+/// for the life of the process and returns it as atomics. The first `header` bytes are written
+/// once, before any counter is used.
+pub fn map_counters(
+    path: &std::path::Path,
+    len: usize,
+    header: &[u8],
+) -> io::Result<&'static [std::sync::atomic::AtomicU64]> {
+    use std::sync::atomic::AtomicU64;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.set_len(len as u64)?;
+    // SAFETY: the file was just created/truncated by us and is only ever written through this
+    // mapping (the control plane reads it with plain reads). The mapping is leaked below, so
+    // it outlives every reference handed out.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&file)? };
+    map[..header.len()].copy_from_slice(header);
+    let map: &'static mut memmap2::MmapMut = Box::leak(Box::new(map));
+    let words = map.len() / 8;
+    // SAFETY: the mapping is page-aligned (so 8-aligned) and `words * 8` bytes long;
+    // AtomicU64 has the size and alignment of u64, and all access after this point goes
+    // through the atomics.
+    Ok(unsafe { std::slice::from_raw_parts(map.as_mut_ptr() as *const AtomicU64, words) })
+}
+
 /// Whether an idle pooled connection is still usable: nothing to read and no hang-up.
 /// (A peer that restarted has closed it; reusing it would fail a request whose body is
 /// already consumed.) One non-blocking `poll`, no data read.

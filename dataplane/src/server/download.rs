@@ -10,6 +10,7 @@ use super::Worker;
 use super::http::{Conn, Framing, RequestHead, error_response, response_head};
 use super::upload::credentials;
 use crate::io::Splicer;
+use crate::metrics::Route;
 use compio::fs::File;
 use compio::io::{AsyncReadAt, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -99,6 +100,7 @@ pub fn span(
 }
 
 async fn no_content(conn: &mut Conn<TcpStream>, rid: &str, keep: bool, w: &Worker) -> bool {
+    w.metrics.request(Route::Download, 204);
     let h = response_head(
         204,
         "No Content",
@@ -117,6 +119,7 @@ async fn fail(
     keep: bool,
     w: &Worker,
 ) -> bool {
+    w.metrics.request(Route::Download, status);
     let (res, _) = conn
         .write_all(
             error_response(status, msg, rid, keep),
@@ -200,6 +203,7 @@ pub async fn handle(
                 keep,
             );
             out.extend_from_slice(body.as_bytes());
+            w.metrics.request(Route::Download, 416);
             return conn.write_all(out, w.settings.idle_timeout).await.0.is_ok() && keep;
         }
     };
@@ -228,6 +232,7 @@ pub async fn handle(
         "Partial Content"
     };
     let h = response_head(status, reason, &headers, Some(len), keep);
+    w.metrics.request(Route::Download, status);
     if conn.write_all(h, w.settings.idle_timeout).await.0.is_err() {
         return false;
     }
@@ -238,6 +243,7 @@ pub async fn handle(
         tracing::debug!(%image_id, error = %e, "download ended early");
         return false;
     }
+    w.metrics.bytes_out(len);
     tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
     keep
 }

@@ -31,6 +31,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Buffer size for moving image bytes.
     pub transfer_buffer_bytes: usize,
+    /// Most connections this worker serves at once.
+    pub max_connections_per_worker: usize,
 }
 
 impl Settings {
@@ -43,6 +45,7 @@ impl Settings {
             header_timeout: Duration::from_secs(d.header_timeout_seconds),
             idle_timeout: Duration::from_secs(d.idle_timeout_seconds),
             transfer_buffer_bytes: d.transfer_buffer_bytes,
+            max_connections_per_worker: d.max_connections,
         }
     }
 }
@@ -60,6 +63,41 @@ pub struct Worker {
     pub upstream: proxy::Upstream,
     /// Recycled upload buffers.
     pub buffers: std::sync::Arc<crate::hash::pipeline::BufferPool>,
+    /// This worker's counters.
+    pub metrics: crate::metrics::Metrics,
+    /// Connections open on this worker.
+    pub active: std::cell::Cell<usize>,
+}
+
+/// Counts a connection as open until dropped.
+struct Open(Rc<Worker>);
+
+impl Open {
+    fn new(w: Rc<Worker>) -> Self {
+        w.active.set(w.active.get() + 1);
+        w.metrics.connection_opened();
+        Open(w)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.metrics.connection_closed();
+    }
+}
+
+/// Answers 503 on a connection accepted above the limit, then closes it.
+pub async fn refuse_connection(stream: TcpStream, worker: Rc<Worker>) {
+    let mut conn = Conn::new(stream, 0);
+    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    let msg = "too many connections; retry later";
+    let _ = conn
+        .write_all(
+            http::error_response(503, msg, &rid, false),
+            worker.settings.header_timeout,
+        )
+        .await;
 }
 
 /// The route a request takes.
@@ -116,6 +154,7 @@ pub fn request_id(head: &RequestHead) -> Result<String, RequestIdTooLong> {
 
 /// Serves one client connection until it closes or a response ends it.
 pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
+    let _open = Open::new(worker.clone());
     let _ = stream.set_nodelay(true);
     let s = &worker.settings;
     let mut conn = Conn::new(stream, 8 * 1024);

@@ -180,12 +180,9 @@ where
     Ok(())
 }
 
-async fn unavailable(
-    conn: &mut Conn<TcpStream>,
-    status: u16,
-    rid: &str,
-    idle: std::time::Duration,
-) {
+async fn unavailable(conn: &mut Conn<TcpStream>, status: u16, rid: &str, w: &Worker) {
+    let idle = w.settings.idle_timeout;
+    w.metrics.request(crate::metrics::Route::Forward, status);
     let msg = if status == 503 {
         "control plane unavailable"
     } else {
@@ -218,7 +215,7 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the control plane API socket");
-                unavailable(conn, 503, rid, idle).await;
+                unavailable(conn, 503, rid, w).await;
                 return false;
             }
         },
@@ -255,19 +252,21 @@ pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w
                 match w.upstream.connect().await {
                     Ok(c) => up = c,
                     Err(_) => {
-                        unavailable(conn, 503, rid, idle).await;
+                        unavailable(conn, 503, rid, w).await;
                         return false;
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, sent, "no answer from the control plane");
-                unavailable(conn, if sent { 502 } else { 503 }, rid, idle).await;
+                unavailable(conn, if sent { 502 } else { 503 }, rid, w).await;
                 return false;
             }
         }
     };
     let keep = head.keep_alive && framing != Framing::UntilClose;
+    w.metrics
+        .request(crate::metrics::Route::Forward, resp.status);
     let (res, _) = conn
         .write_all(client_head(&resp, framing, keep), idle)
         .await;

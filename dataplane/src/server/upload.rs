@@ -18,6 +18,7 @@ use super::http::{
     BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head,
 };
 use crate::hash::pipeline::PipelinedHasher;
+use crate::metrics::{Route, Side};
 use compio::io::AsyncWriteAtExt;
 use compio::net::TcpStream;
 use shared::channel::{Credentials, Request, Response};
@@ -45,6 +46,7 @@ async fn fail(
     keep: bool,
     w: &Worker,
 ) -> bool {
+    w.metrics.request(Route::Upload, status);
     let (res, _) = conn
         .write_all(
             error_response(status, msg, rid, keep),
@@ -183,6 +185,8 @@ pub async fn handle(
                         mb_per_s = format!("{:.1}", digests.size as f64 / 1e6 / secs.max(1e-9)),
                         "upload stored"
                     );
+                    w.metrics.bytes_in(digests.size);
+                    w.metrics.request(Route::Upload, 204);
                     let h = response_head(
                         204,
                         "No Content",
@@ -195,6 +199,7 @@ pub async fn handle(
                 }
                 Ok(Response::Denied(code)) => {
                     w.link.give_back(lease);
+                    w.metrics.upload_failed(Side::Control);
                     let _ = w.store.delete(&location);
                     tracing::info!(%image_id, request_id = rid, %code, "upload refused at commit; data removed");
                     fail(
@@ -212,6 +217,7 @@ pub async fn handle(
                     fail(conn, 500, "unexpected control plane answer", rid, false, w).await
                 }
                 Err(e) => {
+                    w.metrics.upload_failed(Side::Control);
                     // The control plane may or may not have committed; keep the data (it is
                     // overwritten by the next upload if the image went back to queued).
                     tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
@@ -220,6 +226,7 @@ pub async fn handle(
             }
         }
         Err(failure) => {
+            w.metrics.upload_failed(failure.side);
             let abort = Request::UploadAborted {
                 request_id: rid.to_owned(),
                 image_id,
@@ -231,6 +238,7 @@ pub async fn handle(
             }
             tracing::info!(%image_id, request_id = rid, reason = %failure.message, "upload aborted; image back to queued");
             if failure.client_gone {
+                w.metrics.request(Route::Upload, 400);
                 return false;
             }
             fail(
@@ -251,15 +259,23 @@ struct Failure {
     code: ErrorCode,
     message: String,
     client_gone: bool,
+    side: Side,
 }
 
 impl Failure {
+    /// A failure the client caused.
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Failure {
             code,
             message: message.into(),
             client_gone: false,
+            side: Side::Client,
         }
+    }
+
+    fn on(mut self, side: Side) -> Self {
+        self.side = side;
+        self
     }
 }
 
@@ -300,7 +316,7 @@ async fn receive(
     }
     let store_err = |e: crate::store::Error| {
         tracing::warn!(error = %e, "store write failed");
-        Failure::new(e.code(), format!("error storing image data: {e}"))
+        Failure::new(e.code(), format!("error storing image data: {e}")).on(Side::Store)
     };
     let (mut file, guard) = w.store.create_temp(image_id).await.map_err(store_err)?;
     let mut hasher = PipelinedHasher::start(hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
@@ -358,7 +374,7 @@ async fn receive(
     let digests = hasher
         .finish()
         .await
-        .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()).on(Side::Internal))?;
     let location = w.store.commit(file, guard).await.map_err(store_err)?;
     Ok((location, digests))
 }

@@ -1,0 +1,135 @@
+//! The data plane's counters: one slot per worker in a shared-memory file
+//! (`run/dataplane.metrics`, layout in `shared::metrics::shm`), updated with relaxed atomic adds
+//! on the worker's own cache lines and summed by the control plane when Prometheus scrapes it.
+
+use shared::metrics::shm::{self, idx};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The data plane's routes (label `route`).
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    /// `PUT …/file`.
+    Upload = 0,
+    /// `GET …/file`.
+    Download = 1,
+    /// Everything forwarded to the control plane.
+    Forward = 2,
+}
+
+/// Who caused an upload to fail (label `side`): decides whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client (went away, sent bad data).
+    Client = 0,
+    /// The store (full, write denied, I/O).
+    Store = 1,
+    /// The control plane (unreachable, refused the commit).
+    Control = 2,
+    /// Our own bug.
+    Internal = 3,
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics {
+    slot: &'static [AtomicU64],
+}
+
+impl Metrics {
+    /// Counters that go nowhere (tests, or when the file cannot be created).
+    pub fn detached() -> Self {
+        let slot: &'static [AtomicU64] =
+            Box::leak((0..shm::SLOT_COUNTERS).map(|_| AtomicU64::new(0)).collect());
+        Metrics { slot }
+    }
+
+    /// Maps `run_dir/dataplane.metrics` and returns one [`Metrics`] per worker.
+    pub fn create(run_dir: &std::path::Path, workers: usize) -> std::io::Result<Vec<Metrics>> {
+        let mut header = Vec::with_capacity(16);
+        header.extend_from_slice(&shm::MAGIC);
+        header.extend_from_slice(&shm::VERSION.to_le_bytes());
+        header.extend_from_slice(&(workers as u32).to_le_bytes());
+        let words = crate::io::map_counters(
+            &run_dir.join(shm::FILE_NAME),
+            shm::file_len(workers),
+            &header,
+        )?;
+        let first = shm::HEADER_BYTES / 8;
+        Ok((0..workers)
+            .map(|w| {
+                let start = first + w * shm::SLOT_COUNTERS;
+                Metrics {
+                    slot: &words[start..start + shm::SLOT_COUNTERS],
+                }
+            })
+            .collect())
+    }
+
+    fn add(&self, i: usize, n: u64) {
+        self.slot[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.add(idx::CONNECTIONS, 1);
+        self.add(idx::ACTIVE, 1);
+    }
+
+    /// A connection closed.
+    pub fn connection_closed(&self) {
+        self.slot[idx::ACTIVE].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was refused at the limit.
+    pub fn connection_rejected(&self) {
+        self.add(idx::REJECTED, 1);
+    }
+
+    /// A response with `status` was sent on `route`.
+    pub fn request(&self, route: Route, status: u16) {
+        let class = (status / 100).clamp(2, 5) as usize - 2;
+        self.add(
+            idx::REQUESTS + route as usize * shm::CLASSES.len() + class,
+            1,
+        );
+    }
+
+    /// Upload bytes stored.
+    pub fn bytes_in(&self, n: u64) {
+        self.add(idx::BYTES_IN, n);
+    }
+
+    /// Download bytes sent.
+    pub fn bytes_out(&self, n: u64) {
+        self.add(idx::BYTES_OUT, n);
+    }
+
+    /// An upload failed.
+    pub fn upload_failed(&self, side: Side) {
+        self.add(idx::FAILURES + side as usize, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_land_in_the_file_the_control_plane_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::create(dir.path(), 2).unwrap();
+        m[0].request(Route::Download, 200);
+        m[1].request(Route::Download, 206);
+        m[1].request(Route::Upload, 503);
+        m[0].bytes_out(5);
+        m[1].connection_opened();
+        m[1].upload_failed(Side::Store);
+        let bytes = std::fs::read(dir.path().join(shm::FILE_NAME)).unwrap();
+        let t = shm::parse(&bytes).unwrap().0;
+        assert_eq!(t[idx::REQUESTS + shm::CLASSES.len()], 2);
+        assert_eq!(t[idx::REQUESTS + 3], 1);
+        assert_eq!(t[idx::BYTES_OUT], 5);
+        assert_eq!(t[idx::ACTIVE], 1);
+        assert_eq!(t[idx::FAILURES + 1], 1);
+    }
+}
