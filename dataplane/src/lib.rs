@@ -180,7 +180,9 @@ fn worker_main(
         let worker = Rc::new(server::Worker {
             link: control_link::Link::new(init.channel_socket, 64),
             upstream: server::proxy::Upstream::new(init.api_socket, 64),
-            buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 16),
+            // Idle buffers kept per worker: enough for one upload's pipeline, so RSS stays flat
+            // after a burst of uploads.
+            buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 4),
             metrics: init.metrics,
             active: std::cell::Cell::new(0),
             settings: init.settings,

@@ -35,6 +35,41 @@ pub const ALL: &[&str] = &[
     SUPERVISOR_RESTARTS_TOTAL,
 ];
 
+#[cfg(test)]
+mod tests {
+    /// Every `glint_*` name a dashboard references must be one we export (histogram series
+    /// may add `_bucket`, `_sum`, `_count`).
+    #[test]
+    fn dashboards_use_only_known_metrics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("grafana/dashboards exists") {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("glint_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = &tail[..end];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| super::ALL.contains(b)))
+                    .unwrap_or(name);
+                assert!(
+                    super::ALL.contains(&base),
+                    "{}: unknown metric {name}",
+                    path.display()
+                );
+                checked += 1;
+                rest = &tail[end..];
+            }
+        }
+        assert!(checked > 5, "no metrics found in dashboards");
+    }
+}
+
 /// Data-plane metric names (rendered by the control plane from [`shm`]).
 pub mod dp {
     /// Client connections accepted.
