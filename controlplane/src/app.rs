@@ -37,8 +37,13 @@ pub struct AppInner {
 const WRITE_LOCK_STRIPES: usize = 64;
 
 impl App {
-    /// Bundles the parts.
+    /// Bundles the parts, with Glance's default policy.
     pub fn new(config: Config, db: Db, metrics: Metrics) -> App {
+        App::with_policy(config, db, metrics, Enforcer::default())
+    }
+
+    /// Bundles the parts with a loaded policy.
+    pub fn with_policy(config: Config, db: Db, metrics: Metrics, policy: Enforcer) -> App {
         let store = StoreGc::new(config.store_dir());
         let write_locks = (0..WRITE_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
@@ -46,7 +51,7 @@ impl App {
         App(Arc::new(AppInner {
             config,
             db,
-            policy: Enforcer::default(),
+            policy,
             metrics,
             store,
             write_locks,
@@ -60,6 +65,45 @@ impl App {
         self.write_locks[(h.finish() as usize) % self.write_locks.len()]
             .lock()
             .await
+    }
+}
+
+impl App {
+    /// The image `id` if it exists (not deleted or pending delete) and `ctx` may see it:
+    /// Glance's `is_image_visible` (owner, public/community, any member of a shared image,
+    /// admin, ownerless) and then the `get_image` rule. Used by the API and the channel alike.
+    pub async fn find_visible(
+        &self,
+        ctx: &crate::policy::Context,
+        id: ImageId,
+    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+        let Some(image) = crate::db::images::get(&self.db, id)
+            .await?
+            .filter(|i| !i.is_deleted())
+        else {
+            return Ok(None);
+        };
+        let membership = match (&ctx.project_id, image.visibility) {
+            (Some(p), shared::image::Visibility::Shared)
+                if !ctx.is_admin && !ctx.owns(image.owner.as_deref()) =>
+            {
+                crate::db::members::get(&self.db, id, p)
+                    .await?
+                    .map(|m| m.status)
+            }
+            _ => None,
+        };
+        if !crate::policy::is_visible(ctx, &image, membership) {
+            return Ok(None);
+        }
+        let target = crate::policy::Target::of(&image);
+        if !self
+            .policy
+            .check(ctx, crate::policy::Rule::GetImage, &target)
+        {
+            return Ok(None);
+        }
+        Ok(Some(image))
     }
 }
 

@@ -8,6 +8,11 @@
 //!    `Denied(BadRequest)` and close.
 //! 2. Then requests are handled one at a time, in order.
 //!
+//! Both authorisations use [`App::find_visible`] and the policy [`Enforcer`](crate::policy::Enforcer)
+//! exactly like the HTTP API: an image the caller cannot see is `NotFound`; `upload_image` /
+//! `download_image` refused is `Forbidden`; a `deactivated` image is `Forbidden` to
+//! non-admins; a shared image is downloadable by its members.
+//!
 //! Upload leases (see [`shared::channel`]):
 //!
 //! 1. `AuthorizeUpload` checks visibility (404), `upload_image` (403), status `queued` (409),
@@ -301,10 +306,11 @@ impl Connection {
     ) -> Result<Response, ErrorCode> {
         let app = &self.app;
         let ctx = Context::from_credentials(credentials);
-        let image = db::images::get(&app.db, id)
+        // the same visibility (members, community, …) and rules as the HTTP API
+        let image = app
+            .find_visible(&ctx, id)
             .await
             .map_err(internal)?
-            .filter(|i| !i.is_deleted())
             .ok_or(ErrorCode::NotFound)?;
         app.policy
             .authorize(&ctx, Rule::UploadImage, &Target::of(&image))
@@ -400,10 +406,11 @@ impl Connection {
     ) -> Result<Response, ErrorCode> {
         let app = &self.app;
         let ctx = Context::from_credentials(credentials);
-        let image = db::images::get(&app.db, id)
+        // the same visibility (members, community, …) and rules as the HTTP API
+        let image = app
+            .find_visible(&ctx, id)
             .await
             .map_err(internal)?
-            .filter(|i| !i.is_deleted())
             .ok_or(ErrorCode::NotFound)?;
         app.policy
             .authorize(&ctx, Rule::DownloadImage, &Target::of(&image))

@@ -1,7 +1,7 @@
 //! `controlplane`: the glint control plane — the Glance Image API v2 *metadata* service.
 //!
 //! It owns the database and every decision about images: the HTTP API (create, list, show,
-//! patch, delete, tags, schemas, versions) served over a Unix socket that the data plane
+//! patch, delete, tags, members, deactivate/reactivate, schemas, versions, discovery) served over a Unix socket that the data plane
 //! forwards requests to; the policy (Glance rule names); image status transitions; and the
 //! channel server that authorises the data plane's uploads and downloads.
 //!
@@ -14,6 +14,7 @@
 //!   signal handling (tests use it).
 //! - [`api::router`] builds the HTTP API; handlers live in [`api::images`] and friends.
 //! - [`dataplane_link`] is the channel server (upload leases, download grants).
+//! - [`scrubber`] removes the data of `pending_delete` images (delayed delete).
 //! - [`domain`] holds the image rules, [`policy`] who may do what, [`db`] the queries.
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
@@ -26,6 +27,7 @@ pub mod db;
 pub mod domain;
 pub mod metrics;
 pub mod policy;
+pub mod scrubber;
 mod server;
 pub mod store_gc;
 #[cfg(any(test, feature = "test-util"))]

@@ -7,7 +7,7 @@
 //!    (the data plane aborts the upload whose channel broke).
 //! 4. Remove stale socket files; bind the API socket, the channel socket and the admin TCP
 //!    listener; write the admin address to `<run_dir>/admin.addr` (temp file + rename).
-//! 5. Serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
+//! 5. Start the scrubber (delayed delete) and serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
 //!    servers down gracefully, remove the socket files.
 
 use crate::app::App;
@@ -37,6 +37,9 @@ pub enum Error {
     /// The database could not be opened, migrated or reset.
     #[error(transparent)]
     Db(#[from] db::Error),
+    /// The policy file could not be loaded (every problem listed).
+    #[error("{}", .0.join("; "))]
+    Policy(Vec<String>),
     /// A server task failed.
     #[error("server task failed: {0}")]
     Task(String),
@@ -135,6 +138,14 @@ pub async fn serve(
     let store_dir = config.store_dir();
     std::fs::create_dir_all(&store_dir).map_err(io_err("creating directory", &store_dir))?;
 
+    let policy = match &config.controlplane.policy_file {
+        None => crate::policy::Enforcer::default(),
+        Some(path) => {
+            let enforcer = crate::policy::Enforcer::load(path).map_err(Error::Policy)?;
+            tracing::info!(path = %path.display(), "policy file loaded");
+            enforcer
+        }
+    };
     let url = config.database_url();
     let db = Db::connect(&url, config.database.max_connections).await?;
     let applied = db.migrate().await?;
@@ -168,7 +179,7 @@ pub async fn serve(
         "control plane listening"
     );
 
-    let app = App::new(config, db.clone(), metrics);
+    let app = App::with_policy(config, db.clone(), metrics, policy);
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -182,13 +193,17 @@ pub async fn serve(
             .with_graceful_shutdown(stop(shutdown.clone()))
             .into_future(),
     );
+    let scrubber = tokio::spawn(crate::scrubber::run(app.clone(), shutdown.clone()));
     let channel = tokio::spawn(dataplane_link::serve(
         app.clone(),
         channel_listener,
         shutdown.clone(),
     ));
 
-    let (api, admin, channel) = tokio::join!(api, admin, channel);
+    let (api, admin, channel, scrubber) = tokio::join!(api, admin, channel, scrubber);
+    if let Err(e) = scrubber {
+        tracing::error!(error = %e, "scrubber task failed");
+    }
     let mut failure = None;
     for (name, res) in [
         ("api", api.map(|r| r.map_err(|e| e.to_string()))),

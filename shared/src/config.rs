@@ -119,6 +119,16 @@ pub struct DataPlane {
 pub struct ControlPlane {
     /// Largest accepted metadata request body (JSON), in bytes; above it 413. Default 65536.
     pub max_request_body_bytes: usize,
+    /// Operator policy file (oslo.policy rules, YAML or JSON) overriding Glance's default
+    /// rules. Default none. Env `GLINT_POLICY_FILE`.
+    pub policy_file: Option<PathBuf>,
+    /// Glance's `delayed_delete`: a deleted image with data becomes `pending_delete` and
+    /// keeps its data until the scrubber removes it. Default false.
+    pub delayed_delete: bool,
+    /// Glance's `scrub_time`: seconds a `pending_delete` image keeps its data. Default 0.
+    pub scrub_time_seconds: u64,
+    /// Glance's `wakeup_time`: seconds between scrubber runs. Default 300.
+    pub scrub_wakeup_seconds: u64,
 }
 
 impl Default for Config {
@@ -184,6 +194,10 @@ impl Default for ControlPlane {
     fn default() -> Self {
         ControlPlane {
             max_request_body_bytes: 64 * 1024,
+            policy_file: None,
+            delayed_delete: false,
+            scrub_time_seconds: 0,
+            scrub_wakeup_seconds: 300,
         }
     }
 }
@@ -312,6 +326,9 @@ impl Config {
         if let Some(v) = parse::<HashAlgo>(env, "GLINT_HASHING_ALGORITHM", errors) {
             self.image.hashing_algorithm = v;
         }
+        if let Some(v) = env.get("GLINT_POLICY_FILE") {
+            self.controlplane.policy_file = Some(v.into());
+        }
         if let Some(v) = env.get("GLINT_LOG") {
             self.log = Some(v);
         }
@@ -361,6 +378,9 @@ impl Config {
         }
         if self.dataplane.transfer_buffer_bytes < 4096 {
             errors.push("dataplane.transfer_buffer_bytes: must be at least 4096".into());
+        }
+        if self.controlplane.scrub_wakeup_seconds == 0 {
+            errors.push("controlplane.scrub_wakeup_seconds: must be at least 1".into());
         }
         if self.image.disk_formats.is_empty() {
             errors.push("image.disk_formats: must not be empty".into());

@@ -24,20 +24,16 @@ use shared::image::{ImageId, ImageStatus};
 /// How often a write is retried after losing an optimistic-concurrency race.
 pub(crate) const WRITE_ATTEMPTS: usize = 16;
 
-fn not_found(id: ImageId) -> ApiError {
+pub(crate) fn not_found(id: ImageId) -> ApiError {
     ApiError::NotFound(format!("No image found with ID {id}"))
 }
 
-/// Loads an image the caller may see (`get_image`); deleted, unknown and invisible are all 404.
+/// Loads an image the caller may see ([`App::find_visible`]); deleted, unknown and invisible
+/// are all 404, never 403.
 pub(crate) async fn load_visible(app: &App, ctx: &Context, id: ImageId) -> Result<Image, ApiError> {
-    let image = db::images::get(&app.db, id)
+    app.find_visible(ctx, id)
         .await?
-        .filter(|i| !i.is_deleted())
-        .ok_or_else(|| not_found(id))?;
-    app.policy
-        .authorize(ctx, Rule::GetImage, &Target::of(&image))
-        .map_err(|_| not_found(id))?;
-    Ok(image)
+        .ok_or_else(|| not_found(id))
 }
 
 /// Runs `change` against a fresh read of the image until it is stored without a race.
@@ -132,6 +128,7 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = ListParams::parse(query.as_deref().unwrap_or(""))?;
+    // Glance's target for get_images is just the caller's project.
     if !app.policy.check(
         &ctx,
         Rule::GetImages,
@@ -243,16 +240,21 @@ pub(crate) async fn delete(
     ImagePath(id): ImagePath,
 ) -> Result<StatusCode, ApiError> {
     let mut from = ImageStatus::Queued;
+    let delayed = app.config.controlplane.delayed_delete;
     let image = write_image(&app, &ctx, id, |image| {
         app.policy
             .authorize(&ctx, Rule::DeleteImage, &Target::of(image))?;
         from = image.status;
-        image.delete(Utc::now())?;
+        image.delete(Utc::now(), delayed)?;
         Ok(true)
     })
     .await?;
-    app.metrics.transition(from, ImageStatus::Deleted);
-    tracing::info!(image_id = %id, request_id = %request_id, from = %from, to = %ImageStatus::Deleted, "image status changed");
+    app.metrics.transition(from, image.status);
+    tracing::info!(image_id = %id, request_id = %request_id, from = %from, to = %image.status, "image status changed");
+    if image.status == ImageStatus::PendingDelete {
+        // delayed delete: the scrubber removes the data after scrub_time
+        return Ok(StatusCode::NO_CONTENT);
+    }
     if let Some(location) = &image.location {
         match app.store.delete(location).await {
             Ok(outcome) => tracing::debug!(image_id = %id, ?outcome, "image data cleanup"),

@@ -2,7 +2,8 @@
 //! forwards every request except `PUT`/`GET /v2/images/{id}/file`).
 //!
 //! Start at [`router`]. One file per resource: [`versions`], [`images`], [`tags`],
-//! [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
+//! [`members`], [`actions`] (deactivate/reactivate/restore), [`info`] (discovery and image
+//! tasks), [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
 //! [`extract`] holds our extractors (Glance-style errors for bad input); [`error`] is the only
 //! place that maps errors to status codes; [`middleware`] adds the request id, the span and
 //! the metrics.
@@ -12,10 +13,13 @@
 //! version (`/`, `/v3/…`, `/foo`) → 300 with the versions document; a known route with the
 //! wrong method → 405 with `Allow`.
 
+pub mod actions;
 pub mod error;
 pub mod extract;
 pub mod images;
+pub mod info;
 pub mod list_params;
+pub mod members;
 pub mod middleware;
 pub mod schemas;
 pub mod tags;
@@ -30,7 +34,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use extract::HostHeader;
 use tower::ServiceExt;
 
@@ -60,8 +64,37 @@ pub fn router(app: App) -> Router {
             "/v2/images/{image_id}/tags/{tag_value}",
             axum::routing::put(tags::add).delete(tags::remove),
         )
+        .route(
+            "/v2/images/{image_id}/members",
+            get(members::list).post(members::create),
+        )
+        .route(
+            "/v2/images/{image_id}/members/{member_id}",
+            get(members::show)
+                .put(members::update)
+                .delete(members::delete),
+        )
+        .route(
+            "/v2/images/{image_id}/actions/deactivate",
+            post(actions::deactivate),
+        )
+        .route(
+            "/v2/images/{image_id}/actions/reactivate",
+            post(actions::reactivate),
+        )
+        .route(
+            "/v2/images/{image_id}/actions/restore",
+            post(actions::restore),
+        )
+        .route("/v2/images/{image_id}/tasks", get(info::image_tasks))
+        .route("/v2/info/import", get(info::import))
+        .route("/v2/info/stores", get(info::stores))
         .route("/v2/schemas/image", get(schemas::image))
         .route("/v2/schemas/images", get(schemas::images))
+        .route("/v2/schemas/member", get(schemas::member))
+        .route("/v2/schemas/members", get(schemas::members))
+        .route("/v2/schemas/task", get(schemas::task))
+        .route("/v2/schemas/tasks", get(schemas::tasks))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -1,4 +1,4 @@
-//! `GET /v2/schemas/image` and `GET /v2/schemas/images`.
+//! `GET /v2/schemas/{image,images,member,members,task,tasks}`.
 //!
 //! The same structure Glance publishes (`get_schema().raw()` and
 //! `get_collection_schema().raw()` in `glance/api/v2/images.py`): the base properties with
@@ -141,6 +141,100 @@ pub fn images_schema(opts: &ImageOptions) -> Value {
     })
 }
 
+const UUID_PATTERN: &str =
+    "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$";
+
+/// A collection schema around `item` (Glance's `CollectionSchema.raw()`).
+fn collection(name: &str, item: Value) -> Value {
+    json!({
+        "name": name,
+        "properties": {
+            name: {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"}
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"}
+        ]
+    })
+}
+
+/// The member schema (`/v2/schemas/member`, Glance's `_MEMBER_SCHEMA`).
+pub fn member_schema() -> Value {
+    json!({
+        "name": "member",
+        "properties": {
+            "member_id": {"type": "string", "description": "An identifier for the image member (tenantId)"},
+            "image_id": {"type": "string", "description": "An identifier for the image", "pattern": UUID_PATTERN},
+            "created_at": {"type": "string", "description": "Date and time of image member creation"},
+            "updated_at": {"type": "string", "description": "Date and time of last modification of image member"},
+            "status": {"type": "string", "description": "The status of this image member", "enum": ["pending", "accepted", "rejected"]},
+            "schema": {"readOnly": true, "type": "string"}
+        },
+        "additionalProperties": false
+    })
+}
+
+fn task_properties(partial: bool) -> Map<String, Value> {
+    let all = json!({
+        "id": {"description": "An identifier for the task", "pattern": UUID_PATTERN, "type": "string"},
+        "type": {"description": "The type of task represented by this content", "enum": ["import", "api_image_import", "location_import"], "type": "string"},
+        "status": {"description": "The current status of this task", "enum": ["pending", "processing", "success", "failure"], "type": "string"},
+        "input": {"description": "The parameters required by task, JSON blob", "type": ["null", "object"]},
+        "result": {"description": "The result of current task, JSON blob", "type": ["null", "object"]},
+        "owner": {"description": "An identifier for the owner of this task", "type": "string"},
+        "message": {"description": "Human-readable informative message only included when appropriate (usually on failure)", "type": "string"},
+        "image_id": {"description": "Image associated with the task", "type": "string"},
+        "request_id": {"description": "Human-readable informative request-id", "type": "string"},
+        "user_id": {"description": "User associated with the task", "type": "string"},
+        "expires_at": {"description": "Datetime when this resource would be subject to removal", "type": ["null", "string"]},
+        "created_at": {"description": "Datetime when this resource was created", "type": "string"},
+        "updated_at": {"description": "Datetime when this resource was updated", "type": "string"},
+        "self": {"readOnly": true, "type": "string"},
+        "schema": {"readOnly": true, "type": "string"}
+    });
+    let mut m = match all {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    if partial {
+        for hidden in ["input", "result", "message"] {
+            m.remove(hidden);
+        }
+    }
+    m
+}
+
+/// The task schema (`/v2/schemas/task`).
+pub fn task_schema() -> Value {
+    json!({"name": "task", "properties": task_properties(false), "additionalProperties": false})
+}
+
+/// `GET /v2/schemas/member`.
+pub(crate) async fn member(_: NoBody) -> Json<Value> {
+    Json(member_schema())
+}
+
+/// `GET /v2/schemas/members`.
+pub(crate) async fn members(_: NoBody) -> Json<Value> {
+    Json(collection("members", member_schema()))
+}
+
+/// `GET /v2/schemas/task`.
+pub(crate) async fn task(_: NoBody) -> Json<Value> {
+    Json(task_schema())
+}
+
+/// `GET /v2/schemas/tasks` (items without `input`, `result`, `message`, as Glance).
+pub(crate) async fn tasks(_: NoBody) -> Json<Value> {
+    let item =
+        json!({"name": "task", "properties": task_properties(true), "additionalProperties": false});
+    Json(collection("tasks", item))
+}
+
 /// `GET /v2/schemas/image`.
 pub(crate) async fn image(State(app): State<App>, _: NoBody) -> Json<Value> {
     Json(image_schema(&app.config.image))
@@ -216,6 +310,30 @@ mod tests {
             "schema": "/v2/schemas/images"
         });
         assert!(v.is_valid(&page));
+    }
+
+    #[test]
+    fn member_views_validate_against_the_member_schemas() {
+        use crate::api::members::member_view;
+        use crate::domain::{Member, MemberStatus};
+        let now = chrono::Utc::now();
+        let m = Member {
+            image_id: sample().id,
+            member: "p2".into(),
+            status: MemberStatus::Pending,
+            created_at: now,
+            updated_at: now,
+        };
+        let one = validator(&member_schema());
+        assert!(one.is_valid(&member_view(&m)));
+        let many = validator(&collection("members", member_schema()));
+        assert!(
+            many.is_valid(&json!({"members": [member_view(&m)], "schema": "/v2/schemas/members"}))
+        );
+        let mut bad = member_view(&m);
+        bad["status"] = json!("maybe");
+        assert!(!one.is_valid(&bad));
+        validator(&task_schema());
     }
 
     #[test]

@@ -57,9 +57,14 @@ pub struct Image {
 }
 
 impl Image {
-    /// Whether the image is soft-deleted (its row is kept forever).
+    /// Whether the image is deleted: `deleted`, or `pending_delete` (Glance marks those
+    /// rows deleted too; only the scrubber and a restore still see them). The row is kept
+    /// forever so the id is never reused.
     pub fn is_deleted(&self) -> bool {
-        self.status == ImageStatus::Deleted
+        matches!(
+            self.status,
+            ImageStatus::Deleted | ImageStatus::PendingDelete
+        )
     }
 
     /// Moves to `to` if Glance's transition table allows it. Entering `queued` clears the
@@ -112,14 +117,62 @@ impl Image {
         self.location = None;
     }
 
-    /// Marks the image deleted (Glance's `Image.delete`, without delayed delete).
-    pub fn delete(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
+    /// Marks the image deleted (Glance's `Image.delete`): with `delayed` and data present it
+    /// becomes `pending_delete` (data kept for the scrubber), else `deleted`.
+    pub fn delete(&mut self, now: DateTime<Utc>, delayed: bool) -> Result<(), Error> {
         if self.protected {
             return Err(Error::Protected(self.id));
         }
-        self.transition(ImageStatus::Deleted)?;
+        let to = if delayed && self.location.is_some() {
+            ImageStatus::PendingDelete
+        } else {
+            ImageStatus::Deleted
+        };
+        self.transition(to)?;
         self.deleted_at = Some(now);
         self.updated_at = now;
+        Ok(())
+    }
+
+    /// Glance's `Image.deactivate`: `active → deactivated`; already deactivated is a no-op
+    /// (returns false); any other status is refused (403).
+    pub fn deactivate(&mut self) -> Result<bool, Error> {
+        match self.status {
+            ImageStatus::Active => {
+                self.transition(ImageStatus::Deactivated)?;
+                Ok(true)
+            }
+            ImageStatus::Deactivated => Ok(false),
+            other => Err(Error::Forbidden(format!(
+                "Not allowed to deactivate image in status '{other}'"
+            ))),
+        }
+    }
+
+    /// Glance's `Image.reactivate`: `deactivated → active`; already active is a no-op.
+    pub fn reactivate(&mut self) -> Result<bool, Error> {
+        match self.status {
+            ImageStatus::Deactivated => {
+                self.transition(ImageStatus::Active)?;
+                Ok(true)
+            }
+            ImageStatus::Active => Ok(false),
+            other => Err(Error::Forbidden(format!(
+                "Not allowed to reactivate image in status '{other}'"
+            ))),
+        }
+    }
+
+    /// `glance-scrubber --restore`: `pending_delete → active`, undeleted.
+    pub fn restore(&mut self) -> Result<(), Error> {
+        if self.status != ImageStatus::PendingDelete {
+            return Err(Error::Conflict(format!(
+                "Image {} is not pending delete (status {}).",
+                self.id, self.status
+            )));
+        }
+        self.transition(ImageStatus::Active)?;
+        self.deleted_at = None;
         Ok(())
     }
 }
@@ -194,13 +247,42 @@ pub(crate) mod tests {
     fn delete_rules() {
         let mut img = sample();
         img.protected = true;
-        assert!(matches!(img.delete(Utc::now()), Err(Error::Protected(_))));
+        assert!(matches!(
+            img.delete(Utc::now(), false),
+            Err(Error::Protected(_))
+        ));
         img.protected = false;
-        img.delete(Utc::now()).unwrap();
+        img.delete(Utc::now(), true).unwrap();
+        // no data: delayed delete deletes at once
+        assert_eq!(img.status, ImageStatus::Deleted);
         assert!(img.is_deleted() && img.deleted_at.is_some());
         assert!(matches!(
-            img.delete(Utc::now()),
+            img.delete(Utc::now(), false),
             Err(Error::InvalidTransition { .. })
         ));
+
+        let mut img = sample();
+        img.status = ImageStatus::Active;
+        img.location = Some("file:///x".into());
+        img.delete(Utc::now(), true).unwrap();
+        assert_eq!(img.status, ImageStatus::PendingDelete);
+        assert!(img.is_deleted());
+        img.restore().unwrap();
+        assert_eq!((img.status, img.deleted_at), (ImageStatus::Active, None));
+        assert!(matches!(img.restore(), Err(Error::Conflict(_))));
+    }
+
+    #[test]
+    fn deactivate_and_reactivate() {
+        let mut img = sample();
+        assert!(matches!(img.deactivate(), Err(Error::Forbidden(_))));
+        assert!(matches!(img.reactivate(), Err(Error::Forbidden(_))));
+        img.status = ImageStatus::Active;
+        assert!(!img.reactivate().unwrap());
+        assert!(img.deactivate().unwrap());
+        assert_eq!(img.status, ImageStatus::Deactivated);
+        assert!(!img.deactivate().unwrap());
+        assert!(img.reactivate().unwrap());
+        assert_eq!(img.status, ImageStatus::Active);
     }
 }

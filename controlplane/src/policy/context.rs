@@ -17,13 +17,14 @@ pub struct Context {
 
 impl Context {
     /// Builds the context in "noauth" mode from the identity headers (`X-Project-Id` or
-    /// `X-Tenant-Id`, `X-User-Id`, `X-Roles`). With **no** identity header at all the caller is
+    /// `X-Tenant-Id`, `X-User-Id`, `X-Roles`; Keystone's implied roles are added: `admin`
+    /// implies `member`, `member` implies `reader`). With **no** identity header at all the caller is
     /// an administrator (Glance's unauthenticated context); otherwise the caller is admin only
     /// with the `admin` role. Tokens are not validated in this mode.
     pub fn from_credentials(creds: &Credentials) -> Context {
         let anonymous =
             creds.project_id.is_none() && creds.user_id.is_none() && creds.roles.is_none();
-        let roles: Vec<String> = creds
+        let mut roles: Vec<String> = creds
             .roles
             .as_deref()
             .unwrap_or("")
@@ -31,6 +32,16 @@ impl Context {
             .map(|r| r.trim().to_ascii_lowercase())
             .filter(|r| !r.is_empty())
             .collect();
+        if anonymous {
+            // Glance's unauthenticated context is an administrator.
+            roles.push("admin".to_owned());
+        }
+        // Keystone's default implied roles: admin ⇒ member ⇒ reader.
+        for (role, implied) in [("admin", "member"), ("member", "reader")] {
+            if roles.iter().any(|r| r == role) && !roles.iter().any(|r| r == implied) {
+                roles.push(implied.to_owned());
+            }
+        }
         let is_admin = anonymous || roles.iter().any(|r| r == "admin");
         let non_empty = |v: &Option<String>| {
             v.as_deref()
@@ -81,6 +92,11 @@ mod tests {
         let c = Context::from_credentials(&member);
         assert!(!c.is_admin);
         assert_eq!(c.roles, ["reader", "member"]);
+        let admin_roles = Context::from_credentials(&Credentials {
+            roles: Some("Admin".into()),
+            ..Default::default()
+        });
+        assert_eq!(admin_roles.roles, ["admin", "member", "reader"]);
         assert!(c.has_role("member") && c.owns(Some("p1")) && !c.owns(Some("p2")) && !c.owns(None));
 
         let admin = Credentials {

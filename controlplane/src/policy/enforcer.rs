@@ -1,7 +1,13 @@
-//! The default rule table and its evaluation.
+//! The [`Enforcer`]: Glance's rule table (names and default check strings from
+//! `glance/policies/{base,image}.py`), overridable by an operator policy file, plus Glance's
+//! image-visibility rule (`is_image_visible`), which no policy can widen.
 
 use super::Context;
+use super::rules::{self, Check};
+use crate::domain::{Image, MemberStatus};
 use shared::image::Visibility;
+use std::collections::HashMap;
+use std::path::Path;
 
 /// A policy rule, named as in Glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,9 +30,69 @@ pub enum Rule {
     PublicizeImage,
     /// Make an image `community`.
     CommunitizeImage,
+    /// `POST …/actions/deactivate`.
+    Deactivate,
+    /// `POST …/actions/reactivate`.
+    Reactivate,
+    /// Share an image with a project.
+    AddMember,
+    /// Remove a member.
+    DeleteMember,
+    /// Show one membership.
+    GetMember,
+    /// List memberships.
+    GetMembers,
+    /// Accept/reject a membership.
+    ModifyMember,
+    /// See locations.
+    GetImageLocation,
+    /// Change locations.
+    SetImageLocation,
+    /// Remove a location.
+    DeleteImageLocation,
+    /// glint extension: bring a `pending_delete` image back to `active` (Glance's
+    /// `glance-scrubber --restore`). Default admin only.
+    RestoreImage,
 }
 
+/// The rules that exist only to be referenced (`rule:context_is_admin`, …), with defaults.
+const BASE_RULES: &[(&str, &str)] = &[
+    ("context_is_admin", "role:admin"),
+    ("default", ""),
+    ("service_api", "role:service or role:admin"),
+];
+
+const ADMIN: &str = "rule:context_is_admin";
+const ADMIN_OR_PROJECT_MEMBER: &str =
+    "rule:context_is_admin or (role:member and project_id:%(project_id)s)";
+const ADMIN_OR_PROJECT_READER: &str =
+    "rule:context_is_admin or (role:reader and project_id:%(project_id)s)";
+
 impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 20] = [
+        Rule::GetImage,
+        Rule::GetImages,
+        Rule::AddImage,
+        Rule::ModifyImage,
+        Rule::DeleteImage,
+        Rule::UploadImage,
+        Rule::DownloadImage,
+        Rule::PublicizeImage,
+        Rule::CommunitizeImage,
+        Rule::Deactivate,
+        Rule::Reactivate,
+        Rule::AddMember,
+        Rule::DeleteMember,
+        Rule::GetMember,
+        Rule::GetMembers,
+        Rule::ModifyMember,
+        Rule::GetImageLocation,
+        Rule::SetImageLocation,
+        Rule::DeleteImageLocation,
+        Rule::RestoreImage,
+    ];
+
     /// Glance's rule name.
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +105,55 @@ impl Rule {
             Rule::DownloadImage => "download_image",
             Rule::PublicizeImage => "publicize_image",
             Rule::CommunitizeImage => "communitize_image",
+            Rule::Deactivate => "deactivate",
+            Rule::Reactivate => "reactivate",
+            Rule::AddMember => "add_member",
+            Rule::DeleteMember => "delete_member",
+            Rule::GetMember => "get_member",
+            Rule::GetMembers => "get_members",
+            Rule::ModifyMember => "modify_member",
+            Rule::GetImageLocation => "get_image_location",
+            Rule::SetImageLocation => "set_image_location",
+            Rule::DeleteImageLocation => "delete_image_location",
+            Rule::RestoreImage => "restore_image",
+        }
+    }
+
+    /// Glance's default check string (GLANCE-API.md §3).
+    pub fn default_check(self) -> &'static str {
+        match self {
+            Rule::GetImage => {
+                "rule:context_is_admin or (role:reader and (project_id:%(project_id)s or \
+                 project_id:%(member_id)s or 'community':%(visibility)s or \
+                 'public':%(visibility)s or 'shared':%(visibility)s))"
+            }
+            Rule::DownloadImage => {
+                "rule:context_is_admin or (role:member and (project_id:%(project_id)s or \
+                 project_id:%(member_id)s or 'community':%(visibility)s or \
+                 'public':%(visibility)s or 'shared':%(visibility)s))"
+            }
+            Rule::AddImage => {
+                "rule:context_is_admin or (role:member and project_id:%(project_id)s and \
+                 project_id:%(owner)s)"
+            }
+            Rule::GetImages | Rule::GetImageLocation => ADMIN_OR_PROJECT_READER,
+            Rule::ModifyImage
+            | Rule::DeleteImage
+            | Rule::UploadImage
+            | Rule::CommunitizeImage
+            | Rule::Deactivate
+            | Rule::Reactivate
+            | Rule::AddMember
+            | Rule::DeleteMember
+            | Rule::SetImageLocation => ADMIN_OR_PROJECT_MEMBER,
+            Rule::GetMember | Rule::GetMembers => {
+                "rule:context_is_admin or role:reader and (project_id:%(project_id)s or \
+                 project_id:%(member_id)s)"
+            }
+            Rule::ModifyMember => {
+                "rule:context_is_admin or (role:member and project_id:%(member_id)s)"
+            }
+            Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
         }
     }
 }
@@ -46,15 +161,15 @@ impl Rule {
 /// What a rule is evaluated against: the image's (or proposed image's) owner and visibility.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {
-    /// Owning project.
+    /// Owning project (`%(owner)s` and `%(project_id)s`).
     pub owner: Option<&'a str>,
-    /// Visibility.
+    /// Visibility (`%(visibility)s`).
     pub visibility: Visibility,
 }
 
 impl<'a> Target<'a> {
     /// The target describing an existing image.
-    pub fn of(image: &'a crate::domain::Image) -> Target<'a> {
+    pub fn of(image: &'a Image) -> Target<'a> {
         Target {
             owner: image.owner.as_deref(),
             visibility: image.visibility,
@@ -73,45 +188,121 @@ pub enum Denied {
     Forbidden(Rule),
 }
 
-/// Evaluates rules. The default table:
-///
-/// | rule | allowed when |
-/// |---|---|
-/// | `get_image`, `download_image` | admin, or visibility `public`/`community`, or the caller's project owns it |
-/// | `get_images` | always (each image is filtered by `get_image`) |
-/// | `add_image`, `modify_image`, `delete_image`, `upload_image`, `communitize_image` | admin, or owner == caller's project and role `member` |
-/// | `publicize_image` | admin |
-#[derive(Debug, Clone, Default)]
+/// Evaluates Glance's rules: the defaults of [`Rule::default_check`] (and `context_is_admin`,
+/// `default`, `service_api`), each replaceable by the operator's policy file.
+#[derive(Debug, Clone)]
 pub struct Enforcer {
-    _private: (),
+    rules: HashMap<String, Check>,
 }
 
-impl Enforcer {
-    /// Whether `rule` allows `ctx` to act on `target`.
-    pub fn check(&self, ctx: &Context, rule: Rule, target: &Target<'_>) -> bool {
-        if ctx.is_admin {
-            return true;
+impl Default for Enforcer {
+    fn default() -> Self {
+        let mut rules = HashMap::new();
+        for (name, check) in BASE_RULES {
+            rules.insert(
+                (*name).to_owned(),
+                rules::parse(check).expect("valid default"),
+            );
         }
-        let owner_member = ctx.owns(target.owner) && ctx.has_role("member");
-        match rule {
-            Rule::GetImage | Rule::DownloadImage => {
-                matches!(
-                    target.visibility,
-                    Visibility::Public | Visibility::Community
-                ) || ctx.owns(target.owner)
-            }
-            Rule::GetImages => true,
-            Rule::AddImage
-            | Rule::ModifyImage
-            | Rule::DeleteImage
-            | Rule::UploadImage
-            | Rule::CommunitizeImage => owner_member,
-            Rule::PublicizeImage => false,
+        for rule in Rule::ALL {
+            rules.insert(
+                rule.name().to_owned(),
+                rules::parse(rule.default_check()).expect("valid default"),
+            );
+        }
+        Enforcer { rules }
+    }
+}
+
+struct Eval<'a> {
+    enforcer: &'a Enforcer,
+    ctx: &'a Context,
+    target: &'a Target<'a>,
+}
+
+impl rules::Env for Eval<'_> {
+    fn credential(&self, key: &str) -> Option<String> {
+        match key {
+            "project_id" | "tenant" | "tenant_id" | "owner" => self.ctx.project_id.clone(),
+            "user_id" | "user" => self.ctx.user_id.clone(),
+            "is_admin" => Some(if self.ctx.is_admin { "True" } else { "False" }.to_owned()),
+            _ => None,
         }
     }
 
-    /// Enforces `rule` on an existing image: refused and invisible → [`Denied::NotFound`],
-    /// refused but visible → [`Denied::Forbidden`].
+    fn has_role(&self, role: &str) -> bool {
+        self.ctx.has_role(role)
+    }
+
+    fn target(&self, key: &str) -> Option<Option<String>> {
+        let owner = self.target.owner.map(str::to_owned);
+        Some(match key {
+            "project_id" | "owner" => owner,
+            "visibility" => Some(self.target.visibility.as_str().to_owned()),
+            // Glance sets the caller's project as the image's `member` whenever the caller
+            // is not the owner (glance/db/__init__.py, ImageRepo._format_image_from_db).
+            "member_id" | "member" => match (&self.ctx.project_id, self.target.owner) {
+                (Some(p), Some(o)) if p != o => Some(p.clone()),
+                (Some(p), None) => Some(p.clone()),
+                _ => None,
+            },
+            _ => return None,
+        })
+    }
+
+    fn rule(&self, name: &str) -> Option<&Check> {
+        self.enforcer.rules.get(name)
+    }
+}
+
+impl Enforcer {
+    /// The defaults overridden by the policy file at `path` (YAML or JSON; see
+    /// [`rules::parse_policy_file`]). Every problem is reported at once.
+    pub fn load(path: &Path) -> Result<Enforcer, Vec<String>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![format!("policy file {}: {e}", path.display())])?;
+        Self::with_overrides(&text).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| format!("policy file {}: {e}", path.display()))
+                .collect()
+        })
+    }
+
+    /// The defaults overridden by the rules in `text` (a policy file's contents).
+    pub fn with_overrides(text: &str) -> Result<Enforcer, Vec<String>> {
+        let file = rules::parse_policy_file(text)?;
+        let mut enforcer = Enforcer::default();
+        let mut errors = Vec::new();
+        for (name, check) in file {
+            match rules::parse(&check) {
+                Ok(c) => {
+                    enforcer.rules.insert(name, c);
+                }
+                Err(e) => errors.push(format!("rule {name:?}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(enforcer)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether `rule` allows `ctx` to act on `target`.
+    pub fn check(&self, ctx: &Context, rule: Rule, target: &Target<'_>) -> bool {
+        let env = Eval {
+            enforcer: self,
+            ctx,
+            target,
+        };
+        self.rules
+            .get(rule.name())
+            .is_some_and(|c| rules::eval(c, &env))
+    }
+
+    /// Enforces `rule` on an image the caller can see: refused and `get_image` refused too →
+    /// [`Denied::NotFound`], refused but visible → [`Denied::Forbidden`] (Glance's
+    /// `ImageAPIPolicy._enforce`).
     pub fn authorize(&self, ctx: &Context, rule: Rule, target: &Target<'_>) -> Result<(), Denied> {
         if self.check(ctx, rule, target) {
             return Ok(());
@@ -133,6 +324,22 @@ impl Enforcer {
     }
 }
 
+/// Glance's `is_image_visible`: admin; ownerless images; public and community images; the
+/// owner; and for `shared` images any member (whatever its status). `membership` is the
+/// caller's membership of the image, if any.
+pub fn is_visible(ctx: &Context, image: &Image, membership: Option<MemberStatus>) -> bool {
+    if ctx.is_admin || image.owner.is_none() {
+        return true;
+    }
+    if matches!(image.visibility, Visibility::Public | Visibility::Community) {
+        return true;
+    }
+    if ctx.owns(image.owner.as_deref()) {
+        return true;
+    }
+    image.visibility == Visibility::Shared && membership.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,74 +353,127 @@ mod tests {
         })
     }
 
+    fn t(owner: &str, visibility: Visibility) -> Target<'_> {
+        Target {
+            owner: Some(owner),
+            visibility,
+        }
+    }
+
     #[test]
-    fn rule_table() {
+    fn default_rule_table() {
+        use Rule::*;
+        use Visibility::*;
         let e = Enforcer::default();
         let owner = ctx("p1", "member");
         let reader = ctx("p1", "reader");
         let other = ctx("p2", "member");
+        let other_reader = ctx("p2", "reader");
         let admin = ctx("p9", "admin");
-        let private = Target {
-            owner: Some("p1"),
-            visibility: Visibility::Private,
-        };
-        let shared = Target {
-            owner: Some("p1"),
-            visibility: Visibility::Shared,
-        };
-        let public = Target {
-            owner: Some("p1"),
-            visibility: Visibility::Public,
-        };
-        let community = Target {
-            owner: Some("p1"),
-            visibility: Visibility::Community,
-        };
-
-        for t in [&private, &shared, &public, &community] {
-            assert!(e.check(&owner, Rule::GetImage, t));
-            assert!(e.check(&reader, Rule::GetImage, t));
-            assert!(e.check(&admin, Rule::GetImage, t));
-            assert!(e.check(&owner, Rule::ModifyImage, t));
-            assert!(!e.check(&reader, Rule::ModifyImage, t));
-            assert!(!e.check(&other, Rule::ModifyImage, t));
-            assert!(e.check(&admin, Rule::DeleteImage, t));
+        let none = ctx("p1", "");
+        // (who, rule, visibility, allowed)
+        let table: Vec<(&Context, Rule, Visibility, bool)> = vec![
+            (&owner, GetImage, Private, true),
+            (&reader, GetImage, Private, true),
+            (&none, GetImage, Private, false),
+            (&other, GetImage, Private, true), // member_id = caller: visibility is checked separately
+            (&other, GetImage, Shared, true),
+            (&other_reader, DownloadImage, Public, false),
+            (&other, DownloadImage, Community, true),
+            (&owner, ModifyImage, Private, true),
+            (&reader, ModifyImage, Private, false),
+            (&other, ModifyImage, Public, false),
+            (&admin, DeleteImage, Private, true),
+            (&owner, PublicizeImage, Private, false),
+            (&admin, PublicizeImage, Private, true),
+            (&owner, CommunitizeImage, Private, true),
+            (&other, CommunitizeImage, Private, false),
+            (&owner, Deactivate, Shared, true),
+            (&reader, Reactivate, Shared, false),
+            (&owner, AddMember, Shared, true),
+            (&other, AddMember, Shared, false),
+            (&other, DeleteMember, Shared, false),
+            (&owner, GetMembers, Shared, true),
+            (&other_reader, GetMember, Shared, true),
+            (&none, GetMembers, Shared, false),
+            (&owner, ModifyMember, Shared, false),
+            (&other, ModifyMember, Shared, true),
+            (&other_reader, ModifyMember, Shared, false),
+            (&admin, ModifyMember, Shared, true),
+            (&reader, GetImageLocation, Shared, true),
+            (&other, GetImageLocation, Shared, false),
+            (&owner, DeleteImageLocation, Shared, false),
+            (&owner, RestoreImage, Shared, false),
+            (&admin, RestoreImage, Shared, true),
+            (&reader, GetImages, Private, true),
+            (&none, GetImages, Private, false),
+        ];
+        for (who, rule, vis, want) in table {
+            assert_eq!(
+                e.check(who, rule, &t("p1", vis)),
+                want,
+                "{rule:?} {vis:?} {who:?}"
+            );
         }
-        assert!(!e.check(&other, Rule::GetImage, &private));
-        assert!(!e.check(&other, Rule::GetImage, &shared));
-        assert!(e.check(&other, Rule::GetImage, &public));
-        assert!(e.check(&other, Rule::DownloadImage, &community));
-        assert!(!e.check(&owner, Rule::PublicizeImage, &private));
-        assert!(e.check(&admin, Rule::PublicizeImage, &private));
-        assert!(e.check(&owner, Rule::CommunitizeImage, &private));
-
-        assert_eq!(
-            e.authorize(&other, Rule::ModifyImage, &private),
-            Err(Denied::NotFound)
-        );
-        assert_eq!(
-            e.authorize(&other, Rule::ModifyImage, &public),
-            Err(Denied::Forbidden(Rule::ModifyImage))
-        );
-        assert_eq!(
-            e.authorize(&reader, Rule::DeleteImage, &private),
-            Err(Denied::Forbidden(Rule::DeleteImage))
-        );
-        assert_eq!(e.authorize(&owner, Rule::UploadImage, &private), Ok(()));
+        // add_image: the owner must be the caller's project
+        assert!(e.check(&owner, AddImage, &t("p1", Private)));
+        assert!(!e.check(&owner, AddImage, &t("p2", Private)));
+        assert!(!e.check(&reader, AddImage, &t("p1", Private)));
     }
 
     #[test]
-    fn ownerless_images_belong_to_nobody() {
-        let e = Enforcer::default();
-        let t = Target {
-            owner: None,
-            visibility: Visibility::Shared,
-        };
-        let no_project = Context::from_credentials(&Credentials {
-            roles: Some("member".into()),
-            ..Default::default()
-        });
-        assert!(!e.check(&no_project, Rule::GetImage, &t));
-        assert!(!e.check(&no_project, Rule::ModifyImage, &t));
+    fn authorize_hides_what_cannot_be_seen() {
+        let e = Enforcer::with_overrides(
+            "get_image: \"rule:context_is_admin or project_id:%(project_id)s\"\n",
+        )
+        .unwrap();
+        let other = ctx("p2", "member");
+        let owner_reader = ctx("p1", "reader");
+        assert_eq!(
+            e.authorize(&other, Rule::ModifyImage, &t("p1", Visibility::Public)),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            e.authorize(
+                &owner_reader,
+                Rule::DeleteImage,
+                &t("p1", Visibility::Private)
+            ),
+            Err(Denied::Forbidden(Rule::DeleteImage))
+        );
+    }
+
+    #[test]
+    fn policy_file_overrides_and_errors() {
+        let e = Enforcer::with_overrides(
+            "\"publicize_image\": \"role:member\"\n\"context_is_admin\": \"role:cloud_admin\"\n",
+        )
+        .unwrap();
+        let owner = ctx("p1", "member");
+        assert!(e.check(&owner, Rule::PublicizeImage, &t("p1", Visibility::Private)));
+        // rule:context_is_admin now means role:cloud_admin for every default using it
+        let boss = ctx("p9", "cloud_admin");
+        assert!(e.check(&boss, Rule::DeleteImage, &t("p1", Visibility::Private)));
+        let errs = Enforcer::with_overrides("get_image: \"role:a and\"\nadd_image: \"(x:y\"\n")
+            .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn visibility_follows_glance() {
+        use crate::domain::image::tests::sample;
+        let mut img = sample(); // owner p1, shared
+        let other = ctx("p2", "member");
+        assert!(!is_visible(&other, &img, None));
+        assert!(is_visible(&other, &img, Some(MemberStatus::Pending)));
+        assert!(is_visible(&other, &img, Some(MemberStatus::Rejected)));
+        img.visibility = Visibility::Private;
+        assert!(!is_visible(&other, &img, Some(MemberStatus::Accepted)));
+        img.visibility = Visibility::Community;
+        assert!(is_visible(&other, &img, None));
+        img.visibility = Visibility::Private;
+        img.owner = None;
+        assert!(is_visible(&other, &img, None));
+        assert!(is_visible(&ctx("p9", "admin"), &sample(), None));
     }
 }

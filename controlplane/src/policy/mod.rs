@@ -1,8 +1,16 @@
-//! Who may do what to which image: the request [`Context`] and the [`Enforcer`].
+//! Who may do what to which image: the request [`Context`], the [`Enforcer`] and the
+//! oslo.policy rule language ([`rules`]).
 //!
-//! Rule names are Glance's (`glance/policies/image.py`) so operators recognise them:
-//! `get_image`, `get_images`, `add_image`, `modify_image`, `delete_image`, `upload_image`,
-//! `download_image`, `publicize_image`, `communitize_image`.
+//! Rule names and default check strings are Glance's (`glance/policies/{base,image}.py`), so
+//! operators' policy files keep working: `get_image`, `get_images`, `add_image`,
+//! `modify_image`, `delete_image`, `upload_image`, `download_image`, `publicize_image`,
+//! `communitize_image`, `deactivate`, `reactivate`, `add_member`, `delete_member`,
+//! `get_member`, `get_members`, `modify_member`, `get_image_location`, `set_image_location`,
+//! `delete_image_location`, plus `context_is_admin`, `default` and `service_api`. An operator
+//! policy file (`[controlplane] policy_file`, env `GLINT_POLICY_FILE`) overrides any of them.
+//!
+//! Which images a project can *see* at all is Glance's `is_image_visible` ([`is_visible`]),
+//! applied before any rule; policy cannot widen it.
 //!
 //! Handlers call the enforcer explicitly, before `domain` and `db` (STYLE §7). An image the
 //! caller cannot see is reported as *not found*, never *forbidden*
@@ -25,6 +33,7 @@
 
 mod context;
 mod enforcer;
+pub mod rules;
 
 pub use context::Context;
-pub use enforcer::{Denied, Enforcer, Rule, Target};
+pub use enforcer::{Denied, Enforcer, Rule, Target, is_visible};
