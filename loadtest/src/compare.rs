@@ -509,6 +509,22 @@ pub fn run(cfg: CompareConfig, client_threads: usize) -> anyhow::Result<Summary>
         .build()?;
 
     let glint = Glint::start(&cfg.glint_bin, &[])?;
+    measure(cfg, &glint, &rt, environment, nginx_version, started).map_err(|e| {
+        let log = glint.log();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        e.context(format!("glint log (last lines):\n{}", tail.join("\n")))
+    })
+}
+
+fn measure(
+    cfg: CompareConfig,
+    glint: &Glint,
+    rt: &tokio::runtime::Runtime,
+    environment: machine::Environment,
+    nginx_version: String,
+    started: Instant,
+) -> anyhow::Result<Summary> {
     let endpoint = Target::parse(&format!("http://{}", glint.public))?;
     let api_sock = glint.dir().join("data").join("run").join("api.sock");
     eprintln!(

@@ -159,6 +159,11 @@ impl Worker<'_> {
         self.counters.add_bytes(early.min(want) as usize);
         let mut got = early;
         while got < want {
+            // `within` alone is not enough: a read that is always ready never lets its
+            // timeout look at the clock.
+            if gate.expired() {
+                return Err(Stop::Deadline);
+            }
             let room = self
                 .buf
                 .len()

@@ -76,7 +76,8 @@ impl Gate {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Runs `f` unless the deadline comes first (`None` then).
+    /// Runs `f` unless the deadline comes first (`None` then). A future that is ready at once
+    /// is never cut (tokio's timeout polls it first), so loops also check [`Gate::expired`].
     pub async fn within<F: Future>(&self, f: F) -> Option<F::Output> {
         match self.deadline {
             Some(d) => tokio::time::timeout_at(d, f).await.ok(),
