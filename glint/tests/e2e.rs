@@ -773,3 +773,51 @@ fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }
+
+#[test]
+fn slow_clients_are_timed_out_and_uploads_rolled_back() {
+    let dir = tempfile_dir();
+    let cfg = dir.join("glint.toml");
+    std::fs::write(
+        &cfg,
+        "[dataplane]\nheader_timeout_seconds = 1\nidle_timeout_seconds = 1\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["-c", cfg.to_str().unwrap()],
+    )
+    .expect("glint starts");
+    let c = client();
+    use std::io::{Read, Write};
+
+    // a head that never completes: 408 after the header timeout, then close
+    let mut s = std::net::TcpStream::connect(&g.public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /versions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    assert_eq!(
+        parse_status(&resp),
+        Some(408),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // an upload whose body stalls: the connection is dropped and the image goes back to queued
+    let id = create_raw_image(&g, &c);
+    let mut s = std::net::TcpStream::connect(&g.public).unwrap();
+    let head = format!(
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&random_bytes(10_000)).unwrap();
+    wait_status(&g, &c, &id, "saving");
+    wait_status(&g, &c, &id, "queued");
+    assert!(g.store_files().is_empty(), "{:?}", g.store_files());
+    drop(s);
+    std::fs::remove_dir_all(dir).ok();
+}
