@@ -410,6 +410,17 @@ fn main() -> anyhow::Result<()> {
                 s.nginx_version
             );
             print!("{}", compare::render(&s.table));
+            if let Some(o) = s.other_load_cores {
+                println!(
+                    "other processes used {o:.2} of {} cores during the runs (median){}",
+                    e.cpus,
+                    if o > 0.2 {
+                        ": the machine was shared, figures are noisy"
+                    } else {
+                        ""
+                    }
+                );
+            }
             println!(
                 "summary: {} ({:.0} s)",
                 s.config.out.display(),

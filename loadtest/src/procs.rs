@@ -283,6 +283,29 @@ impl Drop for Monitor {
     }
 }
 
+/// Busy CPU time of the whole machine so far, in clock ticks: the first line of `/proc/stat`
+/// without `idle` and `iowait` (guest time is already inside `user`).
+pub fn machine_busy_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+/// Busy CPU seconds of the whole machine so far (see [`machine_busy_ticks`]).
+pub fn machine_busy_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| machine_busy_ticks(&s))
+        .map(|t| t as f64 / ticks_per_second() as f64)
+        .unwrap_or(0.0)
+}
+
 /// CPU seconds (user + system) this process has used so far.
 pub fn self_cpu_seconds() -> f64 {
     read_proc(std::process::id())
@@ -303,6 +326,14 @@ mod tests {
             Some(("my (odd) proc".to_owned(), 77, 281))
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn reads_machine_busy_time() {
+        let stat = "cpu  100 5 50 1000 7 3 2 1 0 0\ncpu0 50 2 25 500 3 1 1 0 0 0\n";
+        assert_eq!(machine_busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
+        assert_eq!(machine_busy_ticks("intr 1"), None);
+        assert!(machine_busy_seconds() > 0.0);
     }
 
     #[test]

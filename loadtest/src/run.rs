@@ -3,7 +3,7 @@
 //! A load always stops by itself: after `duration` (workers are cut at the deadline, bytes
 //! already received still count) or after `requests` completed requests, whichever comes first.
 
-use crate::procs::{Monitor, ServerUsage, self_cpu_seconds};
+use crate::procs::{Monitor, ServerUsage, machine_busy_seconds, self_cpu_seconds};
 use crate::stats::{LatencySummary, gib, mb_per_second};
 use serde::Serialize;
 use std::future::Future;
@@ -138,6 +138,11 @@ pub struct Report {
     pub ttfb: Option<LatencySummary>,
     /// CPU seconds the load generator itself used (to tell whether the client was the limit).
     pub client_cpu_seconds: f64,
+    /// Busy CPU seconds of the whole machine during the run.
+    pub machine_cpu_seconds: f64,
+    /// Busy CPU seconds of everything else (machine − client − server, when the server was
+    /// measured): other work on a shared machine that competed with the run.
+    pub other_cpu_seconds: Option<f64>,
     /// The server's cost, when its pids were given.
     pub server: Option<ServerUsage>,
     /// Server CPU seconds per GiB of body bytes moved.
@@ -149,6 +154,7 @@ pub struct Report {
 pub struct Meter {
     started: Instant,
     client_cpu: f64,
+    machine_cpu: f64,
     monitor: Option<Monitor>,
 }
 
@@ -159,6 +165,7 @@ impl Meter {
             monitor: (!server_pids.is_empty())
                 .then(|| Monitor::start(server_pids, Duration::from_millis(50))),
             client_cpu: self_cpu_seconds(),
+            machine_cpu: machine_busy_seconds(),
             started: Instant::now(),
         }
     }
@@ -178,6 +185,7 @@ impl Meter {
         let elapsed = self.started.elapsed();
         let server = self.monitor.map(Monitor::finish);
         let client_cpu_seconds = self_cpu_seconds() - self.client_cpu;
+        let machine_cpu_seconds = machine_busy_seconds() - self.machine_cpu;
         let bytes = c.bytes.load(Ordering::Relaxed);
         let requests = c.requests.load(Ordering::Relaxed);
         let server_cpu_seconds_per_gib = server
@@ -199,6 +207,10 @@ impl Meter {
             latency,
             ttfb,
             client_cpu_seconds,
+            machine_cpu_seconds,
+            other_cpu_seconds: server
+                .as_ref()
+                .map(|s| (machine_cpu_seconds - client_cpu_seconds - s.cpu_seconds).max(0.0)),
             server,
             server_cpu_seconds_per_gib,
         }
@@ -231,7 +243,14 @@ impl Report {
                 t.p50_ms, t.p99_ms, t.p999_ms, t.max_ms
             );
         }
-        s += &format!("  client CPU {:.2} s\n", self.client_cpu_seconds);
+        s += &format!(
+            "  client CPU {:.2} s, machine busy {:.2} s{}\n",
+            self.client_cpu_seconds,
+            self.machine_cpu_seconds,
+            self.other_cpu_seconds
+                .map(|o| format!(" (other processes {o:.2} s)"))
+                .unwrap_or_default()
+        );
         if let Some(srv) = &self.server {
             s += &format!(
                 "  server CPU {:.2} s ({} per GiB), peak RSS total {:.1} MiB\n",
