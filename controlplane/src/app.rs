@@ -77,9 +77,28 @@ impl App {
         ctx: &crate::policy::Context,
         id: ImageId,
     ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+        self.find_seen(ctx, id, false).await
+    }
+
+    /// Like [`App::find_visible`] but deleted images count too: a list `marker` stays valid
+    /// after its image is deleted (the row is kept), so pagination survives deletes.
+    pub async fn find_marker(
+        &self,
+        ctx: &crate::policy::Context,
+        id: ImageId,
+    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+        self.find_seen(ctx, id, true).await
+    }
+
+    async fn find_seen(
+        &self,
+        ctx: &crate::policy::Context,
+        id: ImageId,
+        include_deleted: bool,
+    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
         let Some(image) = crate::db::images::get(&self.db, id)
             .await?
-            .filter(|i| !i.is_deleted())
+            .filter(|i| include_deleted || !i.is_deleted())
         else {
             return Ok(None);
         };

@@ -146,11 +146,7 @@ pub(crate) async fn list(
         Some(raw) => {
             let bad_marker = || ApiError::BadRequest(format!("Marker {raw} could not be found."));
             let id: ImageId = raw.parse().map_err(|_| bad_marker())?;
-            Some(
-                load_visible(&app, &ctx, id)
-                    .await
-                    .map_err(|_| bad_marker())?,
-            )
+            Some(app.find_marker(&ctx, id).await?.ok_or_else(bad_marker)?)
         }
     };
     let query = ListQuery {
