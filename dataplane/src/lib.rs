@@ -38,6 +38,9 @@ pub enum Error {
         "starting an io_uring runtime: {0} (glint's data plane needs io_uring; check kernel.io_uring_disabled)"
     )]
     Runtime(std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] server::tls::Error),
     /// Any other I/O failure at start.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -65,6 +68,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let tls = server::tls::Tls::load(&config.tls)?;
     let mut settings = server::Settings::from_config(&config);
     settings.max_connections_per_worker = config.dataplane.max_connections.div_ceil(workers);
     let metrics = match metrics::Metrics::create(&config.run_dir(), workers) {
@@ -79,6 +83,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     for (i, metrics) in metrics.into_iter().enumerate() {
         let listener = listener.try_clone()?;
         let worker = WorkerInit {
+            tls: tls.clone(),
             metrics,
             settings: settings.clone(),
             store: store.clone(),
@@ -105,12 +110,26 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     }
     tracing::info!(%addr, workers, store = %store.root().display(), "data plane serving");
 
-    // Wait for a shutdown signal on a small runtime of its own.
+    // Wait for a shutdown signal on a small runtime of its own; SIGHUP reloads the TLS
+    // certificate without touching open connections.
     let rt = compio::runtime::Runtime::new().map_err(Error::Runtime)?;
     rt.block_on(async {
-        let term = compio::signal::unix::signal(rustix::process::Signal::TERM.as_raw());
-        let int = compio::signal::unix::signal(rustix::process::Signal::INT.as_raw());
-        futures_select(term, int).await;
+        use rustix::process::Signal;
+        loop {
+            let term = compio::signal::unix::signal(Signal::TERM.as_raw());
+            let int = compio::signal::unix::signal(Signal::INT.as_raw());
+            let hup = compio::signal::unix::signal(Signal::HUP.as_raw());
+            match first_of(term, int, hup).await {
+                Which::Hup => match &tls {
+                    Some(t) => match t.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate"),
+                    },
+                    None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
+                },
+                Which::Stop => break,
+            }
+        }
     });
     // In-flight uploads die with the process: remove their temp files now; the control plane
     // puts their images back to queued when their channel connections close.
@@ -119,23 +138,33 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     Ok(())
 }
 
-async fn futures_select(
-    a: impl std::future::Future<Output = std::io::Result<()>>,
-    b: impl std::future::Future<Output = std::io::Result<()>>,
-) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
+enum Which {
+    Stop,
+    Hup,
+}
+
+async fn first_of(
+    term: impl std::future::Future<Output = std::io::Result<()>>,
+    int: impl std::future::Future<Output = std::io::Result<()>>,
+    hup: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Which {
+    let mut term = std::pin::pin!(term);
+    let mut int = std::pin::pin!(int);
+    let mut hup = std::pin::pin!(hup);
     std::future::poll_fn(|cx| {
-        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
-            std::task::Poll::Ready(())
+        if term.as_mut().poll(cx).is_ready() || int.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(Which::Stop)
+        } else if hup.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(Which::Hup)
         } else {
             std::task::Poll::Pending
         }
     })
-    .await;
+    .await
 }
 
 struct WorkerInit {
+    tls: Option<std::sync::Arc<server::tls::Tls>>,
     metrics: metrics::Metrics,
     settings: server::Settings,
     store: store::fs::FsStore,
@@ -185,6 +214,7 @@ fn worker_main(
             buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 4),
             metrics: init.metrics,
             active: std::cell::Cell::new(0),
+            tls: init.tls,
             settings: init.settings,
             store: init.store,
         });

@@ -8,6 +8,7 @@
 //! 4. Write `run/addresses.json` (`{"public": "...", "admin": "..."}`) for tools and tests.
 //! 5. Watch both: a plane that exits is restarted (with a growing pause if it keeps dying).
 //! 6. On SIGINT/SIGTERM: SIGTERM both planes, wait up to 10 s, then SIGKILL what is left.
+//!    SIGHUP is passed to the data plane, which reloads its TLS certificate.
 
 use anyhow::Context;
 use rustix::process::{Pid, Signal};
@@ -149,6 +150,8 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let sup = Supervisor {
         config_json: serde_json::to_string(&config)?,
@@ -187,6 +190,10 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     ];
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: asking the data plane to reload its TLS certificate");
+            signal(&planes[1].child, Signal::HUP);
+        }
         for p in planes.iter_mut() {
             let Some(status) = p.child.try_wait()? else {
                 continue;

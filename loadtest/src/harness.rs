@@ -16,6 +16,8 @@ pub struct Glint {
     pub public: String,
     /// `host:port` of the admin listener.
     pub admin: String,
+    /// Whether the public listener speaks TLS (`GLINT_TLS_CERT_FILE` was given).
+    pub tls: bool,
 }
 
 /// The glint binary to test: `GLINT_BIN` if set (e.g. a release build), else `default`.
@@ -68,14 +70,28 @@ impl Glint {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let tls = env.iter().any(|(k, _)| *k == "GLINT_TLS_CERT_FILE");
         let mut g = Glint {
             child: Some(child),
             dir: Some(dir),
             public: String::new(),
             admin: String::new(),
+            tls,
         };
         g.wait_ready(&data)?;
         Ok(g)
+    }
+
+    fn public_ready(&self) -> bool {
+        if self.tls {
+            // the supervisor bound the port before publishing it; the handshake is the test's
+            TcpStream::connect(&self.public).is_ok()
+        } else {
+            raw_status(
+                &self.public,
+                "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ) == Some(200)
+        }
     }
 
     fn wait_ready(&mut self, data: &Path) -> anyhow::Result<()> {
@@ -98,10 +114,7 @@ impl Glint {
                     &self.admin,
                     "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 ) == Some(200)
-                    && raw_status(
-                        &self.public,
-                        "GET /versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                    ) == Some(200)
+                    && self.public_ready()
                 {
                     return Ok(());
                 }

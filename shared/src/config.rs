@@ -41,6 +41,8 @@ pub struct Config {
     pub dataplane: DataPlane,
     /// Control-plane limits.
     pub controlplane: ControlPlane,
+    /// TLS on the public listener (off unless both files are set).
+    pub tls: Tls,
     /// Log filter in `RUST_LOG` syntax; default `info`. Env `GLINT_LOG` (or `RUST_LOG`).
     pub log: Option<String>,
 }
@@ -113,6 +115,24 @@ pub struct DataPlane {
     pub max_connections: usize,
 }
 
+/// TLS on the public listener. Both files are PEM; they are re-read on SIGHUP (existing
+/// connections keep the certificate they started with).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain (leaf first). Env `GLINT_TLS_CERT_FILE`.
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PKCS#8, PKCS#1 or SEC1). Env `GLINT_TLS_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
 /// Control-plane limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -148,6 +168,7 @@ impl Default for Config {
             image: ImageOptions::default(),
             dataplane: DataPlane::default(),
             controlplane: ControlPlane::default(),
+            tls: Tls::default(),
             log: None,
         }
     }
@@ -329,6 +350,12 @@ impl Config {
         if let Some(v) = env.get("GLINT_POLICY_FILE") {
             self.controlplane.policy_file = Some(v.into());
         }
+        if let Some(v) = env.get("GLINT_TLS_CERT_FILE") {
+            self.tls.cert_file = Some(v.into());
+        }
+        if let Some(v) = env.get("GLINT_TLS_KEY_FILE") {
+            self.tls.key_file = Some(v.into());
+        }
         if let Some(v) = env.get("GLINT_LOG") {
             self.log = Some(v);
         }
@@ -372,6 +399,26 @@ impl Config {
         }
         if self.dataplane.max_headers == 0 {
             errors.push("dataplane.max_headers: must be at least 1".into());
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errors.push("tls: set both cert_file and key_file, or neither".into());
+        }
+        for f in [&self.tls.cert_file, &self.tls.key_file]
+            .into_iter()
+            .flatten()
+        {
+            if !f.is_file() {
+                errors.push(format!("tls: {} is not a readable file", f.display()));
+            }
+        }
+        if let Some(key) = &self.tls.key_file
+            && let Ok(meta) = std::fs::metadata(key)
+            && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o004 != 0
+        {
+            errors.push(format!(
+                "tls.key_file: {} is world-readable; chmod o-r it",
+                key.display()
+            ));
         }
         if self.dataplane.max_connections == 0 {
             errors.push("dataplane.max_connections: must be at least 1".into());

@@ -8,12 +8,12 @@
 
 use super::Worker;
 use super::http::{Conn, Framing, RequestHead, error_response, response_head};
+use super::tls::ClientStream;
 use super::upload::credentials;
 use crate::io::Splicer;
 use crate::metrics::Route;
 use compio::fs::File;
-use compio::io::{AsyncReadAt, AsyncWriteExt};
-use compio::net::TcpStream;
+use compio::io::AsyncReadAt;
 use shared::channel::{Request, Response};
 use shared::image::ImageId;
 
@@ -99,7 +99,7 @@ pub fn span(
     Ok(Span::Full)
 }
 
-async fn no_content(conn: &mut Conn<TcpStream>, rid: &str, keep: bool, w: &Worker) -> bool {
+async fn no_content(conn: &mut Conn<ClientStream>, rid: &str, keep: bool, w: &Worker) -> bool {
     w.metrics.request(Route::Download, 204);
     let h = response_head(
         204,
@@ -112,7 +112,7 @@ async fn no_content(conn: &mut Conn<TcpStream>, rid: &str, keep: bool, w: &Worke
 }
 
 async fn fail(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     status: u16,
     msg: &str,
     rid: &str,
@@ -131,7 +131,7 @@ async fn fail(
 
 /// Serves one download; returns whether the connection may be reused.
 pub async fn handle(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     id: &str,
     rid: &str,
@@ -249,52 +249,58 @@ pub async fn handle(
 }
 
 async fn send_file(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     file: &File,
     offset: u64,
     len: u64,
     w: &Worker,
     splicer: &mut Option<Splicer>,
 ) -> std::io::Result<()> {
-    if splicer.is_none() {
-        match Splicer::new(w.settings.transfer_buffer_bytes).await {
-            Ok(s) => *splicer = Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create splice pipe; copying through user space")
+    let idle = w.settings.idle_timeout;
+    if let Some(sock) = conn.stream.plain() {
+        if splicer.is_none() {
+            match Splicer::new(w.settings.transfer_buffer_bytes).await {
+                Ok(s) => *splicer = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create splice pipe; copying through user space")
+                }
             }
         }
-    }
-    if let Some(s) = splicer.as_mut() {
-        let res = s
-            .file_to_socket(file, offset, len, &conn.stream, w.settings.idle_timeout)
-            .await;
-        if res.is_err() {
-            // The pipe may still hold bytes of this response: never reuse it.
-            *splicer = None;
+        if let Some(s) = splicer.as_mut() {
+            let res = s.file_to_socket(file, offset, len, sock, idle).await;
+            if res.is_err() {
+                // The pipe may still hold bytes of this response: never reuse it.
+                *splicer = None;
+            }
+            return res;
         }
-        return res;
     }
-    // Fallback: read into a buffer and write it.
-    let mut buf = Vec::with_capacity(w.settings.transfer_buffer_bytes);
+    // TLS (bytes must be encrypted in user space) or no pipe: copy through a pooled buffer.
+    let mut buf = w.buffers.take();
     let mut pos = offset;
     let end = offset + len;
-    while pos < end {
+    let res = loop {
+        if pos >= end {
+            break Ok(());
+        }
         buf.clear();
         let want = ((end - pos) as usize).min(buf.capacity());
-        buf.reserve(want);
         let (res, b) = file.read_at(buf, pos).await.into();
         buf = b;
-        let n = res?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        match res {
+            Ok(0) => break Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.truncate(want.min(n)),
+            Err(e) => break Err(e),
         }
-        buf.truncate(want.min(n));
         pos += buf.len() as u64;
-        let (res, b) = conn.stream.write_all(buf).await.into();
+        let (res, b) = conn.write_all(buf, idle).await;
         buf = b;
-        res?;
-    }
-    Ok(())
+        if let Err(e) = res {
+            break Err(e);
+        }
+    };
+    w.buffers.put(buf);
+    res
 }
 
 #[cfg(test)]

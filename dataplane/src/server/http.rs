@@ -679,10 +679,19 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
-    /// Writes all of `data`, with an idle timeout.
+    /// Writes all of `data` and flushes (a TLS stream holds records until flushed), with an
+    /// idle timeout.
     pub async fn write_all(&mut self, data: Vec<u8>, idle: Duration) -> (io::Result<()>, Vec<u8>) {
-        match with_timeout(idle, self.stream.write_all(data)).await {
-            Some(r) => r.into(),
+        let stream = &mut self.stream;
+        let op = async move {
+            let (res, data) = stream.write_all(data).await.into();
+            match res {
+                Ok(()) => (stream.flush().await, data),
+                Err(e) => (Err(e), data),
+            }
+        };
+        match with_timeout(idle, op).await {
+            Some(r) => r,
             None => (
                 Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
                 Vec::new(),

@@ -9,6 +9,7 @@
 pub mod download;
 pub mod http;
 pub mod proxy;
+pub mod tls;
 pub mod upload;
 
 use crate::control_link::Link;
@@ -17,6 +18,7 @@ use compio::net::TcpStream;
 use http::{Conn, HeadError, RequestHead};
 use std::rc::Rc;
 use std::time::Duration;
+use tls::ClientStream;
 
 /// Settings every worker reads (copied out of the config once).
 #[derive(Debug, Clone)]
@@ -67,6 +69,8 @@ pub struct Worker {
     pub metrics: crate::metrics::Metrics,
     /// Connections open on this worker.
     pub active: std::cell::Cell<usize>,
+    /// TLS on the public listener, when configured.
+    pub tls: Option<std::sync::Arc<tls::Tls>>,
 }
 
 /// Counts a connection as open until dropped.
@@ -89,6 +93,9 @@ impl Drop for Open {
 
 /// Answers 503 on a connection accepted above the limit, then closes it.
 pub async fn refuse_connection(stream: TcpStream, worker: Rc<Worker>) {
+    let Some(stream) = handshake(stream, &worker).await else {
+        return;
+    };
     let mut conn = Conn::new(stream, 0);
     let rid = format!("req-{}", uuid::Uuid::new_v4());
     let msg = "too many connections; retry later";
@@ -152,10 +159,32 @@ pub fn request_id(head: &RequestHead) -> Result<String, RequestIdTooLong> {
     }
 }
 
+/// Wraps a new connection in TLS when configured (handshake bounded by the header timeout).
+async fn handshake(stream: TcpStream, worker: &Worker) -> Option<ClientStream> {
+    let Some(tls) = &worker.tls else {
+        return Some(ClientStream::Plain(stream));
+    };
+    let acceptor = tls.acceptor();
+    match compio::time::timeout(worker.settings.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Serves one client connection until it closes or a response ends it.
 pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
     let _open = Open::new(worker.clone());
     let _ = stream.set_nodelay(true);
+    let Some(stream) = handshake(stream, &worker).await else {
+        return;
+    };
     let s = &worker.settings;
     let mut conn = Conn::new(stream, 8 * 1024);
     let mut splicer: Option<crate::io::Splicer> = None;

@@ -6,7 +6,8 @@
 
 use super::Worker;
 use super::http::{BodyState, Conn, Framing, HeadError, RequestHead, ResponseHead, error_response};
-use compio::net::{TcpStream, UnixStream};
+use super::tls::ClientStream;
+use compio::net::UnixStream;
 use std::cell::RefCell;
 use std::path::PathBuf;
 
@@ -180,7 +181,7 @@ where
     Ok(())
 }
 
-async fn unavailable(conn: &mut Conn<TcpStream>, status: u16, rid: &str, w: &Worker) {
+async fn unavailable(conn: &mut Conn<ClientStream>, status: u16, rid: &str, w: &Worker) {
     let idle = w.settings.idle_timeout;
     w.metrics.request(crate::metrics::Route::Forward, status);
     let msg = if status == 503 {
@@ -194,7 +195,12 @@ async fn unavailable(conn: &mut Conn<TcpStream>, status: u16, rid: &str, w: &Wor
 }
 
 /// Forwards one request; returns whether the client connection may be reused.
-pub async fn handle(conn: &mut Conn<TcpStream>, head: &RequestHead, rid: &str, w: &Worker) -> bool {
+pub async fn handle(
+    conn: &mut Conn<ClientStream>,
+    head: &RequestHead,
+    rid: &str,
+    w: &Worker,
+) -> bool {
     let idle = w.settings.idle_timeout;
     if head.expects_continue() {
         let (res, _) = conn

@@ -17,10 +17,10 @@ use super::Worker;
 use super::http::{
     BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head,
 };
+use super::tls::ClientStream;
 use crate::hash::pipeline::PipelinedHasher;
 use crate::metrics::{Route, Side};
 use compio::io::AsyncWriteAtExt;
-use compio::net::TcpStream;
 use shared::channel::{Credentials, Request, Response};
 use shared::error::ErrorCode;
 use shared::image::ImageId;
@@ -39,7 +39,7 @@ pub fn credentials(head: &RequestHead) -> Credentials {
 const UPLOAD_DEPTH: usize = 4;
 
 async fn fail(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     status: u16,
     msg: &str,
     rid: &str,
@@ -58,7 +58,7 @@ async fn fail(
 
 /// Serves one upload; returns whether the connection may be reused.
 pub async fn handle(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     id: &str,
     rid: &str,
@@ -296,7 +296,7 @@ fn denied_message(code: ErrorCode) -> String {
 }
 
 async fn receive(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     image_id: &ImageId,
     expected: Option<u64>,
