@@ -6,10 +6,10 @@
 //! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
 //! `Content-Range` request header); 416 for an unsatisfiable range; 400 for several ranges.
 
-use super::Worker;
-use super::http::{Conn, Framing, RequestHead, error_response, response_head};
+use super::http::{Conn, Framing, RequestHead, response_head};
 use super::tls::ClientStream;
 use super::upload::credentials;
+use super::{Worker, fail};
 use crate::io::Splicer;
 use crate::metrics::Route;
 use compio::fs::File;
@@ -111,24 +111,6 @@ async fn no_content(conn: &mut Conn<ClientStream>, rid: &str, keep: bool, w: &Wo
     conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
 }
 
-async fn fail(
-    conn: &mut Conn<ClientStream>,
-    status: u16,
-    msg: &str,
-    rid: &str,
-    keep: bool,
-    w: &Worker,
-) -> bool {
-    w.metrics.request(Route::Download, status);
-    let (res, _) = conn
-        .write_all(
-            error_response(status, msg, rid, keep),
-            w.settings.idle_timeout,
-        )
-        .await;
-    keep && res.is_ok()
-}
-
 /// Serves one download; returns whether the connection may be reused.
 pub async fn handle(
     conn: &mut Conn<ClientStream>,
@@ -140,7 +122,16 @@ pub async fn handle(
 ) -> bool {
     let keep = head.keep_alive && head.framing == Framing::Empty;
     let Ok(image_id) = id.parse::<ImageId>() else {
-        return fail(conn, 404, "no image found with that id", rid, keep, w).await;
+        return fail(
+            conn,
+            Route::Download,
+            404,
+            "no image found with that id",
+            rid,
+            keep,
+            w,
+        )
+        .await;
     };
     let req = Request::AuthorizeDownload {
         request_id: rid.to_owned(),
@@ -157,15 +148,33 @@ pub async fn handle(
                 403 => "not allowed to download this image",
                 _ => code.reason(),
             };
-            return fail(conn, code.http_status(), msg, rid, keep, w).await;
+            return fail(conn, Route::Download, code.http_status(), msg, rid, keep, w).await;
         }
         Ok(other) => {
             tracing::error!(?other, "unexpected channel answer to AuthorizeDownload");
-            return fail(conn, 500, "unexpected control plane answer", rid, false, w).await;
+            return fail(
+                conn,
+                Route::Download,
+                500,
+                "unexpected control plane answer",
+                rid,
+                false,
+                w,
+            )
+            .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "control plane unavailable for download");
-            return fail(conn, 503, "control plane unavailable", rid, keep, w).await;
+            return fail(
+                conn,
+                Route::Download,
+                503,
+                "control plane unavailable",
+                rid,
+                keep,
+                w,
+            )
+            .await;
         }
     };
     let Some(location) = location else {
@@ -179,14 +188,23 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(%image_id, error = %e, "cannot open image data");
-            return fail(conn, 503, "image data unavailable", rid, keep, w).await;
+            return fail(
+                conn,
+                Route::Download,
+                503,
+                "image data unavailable",
+                rid,
+                keep,
+                w,
+            )
+            .await;
         }
     };
     let span = match span(head.header("range"), head.header("content-range"), size) {
         Ok(s) => s,
         Err(RangeError::Multiple) => {
             let msg = "requests with multiple ranges are not supported; make several single-range requests";
-            return fail(conn, 400, msg, rid, keep, w).await;
+            return fail(conn, Route::Download, 400, msg, rid, keep, w).await;
         }
         Err(RangeError::Unsatisfiable) => {
             let cr = format!("bytes */{size}");

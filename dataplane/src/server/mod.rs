@@ -159,6 +159,27 @@ pub fn request_id(head: &RequestHead) -> Result<String, RequestIdTooLong> {
     }
 }
 
+/// Answers a request with a Glance-shaped JSON error and counts it; returns whether the
+/// connection may be reused.
+pub(crate) async fn fail(
+    conn: &mut Conn<ClientStream>,
+    route: crate::metrics::Route,
+    status: u16,
+    msg: &str,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    w.metrics.request(route, status);
+    let (res, _) = conn
+        .write_all(
+            http::error_response(status, msg, rid, keep),
+            w.settings.idle_timeout,
+        )
+        .await;
+    keep && res.is_ok()
+}
+
 /// Wraps a new connection in TLS when configured (handshake bounded by the header timeout).
 async fn handshake(stream: TcpStream, worker: &Worker) -> Option<ClientStream> {
     let Some(tls) = &worker.tls else {

@@ -13,11 +13,9 @@
 //! Any failure before the commit (client gone, bad size, store error) drops the temp file and
 //! sends `UploadAborted`, which puts the image back to `queued`.
 
-use super::Worker;
-use super::http::{
-    BodyError, BodyState, Conn, Framing, RequestHead, error_response, response_head,
-};
+use super::http::{BodyError, BodyState, Conn, Framing, RequestHead, response_head};
 use super::tls::ClientStream;
+use super::{Worker, fail};
 use crate::hash::pipeline::PipelinedHasher;
 use crate::metrics::{Route, Side};
 use compio::io::AsyncWriteAtExt;
@@ -38,24 +36,6 @@ pub fn credentials(head: &RequestHead) -> Credentials {
 /// Buffers one upload may have in flight (read, hashing, being written).
 const UPLOAD_DEPTH: usize = 4;
 
-async fn fail(
-    conn: &mut Conn<ClientStream>,
-    status: u16,
-    msg: &str,
-    rid: &str,
-    keep: bool,
-    w: &Worker,
-) -> bool {
-    w.metrics.request(Route::Upload, status);
-    let (res, _) = conn
-        .write_all(
-            error_response(status, msg, rid, keep),
-            w.settings.idle_timeout,
-        )
-        .await;
-    keep && res.is_ok()
-}
-
 /// Serves one upload; returns whether the connection may be reused.
 pub async fn handle(
     conn: &mut Conn<ClientStream>,
@@ -69,6 +49,7 @@ pub async fn handle(
     let Ok(image_id) = id.parse::<ImageId>() else {
         return fail(
             conn,
+            Route::Upload,
             404,
             "no image found with that id",
             rid,
@@ -86,7 +67,7 @@ pub async fn handle(
     });
     if media.as_deref() != Some("application/octet-stream") {
         let msg = "image data must be sent as application/octet-stream";
-        return fail(conn, 415, msg, rid, keep_if_refused, w).await;
+        return fail(conn, Route::Upload, 415, msg, rid, keep_if_refused, w).await;
     }
     let declared = match head.header("x-openstack-image-size") {
         None => None,
@@ -95,6 +76,7 @@ pub async fn handle(
             Err(_) => {
                 return fail(
                     conn,
+                    Route::Upload,
                     400,
                     "x-openstack-image-size must be a non-negative integer",
                     rid,
@@ -115,7 +97,7 @@ pub async fn handle(
     {
         let msg =
             format!("x-openstack-image-size ({d}) does not match the request body size ({l})");
-        return fail(conn, 400, &msg, rid, keep_if_refused, w).await;
+        return fail(conn, Route::Upload, 400, &msg, rid, keep_if_refused, w).await;
     }
     let expected = declared.or(length);
 
@@ -137,6 +119,7 @@ pub async fn handle(
             w.link.give_back(c);
             return fail(
                 conn,
+                Route::Upload,
                 code.http_status(),
                 &denied_message(code),
                 rid,
@@ -147,12 +130,22 @@ pub async fn handle(
         }
         Ok((_, other)) => {
             tracing::error!(?other, "unexpected channel answer to AuthorizeUpload");
-            return fail(conn, 500, "unexpected control plane answer", rid, false, w).await;
+            return fail(
+                conn,
+                Route::Upload,
+                500,
+                "unexpected control plane answer",
+                rid,
+                false,
+                w,
+            )
+            .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "control plane unavailable for upload");
             return fail(
                 conn,
+                Route::Upload,
                 503,
                 "control plane unavailable",
                 rid,
@@ -204,6 +197,7 @@ pub async fn handle(
                     tracing::info!(%image_id, request_id = rid, %code, "upload refused at commit; data removed");
                     fail(
                         conn,
+                        Route::Upload,
                         code.http_status(),
                         &denied_message(code),
                         rid,
@@ -214,14 +208,32 @@ pub async fn handle(
                 }
                 Ok(other) => {
                     tracing::error!(?other, "unexpected channel answer to UploadComplete");
-                    fail(conn, 500, "unexpected control plane answer", rid, false, w).await
+                    fail(
+                        conn,
+                        Route::Upload,
+                        500,
+                        "unexpected control plane answer",
+                        rid,
+                        false,
+                        w,
+                    )
+                    .await
                 }
                 Err(e) => {
                     w.metrics.upload_failed(Side::Control);
                     // The control plane may or may not have committed; keep the data (it is
                     // overwritten by the next upload if the image went back to queued).
                     tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
-                    fail(conn, 503, "control plane unavailable", rid, false, w).await
+                    fail(
+                        conn,
+                        Route::Upload,
+                        503,
+                        "control plane unavailable",
+                        rid,
+                        false,
+                        w,
+                    )
+                    .await
                 }
             }
         }
@@ -243,6 +255,7 @@ pub async fn handle(
             }
             fail(
                 conn,
+                Route::Upload,
                 failure.code.http_status(),
                 &failure.message,
                 rid,
