@@ -51,6 +51,9 @@ pub struct CompareConfig {
     pub metadata_concurrency: usize,
     /// Where the JSON summary goes.
     pub out: PathBuf,
+    /// Nice value for the client and both servers (negative = ahead of other work on a shared
+    /// machine; needs root); 0 leaves the priority alone.
+    pub nice: i32,
 }
 
 /// One line of the result table.
@@ -122,6 +125,12 @@ pub struct Summary {
     pub total_seconds: f64,
     /// `/proc/loadavg` at the end.
     pub loadavg_at_end: String,
+    /// The nice value the client and servers ran at.
+    pub nice: i32,
+    /// Median share of the machine other processes took during glint's download runs, cores.
+    pub other_load_cores_glint_downloads: Option<f64>,
+    /// The same during nginx's download runs, cores.
+    pub other_load_cores_nginx_downloads: Option<f64>,
     /// Median over all runs of the CPU share other processes took (busy CPU seconds of
     /// everything but the client and the server, per second of run, in cores).
     pub other_load_cores: Option<f64>,
@@ -424,7 +433,8 @@ pub fn table(cfg: &CompareConfig, rounds: &[Round]) -> Vec<Row> {
     ]
 }
 
-fn fmt_num(v: Option<f64>) -> String {
+/// A number with a sensible count of decimals, `-` for none.
+pub fn fmt_num(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
@@ -485,6 +495,11 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
+/// Cores' worth of CPU other processes used during a run.
+fn other_cores(r: &Report) -> Option<f64> {
+    r.other_cpu_seconds.map(|o| o / r.elapsed_seconds.max(1e-9))
+}
+
 /// Pause between runs so that the previous run's connections are gone on the server.
 fn settle() {
     std::thread::sleep(Duration::from_millis(300));
@@ -493,6 +508,15 @@ fn settle() {
 /// Runs the whole comparison, printing progress to stderr and the table to stdout.
 pub fn run(cfg: CompareConfig, client_threads: usize) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    // Set before any thread or child exists: threads and children inherit it.
+    if cfg.nice != 0
+        && let Err(e) = rustix::process::setpriority_process(None, cfg.nice)
+    {
+        eprintln!(
+            "compare: cannot set nice {} ({e}); other work on this machine will compete",
+            cfg.nice
+        );
+    }
     let environment = machine::environment();
     let nginx_version = nginx_version(&cfg.nginx_bin);
     eprintln!(
@@ -666,7 +690,31 @@ fn measure(
             ]
         })
         .flatten()
-        .filter_map(|r| r.other_cpu_seconds.map(|o| o / r.elapsed_seconds.max(1e-9)))
+        .filter_map(other_cores)
+        .collect();
+    let glint_dl: Vec<f64> = rounds
+        .iter()
+        .flat_map(|r| {
+            [
+                &r.glint_download_1,
+                &r.glint_download_n,
+                &r.glint_download_many,
+            ]
+        })
+        .flatten()
+        .filter_map(other_cores)
+        .collect();
+    let nginx_dl: Vec<f64> = rounds
+        .iter()
+        .flat_map(|r| {
+            [
+                &r.nginx_download_1,
+                &r.nginx_download_n,
+                &r.nginx_download_many,
+            ]
+        })
+        .flatten()
+        .filter_map(other_cores)
         .collect();
     let summary = Summary {
         environment,
@@ -680,6 +728,9 @@ fn measure(
             .trim()
             .to_owned(),
         other_load_cores: median(&other),
+        nice: rustix::process::getpriority_process(None).unwrap_or(0),
+        other_load_cores_glint_downloads: median(&glint_dl),
+        other_load_cores_nginx_downloads: median(&nginx_dl),
     };
     if let Some(parent) = cfg.out.parent() {
         std::fs::create_dir_all(parent)?;

@@ -165,6 +165,10 @@ enum Mode {
         /// Where the JSON summary goes.
         #[arg(long, default_value = "target/compare/summary.json")]
         out: PathBuf,
+        /// Nice value for the client and both servers, so that other work on a shared machine
+        /// competes less (negative values need root; 0 = leave alone).
+        #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+        nice: i32,
     },
     /// Measure the md5+sha512 hash limit of this machine.
     HashLimit {
@@ -375,6 +379,7 @@ fn main() -> anyhow::Result<()> {
             many_streams,
             metadata_concurrency,
             out,
+            nice,
         } => {
             let nginx_bin = nginx_bin
                 .or_else(find_nginx)
@@ -396,6 +401,7 @@ fn main() -> anyhow::Result<()> {
                 many_streams,
                 metadata_concurrency,
                 out,
+                nice,
             };
             let s = compare::run(cfg, cli.client_threads)?;
             let e = &s.environment;
@@ -412,8 +418,12 @@ fn main() -> anyhow::Result<()> {
             print!("{}", compare::render(&s.table));
             if let Some(o) = s.other_load_cores {
                 println!(
-                    "other processes used {o:.2} of {} cores during the runs (median){}",
+                    "other processes used {o:.2} of {} cores during the runs (median; glint \
+                     downloads {}, nginx downloads {}; nice {}){}",
                     e.cpus,
+                    compare::fmt_num(s.other_load_cores_glint_downloads),
+                    compare::fmt_num(s.other_load_cores_nginx_downloads),
+                    s.nice,
                     if o > 0.2 {
                         ": the machine was shared, figures are noisy"
                     } else {
