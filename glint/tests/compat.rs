@@ -6,29 +6,13 @@
 //! them with `--include-ignored`).
 
 use loadtest::harness::{Glint, binary};
-use std::process::Command;
 
 fn run_script(script: &str) {
-    let python = std::env::var("GLINT_COMPAT_PYTHON")
-        .expect("GLINT_COMPAT_PYTHON is not set: run ./scripts/test, or scripts/compat-venv.sh and export it");
     let g = Glint::start(&binary(env!("CARGO_BIN_EXE_glint")), &[]).expect("glint starts");
-    let scratch = g.dir().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let path = format!("{}/../loadtest/compat/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(&python)
-        .arg(&path)
-        .env("GLINT_ENDPOINT", g.url(""))
-        .env("GLINT_SCRATCH", &scratch)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{script} failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    match g.run_compat_script(script, &[]) {
+        Ok(stdout) => println!("{stdout}"),
+        Err(e) => panic!("{e:#}"),
+    }
 }
 
 #[test]

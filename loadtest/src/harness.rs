@@ -217,6 +217,39 @@ impl Glint {
         }
     }
 
+    /// Runs one client-compatibility script (`loadtest/compat/<script>`) with the python in
+    /// `GLINT_COMPAT_PYTHON` against this glint (`GLINT_ENDPOINT`, `GLINT_SCRATCH` set), plus
+    /// `env`. Returns its stdout; an error carries stdout, stderr and glint's log.
+    pub fn run_compat_script(&self, script: &str, env: &[(&str, &str)]) -> anyhow::Result<String> {
+        let python = std::env::var("GLINT_COMPAT_PYTHON").context(
+            "GLINT_COMPAT_PYTHON is not set: run ./scripts/test, or scripts/compat-venv.sh and export it",
+        )?;
+        let scratch = self.dir().join("scratch");
+        std::fs::create_dir_all(&scratch)?;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("compat")
+            .join(script);
+        let scheme = if self.tls { "https" } else { "http" };
+        let mut cmd = Command::new(&python);
+        cmd.arg(&path)
+            .env("GLINT_ENDPOINT", format!("{scheme}://{}", self.public))
+            .env("GLINT_SCRATCH", &scratch);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().with_context(|| format!("running {python}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "{script} failed ({}):\n{stdout}\n{stderr}\n--- glint log ---\n{}",
+                out.status,
+                self.log()
+            );
+        }
+        Ok(stdout)
+    }
+
     /// Stops glint with SIGTERM and waits; returns its exit status.
     pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
