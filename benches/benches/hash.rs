@@ -1,4 +1,5 @@
-//! The upload hasher against the naive baseline (two separate passes: md5, then sha512).
+//! Upload hashing: the pipelined hasher uploads use (md5 and sha512 on two threads), the
+//! inline one-thread hasher, and the naive baseline (two separate passes: md5, then sha512).
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,6 +22,22 @@ fn hashing(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("pipelined_two_threads/1048576", |b| {
+        use dataplane::hash::pipeline::{BufferPool, PipelinedHasher};
+        let rt = compio::runtime::Runtime::new().unwrap();
+        let pool = BufferPool::new(1 << 20, 8);
+        b.iter(|| {
+            rt.block_on(async {
+                let mut p = PipelinedHasher::start(HashAlgo::Sha512, pool.clone(), 4);
+                for piece in data.chunks(1 << 20) {
+                    let mut buf = p.buffer().await;
+                    buf.extend_from_slice(piece);
+                    drop(p.submit(buf));
+                }
+                p.finish().await.unwrap()
+            })
+        })
+    });
     g.bench_function("naive_two_passes", |b| {
         use md5::Digest;
         b.iter(|| {
