@@ -13,6 +13,10 @@
 //! hashing_algorithm = "sha512"
 //! ```
 
+mod auth;
+
+pub use auth::{Auth, AuthMode, KeystoneAuthtoken};
+
 use crate::image::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS, HashAlgo};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -43,6 +47,10 @@ pub struct Config {
     pub controlplane: ControlPlane,
     /// TLS on the public listener (off unless both files are set).
     pub tls: Tls,
+    /// How callers are identified: `noauth` (default) or `keystone`.
+    pub auth: Auth,
+    /// Keystone token validation (keystonemiddleware's option names), for `auth.mode = "keystone"`.
+    pub keystone_authtoken: KeystoneAuthtoken,
     /// Log filter in `RUST_LOG` syntax; default `info`. Env `GLINT_LOG` (or `RUST_LOG`).
     pub log: Option<String>,
 }
@@ -169,6 +177,8 @@ impl Default for Config {
             dataplane: DataPlane::default(),
             controlplane: ControlPlane::default(),
             tls: Tls::default(),
+            auth: Auth::default(),
+            keystone_authtoken: KeystoneAuthtoken::default(),
             log: None,
         }
     }
@@ -356,6 +366,10 @@ impl Config {
         if let Some(v) = env.get("GLINT_TLS_KEY_FILE") {
             self.tls.key_file = Some(v.into());
         }
+        if let Some(v) = parse::<AuthMode>(env, "GLINT_AUTH_MODE", errors) {
+            self.auth.mode = v;
+        }
+        self.keystone_authtoken.apply_env(env);
         if let Some(v) = env.get("GLINT_LOG") {
             self.log = Some(v);
         }
@@ -461,6 +475,8 @@ impl Config {
                 self.data_dir.display()
             ));
         }
+        self.keystone_authtoken
+            .validate(self.auth.mode, &mut errors);
         errors
     }
 
@@ -507,6 +523,9 @@ impl Config {
         let mut shown = self.clone();
         if let Some(url) = &mut shown.database.url {
             *url = redact_url_password(url);
+        }
+        if shown.keystone_authtoken.password.is_some() {
+            shown.keystone_authtoken.password = Some("***".into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
