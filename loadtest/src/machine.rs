@@ -24,7 +24,8 @@ pub struct Environment {
     pub os: String,
     /// `rustc -V`.
     pub rustc: String,
-    /// `git rev-parse HEAD` of the working directory.
+    /// `git rev-parse HEAD` of the repository the running binary was built in (else of the
+    /// working directory).
     pub git_revision: String,
     /// Whether the work tree had uncommitted changes (`git status --porcelain` not empty).
     pub git_dirty: bool,
@@ -45,6 +46,22 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Runs git in the directory of the running binary (inside the checkout it was built in),
+/// falling back to the working directory.
+fn git(args: &[&str]) -> Option<String> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.to_string_lossy().into_owned()));
+    if let Some(dir) = exe_dir {
+        let mut a = vec!["-C", dir.as_str()];
+        a.extend_from_slice(args);
+        if let Some(out) = command_output("git", &a) {
+            return Some(out);
+        }
+    }
+    command_output("git", args)
 }
 
 /// Reads the environment now.
@@ -73,8 +90,8 @@ pub fn environment() -> Environment {
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         os,
         rustc: command_output("rustc", &["-V"]).unwrap_or_default(),
-        git_revision: command_output("git", &["rev-parse", "HEAD"]).unwrap_or_default(),
-        git_dirty: command_output("git", &["status", "--porcelain", "--untracked-files=no"])
+        git_revision: git(&["rev-parse", "HEAD"]).unwrap_or_default(),
+        git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
             .map(|s| !s.is_empty())
             .unwrap_or(false),
         loadavg_at_start: read_trim("/proc/loadavg"),

@@ -178,13 +178,33 @@ enum Mode {
     },
 }
 
-/// The supervisor pid of the glint using `data_dir`: the parent of the process whose command
-/// line holds that data dir and the word `dataplane`.
+/// The data dir of a `glint serve` process: its `--data-dir` argument, else `GLINT_DATA_DIR`
+/// from its environment, else `glint-data`, relative to its working directory.
+fn data_dir_of(pid: u32, args: &[String]) -> Option<PathBuf> {
+    let arg = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--data-dir=").map(str::to_owned))
+        });
+    let env = || {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ.split(|b| *b == 0).find_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.strip_prefix("GLINT_DATA_DIR=").map(str::to_owned)
+        })
+    };
+    let dir = PathBuf::from(arg.or_else(env).unwrap_or_else(|| "glint-data".into()));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    std::fs::canonicalize(cwd.join(dir)).ok()
+}
+
+/// The supervisor pid of the `glint serve` whose data dir is `data_dir`.
 fn glint_supervisor(data_dir: &std::path::Path) -> anyhow::Result<u32> {
     let want = std::fs::canonicalize(data_dir)
-        .unwrap_or_else(|_| data_dir.to_owned())
-        .to_string_lossy()
-        .into_owned();
+        .with_context(|| format!("data dir {}", data_dir.display()))?;
     for e in std::fs::read_dir("/proc")?.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -194,10 +214,13 @@ fn glint_supervisor(data_dir: &std::path::Path) -> anyhow::Result<u32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let has_dir = args.iter().any(|a| {
-            a.contains(&want) || (a.as_str() == data_dir.to_string_lossy() && !a.is_empty())
-        });
-        if has_dir && args.iter().any(|a| a == "serve") {
+        let is_glint = args
+            .first()
+            .is_some_and(|a| a.rsplit('/').next() == Some("glint"));
+        if is_glint
+            && args.iter().any(|a| a == "serve")
+            && data_dir_of(pid, &args).as_deref() == Some(want.as_path())
+        {
             return Ok(pid);
         }
     }
