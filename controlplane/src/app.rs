@@ -27,6 +27,8 @@ pub struct AppInner {
     pub metrics: Metrics,
     /// Removes data files of deleted images.
     pub store: StoreGc,
+    /// Who is calling: noauth headers or Keystone tokens (`[auth] mode`).
+    pub auth: crate::auth::Authenticator,
     /// Striped per-image write locks: API writes to one image queue here instead of
     /// retrying optimistic updates against each other. (Correctness does not depend on them:
     /// every write is still version- or status-guarded in the database.)
@@ -48,7 +50,9 @@ impl App {
         let write_locks = (0..WRITE_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
+        let auth = crate::auth::Authenticator::new(&config);
         App(Arc::new(AppInner {
+            auth,
             config,
             db,
             policy,

@@ -28,7 +28,7 @@
 
 use crate::app::App;
 use crate::db::{self, images::UploadedData};
-use crate::policy::{Context, Denied, Rule, Target};
+use crate::policy::{Denied, Rule, Target};
 use chrono::Utc;
 use shared::channel::frame::{self, FrameError, HEADER_BYTES};
 use shared::channel::{Credentials, Request, Response, version};
@@ -305,7 +305,7 @@ impl Connection {
         declared_size: Option<u64>,
     ) -> Result<Response, ErrorCode> {
         let app = &self.app;
-        let ctx = Context::from_credentials(credentials);
+        let ctx = app.auth.context(credentials).await.map_err(auth_code)?;
         // the same visibility (members, community, …) and rules as the HTTP API
         let image = app
             .find_visible(&ctx, id)
@@ -405,7 +405,7 @@ impl Connection {
         credentials: &Credentials,
     ) -> Result<Response, ErrorCode> {
         let app = &self.app;
-        let ctx = Context::from_credentials(credentials);
+        let ctx = app.auth.context(credentials).await.map_err(auth_code)?;
         // the same visibility (members, community, …) and rules as the HTTP API
         let image = app
             .find_visible(&ctx, id)
@@ -450,6 +450,17 @@ impl Connection {
                     tracing::error!(image_id = %id, error = %e, "could not revert upload lease")
                 }
             }
+        }
+    }
+}
+
+/// The channel code for a caller that did not authenticate (401, or 503 when Keystone is down).
+fn auth_code(e: crate::auth::Error) -> ErrorCode {
+    match e {
+        crate::auth::Error::Invalid(_) => ErrorCode::Unauthorized,
+        crate::auth::Error::Unavailable(m) => {
+            tracing::warn!(error = %m, "keystone unavailable");
+            ErrorCode::ServiceUnavailable
         }
     }
 }

@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod dataplane_link;
 pub mod db;
 pub mod domain;

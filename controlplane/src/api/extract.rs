@@ -109,7 +109,8 @@ impl<S: Send + Sync> FromRequestParts<S> for NoBody {
     }
 }
 
-/// The caller's policy context, from the noauth identity headers.
+/// The caller's policy context, as the auth middleware established it (Keystone token or
+/// noauth identity headers).
 #[derive(Debug, Clone)]
 pub struct Caller(pub Context);
 
@@ -130,6 +131,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(super::middleware::auth::Authenticated(ctx)) = parts.extensions.get() {
+            return Ok(Caller(ctx.clone()));
+        }
         Ok(Caller(Context::from_credentials(&credentials(
             &parts.headers,
         ))))

@@ -99,6 +99,10 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
+            app.auth.clone(),
+            middleware::auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             middleware::observe::observe,
         ))

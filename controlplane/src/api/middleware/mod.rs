@@ -8,6 +8,7 @@
 //!
 //! Both are plain `axum::middleware::from_fn` functions; see [`observe::observe`].
 
+pub mod auth;
 pub mod observe;
 pub mod request_id;
 
