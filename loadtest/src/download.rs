@@ -89,17 +89,16 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    /// One `GET` (ranged from `from` if set). With `cut`, stops reading after that fraction of
-    /// the body and drops the connection. Returns the head and how many body bytes were read.
-    async fn fetch(
+    /// Sends the request head of a `GET` on `conn` (a new connection if `None`) and reads the
+    /// response head. Returns the connection, the head and how much of the buffer is filled.
+    async fn send(
         &mut self,
+        conn: Option<TcpStream>,
         t: &Target,
         from: Option<u64>,
-        cut: Option<f64>,
-        ttfb_from: Instant,
-    ) -> Result<(ResponseHead, u64), Stop> {
+    ) -> Result<(TcpStream, ResponseHead, usize), Stop> {
         let gate = self.gate;
-        let mut s = match self.conn.take() {
+        let mut s = match conn {
             Some(s) => s,
             None => gate
                 .within(connect_tcp(t))
@@ -125,6 +124,28 @@ impl Worker<'_> {
             .within(read_head(&mut s, &mut self.buf))
             .await
             .ok_or(Stop::Deadline)??;
+        Ok((s, head, filled))
+    }
+
+    /// One `GET` (ranged from `from` if set). With `cut`, stops reading after that fraction of
+    /// the body and drops the connection. Returns the head and how many body bytes were read.
+    async fn fetch(
+        &mut self,
+        t: &Target,
+        from: Option<u64>,
+        cut: Option<f64>,
+        ttfb_from: Instant,
+    ) -> Result<(ResponseHead, u64), Stop> {
+        let gate = self.gate;
+        // A kept-alive connection the server closed meanwhile fails at once: retry once on a
+        // new connection before calling it an error.
+        let (mut s, head, filled) = match self.conn.take() {
+            Some(old) => match self.send(Some(old), t, from).await {
+                Err(Stop::Failed(_)) => self.send(None, t, from).await?,
+                other => other?,
+            },
+            None => self.send(None, t, from).await?,
+        };
         self.out.ttfb.record(ttfb_from.elapsed());
         let ok = match from {
             None => head.status == 200,

@@ -24,8 +24,8 @@ pub struct Environment {
     pub os: String,
     /// `rustc -V`.
     pub rustc: String,
-    /// `git rev-parse HEAD` of the repository the running binary was built in (else of the
-    /// working directory).
+    /// `git rev-parse HEAD` of the working directory (else of the checkout the running binary
+    /// was built in).
     pub git_revision: String,
     /// Whether the work tree had uncommitted changes (`git status --porcelain` not empty).
     pub git_dirty: bool,
@@ -48,20 +48,16 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Runs git in the directory of the running binary (inside the checkout it was built in),
-/// falling back to the working directory.
+/// Runs git in the working directory, else in the directory of the running binary (inside
+/// the checkout it was built in).
 fn git(args: &[&str]) -> Option<String> {
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|p| p.to_string_lossy().into_owned()));
-    if let Some(dir) = exe_dir {
+    command_output("git", args).or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?.to_string_lossy().into_owned();
         let mut a = vec!["-C", dir.as_str()];
         a.extend_from_slice(args);
-        if let Some(out) = command_output("git", &a) {
-            return Some(out);
-        }
-    }
-    command_output("git", args)
+        command_output("git", &a)
+    })
 }
 
 /// Reads the environment now.
