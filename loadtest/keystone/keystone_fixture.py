@@ -178,6 +178,17 @@ def serve(template, work):
     from keystone.server import wsgi
 
     app = wsgi.initialize_public_application()
+    # SQLite takes one writer at a time and refuses (not waits for) a reader that turns into a
+    # writer, as a login does (it updates last_active_at): serialise the requests that write.
+    write_lock = threading.Lock()
+    keystone_app = app
+
+    def app(environ, start_response):
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return keystone_app(environ, start_response)
+        with write_lock:
+            return list(keystone_app(environ, start_response))
+
     port = free_port()
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=8)
     threading.Thread(target=server.run, daemon=True).start()

@@ -758,21 +758,28 @@ pub fn reason(status: u16) -> &'static str {
 /// Nested on purpose: python-glanceclient reads `message` from every top-level value of a
 /// JSON error body, openstacksdk and keystoneauth both understand the `error` object.
 pub fn error_response(status: u16, message: &str, request_id: &str, keep_alive: bool) -> Vec<u8> {
+    error_response_with(status, message, request_id, keep_alive, &[])
+}
+
+/// [`error_response`] with extra headers (e.g. `WWW-Authenticate` on a 401).
+pub fn error_response_with(
+    status: u16,
+    message: &str,
+    request_id: &str,
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let title = reason(status);
     let body = format!(
         "{{\"error\": {{\"code\": {status}, \"title\": \"{title}\", \"message\": {}}}}}",
         json_string(message)
     );
-    let mut out = response_head(
-        status,
-        title,
-        &[
-            ("Content-Type", "application/json"),
-            ("x-openstack-request-id", request_id),
-        ],
-        Some(body.len() as u64),
-        keep_alive,
-    );
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("x-openstack-request-id", request_id),
+    ];
+    headers.extend_from_slice(extra);
+    let mut out = response_head(status, title, &headers, Some(body.len() as u64), keep_alive);
     out.extend_from_slice(body.as_bytes());
     out
 }

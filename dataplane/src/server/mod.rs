@@ -35,6 +35,8 @@ pub struct Settings {
     pub transfer_buffer_bytes: usize,
     /// Most connections this worker serves at once.
     pub max_connections_per_worker: usize,
+    /// `WWW-Authenticate` value for 401 answers (`Keystone uri="…"`; keystone auth mode only).
+    pub www_authenticate: Option<String>,
 }
 
 impl Settings {
@@ -48,6 +50,12 @@ impl Settings {
             idle_timeout: Duration::from_secs(d.idle_timeout_seconds),
             transfer_buffer_bytes: d.transfer_buffer_bytes,
             max_connections_per_worker: d.max_connections,
+            www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone).then(|| {
+                format!(
+                    "Keystone uri=\"{}\"",
+                    c.keystone_authtoken.www_authenticate_uri()
+                )
+            }),
         }
     }
 }
@@ -171,9 +179,13 @@ pub(crate) async fn fail(
     w: &Worker,
 ) -> bool {
     w.metrics.request(route, status);
+    let extra: Vec<(&str, &str)> = match (&w.settings.www_authenticate, status) {
+        (Some(v), 401) => vec![("WWW-Authenticate", v.as_str())],
+        _ => Vec::new(),
+    };
     let (res, _) = conn
         .write_all(
-            http::error_response(status, msg, rid, keep),
+            http::error_response_with(status, msg, rid, keep, &extra),
             w.settings.idle_timeout,
         )
         .await;
