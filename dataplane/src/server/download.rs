@@ -1,5 +1,6 @@
 //! `GET /v2/images/{id}/file`: authorize over the channel, then move the bytes from the store
-//! file into the socket with `splice` (no user-space copy), whole or one range.
+//! file into the socket without a user-space copy (`sendfile` on the worker thread, `splice`
+//! through a pipe where sendfile is not supported), whole or one range.
 //!
 //! Answers as Glance does: 200 with `Content-Length`, `Content-Type: application/octet-stream`
 //! and `Content-MD5` (the image's md5 **hex**); 204 when the image has no data; 206 with
@@ -276,6 +277,12 @@ async fn send_file(
 ) -> std::io::Result<()> {
     let idle = w.settings.idle_timeout;
     if let Some(sock) = conn.stream.plain() {
+        match crate::io::sendfile_to_socket(file, offset, len, sock, idle).await {
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::debug!(error = %e, "sendfile not supported here; splicing instead");
+            }
+            other => return other,
+        }
         if splicer.is_none() {
             match Splicer::new(w.settings.transfer_buffer_bytes).await {
                 Ok(s) => *splicer = Some(s),
