@@ -91,7 +91,13 @@ pub fn idle_connection_is_alive(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 ///
 /// Returns `Unsupported` (before sending anything) when the file system cannot sendfile, so
 /// the caller can use [`Splicer`] instead.
-pub async fn sendfile_to_socket(file: &File, offset: u64, len: u64, sock: &TcpStream, idle: Duration) -> io::Result<()> {
+pub async fn sendfile_to_socket(
+    file: &File,
+    offset: u64,
+    len: u64,
+    sock: &TcpStream,
+    idle: Duration,
+) -> io::Result<()> {
     let fd = sock.as_fd();
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
@@ -100,7 +106,13 @@ pub async fn sendfile_to_socket(file: &File, offset: u64, len: u64, sock: &TcpSt
     res
 }
 
-async fn sendfile_loop(file: &File, offset: u64, len: u64, sock: &TcpStream, idle: Duration) -> io::Result<()> {
+async fn sendfile_loop(
+    file: &File,
+    offset: u64,
+    len: u64,
+    sock: &TcpStream,
+    idle: Duration,
+) -> io::Result<()> {
     let poll = sock.to_poll_fd()?;
     let mut off = offset;
     let end = offset + len;
@@ -108,18 +120,23 @@ async fn sendfile_loop(file: &File, offset: u64, len: u64, sock: &TcpStream, idl
         let want = (end - off).min(0x7fff_f000) as usize;
         match rustix::fs::sendfile(sock.as_fd(), file.as_fd(), Some(&mut off), want) {
             Ok(0) => {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "image file shorter than its recorded size"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "image file shorter than its recorded size",
+                ));
             }
             Ok(_) => {}
             Err(rustix::io::Errno::AGAIN) => {
-                timeout(idle, poll.write_ready())
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))??;
+                timeout(idle, poll.write_ready()).await.map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")
+                })??;
             }
             Err(rustix::io::Errno::INTR) => {}
-            Err(e @ (rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP))
-                if off == offset =>
-            {
+            Err(
+                e @ (rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP),
+            ) if off == offset => {
                 return Err(io::Error::new(io::ErrorKind::Unsupported, e));
             }
             Err(e) => return Err(e.into()),
