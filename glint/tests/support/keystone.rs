@@ -18,19 +18,19 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// The running Keystone.
-pub struct Keystone {
+pub(crate) struct Keystone {
     /// `http://127.0.0.1:<port>/v3/`.
-    pub auth_url: String,
+    pub(crate) auth_url: String,
     /// `http://127.0.0.1:<port>`.
-    pub base: String,
+    pub(crate) base: String,
     /// Every test user's password.
-    pub password: String,
+    pub(crate) password: String,
     /// What the fixture printed (ids of users, projects, roles).
-    pub info: Value,
+    pub(crate) info: Value,
     /// The venv's python (also runs the client scripts).
-    pub python: PathBuf,
+    pub(crate) python: PathBuf,
     /// Where the fixture keeps its files (keystone.log).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     tokens: Mutex<HashMap<String, String>>,
     _child: Mutex<Child>,
     _stdin: Mutex<ChildStdin>,
@@ -39,7 +39,7 @@ pub struct Keystone {
 static KEYSTONE: OnceLock<Keystone> = OnceLock::new();
 
 /// HTTP client for tests.
-pub fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -47,7 +47,7 @@ pub fn client() -> Client {
 }
 
 /// The Keystone of this test binary, started on first use.
-pub fn keystone() -> &'static Keystone {
+pub(crate) fn keystone() -> &'static Keystone {
     KEYSTONE.get_or_init(start)
 }
 
@@ -100,17 +100,17 @@ fn start() -> Keystone {
 
 impl Keystone {
     /// The project id of a test project (`alpha`, `beta`, …).
-    pub fn project(&self, name: &str) -> String {
+    pub(crate) fn project(&self, name: &str) -> String {
         self.info["projects"][name].as_str().unwrap().to_owned()
     }
 
     /// The user id of a test user.
-    pub fn user(&self, name: &str) -> String {
+    pub(crate) fn user(&self, name: &str) -> String {
         self.info["users"][name]["id"].as_str().unwrap().to_owned()
     }
 
     /// A new project-scoped token for `user` (scoped to its test project).
-    pub fn fresh_token(&self, user: &str) -> String {
+    pub(crate) fn fresh_token(&self, user: &str) -> String {
         let project = self.info["users"][user]["project"].as_str().unwrap();
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
@@ -126,7 +126,7 @@ impl Keystone {
     }
 
     /// A token for `user`, reused across tests.
-    pub fn token(&self, user: &str) -> String {
+    pub(crate) fn token(&self, user: &str) -> String {
         if let Some(t) = self.tokens.lock().unwrap().get(user) {
             return t.clone();
         }
@@ -139,7 +139,7 @@ impl Keystone {
     }
 
     /// Revokes `token` (`DELETE /v3/auth/tokens`, as its own bearer).
-    pub fn revoke(&self, token: &str) {
+    pub(crate) fn revoke(&self, token: &str) {
         let r = client()
             .delete(format!("{}/v3/auth/tokens", self.base))
             .header("X-Auth-Token", token)
@@ -152,7 +152,11 @@ impl Keystone {
     /// A token for `user` that expires `seconds` from now: issued from an application
     /// credential whose own `expires_at` is that moment (Keystone caps the token's expiry at the
     /// credential's), so it is a real token that really expires.
-    pub fn short_token(&self, user: &str, seconds: i64) -> (String, chrono::DateTime<chrono::Utc>) {
+    pub(crate) fn short_token(
+        &self,
+        user: &str,
+        seconds: i64,
+    ) -> (String, chrono::DateTime<chrono::Utc>) {
         let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds);
         let c = client();
         let r = c
@@ -190,7 +194,7 @@ impl Keystone {
     }
 
     /// The settings glint needs to validate tokens against this Keystone.
-    pub fn glint_config(&self, extra: &str) -> String {
+    pub(crate) fn glint_config(&self, extra: &str) -> String {
         format!(
             "[auth]\nmode = \"keystone\"\n[keystone_authtoken]\n\
              www_authenticate_uri = \"{}\"\nauth_url = \"{}\"\nusername = \"glint\"\n\
@@ -214,7 +218,7 @@ fn uuid_like() -> String {
 
 /// A glint whose `[auth]` is this Keystone; `config` is TOML (the keystone settings plus
 /// anything else), `env` extra environment.
-pub fn glint_with(config: &str, env: &[(&str, &str)]) -> Glint {
+pub(crate) fn glint_with(config: &str, env: &[(&str, &str)]) -> Glint {
     let file = tempfile::Builder::new()
         .prefix("glint-ks-")
         .suffix(".toml")
@@ -232,6 +236,6 @@ pub fn glint_with(config: &str, env: &[(&str, &str)]) -> Glint {
 }
 
 /// A glint authenticating against the shared Keystone.
-pub fn glint() -> Glint {
+pub(crate) fn glint() -> Glint {
     glint_with(&keystone().glint_config(""), &[])
 }
