@@ -439,7 +439,7 @@ fn bad_tokens_are_refused_on_every_route() {
 
     // really expired: a token from an application credential that expired. Its first use
     // is after expiry; validations are cached no longer than the token lives either way.
-    let (expired, at) = ks.short_token("alice", 3);
+    let (expired, at) = ks.short_token("alice", 6);
     while chrono::Utc::now() <= at + chrono::TimeDelta::seconds(1) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -481,7 +481,7 @@ fn service_token_keeps_an_expired_user_token_usable() {
     let g = glint();
     let alice = ks.token("alice");
     let id = create(&g, &alice, json!({}));
-    let (expired, at) = ks.short_token("alice", 3);
+    let (expired, at) = ks.short_token("alice", 6);
     while chrono::Utc::now() <= at + chrono::TimeDelta::seconds(1) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -643,4 +643,68 @@ fn run_client_script(script: &str) {
 #[ignore = "needs keystone: run through ./scripts/test"]
 fn openstack_cli_and_sdk_with_password_auth() {
     run_client_script("test_keystone_clients.py");
+}
+
+/// A body that trickles out until `until`, then ends.
+struct Trickle {
+    until: chrono::DateTime<chrono::Utc>,
+    sent: usize,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if chrono::Utc::now() > self.until {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let n = buf.len().min(1024);
+        buf[..n].fill(b'z');
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+#[test]
+#[ignore = "needs keystone: run through ./scripts/test"]
+fn upload_outlives_the_user_token() {
+    // authorized once at its start: a token that expires while the bytes stream does not
+    // break the upload (what Glance needs service tokens for)
+    let ks = keystone();
+    let g = glint();
+    let (short, at) = ks.short_token("alice", 8);
+    let id = create(&g, &short, json!({}));
+    let body = reqwest::blocking::Body::new(Trickle {
+        until: at + chrono::TimeDelta::seconds(2),
+        sent: 0,
+    });
+    let r = client()
+        .put(g.url(&format!("/v2/images/{id}/file")))
+        .header("X-Auth-Token", &short)
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap_or_default());
+    assert!(
+        chrono::Utc::now() > at,
+        "the upload ended after the token expired"
+    );
+    let alice = ks.token("alice");
+    let r = call(
+        &g,
+        Some(&alice),
+        Method::GET,
+        &format!("/v2/images/{id}"),
+        None,
+    );
+    assert_eq!(r.body["status"], "active");
+    // and the expired token itself is refused now
+    let r = call(
+        &g,
+        Some(&short),
+        Method::GET,
+        &format!("/v2/images/{id}"),
+        None,
+    );
+    assert_eq!(r.status, 401);
 }

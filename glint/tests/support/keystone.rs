@@ -157,21 +157,28 @@ impl Keystone {
         user: &str,
         seconds: i64,
     ) -> (String, chrono::DateTime<chrono::Utc>) {
-        let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds);
         let c = client();
+        let user_token = self.fresh_token(user);
+        // counted from now, after the login (which is slow on a busy machine)
+        let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds);
         let r = c
             .post(format!(
                 "{}/v3/users/{}/application_credentials",
                 self.base,
                 self.user(user)
             ))
-            .header("X-Auth-Token", self.fresh_token(user))
+            .header("X-Auth-Token", user_token)
             .json(&json!({"application_credential": {
                 "name": format!("short-{}", uuid_like()),
                 "expires_at": expires.format("%Y-%m-%dT%H:%M:%S").to_string()}}))
             .send()
             .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "application credential");
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "application credential: {}",
+            r.text().unwrap_or_default()
+        );
         let ac: Value = r.json().unwrap();
         let ac = &ac["application_credential"];
         let r = c
