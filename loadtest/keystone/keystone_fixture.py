@@ -11,7 +11,8 @@ Two commands, both run with the python of the venv made by scripts/keystone-venv
       Copies the prepared database and keys into WORK_DIR, serves Keystone's public WSGI app
       with waitress on 127.0.0.1:<free port>, points the identity endpoints at that port,
       creates the test identities below, prints ONE line of JSON describing them on stdout,
-      then serves until stdin reaches EOF (the test process that started it exited) and exits.
+      then serves until stdin reaches EOF (the test process that started it exited), removes
+      WORK_DIR (unless GLINT_KEEP_KEYSTONE=1) and exits.
 
 Identities (domain Default, every password is PASSWORD):
   admin    admin on project admin (bootstrap)
@@ -163,9 +164,7 @@ def wait_up(base, deadline):
 
 
 def serve(template, work):
-    if os.path.exists(work):
-        shutil.rmtree(work)
-    os.makedirs(work)
+    os.makedirs(work, exist_ok=True)
     for item in ("keystone.db", "fernet-keys", "credential-keys"):
         src = os.path.join(template, item)
         dst = os.path.join(work, item)
@@ -178,15 +177,15 @@ def serve(template, work):
     from keystone.server import wsgi
 
     app = wsgi.initialize_public_application()
-    # SQLite takes one writer at a time and refuses (not waits for) a reader that turns into a
-    # writer, as a login does (it updates last_active_at): serialise the requests that write.
-    write_lock = threading.Lock()
+    # Keystone on SQLite is not safe with concurrent requests: SQLite refuses (does not wait
+    # for) a reader that turns writer, as a login does (it updates last_active_at), and
+    # concurrent sessions have made role-assignment checks fail. Serve one request at a time
+    # (each takes milliseconds); waitress's threads still accept and queue connections.
+    lock = threading.Lock()
     keystone_app = app
 
     def app(environ, start_response):
-        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            return keystone_app(environ, start_response)
-        with write_lock:
+        with lock:
             return list(keystone_app(environ, start_response))
 
     port = free_port()
@@ -243,6 +242,8 @@ def serve(template, work):
         while sys.stdin.read(4096):
             pass
     finally:
+        if os.environ.get("GLINT_KEEP_KEYSTONE") != "1":
+            shutil.rmtree(work, ignore_errors=True)
         os._exit(0)
 
 

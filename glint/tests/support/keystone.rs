@@ -3,7 +3,8 @@
 //! `scripts/keystone-venv.sh` makes the venv and a prepared Keystone state; the test command
 //! exports its python as `GLINT_KEYSTONE_PYTHON`. The first test that needs Keystone starts
 //! `loadtest/keystone/keystone_fixture.py serve` on a free loopback port; it exits when this
-//! process does (its stdin closes). Without the variable the tests fail loudly.
+//! process does (its stdin closes) and removes its directory (`GLINT_KEEP_KEYSTONE=1` keeps it,
+//! with `keystone.log` and `fixture.err`). Without the variable the tests fail loudly.
 
 #![allow(dead_code)]
 
@@ -68,7 +69,7 @@ fn start() -> Keystone {
         .arg(&fixture)
         .arg("serve")
         .arg(&template)
-        .arg(dir.join("ks"))
+        .arg(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -232,8 +233,9 @@ pub(crate) fn glint_with(config: &str, env: &[(&str, &str)]) -> Glint {
         .tempfile()
         .unwrap();
     std::fs::write(file.path(), config).unwrap();
-    let (_, path) = file.keep().unwrap();
-    let path = path.to_str().unwrap().to_owned();
+    let path = file.path().to_str().unwrap().to_owned();
+    // read once by `glint serve` at start (the planes get it from the supervisor), so the
+    // file goes when `file` drops
     Glint::start_with_env(
         &binary(env!("CARGO_BIN_EXE_glint")),
         &["--config", &path],
