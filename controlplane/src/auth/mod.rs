@@ -109,11 +109,20 @@ async fn authenticate(k: &Keystone, creds: &Credentials) -> Result<TokenInfo, Er
 
 /// The policy context of a validated token. The token's roles are used as Keystone lists
 /// them (implied roles included); admin is the `admin` role, as Glance's `context_is_admin`.
+///
+/// Only a project-scoped token brings its roles: Glance's image rules have
+/// `scope_types = ["project"]` and it enforces scope, so a system-, domain-scoped or unscoped
+/// token is refused by every rule that needs a role (403), never taken as an administrator.
 pub fn context_of(info: &TokenInfo) -> Context {
+    let roles = if info.project_id.is_some() {
+        info.roles.join(",")
+    } else {
+        String::new()
+    };
     Context::from_credentials(&Credentials {
         project_id: info.project_id.clone(),
         user_id: Some(info.user_id.clone()),
-        roles: Some(info.roles.join(",")),
+        roles: Some(roles),
         ..Credentials::default()
     })
 }
@@ -152,8 +161,10 @@ mod tests {
         // a token with no role at all is never the anonymous administrator of noauth
         let nobody = context_of(&info(Some("p1"), &[]));
         assert!(!nobody.is_admin && nobody.roles.is_empty());
-        let system_admin = context_of(&info(None, &["admin"]));
-        assert!(system_admin.is_admin && system_admin.project_id.is_none());
+        // system scope: Glance's image rules are project-scoped only
+        let system_admin = context_of(&info(None, &["admin", "member", "reader"]));
+        assert!(!system_admin.is_admin && system_admin.roles.is_empty());
+        assert!(system_admin.project_id.is_none());
     }
 
     #[tokio::test]

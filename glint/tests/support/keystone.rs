@@ -126,6 +126,21 @@ impl Keystone {
         r.headers()["x-subject-token"].to_str().unwrap().to_owned()
     }
 
+    /// A system-scoped (`system: all`) token for `user` (bootstrap gives admin that role).
+    pub(crate) fn system_token(&self, user: &str) -> String {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": self.password}}},
+            "scope": {"system": {"all": true}}}});
+        let r = client()
+            .post(format!("{}/v3/auth/tokens?nocatalog", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "system login {user}");
+        r.headers()["x-subject-token"].to_str().unwrap().to_owned()
+    }
+
     /// A token for `user`, reused across tests.
     pub(crate) fn token(&self, user: &str) -> String {
         if let Some(t) = self.tokens.lock().unwrap().get(user) {
