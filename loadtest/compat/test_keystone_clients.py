@@ -156,6 +156,43 @@ def main():
 
     check("openstacksdk: another project gets 404", sdk_forbidden)
 
+    # Sharing with the CLI (GLANCE-API.md §1.6): these commands resolve the project through
+    # Keystone, which is why they need a real one. Project ids are passed so that members need
+    # no identity-lookup rights (osc falls back to the id when a lookup is forbidden).
+    def project_id(name):
+        return conn("admin", "admin").identity.find_project(name).id
+
+    def osc_sharing():
+        beta = project_id("beta")
+        alpha = project_id("alpha")
+        iid = state["id"]
+        osc("alice", "alpha", "image", "set", "--shared", "--property", "os_distro=cirros", iid)
+        r = osc("alice", "alpha", "image", "show", "-f", "value", "-c", "visibility", iid)
+        assert r.stdout.strip() == "shared", r.stdout
+        osc("alice", "alpha", "image", "unset", "--property", "os_distro", iid)
+        r = osc("alice", "alpha", "image", "show", "-f", "json", iid)
+        assert "os_distro" not in r.stdout, r.stdout
+        osc("alice", "alpha", "image", "add", "project", iid, beta)
+        r = osc("bob", "beta", "image", "list", "-f", "value", "-c", "ID")
+        assert iid not in r.stdout.split(), "listed before the member accepted"
+        osc("bob", "beta", "image", "set", "--accept", "--project", beta, iid)
+        r = osc("bob", "beta", "image", "list", "-f", "value", "-c", "ID")
+        assert iid in r.stdout.split(), "not listed after accepting: " + r.stdout
+        r = osc("alice", "alpha", "image", "member", "list", "-f", "json", iid)
+        members = {m["Member ID"]: m["Status"] for m in __import__("json").loads(r.stdout)}
+        assert members == {beta: "accepted"}, members
+        out = os.path.join(SCRATCH, "shared.img")
+        osc("bob", "beta", "image", "save", "--file", out, iid)
+        with open(out, "rb") as f:
+            assert f.read() == data, "member downloaded different bytes"
+        osc("alice", "alpha", "image", "remove", "project", iid, beta)
+        r = osc("bob", "beta", "image", "show", iid, check=False)
+        assert r.returncode != 0, "still visible after remove project"
+        assert alpha != beta
+
+    check("openstack image set --shared/unset, add project, set --accept, member list, "
+          "remove project", osc_sharing)
+
     def cleanup():
         conn("carol", "gamma").image.delete_image(state["sdk"])
         osc("alice", "alpha", "image", "delete", state["id"])
