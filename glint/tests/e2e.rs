@@ -615,6 +615,12 @@ fn hostile_http_gets_clean_errors() {
         "a".repeat(20_000)
     );
     assert_eq!(status(big.as_bytes()), Some(431));
+    // oversized request line
+    let long_line = format!(
+        "GET /v2/images?name={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "n".repeat(20_000)
+    );
+    assert_eq!(status(long_line.as_bytes()), Some(431));
     // too many headers
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     assert_eq!(

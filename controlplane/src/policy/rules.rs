@@ -264,31 +264,39 @@ fn eval_depth(check: &Check, env: &dyn Env, depth: usize) -> bool {
     }
 }
 
-/// Parses an operator policy file: a flat YAML mapping (`"rule": "check"` per line, `#`
-/// comments; oslo's sample format) or a JSON object. Returns every error, with line numbers.
+/// Parses an operator policy file: a YAML mapping of rule name to check string (oslo's
+/// `policy.yaml`; JSON, being YAML, works too). Returns every error found.
 pub fn parse_policy_file(text: &str) -> Result<BTreeMap<String, String>, Vec<String>> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        return serde_json::from_str::<HashMap<String, String>>(text)
-            .map(|m| m.into_iter().collect())
-            .map_err(|e| vec![format!("not a JSON object of strings: {e}")]);
-    }
+    use yaml_rust2::{Yaml, YamlLoader};
+    let docs = YamlLoader::load_from_str(text).map_err(|e| vec![format!("not valid YAML: {e}")])?;
+    let Some(doc) = docs.into_iter().next() else {
+        return Ok(BTreeMap::new());
+    };
+    let map = match doc {
+        Yaml::Hash(map) => map,
+        Yaml::Null => return Ok(BTreeMap::new()),
+        _ => {
+            return Err(vec![
+                "the policy file must be a mapping of rule name to rule".into(),
+            ]);
+        }
+    };
     let mut rules = BTreeMap::new();
     let mut errors = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let body = line.trim();
-        if body.is_empty() || body.starts_with('#') || body == "---" {
+    for (key, value) in map {
+        let Yaml::String(name) = key else {
+            errors.push(format!("rule name {key:?} is not a string"));
             continue;
-        }
-        match split_yaml_pair(body) {
-            Some((k, v)) => {
-                if rules.insert(k.clone(), v).is_some() {
-                    errors.push(format!("line {line_no}: rule {k:?} is defined twice"));
-                }
+        };
+        match value {
+            Yaml::String(check) => {
+                rules.insert(name, check);
             }
-            None => errors.push(format!(
-                "line {line_no}: expected `\"name\": \"rule\"`, got {body:?}"
+            Yaml::Null => {
+                rules.insert(name, String::new());
+            }
+            other => errors.push(format!(
+                "rule {name:?}: the check must be a string, got {other:?}"
             )),
         }
     }
@@ -296,53 +304,6 @@ pub fn parse_policy_file(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
         Ok(rules)
     } else {
         Err(errors)
-    }
-}
-
-/// `key: value` with optional quotes on either side and an optional trailing comment.
-fn split_yaml_pair(line: &str) -> Option<(String, String)> {
-    let (key, rest) = take_scalar(line, true)?;
-    let rest = rest.trim_start().strip_prefix(':')?;
-    let rest = rest.trim();
-    if rest.is_empty() {
-        return Some((key, String::new()));
-    }
-    let (value, tail) = take_scalar(rest, false)?;
-    let tail = tail.trim();
-    if !tail.is_empty() && !tail.starts_with('#') {
-        return None;
-    }
-    Some((key, value))
-}
-
-fn take_scalar(s: &str, is_key: bool) -> Option<(String, &str)> {
-    let first = s.chars().next()?;
-    if first == '"' || first == '\'' {
-        let mut out = String::new();
-        let mut chars = s[1..].char_indices();
-        while let Some((i, c)) = chars.next() {
-            if c == first {
-                if first == '\'' && s[1 + i + 1..].starts_with('\'') {
-                    out.push('\'');
-                    chars.next();
-                    continue;
-                }
-                return Some((out, &s[1 + i + 1..]));
-            }
-            if c == '\\' && first == '"' {
-                let (_, esc) = chars.next()?;
-                out.push(esc);
-                continue;
-            }
-            out.push(c);
-        }
-        None
-    } else if is_key {
-        let end = s.find(':')?;
-        Some((s[..end].trim().to_owned(), &s[end..]))
-    } else {
-        let end = s.find(" #").unwrap_or(s.len());
-        Some((s[..end].trim().to_owned(), &s[end..]))
     }
 }
 
@@ -473,8 +434,14 @@ mod tests {
         assert_eq!(rules["default"], "");
         let json = r#"{"get_image": "@", "add_image": "role:admin"}"#;
         assert_eq!(parse_policy_file(json).unwrap()["get_image"], "@");
-        let errs = parse_policy_file("a: b\nnonsense\n\"a\": c\n").unwrap_err();
+        let folded = "get_image: >-\n  role:admin or\n  role:reader\n";
+        assert_eq!(
+            parse_policy_file(folded).unwrap()["get_image"],
+            "role:admin or role:reader"
+        );
+        let errs = parse_policy_file("a: [1]\nb: {c: d}\n").unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].starts_with("line 2"), "{errs:?}");
+        assert!(parse_policy_file("a: b\nnonsense\n").is_err());
+        assert!(parse_policy_file("- a\n- b\n").is_err());
     }
 }
