@@ -14,7 +14,7 @@
 //! A `%(key)s` the target lacks makes the check false (oslo's `KeyError`); a target value of
 //! `None` substitutes the string `None`, as Python's `%` does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A parsed rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
