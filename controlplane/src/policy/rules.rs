@@ -310,6 +310,7 @@ pub fn parse_policy_file(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     struct E {
         creds: HashMap<&'static str, &'static str>,
