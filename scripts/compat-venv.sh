@@ -16,43 +16,22 @@ VENV="${1:-$REPO/.venv-compat}"
 REQ="$REPO/loadtest/compat/requirements.txt"
 STAMP="$VENV/.glint-compat-stamp"
 
-die() { echo "compat-venv: $*" >&2; exit 1; }
-
-[ -f "$REQ" ] || die "missing $REQ"
-
-if [ -z "${PYTHON:-}" ]; then
-    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
-fi
-command -v "$PYTHON" >/dev/null 2>&1 || die "interpreter '$PYTHON' not found"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-    || die "$PYTHON is older than 3.10"
+TAG=compat-venv
+# shellcheck source=lib/venv.sh
+. "$REPO/scripts/lib/venv.sh"
+venv_pick_python
 
 want="$(sha256sum "$REQ" | cut -d' ' -f1)"
 PY="$VENV/bin/python"
 
-if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
-    && [ -x "$VENV/bin/openstack" ] && "$PY" -c 'import glanceclient, openstack' 2>/dev/null; then
+if venv_is_current "$VENV" "$STAMP" "$want" 'import glanceclient, openstack' \
+    && [ -x "$VENV/bin/openstack" ]; then
     echo "compat-venv: up to date ($VENV)" >&2
     echo "$PY"
     exit 0
 fi
 
-# A venv whose interpreter is gone or broken cannot be repaired in place.
-if [ -e "$VENV" ] && ! "$PY" -c 'pass' 2>/dev/null; then
-    echo "compat-venv: removing broken venv $VENV" >&2
-    rm -rf "$VENV"
-fi
-
-if [ ! -x "$PY" ]; then
-    echo "compat-venv: creating venv $VENV with $PYTHON" >&2
-    "$PYTHON" -m venv "$VENV" || die "venv creation failed"
-fi
-
-rm -f "$STAMP"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PY" -m pip install --quiet --upgrade pip >&2 || die "pip upgrade failed"
-"$PY" -m pip install --quiet -r "$REQ" >&2 || die "pip install -r $REQ failed"
-"$PY" -c 'import glanceclient, openstack, openstackclient' || die "imports failed after install"
+venv_install "$VENV" "$STAMP" "$REQ" 'import glanceclient, openstack, openstackclient'
 [ -x "$VENV/bin/openstack" ] || die "$VENV/bin/openstack missing after install"
 
 echo "$want" > "$STAMP"

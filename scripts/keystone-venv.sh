@@ -20,42 +20,23 @@ FIXTURE="$REPO/loadtest/keystone/keystone_fixture.py"
 STAMP="$VENV/.glint-keystone-stamp"
 TEMPLATE="$VENV/keystone-template"
 
-die() { echo "keystone-venv: $*" >&2; exit 1; }
-
-[ -f "$REQ" ] || die "missing $REQ"
-
-if [ -z "${PYTHON:-}" ]; then
-    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
-fi
-command -v "$PYTHON" >/dev/null 2>&1 || die "interpreter '$PYTHON' not found"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-    || die "$PYTHON is older than 3.10"
+TAG=keystone-venv
+# shellcheck source=lib/venv.sh
+. "$REPO/scripts/lib/venv.sh"
+venv_pick_python
+[ -f "$FIXTURE" ] || die "missing $FIXTURE"
 
 want="$(cat "$REQ" "$FIXTURE" | sha256sum | cut -d' ' -f1)"
 PY="$VENV/bin/python"
 
-if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
-    && [ -f "$TEMPLATE/keystone.db" ] && "$PY" -c 'import keystone, waitress' 2>/dev/null; then
+if venv_is_current "$VENV" "$STAMP" "$want" 'import keystone, waitress' \
+    && [ -f "$TEMPLATE/keystone.db" ]; then
     echo "keystone-venv: up to date ($VENV)" >&2
     echo "$PY"
     exit 0
 fi
 
-if [ -e "$VENV" ] && ! "$PY" -c 'pass' 2>/dev/null; then
-    echo "keystone-venv: removing broken venv $VENV" >&2
-    rm -rf "$VENV"
-fi
-
-if [ ! -x "$PY" ]; then
-    echo "keystone-venv: creating venv $VENV with $PYTHON" >&2
-    "$PYTHON" -m venv "$VENV" || die "venv creation failed"
-fi
-
-rm -f "$STAMP"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PY" -m pip install --quiet --upgrade pip >&2 || die "pip upgrade failed"
-"$PY" -m pip install --quiet -r "$REQ" >&2 || die "pip install -r $REQ failed"
-"$PY" -c 'import keystone, waitress' || die "imports failed after install"
+venv_install "$VENV" "$STAMP" "$REQ" 'import keystone, waitress'
 
 echo "keystone-venv: preparing Keystone state (db_sync, fernet keys, bootstrap)" >&2
 rm -rf "$TEMPLATE"

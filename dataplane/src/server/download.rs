@@ -10,7 +10,7 @@
 use super::http::{Conn, Framing, RequestHead, response_head};
 use super::tls::ClientStream;
 use super::upload::credentials;
-use super::{Worker, fail};
+use super::{Worker, channel_failed, fail};
 use crate::io::Splicer;
 use crate::metrics::Route;
 use compio::fs::File;
@@ -151,26 +151,12 @@ pub async fn handle(
             };
             return fail(conn, Route::Download, code.http_status(), msg, rid, keep, w).await;
         }
-        Ok(other) => {
-            tracing::error!(?other, "unexpected channel answer to AuthorizeDownload");
-            return fail(
+        other => {
+            return channel_failed(
                 conn,
                 Route::Download,
-                500,
-                "unexpected control plane answer",
-                rid,
-                false,
-                w,
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "control plane unavailable for download");
-            return fail(
-                conn,
-                Route::Download,
-                503,
-                "control plane unavailable",
+                "AuthorizeDownload",
+                other,
                 rid,
                 keep,
                 w,

@@ -192,6 +192,38 @@ pub(crate) async fn fail(
     keep && res.is_ok()
 }
 
+/// Answers when the control plane gave no usable answer on the channel: 503 when it could
+/// not be reached, 500 for an answer outside the protocol (a bug on one side).
+pub(crate) async fn channel_failed(
+    conn: &mut Conn<ClientStream>,
+    route: crate::metrics::Route,
+    asked: &'static str,
+    outcome: Result<shared::channel::Response, crate::control_link::Error>,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    match outcome {
+        Ok(other) => {
+            tracing::error!(?other, asked, "unexpected channel answer");
+            fail(
+                conn,
+                route,
+                500,
+                "unexpected control plane answer",
+                rid,
+                false,
+                w,
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, asked, "control plane unavailable");
+            fail(conn, route, 503, "control plane unavailable", rid, keep, w).await
+        }
+    }
+}
+
 /// Wraps a new connection in TLS when configured (handshake bounded by the header timeout).
 async fn handshake(stream: TcpStream, worker: &Worker) -> Option<ClientStream> {
     let Some(tls) = &worker.tls else {

@@ -210,7 +210,7 @@ pub async fn handle(
             return false;
         }
     }
-    let fwd = forwarded_head(head, rid);
+    let mut fwd = forwarded_head(head, rid);
     // A pooled connection may have been closed by the control plane; only a request with no
     // body is retried, and only if nothing came back.
     let pooled = w.upstream.take_idle();
@@ -229,7 +229,13 @@ pub async fn handle(
     let mut attempt = 0;
     let (resp, framing) = loop {
         attempt += 1;
-        let (res, _) = up.write_all(fwd.clone(), idle).await;
+        let (res, written) = up.write_all(fwd, idle).await;
+        // The write hands the head back for a retry (a timed-out write drops it: rebuild).
+        fwd = if written.is_empty() {
+            forwarded_head(head, rid)
+        } else {
+            written
+        };
         let mut sent = res.is_ok();
         if sent && head.framing != Framing::Empty {
             match pump(

@@ -15,7 +15,7 @@
 
 use super::http::{BodyError, BodyState, Conn, Framing, RequestHead, response_head};
 use super::tls::ClientStream;
-use super::{Worker, fail};
+use super::{Worker, channel_failed, fail};
 use crate::hash::pipeline::PipelinedHasher;
 use crate::metrics::{Route, Side};
 use compio::io::AsyncWriteAtExt;
@@ -128,26 +128,13 @@ pub async fn handle(
             )
             .await;
         }
-        Ok((_, other)) => {
-            tracing::error!(?other, "unexpected channel answer to AuthorizeUpload");
-            return fail(
+        other => {
+            let outcome = other.map(|(_, resp)| resp);
+            return channel_failed(
                 conn,
                 Route::Upload,
-                500,
-                "unexpected control plane answer",
-                rid,
-                false,
-                w,
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "control plane unavailable for upload");
-            return fail(
-                conn,
-                Route::Upload,
-                503,
-                "control plane unavailable",
+                "AuthorizeUpload",
+                outcome,
                 rid,
                 keep_if_refused,
                 w,
