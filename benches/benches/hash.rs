@@ -31,8 +31,8 @@ fn hashing(c: &mut Criterion) {
                 let mut p = PipelinedHasher::start(HashAlgo::Sha512, pool.clone(), 4);
                 for piece in data.chunks(1 << 20) {
                     let mut buf = p.buffer().await;
-                    buf.extend_from_slice(piece);
-                    drop(p.submit(buf));
+                    buf.push_slice(piece);
+                    drop(p.submit(buf, false));
                 }
                 p.finish().await.unwrap()
             })

@@ -29,6 +29,8 @@ pub struct AppInner {
     pub store: StoreGc,
     /// Who is calling: noauth headers or Keystone tokens (`[auth] mode`).
     pub auth: crate::auth::Authenticator,
+    /// Rendered image JSON by id and version.
+    pub views: crate::api::view::Views,
     /// Striped per-image write locks: API writes to one image queue here instead of
     /// retrying optimistic updates against each other. (Correctness does not depend on them:
     /// every write is still version- or status-guarded in the database.)
@@ -51,8 +53,16 @@ impl App {
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
         let auth = crate::auth::Authenticator::new(&config);
+        let views = crate::api::view::Views::new(
+            if config.database.image_cache == shared::config::ImageCacheMode::Off {
+                0
+            } else {
+                config.database.image_cache_bytes
+            },
+        );
         App(Arc::new(AppInner {
             auth,
+            views,
             config,
             db,
             policy,
@@ -80,7 +90,7 @@ impl App {
         &self,
         ctx: &crate::policy::Context,
         id: ImageId,
-    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
         self.find_seen(ctx, id, false).await
     }
 
@@ -90,7 +100,7 @@ impl App {
         &self,
         ctx: &crate::policy::Context,
         id: ImageId,
-    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
         self.find_seen(ctx, id, true).await
     }
 
@@ -99,7 +109,7 @@ impl App {
         ctx: &crate::policy::Context,
         id: ImageId,
         include_deleted: bool,
-    ) -> Result<Option<crate::domain::Image>, crate::db::Error> {
+    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
         let Some(image) = crate::db::images::get(&self.db, id)
             .await?
             .filter(|i| include_deleted || !i.is_deleted())

@@ -319,7 +319,7 @@ impl Connection {
             return Err(ErrorCode::Conflict);
         }
         let cap = app.config.image.image_size_cap_bytes;
-        let mut next = image.clone();
+        let mut next = (*image).clone();
         next.transition(ImageStatus::Saving)
             .map_err(|_| ErrorCode::BadRequest)?;
         if declared_size.is_some_and(|s| s > cap) {

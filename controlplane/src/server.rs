@@ -147,9 +147,20 @@ pub async fn serve(
         }
     };
     let url = config.database_url();
-    let db = Db::connect(&url, config.database.max_connections).await?;
+    let db = Db::connect_with(
+        &url,
+        config.database.max_connections,
+        config.database.image_cache,
+        config.database.image_cache_bytes,
+    )
+    .await?;
     let applied = db.migrate().await?;
-    tracing::info!(url = %db::redact_url(&url), migrations_applied = applied, "database ready");
+    tracing::info!(
+        url = %db::redact_url(&url),
+        migrations_applied = applied,
+        image_cache = db.cache().coherence().as_str(),
+        "database ready"
+    );
     let reset = db::images::reset_all_saving(&db, chrono::Utc::now()).await?;
     for id in &reset {
         metrics.transition(

@@ -49,10 +49,13 @@ pub enum Error {
 /// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
 pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
     let store_dir = config.store_dir();
-    let store = store::fs::FsStore::open(&store_dir).map_err(|source| Error::Store {
-        path: store_dir,
-        source,
-    })?;
+    let store =
+        store::fs::FsStore::open(&store_dir, config.store.upload_direct_io).map_err(|source| {
+            Error::Store {
+                path: store_dir,
+                source,
+            }
+        })?;
     let swept = store.sweep_temp()?;
     if swept > 0 {
         tracing::warn!(
@@ -209,6 +212,7 @@ fn worker_main(
         let worker = Rc::new(server::Worker {
             link: control_link::Link::new(init.channel_socket, 64),
             upstream: server::proxy::Upstream::new(init.api_socket, 64),
+            scratch: server::proxy::Scratch::new(16 * 1024, 64),
             // Idle buffers kept per worker: enough for one upload's pipeline, so RSS stays flat
             // after a burst of uploads.
             buffers: hash::pipeline::BufferPool::new(init.settings.transfer_buffer_bytes, 4),

@@ -75,15 +75,65 @@ pub struct Database {
     pub url: Option<String>,
     /// Pool size (connections). Default 8.
     pub max_connections: u32,
+    /// The control plane's read cache of images (see [`ImageCacheMode`]). Default `auto`.
+    pub image_cache: ImageCacheMode,
+    /// Memory the image cache may use, in bytes (approximate: the images' field sizes).
+    /// Default 32 MiB.
+    pub image_cache_bytes: u64,
+}
+
+/// How the control plane caches image records it has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageCacheMode {
+    /// `exclusive` on SQLite (the database belongs to this node), `shared` on PostgreSQL and
+    /// MySQL/MariaDB (other nodes may write).
+    #[default]
+    Auto,
+    /// Only this control plane writes the database: a cached image is served without asking
+    /// the database.
+    Exclusive,
+    /// Other control planes may write the database: the image row is read every time (one
+    /// query) and the cached tags and properties are reused while its version is unchanged.
+    Shared,
+    /// No cache: every read asks the database.
+    Off,
+}
+
+impl std::str::FromStr for ImageCacheMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ImageCacheMode::Auto),
+            "exclusive" => Ok(ImageCacheMode::Exclusive),
+            "shared" => Ok(ImageCacheMode::Shared),
+            "off" => Ok(ImageCacheMode::Off),
+            other => Err(format!(
+                "unknown image cache mode {other:?} (auto, exclusive, shared, off)"
+            )),
+        }
+    }
 }
 
 /// Filesystem store settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Store {
     /// Directory holding image files (Glance's `filesystem_store_datadir`).
     /// Default `<data_dir>/images`. Env `GLINT_STORE_DIR`.
     pub filesystem_store_datadir: Option<PathBuf>,
+    /// Write uploads with `O_DIRECT` (no page-cache copy; falls back to buffered writes where
+    /// the file system refuses it). Default true.
+    pub upload_direct_io: bool,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            filesystem_store_datadir: None,
+            upload_direct_io: true,
+        }
+    }
 }
 
 /// Image model options.
@@ -189,6 +239,8 @@ impl Default for Database {
         Database {
             url: None,
             max_connections: 8,
+            image_cache: ImageCacheMode::Auto,
+            image_cache_bytes: 32 << 20,
         }
     }
 }
@@ -347,6 +399,9 @@ impl Config {
         }
         if let Some(v) = env.get("GLINT_DATABASE_URL") {
             self.database.url = Some(v);
+        }
+        if let Some(v) = parse::<ImageCacheMode>(env, "GLINT_IMAGE_CACHE", errors) {
+            self.database.image_cache = v;
         }
         if let Some(v) = env.get("GLINT_STORE_DIR") {
             self.store.filesystem_store_datadir = Some(v.into());

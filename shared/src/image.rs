@@ -31,6 +31,14 @@ impl ImageId {
     pub fn as_hyphenated(&self) -> String {
         self.0.hyphenated().to_string()
     }
+
+    /// Length of the canonical string form.
+    pub const STR_LEN: usize = 36;
+
+    /// Writes the canonical string form into `buf` (no allocation) and returns it.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; ImageId::STR_LEN]) -> &'b str {
+        self.0.hyphenated().encode_lower(buf)
+    }
 }
 
 impl FromStr for ImageId {
@@ -210,7 +218,12 @@ impl FromStr for Visibility {
     }
 }
 
-/// The secure hash stored as `os_hash_algo`/`os_hash_value` (hashlib names, as Glance).
+/// The hash stored as `os_hash_algo`/`os_hash_value`: Glance's `hashing_algorithm`, any of
+/// Python hashlib's fixed-length algorithms (what glanceclient recomputes with `hashlib.new`
+/// when it verifies a download). hashlib's variable-length `shake_*` cannot be used (Glance
+/// would call `hexdigest()` without a length), nor the OpenSSL-dependent extras.
+///
+/// New variants go at the end: the channel encodes the variant's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlgo {
@@ -223,9 +236,47 @@ pub enum HashAlgo {
     /// SHA-512 (Glance's default `hashing_algorithm`).
     #[default]
     Sha512,
+    /// SHA-512/224 (`sha512_224`).
+    Sha512_224,
+    /// SHA-512/256 (`sha512_256`).
+    Sha512_256,
+    /// SHA3-224 (`sha3_224`).
+    Sha3_224,
+    /// SHA3-256 (`sha3_256`).
+    Sha3_256,
+    /// SHA3-384 (`sha3_384`).
+    Sha3_384,
+    /// SHA3-512 (`sha3_512`).
+    Sha3_512,
+    /// BLAKE2b with hashlib's default 64-byte digest.
+    Blake2b,
+    /// BLAKE2s with hashlib's default 32-byte digest.
+    Blake2s,
+    /// SHA-1 (hashlib accepts it; not a secure choice).
+    Sha1,
+    /// MD5 (hashlib accepts it; not a secure choice).
+    Md5,
 }
 
 impl HashAlgo {
+    /// Every algorithm, in declaration order.
+    pub const ALL: [HashAlgo; 14] = [
+        HashAlgo::Sha224,
+        HashAlgo::Sha256,
+        HashAlgo::Sha384,
+        HashAlgo::Sha512,
+        HashAlgo::Sha512_224,
+        HashAlgo::Sha512_256,
+        HashAlgo::Sha3_224,
+        HashAlgo::Sha3_256,
+        HashAlgo::Sha3_384,
+        HashAlgo::Sha3_512,
+        HashAlgo::Blake2b,
+        HashAlgo::Blake2s,
+        HashAlgo::Sha1,
+        HashAlgo::Md5,
+    ];
+
     /// The hashlib name stored in `os_hash_algo`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -233,6 +284,16 @@ impl HashAlgo {
             HashAlgo::Sha256 => "sha256",
             HashAlgo::Sha384 => "sha384",
             HashAlgo::Sha512 => "sha512",
+            HashAlgo::Sha512_224 => "sha512_224",
+            HashAlgo::Sha512_256 => "sha512_256",
+            HashAlgo::Sha3_224 => "sha3_224",
+            HashAlgo::Sha3_256 => "sha3_256",
+            HashAlgo::Sha3_384 => "sha3_384",
+            HashAlgo::Sha3_512 => "sha3_512",
+            HashAlgo::Blake2b => "blake2b",
+            HashAlgo::Blake2s => "blake2s",
+            HashAlgo::Sha1 => "sha1",
+            HashAlgo::Md5 => "md5",
         }
     }
 }
@@ -240,15 +301,32 @@ impl HashAlgo {
 impl FromStr for HashAlgo {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sha224" => Ok(HashAlgo::Sha224),
-            "sha256" => Ok(HashAlgo::Sha256),
-            "sha384" => Ok(HashAlgo::Sha384),
-            "sha512" => Ok(HashAlgo::Sha512),
-            other => Err(format!(
-                "unsupported hashing algorithm {other:?} (sha224, sha256, sha384, sha512)"
-            )),
+        let lower = s.to_ascii_lowercase();
+        // hashlib also knows OpenSSL's spellings of the SHA-512/t and SHA-3 names
+        let name = match lower.as_str() {
+            "sha512-224" => "sha512_224",
+            "sha512-256" => "sha512_256",
+            "sha3-224" => "sha3_224",
+            "sha3-256" => "sha3_256",
+            "sha3-384" => "sha3_384",
+            "sha3-512" => "sha3_512",
+            other => other,
+        };
+        if let Some(a) = HashAlgo::ALL.iter().find(|a| a.as_str() == name) {
+            return Ok(*a);
         }
+        let known: Vec<&str> = HashAlgo::ALL.iter().map(|a| a.as_str()).collect();
+        Err(if name.starts_with("shake_") {
+            format!(
+                "hashing algorithm {s:?} has no fixed digest length and cannot be used; use one of {}",
+                known.join(", ")
+            )
+        } else {
+            format!(
+                "unsupported hashing algorithm {s:?} (supported: {})",
+                known.join(", ")
+            )
+        })
     }
 }
 
@@ -272,6 +350,25 @@ pub const DEFAULT_CONTAINER_FORMATS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_algorithms_use_hashlib_names() {
+        for a in HashAlgo::ALL {
+            assert_eq!(a.as_str().parse::<HashAlgo>(), Ok(a));
+            // the config file spells it the same way
+            let toml = serde_json::to_string(&a).unwrap();
+            assert_eq!(toml, format!("\"{}\"", a.as_str()));
+        }
+        assert_eq!("SHA3-256".parse::<HashAlgo>(), Ok(HashAlgo::Sha3_256));
+        assert!(
+            "shake_128"
+                .parse::<HashAlgo>()
+                .unwrap_err()
+                .contains("fixed")
+        );
+        assert!("crc32".parse::<HashAlgo>().unwrap_err().contains("blake2b"));
+        assert_eq!(HashAlgo::default(), HashAlgo::Sha512);
+    }
 
     #[test]
     fn image_id_accepts_only_hyphenated_uuids() {

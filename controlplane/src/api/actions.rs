@@ -71,6 +71,7 @@ pub(crate) async fn restore(
     let mut image = db::images::get(&app.db, id)
         .await?
         .filter(|i| i.status != ImageStatus::Deleted)
+        .map(|i| (*i).clone())
         .ok_or_else(|| not_found(id))?;
     if !app
         .policy

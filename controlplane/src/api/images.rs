@@ -17,8 +17,9 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::image::{ImageId, ImageStatus};
 
 /// How often a write is retried after losing an optimistic-concurrency race.
@@ -30,7 +31,11 @@ pub(crate) fn not_found(id: ImageId) -> ApiError {
 
 /// Loads an image the caller may see ([`App::find_visible`]); deleted, unknown and invisible
 /// are all 404, never 403.
-pub(crate) async fn load_visible(app: &App, ctx: &Context, id: ImageId) -> Result<Image, ApiError> {
+pub(crate) async fn load_visible(
+    app: &App,
+    ctx: &Context,
+    id: ImageId,
+) -> Result<std::sync::Arc<Image>, ApiError> {
     app.find_visible(ctx, id)
         .await?
         .ok_or_else(|| not_found(id))
@@ -50,9 +55,9 @@ where
     let _serialised = app.lock_image(id).await;
     for _ in 0..WRITE_ATTEMPTS {
         let current = load_visible(app, ctx, id).await?;
-        let mut next = current.clone();
+        let mut next = (*current).clone();
         if !change(&mut next)? {
-            return Ok(current);
+            return Ok(next);
         }
         next.updated_at = Utc::now();
         if db::images::update(&app.db, &next).await? {
@@ -126,7 +131,7 @@ pub(crate) async fn list(
     Caller(ctx): Caller,
     _: NoBody,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = ListParams::parse(query.as_deref().unwrap_or(""))?;
     // Glance's target for get_images is just the caller's project.
     if !app.policy.check(
@@ -164,15 +169,40 @@ pub(crate) async fn list(
         marker,
     };
     let (images, more) = db::images::list(&app.db, &query).await?;
-    let mut body = json!({
-        "images": images.iter().map(|i| ImageView::of(i).into_value()).collect::<Vec<_>>(),
-        "first": params.first_link(),
-        "schema": "/v2/schemas/images",
-    });
-    if more && let Some(last) = images.last() {
-        body["next"] = Value::String(params.next_link(&last.id));
+    // `{"images": [<view>, …], "first": …, "schema": …[, "next": …]}`, the views spliced in
+    // as rendered (and cached) bytes.
+    let views: Vec<Bytes> = images.iter().map(|i| app.views.of(i)).collect();
+    let mut body = Vec::with_capacity(views.iter().map(|v| v.len() + 1).sum::<usize>() + 256);
+    body.extend_from_slice(b"{\"images\":[");
+    for (i, v) in views.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(v);
     }
-    Ok(Json(body))
+    body.extend_from_slice(b"],\"first\":");
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, &params.first_link());
+    body.extend_from_slice(b",\"schema\":\"/v2/schemas/images\"");
+    if more && let Some(last) = images.last() {
+        body.extend_from_slice(b",\"next\":");
+        let _ = serde_json::to_writer(&mut body, &params.next_link(&last.id));
+    }
+    body.push(b'}');
+    Ok(json_response(StatusCode::OK, Bytes::from(body)))
+}
+
+/// A response with a JSON body already rendered.
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /v2/images/{image_id}`.
@@ -181,9 +211,9 @@ pub(crate) async fn show(
     Caller(ctx): Caller,
     _: NoBody,
     ImagePath(id): ImagePath,
-) -> Result<Json<ImageView>, ApiError> {
+) -> Result<Response, ApiError> {
     let image = load_visible(&app, &ctx, id).await?;
-    Ok(Json(ImageView::of(&image)))
+    Ok(json_response(StatusCode::OK, app.views.of(&image)))
 }
 
 /// `PATCH /v2/images/{image_id}`.

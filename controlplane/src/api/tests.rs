@@ -134,10 +134,11 @@ impl Harness {
     }
 
     async fn stored(&self, id: &str) -> crate::domain::Image {
-        db::images::get(&self.t.app.db, id.parse().unwrap())
+        (*db::images::get(&self.t.app.db, id.parse().unwrap())
             .await
             .unwrap()
-            .unwrap()
+            .unwrap())
+        .clone()
     }
 
     async fn set_status(&self, id: &str, status: ImageStatus, location: Option<String>) {

@@ -3,11 +3,19 @@
 //! Every base property is always present (null when unset); custom properties are flattened
 //! into the top level; `self`, `file` and `schema` are relative links; timestamps are ISO 8601
 //! at second precision with a `Z`. Locations and `direct_url` are never shown.
+//!
+//! Two ways to the same JSON: [`ImageView::of`] builds a `serde_json` map (tests, schemas);
+//! [`render`] streams the bytes straight from the image (what responses send), and
+//! [`Views`] keeps rendered bytes by image id and version, so a hot image is rendered once per
+//! change, whoever shows or lists it.
 
 use crate::domain::{Image, rules};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Map, Value, json};
+use shared::image::ImageId;
 
 /// The JSON object for one image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,10 +73,174 @@ impl ImageView {
     }
 }
 
+/// The base keys [`ImageView::of`] writes; a custom property with one of these names is not
+/// shown (it cannot shadow the real value).
+const BASE_KEYS: [&str; 22] = [
+    "id",
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "owner",
+    "size",
+    "virtual_size",
+    "min_disk",
+    "min_ram",
+    "container_format",
+    "disk_format",
+    "created_at",
+    "updated_at",
+    "tags",
+    "self",
+    "file",
+    "schema",
+];
+
+/// Streams the view of one image (see [`render`]).
+struct Streamed<'a>(&'a Image);
+
+impl Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let i = self.0;
+        let mut id_buf = [0u8; ImageId::STR_LEN];
+        let id = i.id.encode(&mut id_buf);
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("id", id)?;
+        m.serialize_entry("name", &i.name)?;
+        m.serialize_entry("status", i.status.as_str())?;
+        m.serialize_entry("visibility", i.visibility.as_str())?;
+        m.serialize_entry("protected", &i.protected)?;
+        m.serialize_entry("os_hidden", &i.os_hidden)?;
+        m.serialize_entry("checksum", &i.checksum)?;
+        m.serialize_entry("os_hash_algo", &i.os_hash_algo)?;
+        m.serialize_entry("os_hash_value", &i.os_hash_value)?;
+        m.serialize_entry("owner", &i.owner)?;
+        m.serialize_entry("size", &i.size)?;
+        m.serialize_entry("virtual_size", &i.virtual_size)?;
+        m.serialize_entry("min_disk", &i.min_disk)?;
+        m.serialize_entry("min_ram", &i.min_ram)?;
+        m.serialize_entry("container_format", &i.container_format)?;
+        m.serialize_entry("disk_format", &i.disk_format)?;
+        m.serialize_entry("created_at", &Iso(i.created_at))?;
+        m.serialize_entry("updated_at", &Iso(i.updated_at))?;
+        m.serialize_entry("tags", &i.tags)?;
+        m.serialize_entry("self", &format_args!("/v2/images/{id}"))?;
+        m.serialize_entry("file", &format_args!("/v2/images/{id}/file"))?;
+        m.serialize_entry("schema", "/v2/schemas/image")?;
+        for (k, v) in &i.properties {
+            if !rules::HIDDEN.contains(&k.as_str()) && !BASE_KEYS.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// A timestamp as [`isotime`] writes it, without a `String` in between.
+struct Iso(DateTime<Utc>);
+
+impl Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_str(&self.0.format("%Y-%m-%dT%H:%M:%SZ"))
+    }
+}
+
+/// The JSON bytes of an image's view: the same object as [`ImageView::of`] (keys in another
+/// order), written without building a map first.
+pub fn render(image: &Image) -> Bytes {
+    let mut out = Vec::with_capacity(1024);
+    // Serializing strings, numbers and maps into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &Streamed(image));
+    Bytes::from(out)
+}
+
+/// Rendered views by image id and version (a version names one state of an image, so an
+/// entry never goes stale; old versions age out). Bounded by bytes.
+pub struct Views {
+    rendered: Option<quick_cache::sync::Cache<(ImageId, i64), Bytes, ByLength>>,
+}
+
+#[derive(Debug, Clone)]
+struct ByLength;
+
+impl quick_cache::Weighter<(ImageId, i64), Bytes> for ByLength {
+    fn weight(&self, _key: &(ImageId, i64), json: &Bytes) -> u64 {
+        json.len() as u64 + 64
+    }
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views")
+            .field("entries", &self.rendered.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
+impl Views {
+    /// A cache of up to about `capacity_bytes` of rendered JSON; 0 renders every time.
+    pub fn new(capacity_bytes: u64) -> Views {
+        Views {
+            rendered: (capacity_bytes > 0).then(|| {
+                let estimated = (capacity_bytes / 1024).clamp(64, 1 << 20) as usize;
+                quick_cache::sync::Cache::with_weighter(estimated, capacity_bytes, ByLength)
+            }),
+        }
+    }
+
+    /// The JSON of `image`, rendered now or earlier.
+    pub fn of(&self, image: &Image) -> Bytes {
+        let Some(cache) = &self.rendered else {
+            return render(image);
+        };
+        let key = (image.id, image.version);
+        if let Some(json) = cache.get(&key) {
+            return json;
+        }
+        let json = render(image);
+        cache.insert(key, json.clone());
+        json
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::image::tests::sample;
+
+    #[test]
+    fn streamed_json_is_the_view() {
+        let mut img = sample();
+        let check = |img: &Image| {
+            let streamed: Value = serde_json::from_slice(&render(img)).unwrap();
+            assert_eq!(streamed, ImageView::of(img).into_value());
+        };
+        check(&img);
+        img.properties.insert("os_distro".into(), "cirros".into());
+        img.properties.insert("status".into(), "shadow".into());
+        img.properties.insert("self".into(), "shadow".into());
+        img.properties
+            .insert("os_glance_stage_host".into(), "hidden".into());
+        img.properties
+            .insert("quote\"d".into(), "a\nb\u{1}é".into());
+        img.tags.insert("b".into());
+        img.tags.insert("a".into());
+        img.size = Some(1 << 40);
+        img.checksum = Some("abc".into());
+        img.name = None;
+        check(&img);
+        let views = Views::new(1 << 20);
+        assert_eq!(views.of(&img), render(&img));
+        assert_eq!(views.of(&img), render(&img));
+        img.version += 1;
+        img.name = Some("changed".into());
+        assert_eq!(views.of(&img), render(&img));
+        assert_eq!(Views::new(0).of(&img), render(&img));
+    }
 
     #[test]
     fn shape() {

@@ -324,7 +324,7 @@ async fn abort_returns_to_queued() {
     assert_eq!(r, Some(Response::Ack));
     let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
     assert_eq!(
-        (img.status, img.size, img.checksum),
+        (img.status, img.size, img.checksum.clone()),
         (ImageStatus::Queued, None, None)
     );
     // the lease is gone
@@ -442,7 +442,7 @@ async fn deactivated_download_is_admin_only() {
         Some(Response::UploadGranted { .. })
     ));
     assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
-    let mut img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    let mut img = (*db::images::get(&ch.t.app.db, id).await.unwrap().unwrap()).clone();
     img.status = ImageStatus::Deactivated;
     assert!(db::images::update(&ch.t.app.db, &img).await.unwrap());
     assert_eq!(

@@ -4,7 +4,12 @@
 //! guarded either by the version the caller read ([`update`]) or by the status it expects
 //! ([`begin_saving`], …). A guard that does not match changes nothing and reports `false`; the
 //! caller decides what that means.
+//!
+//! Reads go through the image cache ([`super::cache`]): [`get`] and [`list`] return shared
+//! [`Arc<Image>`]s, and every write here invalidates the image it touched once its transaction
+//! has ended, committed or not.
 
+use super::cache::Coherence;
 use super::row::{ImageRow, to_i64, to_micros};
 use super::{Db, Error, ListQuery, Sql, is_unique_violation};
 use crate::domain::Image;
@@ -12,6 +17,13 @@ use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Invalidates `id` in the image cache after a write to it ended, and passes its outcome on.
+fn written<T>(db: &Db, id: ImageId, outcome: Result<T, Error>) -> Result<T, Error> {
+    db.cache().invalidate(id);
+    outcome
+}
 
 /// Data recorded when an upload commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +51,10 @@ fn map_insert_error(e: sqlx::Error) -> Error {
 /// Inserts a new image with its properties and tags. An id that exists — even as a deleted
 /// row — gives [`Error::Duplicate`].
 pub async fn insert(db: &Db, image: &Image) -> Result<(), Error> {
+    written(db, image.id, insert_tx(db, image).await)
+}
+
+async fn insert_tx(db: &Db, image: &Image) -> Result<(), Error> {
     let mut tx = db.begin().await?;
     let sql = db
         .sql(
@@ -110,7 +126,18 @@ async fn write_children(db: &Db, conn: &mut AnyConnection, image: &Image) -> Res
 }
 
 /// The image with this id, deleted or not.
-pub async fn get(db: &Db, id: ImageId) -> Result<Option<Image>, Error> {
+///
+/// With an exclusive cache a cached image is the answer; with a shared one the row is read and
+/// the cached image is the answer if its version is the row's; otherwise the image is loaded
+/// (three queries) and cached.
+pub async fn get(db: &Db, id: ImageId) -> Result<Option<Arc<Image>>, Error> {
+    let cache = db.cache();
+    let cached = cache.get(id);
+    if cached.is_some() && cache.coherence() == Coherence::Exclusive {
+        cache.hit();
+        return Ok(cached);
+    }
+    let ticket = cache.ticket(id);
     let Some(row) = db
         .sql("SELECT * FROM images WHERE id = ?")
         .arg(id.to_string())
@@ -120,8 +147,20 @@ pub async fn get(db: &Db, id: ImageId) -> Result<Option<Image>, Error> {
     else {
         return Ok(None);
     };
-    let mut images = attach_children(db, vec![ImageRow::from_row(&row)?]).await?;
-    Ok(images.pop())
+    let row = ImageRow::from_row(&row)?;
+    if let Some(image) = cached
+        && image.version == row.version
+    {
+        cache.hit();
+        return Ok(Some(image));
+    }
+    cache.miss();
+    let Some(image) = attach_children(db, vec![row]).await?.pop() else {
+        return Ok(None);
+    };
+    let image = Arc::new(image);
+    cache.fill(ticket, &image);
+    Ok(Some(image))
 }
 
 /// Loads tags and properties for `rows` (two queries for the whole page).
@@ -171,16 +210,80 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 }
 
 /// One page of images and whether another page follows.
-pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Image>, bool), Error> {
-    let sql = query.build(db.backend());
+///
+/// With the image cache on, the page query selects only ids and versions; images whose cached
+/// version matches come from the cache, the others are loaded together (three queries) and
+/// cached.
+pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool), Error> {
+    let limit = query.limit as usize;
+    let cache = db.cache();
+    if cache.coherence() == Coherence::Off {
+        let sql = query.build(db.backend());
+        let rows = sql.query().fetch_all(db.pool()).await?;
+        let mut rows = rows
+            .iter()
+            .map(ImageRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let images = attach_children(db, rows).await?;
+        return Ok((images.into_iter().map(Arc::new).collect(), more));
+    }
+    let snapshot = cache.snapshot();
+    let sql = query.build_selecting(db.backend(), "id, version");
     let rows = sql.query().fetch_all(db.pool()).await?;
-    let mut rows = rows
-        .iter()
-        .map(ImageRow::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let more = rows.len() > query.limit as usize;
-    rows.truncate(query.limit as usize);
-    Ok((attach_children(db, rows).await?, more))
+    let more = rows.len() > limit;
+    let mut page: Vec<(ImageId, Option<Arc<Image>>)> = Vec::with_capacity(limit.min(rows.len()));
+    let mut missing = Vec::new();
+    for row in rows.iter().take(limit) {
+        let raw = super::text_required(row, "id")?;
+        let id: ImageId = raw
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("image id {raw:?}")))?;
+        let version = super::int_required(row, "version")?;
+        match cache.get(id).filter(|i| i.version == version) {
+            Some(image) => {
+                cache.hit();
+                page.push((id, Some(image)));
+            }
+            None => {
+                cache.miss();
+                missing.push(id);
+                page.push((id, None));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let mut sql = db.sql("SELECT * FROM images WHERE id IN (");
+        for (i, id) in missing.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id.to_string());
+        }
+        sql.push(")");
+        let rows = sql.query().fetch_all(db.pool()).await?;
+        let rows = rows
+            .iter()
+            .map(ImageRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut loaded: HashMap<ImageId, Arc<Image>> = attach_children(db, rows)
+            .await?
+            .into_iter()
+            .map(|i| {
+                let i = Arc::new(i);
+                cache.fill_after(&snapshot, &i);
+                (i.id, i)
+            })
+            .collect();
+        for (id, slot) in page.iter_mut() {
+            if slot.is_none() {
+                *slot = loaded.remove(id);
+            }
+        }
+    }
+    // Rows are never deleted, so every id of the page was found.
+    Ok((page.into_iter().filter_map(|(_, i)| i).collect(), more))
 }
 
 /// The SQL text of a list query on this backend (for plan inspection).
@@ -191,6 +294,10 @@ pub fn list_sql(db: &Db, query: &ListQuery) -> String {
 /// Writes every field of `image` (and replaces its properties and tags) if the stored version
 /// is still `image.version`. Returns `false`, changing nothing, when someone else wrote first.
 pub async fn update(db: &Db, image: &Image) -> Result<bool, Error> {
+    written(db, image.id, update_tx(db, image).await)
+}
+
+async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
     let mut tx = db.begin().await?;
     let done = db
         .sql(
@@ -250,8 +357,8 @@ async fn move_status(
         .arg(from.as_str())
         .query()
         .execute(db.pool())
-        .await?
-        .rows_affected();
+        .await;
+    let n = written(db, id, n.map_err(Error::from))?.rows_affected();
     Ok(n == 1)
 }
 
@@ -283,8 +390,8 @@ pub async fn commit_upload(
         .arg(id.to_string())
         .query()
         .execute(db.pool())
-        .await?
-        .rows_affected();
+        .await;
+    let n = written(db, id, n.map_err(Error::from))?.rows_affected();
     Ok(n == 1)
 }
 
@@ -383,7 +490,7 @@ mod tests {
         (scratch, db)
     }
 
-    fn query(sort: Vec<(SortKey, SortDir)>, marker: Option<Image>, limit: u32) -> ListQuery {
+    fn query(sort: Vec<(SortKey, SortDir)>, marker: Option<Arc<Image>>, limit: u32) -> ListQuery {
         ListQuery {
             scope: Scope::All,
             visibility: VisibilityFilter::All,
@@ -413,14 +520,14 @@ mod tests {
         insert(&db, &img).await.unwrap();
         assert!(matches!(insert(&db, &img).await, Err(Error::Duplicate)));
         let got = get(&db, img.id).await.unwrap().unwrap();
-        assert_eq!(got, img);
+        assert_eq!(*got, img);
 
-        let mut changed = got.clone();
+        let mut changed = (*got).clone();
         changed.name = Some("renamed".into());
         changed.properties.clear();
         assert!(update(&db, &changed).await.unwrap());
         // stale version: refused, nothing written
-        let mut stale = got.clone();
+        let mut stale = (*got).clone();
         stale.name = Some("lost".into());
         assert!(!update(&db, &stale).await.unwrap());
         let now = get(&db, img.id).await.unwrap().unwrap();
@@ -428,6 +535,81 @@ mod tests {
         assert!(now.properties.is_empty());
         assert_eq!(now.version, 1);
         db.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_cache_never_serves_a_stale_image() {
+        for backend in Backend::ALL {
+            cache_coherence(backend).await;
+        }
+    }
+
+    /// Two pools on one database stand for two glint nodes: node `b` writes behind the back of
+    /// node `a`'s shared cache, which must notice from the row's version; writes through `a`
+    /// itself are seen at once in every mode.
+    async fn cache_coherence(backend: Backend) {
+        use shared::config::ImageCacheMode;
+        let (scratch, a) = db(backend).await;
+        let b = Db::connect_with(scratch.url(), 2, ImageCacheMode::Shared, 1 << 20)
+            .await
+            .unwrap();
+        let a_shared = Db::connect_with(scratch.url(), 2, ImageCacheMode::Shared, 1 << 20)
+            .await
+            .unwrap();
+        let mut img = sample();
+        img.tags.insert("t".into());
+        insert(&a, &img).await.unwrap();
+        // cached on both nodes
+        assert_eq!(*get(&a, img.id).await.unwrap().unwrap(), img);
+        assert_eq!(*get(&a_shared, img.id).await.unwrap().unwrap(), img);
+        let hits = a_shared.cache().stats().hits;
+        assert_eq!(*get(&a_shared, img.id).await.unwrap().unwrap(), img);
+        assert_eq!(a_shared.cache().stats().hits, hits + 1);
+
+        // b changes tags and a property: a shared cache sees the new version at once
+        let mut changed = img.clone();
+        changed.tags.insert("u".into());
+        changed
+            .properties
+            .insert("os_distro".into(), "debian".into());
+        assert!(update(&b, &changed).await.unwrap());
+        let seen = get(&a_shared, img.id).await.unwrap().unwrap();
+        assert_eq!(seen.tags.len(), 2);
+        assert_eq!(seen.properties["os_distro"], "debian");
+        assert_eq!(seen.version, 1);
+        // and in lists
+        let (page, _) = list(&a_shared, &query(vec![], None, 10)).await.unwrap();
+        assert_eq!(page[0].version, 1);
+
+        // writes through a node invalidate its own cache, exclusive or not
+        let now = Utc::now();
+        assert!(begin_saving(&a, img.id, now).await.unwrap());
+        assert_eq!(
+            get(&a, img.id).await.unwrap().unwrap().status,
+            ImageStatus::Saving
+        );
+        assert!(revert_saving(&a, img.id, now).await.unwrap());
+        assert_eq!(
+            get(&a, img.id).await.unwrap().unwrap().status,
+            ImageStatus::Queued
+        );
+        let mut renamed = (*get(&a_shared, img.id).await.unwrap().unwrap()).clone();
+        renamed.name = Some("renamed".into());
+        assert!(update(&a_shared, &renamed).await.unwrap());
+        assert_eq!(
+            get(&a_shared, img.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("renamed")
+        );
+        let (page, _) = list(&a_shared, &query(vec![], None, 10)).await.unwrap();
+        assert_eq!(page[0].name.as_deref(), Some("renamed"));
+        for d in [a, b, a_shared] {
+            d.close().await;
+        }
     }
 
     #[tokio::test]
@@ -463,7 +645,7 @@ mod tests {
         assert!(!revert_saving(&db, img.id, now).await.unwrap());
 
         // delayed delete: pending_delete → deleted by the scrubber, once
-        let mut pending = get(&db, img.id).await.unwrap().unwrap();
+        let mut pending = (*get(&db, img.id).await.unwrap().unwrap()).clone();
         pending.status = ImageStatus::PendingDelete;
         pending.deleted_at = Some(now - Duration::seconds(10));
         assert!(update(&db, &pending).await.unwrap());
@@ -563,7 +745,7 @@ mod tests {
         // SQLite's plan for the default order, first page and a page after a marker: both
         // walk the (created_at, id) index (no temp b-tree sort, no OFFSET).
         let (_scratch, db) = db(Backend::Sqlite).await;
-        let marker = sample();
+        let marker = Arc::new(sample());
         for sort in [
             vec![],
             vec![(SortKey::Name, SortDir::Asc)],

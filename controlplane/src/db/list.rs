@@ -324,7 +324,7 @@ pub struct ListQuery {
     /// Page size.
     pub limit: u32,
     /// Start after this image.
-    pub marker: Option<Image>,
+    pub marker: Option<std::sync::Arc<Image>>,
 }
 
 const MICROS: i64 = 1_000_000;
@@ -345,8 +345,15 @@ impl ListQuery {
     /// `SELECT … WHERE … ORDER BY … LIMIT` for this query (fetching `limit + 1` rows so the
     /// caller learns whether another page exists).
     pub(crate) fn build(&self, backend: Backend) -> Sql {
+        self.build_selecting(backend, "*")
+    }
+
+    /// [`ListQuery::build`] selecting `columns` of `images` instead of every column.
+    pub(crate) fn build_selecting(&self, backend: Backend, columns: &str) -> Sql {
         let mut q = Sql::new(backend);
-        q.push("SELECT * FROM images WHERE status NOT IN ('deleted', 'killed', 'pending_delete')");
+        q.push("SELECT ")
+            .push(columns)
+            .push(" FROM images WHERE status NOT IN ('deleted', 'killed', 'pending_delete')");
         let project = match &self.scope {
             Scope::All => None,
             Scope::Project(p) => {

@@ -12,8 +12,11 @@
 //!   [`images::update`]) or conditional on the current status (`… WHERE status = 'queued'`),
 //!   so concurrent writers never lose each other's changes — across processes too.
 //! - [`ImageRow`] is the row shape; it converts to [`crate::domain::Image`] at this edge.
+//! - [`cache`] keeps images read recently, so hot reads skip the database (or most of it);
+//!   every image write in [`images`] invalidates its entry.
 //! - [`scratch`] creates and drops throw-away databases on a server (tests).
 
+pub mod cache;
 pub mod images;
 mod list;
 pub mod members;
@@ -107,17 +110,35 @@ fn install_drivers() {
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
 
-/// The connection pool and the backend it talks to.
+/// The connection pool, the backend it talks to and the image cache.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    cache: std::sync::Arc<cache::ImageCache>,
 }
 
 impl Db {
-    /// Opens a pool on `url`. SQLite files are created if missing and use WAL and foreign
-    /// keys; server databases must exist.
+    /// Opens a pool on `url` with the default image cache (`auto`, 32 MiB). SQLite files are
+    /// created if missing and use WAL and foreign keys; server databases must exist.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, Error> {
+        let defaults = shared::config::Database::default();
+        Db::connect_with(
+            url,
+            max_connections,
+            defaults.image_cache,
+            defaults.image_cache_bytes,
+        )
+        .await
+    }
+
+    /// Opens a pool on `url` with the given image cache mode and size.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        cache_mode: shared::config::ImageCacheMode,
+        cache_bytes: u64,
+    ) -> Result<Db, Error> {
         let backend =
             Backend::from_url(url).ok_or_else(|| Error::UnsupportedUrl(url.to_owned()))?;
         install_drivers();
@@ -142,7 +163,17 @@ impl Db {
             url.push_str("mode=rwc");
         }
         let pool = options.connect(&url).await?;
-        Ok(Db { pool, backend })
+        let coherence = cache::Coherence::resolve(cache_mode, backend);
+        Ok(Db {
+            pool,
+            backend,
+            cache: std::sync::Arc::new(cache::ImageCache::new(coherence, cache_bytes)),
+        })
+    }
+
+    /// The image cache.
+    pub fn cache(&self) -> &cache::ImageCache {
+        &self.cache
     }
 
     /// The backend of this pool.

@@ -8,22 +8,27 @@
 pub mod pipeline;
 
 use md5::{Digest, Md5};
+
 use shared::image::HashAlgo;
 
 /// Running digests of one upload.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MultiHasher {
     md5: Md5,
     secure: Secure,
     size: u64,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum Secure {
-    Sha224(sha2::Sha224),
-    Sha256(sha2::Sha256),
-    Sha384(sha2::Sha384),
-    Sha512(sha2::Sha512),
+/// The running `os_hash_algo` digest, whichever algorithm is configured.
+pub(crate) struct Secure {
+    algo: HashAlgo,
+    digest: Box<dyn sha2::digest::DynDigest + Send>,
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secure").field("algo", &self.algo).finish()
+    }
 }
 
 /// Final digests of one upload.
@@ -41,45 +46,40 @@ pub struct Digests {
 
 impl Secure {
     pub(crate) fn new(algo: HashAlgo) -> Self {
-        match algo {
-            HashAlgo::Sha224 => Secure::Sha224(Default::default()),
-            HashAlgo::Sha256 => Secure::Sha256(Default::default()),
-            HashAlgo::Sha384 => Secure::Sha384(Default::default()),
-            HashAlgo::Sha512 => Secure::Sha512(Default::default()),
-        }
+        let digest: Box<dyn sha2::digest::DynDigest + Send> = match algo {
+            HashAlgo::Sha224 => Box::new(sha2::Sha224::default()),
+            HashAlgo::Sha256 => Box::new(sha2::Sha256::default()),
+            HashAlgo::Sha384 => Box::new(sha2::Sha384::default()),
+            HashAlgo::Sha512 => Box::new(sha2::Sha512::default()),
+            HashAlgo::Sha512_224 => Box::new(sha2::Sha512_224::default()),
+            HashAlgo::Sha512_256 => Box::new(sha2::Sha512_256::default()),
+            HashAlgo::Sha3_224 => Box::new(sha3::Sha3_224::default()),
+            HashAlgo::Sha3_256 => Box::new(sha3::Sha3_256::default()),
+            HashAlgo::Sha3_384 => Box::new(sha3::Sha3_384::default()),
+            HashAlgo::Sha3_512 => Box::new(sha3::Sha3_512::default()),
+            HashAlgo::Blake2b => Box::new(blake2::Blake2b512::default()),
+            HashAlgo::Blake2s => Box::new(blake2::Blake2s256::default()),
+            HashAlgo::Sha1 => Box::new(sha1::Sha1::default()),
+            HashAlgo::Md5 => Box::new(Md5::default()),
+        };
+        Secure { algo, digest }
     }
 
     pub(crate) fn update(&mut self, data: &[u8]) {
-        match self {
-            Secure::Sha224(h) => h.update(data),
-            Secure::Sha256(h) => h.update(data),
-            Secure::Sha384(h) => h.update(data),
-            Secure::Sha512(h) => h.update(data),
-        }
+        self.digest.update(data);
     }
 
     pub(crate) fn finish(self) -> (HashAlgo, String) {
-        match self {
-            Secure::Sha224(h) => (HashAlgo::Sha224, hex::encode(h.finalize())),
-            Secure::Sha256(h) => (HashAlgo::Sha256, hex::encode(h.finalize())),
-            Secure::Sha384(h) => (HashAlgo::Sha384, hex::encode(h.finalize())),
-            Secure::Sha512(h) => (HashAlgo::Sha512, hex::encode(h.finalize())),
-        }
+        (self.algo, hex::encode(self.digest.finalize()))
     }
 }
 
 impl MultiHasher {
     /// A hasher computing md5 and `algo`.
     pub fn new(algo: HashAlgo) -> Self {
-        let secure = match algo {
-            HashAlgo::Sha224 => Secure::Sha224(Default::default()),
-            HashAlgo::Sha256 => Secure::Sha256(Default::default()),
-            HashAlgo::Sha384 => Secure::Sha384(Default::default()),
-            HashAlgo::Sha512 => Secure::Sha512(Default::default()),
-        };
         MultiHasher {
             md5: Md5::new(),
-            secure,
+            secure: Secure::new(algo),
             size: 0,
         }
     }
@@ -139,6 +139,52 @@ mod tests {
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
              2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
         );
+    }
+
+    /// Every algorithm against a known digest of "abc" (FIPS 180-4, FIPS 202, RFC 7693, and
+    /// what Python's `hashlib.new(name, b"abc").hexdigest()` prints).
+    #[test]
+    fn every_hashlib_algorithm() {
+        let want = [
+            (HashAlgo::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (
+                HashAlgo::Sha512_256,
+                "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23",
+            ),
+            (
+                HashAlgo::Sha512_224,
+                "4634270f707b6a54daae7530460842e20e37ed265ceee9a43e8924aa",
+            ),
+            (
+                HashAlgo::Sha3_256,
+                "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532",
+            ),
+            (
+                HashAlgo::Sha3_224,
+                "e642824c3f8cf24ad09234ee7d3c766fc9a3a5168d0c94ad73b46fdf",
+            ),
+            (
+                HashAlgo::Blake2s,
+                "508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982",
+            ),
+            (
+                HashAlgo::Blake2b,
+                "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1\
+                 7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923",
+            ),
+            (HashAlgo::Md5, "900150983cd24fb0d6963f7d28e17f72"),
+        ];
+        for (algo, hex) in want {
+            let mut h = MultiHasher::new(algo);
+            h.update(b"abc");
+            let d = h.finish();
+            assert_eq!((d.algo, d.secure_hex.as_str()), (algo, hex), "{algo:?}");
+        }
+        for algo in HashAlgo::ALL {
+            let mut h = MultiHasher::new(algo);
+            h.update(b"abc");
+            assert_eq!(h.finish().algo, algo);
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Pipelined upload hashing: the worker reads the socket into pooled buffers while md5 and the
 //! secure hash each run on their own thread, and the store write uses the same buffer.
+//! Buffers are [`AlignedBuf`]s, so the store can write them with `O_DIRECT`; a submitted
+//! chunk may carry zero padding after its data (the last block of a direct write), which the
+//! hashers never see.
 //!
 //! ```text
 //! socket ──read──▶ buffer ──┬──▶ md5 thread ─────┐
@@ -12,6 +15,7 @@
 //! recycled through a per-worker [`BufferPool`], so a steady stream of uploads allocates nothing.
 
 use super::{Digests, Secure};
+use crate::io::AlignedBuf;
 use md5::{Digest, Md5};
 use shared::image::HashAlgo;
 use std::ops::Deref;
@@ -23,7 +27,7 @@ use std::task::{Poll, Waker};
 /// hashing threads).
 #[derive(Debug)]
 pub struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Vec<AlignedBuf>>,
     buffer_bytes: usize,
     max_idle: usize,
 }
@@ -38,15 +42,15 @@ impl BufferPool {
         })
     }
 
-    /// An empty buffer with `buffer_bytes` of capacity.
-    pub fn take(&self) -> Vec<u8> {
+    /// An empty buffer with `buffer_bytes` of capacity (rounded up to the alignment).
+    pub fn take(&self) -> AlignedBuf {
         let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        reused.unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes))
+        reused.unwrap_or_else(|| AlignedBuf::with_capacity(self.buffer_bytes))
     }
 
     /// Returns a buffer (kept if there is room, else freed).
-    pub fn put(&self, mut buf: Vec<u8>) {
-        if buf.capacity() != self.buffer_bytes {
+    pub fn put(&self, mut buf: AlignedBuf) {
+        if buf.capacity() != AlignedBuf::with_capacity_rounded(self.buffer_bytes) {
             return;
         }
         buf.clear();
@@ -76,8 +80,10 @@ struct LaneState {
 }
 
 impl Lane {
-    fn release(&self, buf: Vec<u8>) {
-        self.pool.put(buf);
+    fn release(&self, buf: Option<AlignedBuf>) {
+        if let Some(buf) = buf {
+            self.pool.put(buf);
+        }
         let waker = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.in_flight -= 1;
@@ -91,33 +97,41 @@ impl Lane {
 
 #[derive(Debug)]
 struct Chunk {
-    data: Vec<u8>,
+    buf: Option<AlignedBuf>,
+    data_len: usize,
     lane: Arc<Lane>,
 }
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        self.lane.release(std::mem::take(&mut self.data));
+        self.lane.release(self.buf.take());
     }
 }
 
 /// A filled buffer shared by the hashers and the store write; it goes back to the pool when
-/// the last of them drops it.
+/// the last of them drops it. Dereferences to the upload's data; as an I/O buffer (the store
+/// write) it also covers the zero padding of a last direct-I/O block.
 #[derive(Debug, Clone)]
 pub struct SharedChunk(Arc<Chunk>);
+
+impl SharedChunk {
+    fn stored(&self) -> &[u8] {
+        self.0.buf.as_deref().unwrap_or(&[])
+    }
+}
 
 impl Deref for SharedChunk {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0.data
+        &self.stored()[..self.0.data_len]
     }
 }
 
 impl compio::buf::IoBuf for SharedChunk {
     fn as_init(&self) -> &[u8] {
-        // The Vec inside never moves or changes while any clone is alive, so the kernel may
-        // read it for as long as the write holds this clone.
-        &self.0.data
+        // The buffer inside never moves or changes while any clone is alive, so the kernel
+        // may read it for as long as the write holds this clone.
+        self.stored()
     }
 }
 
@@ -173,7 +187,7 @@ impl PipelinedHasher {
     }
 
     /// An empty buffer to read into; waits while `depth` buffers are still in use.
-    pub async fn buffer(&self) -> Vec<u8> {
+    pub async fn buffer(&self) -> AlignedBuf {
         std::future::poll_fn(|cx| {
             let mut st = self.lane.state.lock().unwrap_or_else(|e| e.into_inner());
             if st.in_flight < self.lane.depth {
@@ -188,16 +202,24 @@ impl PipelinedHasher {
         self.lane.pool.take()
     }
 
-    /// Returns a buffer from [`PipelinedHasher::buffer`] that was not submitted.
-    pub fn give_back(&self, buf: Vec<u8>) {
+    /// Returns a buffer from [`PipelinedHasher::buffer`] that was not submitted (`None` if it
+    /// was lost, e.g. to a timed-out read: its slot is freed all the same).
+    pub fn give_back(&self, buf: Option<AlignedBuf>) {
         self.lane.release(buf);
     }
 
     /// Feeds a filled buffer to both hashers; the returned handle is for the store write.
-    pub fn submit(&mut self, data: Vec<u8>) -> SharedChunk {
-        self.size += data.len() as u64;
+    /// With `pad`, the buffer is zero-filled to the alignment after its data first (for a
+    /// direct write of the last block); the padding is not hashed or counted.
+    pub fn submit(&mut self, mut buf: AlignedBuf, pad: bool) -> SharedChunk {
+        let data_len = buf.len();
+        self.size += data_len as u64;
+        if pad {
+            buf.pad_to_alignment();
+        }
         let chunk = SharedChunk(Arc::new(Chunk {
-            data,
+            buf: Some(buf),
+            data_len,
             lane: self.lane.clone(),
         }));
         // A send only fails if a thread died; `finish` reports that.
@@ -248,12 +270,14 @@ mod tests {
         for algo in [HashAlgo::Sha256, HashAlgo::Sha512] {
             let mut p = PipelinedHasher::start(algo, pool.clone(), 3);
             let mut held = Vec::new();
-            for piece in data.chunks(50_000) {
+            for (i, piece) in data.chunks(50_000).enumerate() {
                 let mut buf = p.buffer().await;
                 assert!(p.lane.state.lock().unwrap().in_flight <= 3);
-                buf.extend_from_slice(piece);
-                // keep some chunks alive like a slow store write would
-                held.push(p.submit(buf));
+                buf.push_slice(piece);
+                // keep some chunks alive like a slow store write would; pad some
+                let chunk = p.submit(buf, i % 3 == 0);
+                assert_eq!(chunk.len(), piece.len());
+                held.push(chunk);
                 if held.len() == 2 {
                     held.clear();
                 }

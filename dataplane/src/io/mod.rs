@@ -8,6 +8,10 @@
 //! the same image file without sharing a file position.
 #![allow(unsafe_code)]
 
+mod aligned;
+
+pub use aligned::{ALIGN, AlignedBuf};
+
 use compio::fs::File;
 use compio::fs::pipe::{Receiver, Sender, anonymous, splice};
 use compio::net::TcpStream;

@@ -287,7 +287,7 @@ async fn send_file(
         }
     }
     // TLS (bytes must be encrypted in user space) or no pipe: copy through a pooled buffer.
-    let mut buf = w.buffers.take();
+    let mut buf = w.scratch.take();
     let mut pos = offset;
     let end = offset + len;
     let res = loop {
@@ -310,7 +310,7 @@ async fn send_file(
             break Err(e);
         }
     };
-    w.buffers.put(buf);
+    w.scratch.put(buf);
     res
 }
 

@@ -49,9 +49,10 @@ pub enum BodyError {
 }
 
 /// How a message body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {
     /// No body.
+    #[default]
     Empty,
     /// `Content-Length: n`.
     Length(u64),
@@ -61,17 +62,21 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A parsed request head.
-#[derive(Debug, Clone)]
+/// Where a part of the head lies in [`RequestHead`]'s text.
+type Span = (u32, u32);
+
+/// A parsed request head: the head's text and where each part lies in it.
+///
+/// A connection keeps one and parses every request into it ([`parse_request_into`]), so once
+/// its text and header list have grown to the usual size, reading a request allocates nothing.
+#[derive(Debug, Clone, Default)]
 pub struct RequestHead {
-    /// Method, as sent.
-    pub method: String,
-    /// Request target, as sent (path and query).
-    pub target: String,
+    text: String,
+    method: Span,
+    target: Span,
+    headers: Vec<(Span, Span)>,
     /// HTTP minor version (0 or 1).
     pub minor: u8,
-    /// Headers in order, names as sent.
-    pub headers: Vec<(String, String)>,
     /// Body framing derived from the headers.
     pub framing: Framing,
     /// Whether the connection may serve another request after this one.
@@ -79,17 +84,35 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    fn at(&self, (a, b): Span) -> &str {
+        &self.text[a as usize..b as usize]
+    }
+
+    /// Method, as sent.
+    pub fn method(&self) -> &str {
+        self.at(self.method)
+    }
+
+    /// Request target, as sent (path and query).
+    pub fn target(&self) -> &str {
+        self.at(self.target)
+    }
+
     /// The path part of the target.
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        self.target().split('?').next().unwrap_or("")
+    }
+
+    /// Headers in order: names as sent, values trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.headers.iter().map(|(n, v)| (self.at(*n), self.at(*v)))
     }
 
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Whether the client sent `Expect: 100-continue`.
@@ -100,7 +123,9 @@ impl RequestHead {
 }
 
 /// Derives body framing from headers, applying the smuggling rules.
-pub fn request_framing(headers: &[(String, String)]) -> Result<Framing, HeadError> {
+pub fn request_framing<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Framing, HeadError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;
@@ -140,7 +165,7 @@ pub fn request_framing(headers: &[(String, String)]) -> Result<Framing, HeadErro
     }
 }
 
-fn wants_keep_alive(minor: u8, headers: &[(String, String)]) -> bool {
+fn wants_keep_alive<'a>(minor: u8, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
     let mut close = false;
     let mut keep = false;
     for (n, v) in headers {
@@ -154,67 +179,100 @@ fn wants_keep_alive(minor: u8, headers: &[(String, String)]) -> bool {
     if minor >= 1 { !close } else { keep && !close }
 }
 
-/// Tries to parse a request head from `buf`. `Ok(None)` means more bytes are needed.
-pub fn parse_request(
+/// Most headers parsed without a heap allocation; `max_headers` above it costs one per parse.
+const STACK_HEADERS: usize = 128;
+
+/// Most headers accepted in a control-plane response (it sends a handful).
+const RESPONSE_HEADERS: usize = 64;
+
+/// `part` (a slice of `base`) as a span of `base`, with surrounding whitespace left out.
+fn span_in(base: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    let lead = part.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let trail = part[lead..]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    ((start + lead) as u32, (start + part.len() - trail) as u32)
+}
+
+/// Parses a request head from `buf` into `head` (reusing its allocations). `Ok(None)` means
+/// more bytes are needed; `Ok(Some(n))` that the head took the first `n` bytes.
+pub fn parse_request_into(
     buf: &[u8],
     max_headers: usize,
-) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut storage);
-    let used = match req.parse(buf) {
+    head: &mut RequestHead,
+) -> Result<Option<usize>, HeadError> {
+    let mut on_stack =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut on_heap;
+    let storage: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] =
+        if max_headers <= STACK_HEADERS {
+            &mut on_stack[..max_headers]
+        } else {
+            on_heap = Vec::with_capacity(max_headers);
+            on_heap.resize_with(max_headers, std::mem::MaybeUninit::uninit);
+            &mut on_heap[..]
+        };
+    let mut req = httparse::Request::new(&mut []);
+    let used = match req.parse_with_uninit_headers(buf, storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Malformed("invalid request head")),
     };
-    let minor = req.version.unwrap_or(1);
-    let method = req.method.unwrap_or_default().to_owned();
-    let target = req.path.unwrap_or_default().to_owned();
+    let text = std::str::from_utf8(&buf[..used])
+        .map_err(|_| HeadError::Malformed("request head is not UTF-8"))?;
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
     if !target.starts_with('/') {
         return Err(HeadError::Malformed(
             "request target must be an absolute path",
         ));
     }
-    let mut headers = Vec::with_capacity(req.headers.len());
+    head.text.clear();
+    head.text.push_str(text);
+    head.method = span_in(buf, method.as_bytes());
+    head.target = span_in(buf, target.as_bytes());
+    head.headers.clear();
     for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| HeadError::Malformed("header value is not UTF-8"))?;
-        headers.push((h.name.to_owned(), value.trim().to_owned()));
+        head.headers
+            .push((span_in(buf, h.name.as_bytes()), span_in(buf, h.value)));
     }
-    let framing = request_framing(&headers)?;
-    let keep_alive = wants_keep_alive(minor, &headers);
-    Ok(Some((
-        RequestHead {
-            method,
-            target,
-            minor,
-            headers,
-            framing,
-            keep_alive,
-        },
-        used,
-    )))
+    head.minor = req.version.unwrap_or(1);
+    head.framing = request_framing(head.headers())?;
+    head.keep_alive = wants_keep_alive(head.minor, head.headers());
+    Ok(Some(used))
 }
 
-/// A parsed response head (from the control plane).
-#[derive(Debug, Clone)]
-pub struct ResponseHead {
+/// [`parse_request_into`] into a new head.
+pub fn parse_request(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut head = RequestHead::default();
+    Ok(parse_request_into(buf, max_headers, &mut head)?.map(|used| (head, used)))
+}
+
+/// What the data plane needs of a response head from the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseMeta {
     /// Status code.
     pub status: u16,
-    /// Reason phrase.
-    pub reason: String,
-    /// Headers in order.
-    pub headers: Vec<(String, String)>,
+    /// How the body is delimited.
+    pub framing: Framing,
     /// Whether the upstream connection may be reused.
     pub keep_alive: bool,
 }
 
 /// Tries to parse a response head; `request_method` decides whether a body follows.
+/// `Ok(Some((meta, n)))`: the head took the first `n` bytes.
 pub fn parse_response(
     buf: &[u8],
     request_method: &str,
-) -> Result<Option<(ResponseHead, Framing, usize)>, HeadError> {
-    let mut storage = [httparse::EMPTY_HEADER; 128];
+) -> Result<Option<(ResponseMeta, usize)>, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
     let used = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -222,19 +280,13 @@ pub fn parse_response(
         Err(_) => return Err(HeadError::Malformed("invalid upstream response head")),
     };
     let status = resp.code.unwrap_or(500);
-    let reason = resp.reason.unwrap_or("").to_owned();
     let minor = resp.version.unwrap_or(1);
-    let headers: Vec<(String, String)> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).trim().to_owned(),
-            )
-        })
-        .collect();
-    let mut keep_alive = wants_keep_alive(minor, &headers);
+    let headers = || {
+        resp.headers
+            .iter()
+            .map(|h| (h.name, std::str::from_utf8(h.value).unwrap_or("").trim()))
+    };
+    let mut keep_alive = wants_keep_alive(minor, headers());
     let framing = if request_method.eq_ignore_ascii_case("HEAD")
         || status == 204
         || status == 304
@@ -242,32 +294,105 @@ pub fn parse_response(
     {
         Framing::Empty
     } else {
-        match request_framing(&headers) {
-            Ok(Framing::Empty)
-                if headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-length")) =>
-            {
+        match request_framing(headers())? {
+            Framing::Empty if headers().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) => {
                 Framing::Empty
             }
-            Ok(Framing::Empty) => {
+            Framing::Empty => {
                 keep_alive = false;
                 Framing::UntilClose
             }
-            Ok(f) => f,
-            Err(e) => return Err(e),
+            f => f,
         }
     };
     Ok(Some((
-        ResponseHead {
+        ResponseMeta {
             status,
-            reason,
-            headers,
+            framing,
             keep_alive,
         },
-        framing,
         used,
     )))
+}
+
+/// Writes the head of the response to forward to the client: the upstream head `raw`
+/// (complete, as [`parse_response`] accepted it) with hop-by-hop headers and the upstream's
+/// framing replaced by `framing`, and `Connection: close` when `keep` is false.
+pub fn rewrite_response_head(raw: &[u8], framing: Framing, keep: bool, out: &mut Vec<u8>) {
+    let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    if !matches!(resp.parse(raw), Ok(httparse::Status::Complete(_))) {
+        // The caller parsed this head already; write a bare one if it changed its mind.
+        out.extend_from_slice(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    let status = resp.code.unwrap_or(500);
+    let reason = match resp.reason {
+        Some(r) if !r.is_empty() => r,
+        _ => reason(status),
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        if HOP_BY_HOP.iter().any(|x| h.name.eq_ignore_ascii_case(x))
+            || h.name.eq_ignore_ascii_case("content-length")
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Empty => {
+            if status != 204 && status != 304 && status >= 200 {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        Framing::UntilClose => {}
+    }
+    if !keep {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Headers that describe one connection, not the message: never forwarded as they came.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "transfer-encoding",
+];
+
+/// Appends the decimal digits of `n` (no allocation).
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 // === impl ChunkedDecoder ===
@@ -323,10 +448,10 @@ impl ChunkedDecoder {
 
     /// Decodes from `input`, appending data to `out` until `out` holds `out_limit` bytes.
     /// Returns how many input bytes were consumed.
-    pub fn decode(
+    pub fn decode<B: BodyBuf>(
         &mut self,
         input: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut B,
         out_limit: usize,
     ) -> Result<usize, BodyError> {
         use ChunkState::*;
@@ -334,14 +459,14 @@ impl ChunkedDecoder {
         let mut i = 0;
         while i < input.len() && self.state != Done {
             if self.state == Data {
-                let room = out_limit.saturating_sub(out.len());
+                let room = out_limit.saturating_sub(out.filled());
                 if room == 0 {
                     break;
                 }
                 let n = (input.len() - i)
                     .min(room)
                     .min(self.remaining.min(usize::MAX as u64) as usize);
-                out.extend_from_slice(&input[i..i + n]);
+                out.push(&input[i..i + n]);
                 i += n;
                 self.remaining -= n as u64;
                 if self.remaining == 0 {
@@ -439,6 +564,52 @@ impl ChunkedDecoder {
     }
 }
 
+// === impl BodyBuf ===
+
+/// A buffer a body is read into: a `Vec<u8>` (forwarded bodies) or an
+/// [`AlignedBuf`](crate::io::AlignedBuf) (uploads, written with `O_DIRECT`). Reads append up to
+/// [`BodyBuf::room`] bytes, never more.
+pub trait BodyBuf: compio::buf::IoBufMut {
+    /// Bytes held.
+    fn filled(&self) -> usize;
+    /// Most bytes it will hold.
+    fn room(&self) -> usize;
+    /// Appends `src` (the caller keeps within [`BodyBuf::room`]).
+    fn push(&mut self, src: &[u8]);
+    /// Keeps the first `len` bytes.
+    fn cut(&mut self, len: usize);
+}
+
+impl BodyBuf for Vec<u8> {
+    fn filled(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn push(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
+    }
+    fn cut(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+impl BodyBuf for crate::io::AlignedBuf {
+    fn filled(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn push(&mut self, src: &[u8]) {
+        self.push_slice(src);
+    }
+    fn cut(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
 // === impl Conn ===
 
 /// A stream with a read buffer for heads and leftover bytes.
@@ -494,11 +665,13 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
-    fn buffered(&self) -> &[u8] {
+    /// Bytes read but not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 
-    fn consume(&mut self, n: usize) {
+    /// Drops the first `n` buffered bytes.
+    pub fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.buf.len() {
             self.buf.clear();
@@ -521,33 +694,35 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         res
     }
 
-    /// Reads a request head. `Ok(None)` on a clean close before any byte.
+    /// Reads the next request head into `head`. `Ok(false)` on a clean close before any byte.
     pub async fn read_request(
         &mut self,
+        head: &mut RequestHead,
         max_bytes: usize,
         max_headers: usize,
         timeout: Duration,
-    ) -> Result<Option<RequestHead>, HeadError> {
-        let deadline = std::time::Instant::now() + timeout;
+    ) -> Result<bool, HeadError> {
+        let mut deadline = None;
         loop {
             if !self.buffered().is_empty() {
                 let limit = self.buffered().len().min(max_bytes);
-                match parse_request(&self.buffered()[..limit], max_headers)? {
-                    Some((head, used)) => {
+                match parse_request_into(&self.buffered()[..limit], max_headers, head)? {
+                    Some(used) => {
                         self.consume(used);
-                        return Ok(Some(head));
+                        return Ok(true);
                     }
                     None if limit >= max_bytes => return Err(HeadError::TooLarge),
                     None => {}
                 }
             }
+            let deadline = *deadline.get_or_insert_with(|| std::time::Instant::now() + timeout);
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let n = with_timeout(left, self.fill(4096))
                 .await
                 .ok_or(HeadError::Timeout)??;
             if n == 0 {
                 return if self.buffered().is_empty() {
-                    Ok(None)
+                    Ok(false)
                 } else {
                     Err(HeadError::Eof)
                 };
@@ -555,21 +730,22 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
-    /// Reads a response head (from the control plane), skipping interim 1xx responses.
+    /// Reads a response head (from the control plane), skipping interim 1xx responses. The
+    /// head's `n` bytes stay at the front of [`Conn::buffered`] until [`Conn::consume`]d.
     pub async fn read_response(
         &mut self,
         method: &str,
         timeout: Duration,
-    ) -> Result<(ResponseHead, Framing), HeadError> {
+    ) -> Result<(ResponseMeta, usize), HeadError> {
         loop {
             if !self.buffered().is_empty()
-                && let Some((head, framing, used)) = parse_response(self.buffered(), method)?
+                && let Some((meta, used)) = parse_response(self.buffered(), method)?
             {
-                self.consume(used);
-                if head.status < 200 {
+                if meta.status < 200 {
+                    self.consume(used);
                     continue;
                 }
-                return Ok((head, framing));
+                return Ok((meta, used));
             }
             if self.buffered().len() > 1 << 20 {
                 return Err(HeadError::TooLarge);
@@ -583,47 +759,50 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
-    /// Reads the next decoded body bytes, appending to `out` (up to its capacity). Returns the
-    /// buffer; after the call `out.len()` grew unless the body is done (`state.is_done()`).
-    pub async fn read_body(
+    /// Reads the next decoded body bytes, appending to `out` (up to its room). Returns the
+    /// buffer — `None` when a timeout dropped the read that held it; after the call
+    /// `out.filled()` grew unless the body is done (`state.is_done()`).
+    pub async fn read_body<B: BodyBuf>(
         &mut self,
         state: &mut BodyState,
-        mut out: Vec<u8>,
+        mut out: B,
         idle: Duration,
-    ) -> (Result<(), BodyError>, Vec<u8>) {
-        let limit = out.capacity();
-        let before = out.len();
+    ) -> (Result<(), BodyError>, Option<B>) {
+        let limit = out.room();
+        let before = out.filled();
         loop {
             match state {
-                BodyState::Done => return (Ok(()), out),
+                BodyState::Done => return (Ok(()), Some(out)),
                 BodyState::Length(remaining) => {
                     if !self.buffered().is_empty() {
                         let n = self
                             .buffered()
                             .len()
-                            .min(limit - out.len())
+                            .min(limit - out.filled())
                             .min(*remaining as usize);
-                        out.extend_from_slice(&self.buffered()[..n]);
+                        out.push(&self.buffered()[..n]);
                         self.consume(n);
                         *remaining -= n as u64;
                     } else {
                         let (res, buf) = match with_timeout(idle, self.stream.append(out)).await {
                             Some(r) => r.into(),
-                            None => return (Err(BodyError::Timeout), Vec::new()),
+                            None => return (Err(BodyError::Timeout), None),
                         };
                         out = buf;
                         match res {
-                            Ok(0) => return (Err(BodyError::Eof), out),
+                            Ok(0) => return (Err(BodyError::Eof), Some(out)),
                             Ok(_) => {}
-                            Err(e) => return (Err(e.into()), out),
+                            Err(e) => return (Err(e.into()), Some(out)),
                         }
-                        let got = (out.len() - before) as u64;
+                        let got = (out.filled() - before) as u64;
                         if got > *remaining {
                             // Pipelined bytes past the body belong to the next request.
                             let keep = before + *remaining as usize;
-                            self.buf
-                                .splice(self.start..self.start, out[keep..].iter().copied());
-                            out.truncate(keep);
+                            self.buf.splice(
+                                self.start..self.start,
+                                out.as_init()[keep..].iter().copied(),
+                            );
+                            out.cut(keep);
                             *remaining = 0;
                         } else {
                             *remaining -= got;
@@ -632,48 +811,48 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                     if *remaining == 0 {
                         *state = BodyState::Done;
                     }
-                    return (Ok(()), out);
+                    return (Ok(()), Some(out));
                 }
                 BodyState::Chunked(dec) => {
                     if !self.buffered().is_empty() {
                         let consumed = match dec.decode(&self.buf[self.start..], &mut out, limit) {
                             Ok(n) => n,
-                            Err(e) => return (Err(e), out),
+                            Err(e) => return (Err(e), Some(out)),
                         };
                         self.consume(consumed);
                         if dec.is_done() {
                             *state = BodyState::Done;
-                            return (Ok(()), out);
+                            return (Ok(()), Some(out));
                         }
-                        if out.len() > before || out.len() == limit {
-                            return (Ok(()), out);
+                        if out.filled() > before || out.filled() == limit {
+                            return (Ok(()), Some(out));
                         }
                     }
                     match with_timeout(idle, self.fill(64 * 1024)).await {
-                        None => return (Err(BodyError::Timeout), out),
-                        Some(Ok(0)) => return (Err(BodyError::Eof), out),
+                        None => return (Err(BodyError::Timeout), Some(out)),
+                        Some(Ok(0)) => return (Err(BodyError::Eof), Some(out)),
                         Some(Ok(_)) => {}
-                        Some(Err(e)) => return (Err(e.into()), out),
+                        Some(Err(e)) => return (Err(e.into()), Some(out)),
                     }
                 }
                 BodyState::UntilClose => {
                     if !self.buffered().is_empty() {
-                        let n = self.buffered().len().min(limit - out.len());
-                        out.extend_from_slice(&self.buffered()[..n]);
+                        let n = self.buffered().len().min(limit - out.filled());
+                        out.push(&self.buffered()[..n]);
                         self.consume(n);
-                        return (Ok(()), out);
+                        return (Ok(()), Some(out));
                     }
                     let (res, buf) = match with_timeout(idle, self.stream.append(out)).await {
                         Some(r) => r.into(),
-                        None => return (Err(BodyError::Timeout), Vec::new()),
+                        None => return (Err(BodyError::Timeout), None),
                     };
                     out = buf;
                     match res {
                         Ok(0) => *state = BodyState::Done,
                         Ok(_) => {}
-                        Err(e) => return (Err(e.into()), out),
+                        Err(e) => return (Err(e.into()), Some(out)),
                     }
-                    return (Ok(()), out);
+                    return (Ok(()), Some(out));
                 }
             }
         }
@@ -803,13 +982,6 @@ fn json_string(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
     #[test]
     fn framing_rules() {
         let ok = [
@@ -823,7 +995,7 @@ mod tests {
             (vec![("Transfer-Encoding", "chunked")], Framing::Chunked),
         ];
         for (h, want) in ok {
-            assert_eq!(request_framing(&hdrs(&h)).unwrap(), want, "{h:?}");
+            assert_eq!(request_framing(h.iter().copied()).unwrap(), want, "{h:?}");
         }
         let bad = [
             vec![("Content-Length", "12"), ("Transfer-Encoding", "chunked")],
@@ -837,7 +1009,10 @@ mod tests {
             vec![("Transfer-Encoding", "identity")],
         ];
         for h in bad {
-            assert!(request_framing(&hdrs(&h)).is_err(), "{h:?} accepted");
+            assert!(
+                request_framing(h.iter().copied()).is_err(),
+                "{h:?} accepted"
+            );
         }
     }
 
@@ -846,12 +1021,7 @@ mod tests {
         let raw = b"PUT /v2/images/x/file?a=b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
         let (head, used) = parse_request(raw, 10).unwrap().unwrap();
         assert_eq!(
-            (
-                head.method.as_str(),
-                head.path(),
-                head.framing,
-                head.keep_alive
-            ),
+            (head.method(), head.path(), head.framing, head.keep_alive),
             ("PUT", "/v2/images/x/file", Framing::Length(3), true)
         );
         assert_eq!(&raw[used..], b"abc");
@@ -880,6 +1050,77 @@ mod tests {
             parse_request(b"\x01\x02 / HTTP/1.1\r\n\r\n", 2),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn one_head_is_reused_for_every_request() {
+        let mut head = RequestHead::default();
+        let a = b"GET /v2/images?limit=25 HTTP/1.1\r\nHost: h\r\nX-Auth-Token:  tok  \r\nX-Long: aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        assert_eq!(parse_request_into(a, 10, &mut head).unwrap(), Some(a.len()));
+        assert_eq!(head.header("x-auth-token"), Some("tok"));
+        assert_eq!(head.path(), "/v2/images");
+        let b = b"PUT /x HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi";
+        assert_eq!(
+            parse_request_into(b, 10, &mut head).unwrap(),
+            Some(b.len() - 2)
+        );
+        assert_eq!(
+            (head.method(), head.target(), head.framing, head.keep_alive),
+            ("PUT", "/x", Framing::Length(2), false)
+        );
+        assert_eq!(head.header("x-auth-token"), None);
+        assert_eq!(head.headers().count(), 1);
+        assert!(matches!(
+            parse_request_into(b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n", 10, &mut head),
+            Err(HeadError::Malformed(_))
+        ));
+        // more headers than fit on the stack still parse
+        let many: String = (0..200).map(|i| format!("X-{i}: {i}\r\n")).collect();
+        let c = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert!(
+            parse_request_into(c.as_bytes(), 300, &mut head)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(head.header("x-199"), Some("199"));
+    }
+
+    #[test]
+    fn response_heads_are_rewritten_for_the_client() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\ncontent-length: 2\r\nx-openstack-request-id: req-1\r\n\r\n";
+        let (meta, used) = parse_response(raw, "GET").unwrap().unwrap();
+        assert_eq!(
+            meta,
+            ResponseMeta {
+                status: 200,
+                framing: Framing::Length(2),
+                keep_alive: true
+            }
+        );
+        assert_eq!(used, raw.len());
+        let mut out = Vec::new();
+        rewrite_response_head(raw, meta.framing, false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-openstack-request-id: req-1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let (meta, _) = parse_response(raw, "DELETE").unwrap().unwrap();
+        let mut out = Vec::new();
+        rewrite_response_head(raw, meta.framing, true, &mut out);
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
+        // neither a length nor chunked: the body runs until the upstream closes
+        let (meta, _) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", "GET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (meta.framing, meta.keep_alive),
+            (Framing::UntilClose, false)
+        );
+        let mut out = Vec::new();
+        push_u64(&mut out, 0);
+        push_u64(&mut out, 18_446_744_073_709_551_615);
+        assert_eq!(out, b"018446744073709551615");
     }
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), BodyError> {
@@ -975,7 +1216,14 @@ mod socket_tests {
         let mut c = Conn::new(s, 8192);
         // 20 KB of head arrives over several reads: the buffer must keep what came first and
         // refuse the head as too large (431), not as malformed.
-        let r = c.read_request(16384, 100, Duration::from_secs(5)).await;
+        let r = c
+            .read_request(
+                &mut RequestHead::default(),
+                16384,
+                100,
+                Duration::from_secs(5),
+            )
+            .await;
         t.join().unwrap();
         assert!(matches!(r, Err(HeadError::TooLarge)), "{r:?}");
     }

@@ -71,6 +71,8 @@ pub struct Worker {
     pub link: Link,
     /// HTTP connections for forwarded requests.
     pub upstream: proxy::Upstream,
+    /// Recycled buffers for heads and forwarded bodies.
+    pub scratch: proxy::Scratch,
     /// Recycled upload buffers.
     pub buffers: std::sync::Arc<crate::hash::pipeline::BufferPool>,
     /// This worker's counters.
@@ -105,7 +107,7 @@ pub async fn refuse_connection(stream: TcpStream, worker: Rc<Worker>) {
         return;
     };
     let mut conn = Conn::new(stream, 0);
-    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    let rid = RequestId::generate();
     let msg = "too many connections; retry later";
     let _ = conn
         .write_all(
@@ -151,19 +153,79 @@ fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
 #[error("x-openstack-request-id longer than 64 bytes")]
 pub struct RequestIdTooLong;
 
+/// A request id (`req-…`, at most 68 bytes), kept inline so that naming a request allocates
+/// nothing. Dereferences to `str`.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    buf: [u8; 68],
+    len: u8,
+}
+
+impl RequestId {
+    /// A new `req-<uuid v4>`.
+    pub fn generate() -> RequestId {
+        let mut id = RequestId {
+            buf: [0; 68],
+            len: 40,
+        };
+        id.buf[..4].copy_from_slice(b"req-");
+        uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut id.buf[4..40]);
+        id
+    }
+
+    /// `id` (printable ASCII, at most 64 bytes), with `req-` put in front if it lacks it.
+    fn from_client(id: &str) -> RequestId {
+        let mut out = RequestId {
+            buf: [0; 68],
+            len: 0,
+        };
+        let mut at = 0;
+        if !id.starts_with("req-") {
+            out.buf[..4].copy_from_slice(b"req-");
+            at = 4;
+        }
+        out.buf[at..at + id.len()].copy_from_slice(id.as_bytes());
+        out.len = (at + id.len()) as u8;
+        out
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written into `buf`.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("req-")
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The request id for a request: the client's `x-openstack-request-id` if it sent a usable
 /// one, else a new `req-<uuid>`.
-pub fn request_id(head: &RequestHead) -> Result<String, RequestIdTooLong> {
+pub fn request_id(head: &RequestHead) -> Result<RequestId, RequestIdTooLong> {
     match head.header("x-openstack-request-id") {
         Some(id) if id.len() > 64 => Err(RequestIdTooLong),
         Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(if id.starts_with("req-") {
-                id.to_owned()
-            } else {
-                format!("req-{id}")
-            })
+            Ok(RequestId::from_client(id))
         }
-        _ => Ok(format!("req-{}", uuid::Uuid::new_v4())),
+        _ => Ok(RequestId::generate()),
     }
 }
 
@@ -253,13 +315,19 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
     let s = &worker.settings;
     let mut conn = Conn::new(stream, 8 * 1024);
     let mut splicer: Option<crate::io::Splicer> = None;
+    let mut head = RequestHead::default();
     loop {
-        let head = match conn
-            .read_request(s.max_header_bytes, s.max_headers, s.header_timeout)
+        match conn
+            .read_request(
+                &mut head,
+                s.max_header_bytes,
+                s.max_headers,
+                s.header_timeout,
+            )
             .await
         {
-            Ok(Some(h)) => h,
-            Ok(None) | Err(HeadError::Eof) | Err(HeadError::Io(_)) => return,
+            Ok(true) => {}
+            Ok(false) | Err(HeadError::Eof) | Err(HeadError::Io(_)) => return,
             Err(e) => {
                 let status = match e {
                     HeadError::TooLarge => 431,
@@ -267,7 +335,7 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
                     _ => 400,
                 };
                 tracing::debug!(error = %e, status, "refusing request head");
-                let rid = format!("req-{}", uuid::Uuid::new_v4());
+                let rid = RequestId::generate();
                 let _ = conn
                     .write_all(
                         http::error_response(status, &e.to_string(), &rid, false),
@@ -278,15 +346,14 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
             }
         };
         let Ok(rid) = request_id(&head) else {
-            let rid = format!("req-{}", uuid::Uuid::new_v4());
+            let rid = RequestId::generate();
             let msg = "x-openstack-request-id longer than 64 bytes";
             let _ = conn
                 .write_all(http::error_response(431, msg, &rid, false), s.idle_timeout)
                 .await;
             return;
         };
-        let path = head.path().to_owned();
-        let keep = match route(&head.method, &path) {
+        let keep = match route(head.method(), head.path()) {
             Route::Upload(id) => upload::handle(&mut conn, &head, id, &rid, &worker).await,
             Route::Download(id) => {
                 download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer).await

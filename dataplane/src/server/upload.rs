@@ -4,11 +4,13 @@
 //!    `x-openstack-image-size` that agrees with `Content-Length` (else 400).
 //! 2. `AuthorizeUpload` over the channel: the control plane checks policy and status and moves
 //!    the image `queued → saving`; this connection now holds the upload lease.
-//! 3. Answer `100 Continue` if asked, then read the body into pooled buffers; each filled buffer
-//!    goes to the md5 and `os_hash_algo` threads and is written to a temp file at the running
-//!    offset, while the next one is read (see `hash::pipeline`).
-//! 4. At the end: check the size, fsync and rename the file into place, `UploadComplete`; the
-//!    control plane moves the image to `active` and we answer 204.
+//! 3. Answer `100 Continue` if asked, then read the body into pooled, aligned buffers; each
+//!    filled buffer goes to the md5 and `os_hash_algo` threads and is written to a temp file at
+//!    the running offset (with `O_DIRECT` where the file system takes it) by a write task of
+//!    its own, while the next one is read (see `hash::pipeline`).
+//! 4. At the end: check the size, cut the padding of the last direct block, fsync and rename
+//!    the file into place, `UploadComplete`; the control plane moves the image to `active` and
+//!    we answer 204.
 //!
 //! Any failure before the commit (client gone, bad size, store error) drops the temp file and
 //! sends `UploadAborted`, which puts the image back to `queued`.
@@ -18,23 +20,27 @@ use super::tls::ClientStream;
 use super::{Worker, channel_failed, fail};
 use crate::hash::pipeline::PipelinedHasher;
 use crate::metrics::{Route, Side};
-use compio::io::AsyncWriteAtExt;
 use shared::channel::{Credentials, Request, Response};
 use shared::error::ErrorCode;
 use shared::image::ImageId;
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Collects the caller's identity headers for the control plane.
 pub fn credentials(head: &RequestHead) -> Credentials {
     let mut c = Credentials::default();
-    for (n, v) in &head.headers {
+    for (n, v) in head.headers() {
         c.absorb_header(n, v);
     }
     c
 }
 
-/// Buffers one upload may have in flight (read, hashing, being written).
-const UPLOAD_DEPTH: usize = 4;
+/// Buffers one upload may have in flight (being read, hashed, written): bounds its memory
+/// to `UPLOAD_DEPTH × transfer_buffer_bytes`.
+const UPLOAD_DEPTH: usize = 8;
+
+/// Store writes one upload may have in flight before reading waits for the oldest.
+const MAX_WRITES: usize = 2;
 
 /// Serves one upload; returns whether the connection may be reused.
 pub async fn handle(
@@ -318,32 +324,47 @@ async fn receive(
         tracing::warn!(error = %e, "store write failed");
         Failure::new(e.code(), format!("error storing image data: {e}")).on(Side::Store)
     };
-    let (mut file, guard) = w.store.create_temp(image_id).await.map_err(store_err)?;
+    let mut upload = w.store.create_upload(image_id).await.map_err(store_err)?;
+    let direct = upload.direct();
     let mut hasher = PipelinedHasher::start(hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
     let mut state = BodyState::new(head.framing);
     let limit = expected.unwrap_or(max_size).min(max_size);
+    // Store writes run as their own tasks while the next buffer is read; the oldest is
+    // awaited once `MAX_WRITES` are in flight, and any finished one is checked right away.
+    let mut writes: VecDeque<compio::runtime::JoinHandle<std::io::Result<()>>> = VecDeque::new();
+    let write_failed = |e: std::io::Error| store_err(crate::store::Error::from_write(e));
+    let task_failed =
+        |_| Failure::new(ErrorCode::Internal, "store write task failed").on(Side::Internal);
     while !state.is_done() {
-        let buf = hasher.buffer().await;
-        let (res, buf) = conn.read_body(&mut state, buf, s.idle_timeout).await;
-        if let Err(e) = res {
-            hasher.give_back(buf);
-            return Err(match e {
-                BodyError::Chunked(m) => {
-                    Failure::new(ErrorCode::BadRequest, format!("invalid chunked body: {m}"))
+        // Fill a whole buffer (a direct write needs whole blocks), or up to the body's end.
+        let mut buf = hasher.buffer().await;
+        while buf.len() < buf.capacity() && !state.is_done() {
+            let (res, b) = conn.read_body(&mut state, buf, s.idle_timeout).await;
+            match (res, b) {
+                (Ok(()), Some(b)) => buf = b,
+                (res, b) => {
+                    hasher.give_back(b);
+                    let e = res.err().unwrap_or(BodyError::Eof);
+                    return Err(match e {
+                        BodyError::Chunked(m) => Failure::new(
+                            ErrorCode::BadRequest,
+                            format!("invalid chunked body: {m}"),
+                        ),
+                        other => Failure {
+                            client_gone: true,
+                            ..Failure::new(ErrorCode::BadRequest, other.to_string())
+                        },
+                    });
                 }
-                other => Failure {
-                    client_gone: true,
-                    ..Failure::new(ErrorCode::BadRequest, other.to_string())
-                },
-            });
+            }
         }
         if buf.is_empty() {
-            hasher.give_back(buf);
+            hasher.give_back(Some(buf));
             continue;
         }
         let offset = hasher.size();
         if offset + buf.len() as u64 > limit {
-            hasher.give_back(buf);
+            hasher.give_back(Some(buf));
             return Err(if expected.is_some_and(|e| e < max_size) {
                 Failure::new(
                     ErrorCode::BadRequest,
@@ -356,9 +377,21 @@ async fn receive(
                 )
             });
         }
-        let chunk = hasher.submit(buf);
-        let (res, _) = file.write_all_at(chunk, offset).await.into();
-        res.map_err(|e| store_err(crate::store::Error::from_write(e)))?;
+        // Only the last buffer can be partial; a direct write gets it zero-padded.
+        let pad = direct && buf.len() % crate::io::ALIGN != 0;
+        if pad {
+            upload.padded_tail();
+        }
+        let chunk = hasher.submit(buf, pad);
+        writes.push_back(compio::runtime::spawn(upload.write_at(chunk, offset)));
+        while writes.len() > MAX_WRITES || writes.front().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = writes.pop_front() {
+                h.await.map_err(task_failed)?.map_err(write_failed)?;
+            }
+        }
+    }
+    while let Some(h) = writes.pop_front() {
+        h.await.map_err(task_failed)?.map_err(write_failed)?;
     }
     if let Some(e) = expected
         && hasher.size() != e
@@ -375,6 +408,10 @@ async fn receive(
         .finish()
         .await
         .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()).on(Side::Internal))?;
-    let location = w.store.commit(file, guard).await.map_err(store_err)?;
+    let location = w
+        .store
+        .commit(upload, digests.size)
+        .await
+        .map_err(store_err)?;
     Ok((location, digests))
 }

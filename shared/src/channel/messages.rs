@@ -34,19 +34,19 @@ impl Credentials {
 
     /// Fills the matching field from one request header; other headers are ignored.
     pub fn absorb_header(&mut self, name: &str, value: &str) {
-        let v = Some(value.to_owned());
+        let v = || Some(value.to_owned());
         if name.eq_ignore_ascii_case("x-auth-token") {
-            self.auth_token = v;
+            self.auth_token = v();
         } else if name.eq_ignore_ascii_case("x-service-token") {
-            self.service_token = v;
+            self.service_token = v();
         } else if name.eq_ignore_ascii_case("x-project-id")
             || (name.eq_ignore_ascii_case("x-tenant-id") && self.project_id.is_none())
         {
-            self.project_id = v;
+            self.project_id = v();
         } else if name.eq_ignore_ascii_case("x-user-id") {
-            self.user_id = v;
+            self.user_id = v();
         } else if name.eq_ignore_ascii_case("x-roles") {
-            self.roles = v;
+            self.roles = v();
         }
     }
 }
