@@ -2,7 +2,8 @@
 //!
 //! - `/healthz`: 200 as long as the process serves requests.
 //! - `/readyz`: 200 when the database answers `SELECT 1`, else 503.
-//! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`], followed by the data
+//! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`] (the image cache's
+//!   counts are copied in at each scrape), followed by the data
 //!   plane's counters read from its shared-memory file (`run/dataplane.metrics`, layout in
 //!   `shared::metrics::shm`) and summed over its workers.
 
@@ -37,6 +38,8 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    let cache = app.db.cache();
+    app.metrics.image_cache(cache.stats(), cache.len());
     let mut text = app.metrics.render();
     let path = app.config.run_dir().join(shared::metrics::shm::FILE_NAME);
     if let Ok(bytes) = tokio::fs::read(&path).await

@@ -109,6 +109,16 @@ impl Metrics {
             None,
             d("Image status transitions committed, by from and to status."),
         );
+        r.describe_counter(
+            KeyName::from_const_str(names::IMAGE_CACHE_LOOKUPS_TOTAL),
+            None,
+            d("Image reads answered by the image cache (hit) or loaded from the database (miss)."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(names::IMAGE_CACHE_ENTRIES),
+            None,
+            d("Images held in the image cache."),
+        );
     }
 
     /// Also installs the recorder as the process-global one, so `metrics::counter!` calls
@@ -163,6 +173,20 @@ impl Metrics {
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
+    /// Publishes the image cache's counts (read from the cache when `/metrics` is scraped).
+    pub fn image_cache(&self, stats: crate::db::cache::CacheStats, entries: usize) {
+        for (result, n) in [("hit", stats.hits), ("miss", stats.misses)] {
+            let key = Key::from_parts(
+                names::IMAGE_CACHE_LOOKUPS_TOTAL,
+                vec![Label::new("result", result)],
+            );
+            self.recorder.register_counter(&key, &METADATA).absolute(n);
+        }
+        self.recorder
+            .register_gauge(&Key::from_name(names::IMAGE_CACHE_ENTRIES), &METADATA)
+            .set(entries as f64);
+    }
+
     /// Counts one committed status transition.
     pub fn transition(&self, from: ImageStatus, to: ImageStatus) {
         let key = Key::from_parts(
@@ -188,6 +212,7 @@ mod tests {
         m.channel_request("authorize_upload", "ok");
         m.lease_reverted();
         m.transition(ImageStatus::Queued, ImageStatus::Saving);
+        m.image_cache(crate::db::cache::CacheStats { hits: 7, misses: 2 }, 3);
         let text = m.render();
         assert!(
             text.contains(r#"glint_api_requests_total{method="GET",route="/v2/images/{image_id}",status="200"} 1"#),
@@ -203,5 +228,7 @@ mod tests {
         assert!(text.contains("glint_channel_leases_reverted_total 1"));
         assert!(text.contains(r#"glint_db_image_transitions_total{from="queued",to="saving"} 1"#));
         assert!(text.contains("glint_build_info{version="));
+        assert!(text.contains(r#"glint_db_image_cache_lookups_total{result="hit"} 7"#));
+        assert!(text.contains("glint_db_image_cache_entries 3"));
     }
 }

@@ -4,9 +4,14 @@
 //! Each worker keeps a small pool of handshaken connections. Downloads borrow one for a
 //! single round trip; an upload holds one for its whole life, because the lease it gets
 //! from `AuthorizeUpload` belongs to that connection.
+//!
+//! A download's exchange allocates nothing: the request is built from borrowed strings
+//! (`Request<&str>`), encoded into the connection's reused write buffer, and the answer is
+//! read in place from its read buffer (`Response<&str>`, [`Conn::response`]).
 
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::UnixStream;
+use serde::Serialize;
 use shared::channel::frame::{self, FrameError};
 use shared::channel::{Request, Response, version};
 use std::cell::RefCell;
@@ -37,6 +42,8 @@ pub struct Conn {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     next_corr: u32,
+    /// Correlation id and length of the answer frame at the front of `rbuf`, if one is there.
+    answer: Option<(u32, usize)>,
 }
 
 impl Conn {
@@ -48,8 +55,9 @@ impl Conn {
             rbuf: Vec::with_capacity(4096),
             wbuf: Vec::with_capacity(512),
             next_corr: 1,
+            answer: None,
         };
-        let hello = Request::Hello {
+        let hello: Request<&str> = Request::Hello {
             min_version: version::MIN_VERSION,
             max_version: version::MAX_VERSION,
             pid: std::process::id(),
@@ -64,8 +72,12 @@ impl Conn {
         }
     }
 
-    /// Sends one request and waits for its response.
-    pub async fn call(&mut self, req: &Request) -> Result<Response, Error> {
+    /// Sends one request and waits until its whole answer is buffered; read it with
+    /// [`Conn::response`] (borrowed, no allocation) or use [`Conn::call`].
+    pub async fn exchange<S: Serialize>(&mut self, req: &Request<S>) -> Result<(), Error> {
+        if let Some((_, used)) = self.answer.take() {
+            self.rbuf.drain(..used);
+        }
         let corr = self.next_corr;
         self.next_corr = self.next_corr.wrapping_add(1);
         let mut wbuf = std::mem::take(&mut self.wbuf);
@@ -75,12 +87,11 @@ impl Conn {
         self.wbuf = wbuf;
         res?;
         loop {
-            if let Some((f, used)) = frame::decode::<Response>(&self.rbuf)? {
-                self.rbuf.drain(..used);
-                if f.corr != corr {
-                    return Err(Error::Protocol("response correlation id mismatch"));
-                }
-                return Ok(f.body);
+            if let Some(len) = frame::frame_len(&self.rbuf)?
+                && self.rbuf.len() >= frame::HEADER_BYTES + len
+            {
+                self.answer = Some((corr, frame::HEADER_BYTES + len));
+                return Ok(());
             }
             let mut rbuf = std::mem::take(&mut self.rbuf);
             rbuf.reserve(4096);
@@ -89,6 +100,32 @@ impl Conn {
             if res? == 0 {
                 return Err(Error::Closed);
             }
+        }
+    }
+
+    /// The answer to the last [`Conn::exchange`], its strings pointing into this connection's
+    /// buffer.
+    pub fn response(&self) -> Result<Response<&str>, Error> {
+        let Some((corr, _)) = self.answer else {
+            return Err(Error::Protocol("no answer buffered"));
+        };
+        match frame::decode_borrowed::<Response<&str>>(&self.rbuf)? {
+            Some((f, _)) if f.corr == corr => Ok(f.body),
+            Some(_) => Err(Error::Protocol("response correlation id mismatch")),
+            None => Err(Error::Protocol("no answer buffered")),
+        }
+    }
+
+    /// Sends one request and returns its answer, owned.
+    pub async fn call<S: Serialize>(&mut self, req: &Request<S>) -> Result<Response, Error> {
+        self.exchange(req).await?;
+        let Some((corr, _)) = self.answer else {
+            return Err(Error::Protocol("no answer buffered"));
+        };
+        match frame::decode::<Response>(&self.rbuf)? {
+            Some((f, _)) if f.corr == corr => Ok(f.body),
+            Some(_) => Err(Error::Protocol("response correlation id mismatch")),
+            None => Err(Error::Protocol("no answer buffered")),
         }
     }
 }
@@ -119,40 +156,64 @@ impl Link {
         }
     }
 
-    /// One round trip on a pooled connection, which stays in the pool.
-    pub async fn call(&self, req: &Request) -> Result<Response, Error> {
-        let (conn, resp) = self.call_keep(req).await?;
-        self.give_back(conn);
-        Ok(resp)
-    }
-
-    /// One round trip, keeping the connection (an upload holds its lease on it).
+    /// One round trip on a pooled (or new) connection; its answer is buffered in the
+    /// connection returned ([`Conn::response`]). Give the connection back when done with the
+    /// answer.
     ///
     /// A pooled connection may be stale (the control plane restarted since it was opened);
     /// if it fails before an answer arrives, the request is sent once more on a fresh
     /// connection. That is safe: a control plane that restarted has forgotten the first
     /// attempt (it resets `saving` images at start), and a live one never drops a connection
-    /// mid-request.
-    pub async fn call_keep(&self, req: &Request) -> Result<(Conn, Response), Error> {
-        let pooled = {
-            use std::os::fd::AsFd;
-            let mut idle = self.idle.borrow_mut();
-            match idle.pop() {
-                Some(c) if crate::io::idle_connection_is_alive(c.stream.as_fd()) => Some(c),
-                Some(_) => {
-                    idle.clear();
-                    None
-                }
-                None => None,
+    /// mid-request. So no liveness check (a system call) is spent on a pooled connection.
+    pub async fn exchange<S: Serialize>(&self, req: &Request<S>) -> Result<Conn, Error> {
+        let pooled = self.idle.borrow_mut().pop();
+        if let Some(mut c) = pooled {
+            if c.exchange(req).await.is_ok() {
+                return Ok(c);
             }
-        };
-        if let Some(mut c) = pooled
-            && let Ok(resp) = c.call(req).await
-        {
-            return Ok((c, resp));
+            // stale: so are the others, opened before the same restart
+            self.idle.borrow_mut().clear();
         }
         let mut c = Conn::connect(&self.path).await?;
-        let resp = c.call(req).await?;
+        c.exchange(req).await?;
+        Ok(c)
+    }
+
+    /// One round trip, keeping the connection (an upload holds its lease on it); the answer
+    /// is owned.
+    pub async fn call_keep<S: Serialize>(
+        &self,
+        req: &Request<S>,
+    ) -> Result<(Conn, Response), Error> {
+        let c = self.exchange(req).await?;
+        let resp = c.response().map(owned)?;
         Ok((c, resp))
+    }
+}
+
+/// An owned copy of a borrowed answer.
+pub fn owned(r: Response<&str>) -> Response {
+    let s = |v: Option<&str>| v.map(str::to_owned);
+    match r {
+        Response::HelloAck { version } => Response::HelloAck { version },
+        Response::UploadGranted {
+            hash_algo,
+            max_size_bytes,
+        } => Response::UploadGranted {
+            hash_algo,
+            max_size_bytes,
+        },
+        Response::UploadCommitted => Response::UploadCommitted,
+        Response::DownloadGranted {
+            location,
+            size,
+            checksum,
+        } => Response::DownloadGranted {
+            location: s(location),
+            size,
+            checksum: s(checksum),
+        },
+        Response::Ack => Response::Ack,
+        Response::Denied(code) => Response::Denied(code),
     }
 }

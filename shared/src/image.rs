@@ -12,9 +12,18 @@ use std::str::FromStr;
 ///
 /// Parsing accepts only the 8-4-4-4-12 hex form (any case), so an `ImageId` can never
 /// contain a path separator and is always safe to use as a file name in a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ImageId(uuid::Uuid);
+
+/// Serialized as its canonical string, written from a stack buffer (no allocation: the data
+/// plane sends an image id in every channel request).
+impl Serialize for ImageId {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; ImageId::STR_LEN];
+        ser.serialize_str(self.encode(&mut buf))
+    }
+}
 
 /// The string was not a hyphenated UUID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,6 +15,10 @@ pub const CHANNEL_REQUESTS_TOTAL: &str = "glint_channel_requests_total";
 pub const CHANNEL_LEASES_REVERTED_TOTAL: &str = "glint_channel_leases_reverted_total";
 /// Image status transitions committed, labels `from`, `to`.
 pub const IMAGE_TRANSITIONS_TOTAL: &str = "glint_db_image_transitions_total";
+/// Image reads by the control plane's image cache, label `result` (`hit`, `miss`).
+pub const IMAGE_CACHE_LOOKUPS_TOTAL: &str = "glint_db_image_cache_lookups_total";
+/// Images held in the control plane's image cache.
+pub const IMAGE_CACHE_ENTRIES: &str = "glint_db_image_cache_entries";
 /// Plane restarts by the supervisor, label `plane`.
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "glint_supervisor_restarts_total";
 
@@ -32,6 +36,8 @@ pub const ALL: &[&str] = &[
     CHANNEL_REQUESTS_TOTAL,
     CHANNEL_LEASES_REVERTED_TOTAL,
     IMAGE_TRANSITIONS_TOTAL,
+    IMAGE_CACHE_LOOKUPS_TOTAL,
+    IMAGE_CACHE_ENTRIES,
     SUPERVISOR_RESTARTS_TOTAL,
 ];
 

@@ -1,11 +1,12 @@
-//! Low-level I/O: taking over the listener the supervisor bound, and moving file bytes into a
-//! socket with `splice` through a pipe (no user-space copy). **The only module allowed
-//! `unsafe`**, and each block says why it is sound.
+//! Low-level I/O: taking over the listener the supervisor bound, moving file bytes into a
+//! socket without a user-space copy (`sendfile` on the worker thread, `splice` through a pipe
+//! where sendfile cannot), aligned buffers for `O_DIRECT` uploads ([`AlignedBuf`]), and the
+//! shared-memory counters. **The only module allowed `unsafe`**, and each block says why it is
+//! sound.
 //!
-//! Why splice and not a read/write loop: on io_uring, `IORING_OP_SPLICE` moves page-cache pages
-//! from the file into a pipe and from the pipe into the socket, so image bytes never enter
-//! user space. compio exposes it with a file offset, which is what lets many connections read
-//! the same image file without sharing a file position.
+//! Why sendfile and not io_uring's splice: see [`sendfile_to_socket`]. Both take the file
+//! offset per call, which is what lets many connections read the same image file without
+//! sharing a file position.
 #![allow(unsafe_code)]
 
 mod aligned;
@@ -69,6 +70,15 @@ pub fn map_counters(
     Ok(unsafe { std::slice::from_raw_parts(map.as_mut_ptr() as *const AtomicU64, words) })
 }
 
+/// A compio file owning `file`'s descriptor (for the splice and TLS copy paths, which use
+/// compio's operations).
+pub fn into_compio(file: std::fs::File) -> File {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: `into_raw_fd` gives up ownership of an open descriptor, which the compio file
+    // takes over; nothing else refers to it.
+    unsafe { File::from_raw_fd(file.into_raw_fd()) }
+}
+
 /// Whether an idle pooled connection is still usable: nothing to read and no hang-up.
 /// (A peer that restarted has closed it; reusing it would fail a request whose body is
 /// already consumed.) One non-blocking `poll`, no data read.
@@ -96,7 +106,7 @@ pub fn idle_connection_is_alive(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 /// Returns `Unsupported` (before sending anything) when the file system cannot sendfile, so
 /// the caller can use [`Splicer`] instead.
 pub async fn sendfile_to_socket(
-    file: &File,
+    file: std::os::fd::BorrowedFd<'_>,
     offset: u64,
     len: u64,
     sock: &TcpStream,
@@ -111,18 +121,18 @@ pub async fn sendfile_to_socket(
 }
 
 async fn sendfile_loop(
-    file: &File,
+    file: std::os::fd::BorrowedFd<'_>,
     offset: u64,
     len: u64,
     sock: &TcpStream,
     idle: Duration,
 ) -> io::Result<()> {
-    let poll = sock.to_poll_fd()?;
+    let mut poll = None;
     let mut off = offset;
     let end = offset + len;
     while off < end {
         let want = (end - off).min(0x7fff_f000) as usize;
-        match rustix::fs::sendfile(sock.as_fd(), file.as_fd(), Some(&mut off), want) {
+        match rustix::fs::sendfile(sock.as_fd(), file, Some(&mut off), want) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -131,6 +141,10 @@ async fn sendfile_loop(
             }
             Ok(_) => {}
             Err(rustix::io::Errno::AGAIN) => {
+                let poll = match &mut poll {
+                    Some(p) => p,
+                    None => poll.insert(sock.to_poll_fd()?),
+                };
                 timeout(idle, poll.write_ready()).await.map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")
                 })??;

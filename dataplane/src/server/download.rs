@@ -7,13 +7,12 @@
 //! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
 //! `Content-Range` request header); 416 for an unsatisfiable range; 400 for several ranges.
 
-use super::http::{Conn, Framing, RequestHead, response_head};
+use super::http::{Conn, Framing, RequestHead, push_u64, response_head, response_head_into};
 use super::tls::ClientStream;
 use super::upload::credentials;
 use super::{Worker, channel_failed, fail};
 use crate::io::Splicer;
 use crate::metrics::Route;
-use compio::fs::File;
 use compio::io::AsyncReadAt;
 use shared::channel::{Request, Response};
 use shared::image::ImageId;
@@ -135,15 +134,33 @@ pub async fn handle(
         .await;
     };
     let req = Request::AuthorizeDownload {
-        request_id: rid.to_owned(),
+        request_id: rid,
         image_id,
         credentials: credentials(head),
     };
-    let (location, checksum) = match w.link.call(&req).await {
+    let chan = match w.link.exchange(&req).await {
+        Ok(c) => c,
+        Err(e) => {
+            return channel_failed::<&str>(
+                conn,
+                Route::Download,
+                "AuthorizeDownload",
+                Err(e),
+                rid,
+                keep,
+                w,
+            )
+            .await;
+        }
+    };
+    // The answer's strings point into the channel connection's buffer: it goes back to the
+    // pool once they are used.
+    let (location, checksum) = match chan.response() {
         Ok(Response::DownloadGranted {
             location, checksum, ..
         }) => (location, checksum),
         Ok(Response::Denied(code)) => {
+            w.link.give_back(chan);
             let msg = match code.http_status() {
                 404 => "no image found with that id",
                 403 => "not allowed to download this image",
@@ -152,6 +169,7 @@ pub async fn handle(
             return fail(conn, Route::Download, code.http_status(), msg, rid, keep, w).await;
         }
         other => {
+            let other = other.map(crate::control_link::owned);
             return channel_failed(
                 conn,
                 Route::Download,
@@ -164,10 +182,26 @@ pub async fn handle(
             .await;
         }
     };
-    let Some(location) = location else {
+    // Keep the md5 hex (32 characters) on the stack past the channel connection's return.
+    let mut md5 = [0u8; 32];
+    let has_md5 = match checksum {
+        Some(c) if c.len() == md5.len() => {
+            md5.copy_from_slice(c.as_bytes());
+            true
+        }
+        _ => false,
+    };
+    let opened = location.map(|l| w.store.open_read(l));
+    w.link.give_back(chan);
+    let checksum = if has_md5 {
+        std::str::from_utf8(&md5).ok()
+    } else {
+        None
+    };
+    let Some(opened) = opened else {
         return no_content(conn, rid, keep, w).await;
     };
-    let (file, size) = match w.store.open_read(&location).await {
+    let (file, size) = match opened {
         Ok(x) => x,
         Err(crate::store::Error::Missing(_)) => {
             tracing::warn!(%image_id, "image data missing from the store");
@@ -212,39 +246,49 @@ pub async fn handle(
             return conn.write_all(out, w.settings.idle_timeout).await.0.is_ok() && keep;
         }
     };
-    let (status, offset, len, content_range) = match span {
-        Span::Full => (200, 0, size, None),
-        Span::Part { start, end } => (
-            206,
-            start,
-            end - start + 1,
-            Some(format!("bytes {start}-{end}/{size}")),
-        ),
+    let (status, offset, len) = match span {
+        Span::Full => (200, 0, size),
+        Span::Part { start, end } => (206, start, end - start + 1),
     };
-    let mut headers: Vec<(&str, &str)> = vec![
+    // The head, in a pooled buffer: no allocation.
+    let mut h = w.scratch.take();
+    let mut fields: [(&str, &str); 3] = [
         ("Content-Type", "application/octet-stream"),
         ("x-openstack-request-id", rid),
+        ("", ""),
     ];
-    if let Some(md5) = &checksum {
-        headers.push(("Content-MD5", md5));
-    }
-    if let Some(cr) = &content_range {
-        headers.push(("Content-Range", cr));
+    let mut n = 2;
+    if let Some(md5) = checksum {
+        fields[n] = ("Content-MD5", md5);
+        n += 1;
     }
     let reason = if status == 200 {
         "OK"
     } else {
         "Partial Content"
     };
-    let h = response_head(status, reason, &headers, Some(len), keep);
+    response_head_into(&mut h, status, reason, &fields[..n], Some(len), keep);
+    if let Span::Part { start, end } = span {
+        // `Content-Range: bytes a-b/size`, spliced in before the blank line
+        h.truncate(h.len() - 2);
+        h.extend_from_slice(b"Content-Range: bytes ");
+        push_u64(&mut h, start);
+        h.push(b'-');
+        push_u64(&mut h, end);
+        h.push(b'/');
+        push_u64(&mut h, size);
+        h.extend_from_slice(b"\r\n\r\n");
+    }
     w.metrics.request(Route::Download, status);
-    if conn.write_all(h, w.settings.idle_timeout).await.0.is_err() {
+    let (res, h) = conn.write_all(h, w.settings.idle_timeout).await;
+    w.scratch.put(h);
+    if res.is_err() {
         return false;
     }
     if len == 0 {
         return keep;
     }
-    if let Err(e) = send_file(conn, &file, offset, len, w, splicer).await {
+    if let Err(e) = send_file(conn, file, offset, len, w, splicer).await {
         tracing::debug!(%image_id, error = %e, "download ended early");
         return false;
     }
@@ -255,15 +299,16 @@ pub async fn handle(
 
 async fn send_file(
     conn: &mut Conn<ClientStream>,
-    file: &File,
+    file: std::fs::File,
     offset: u64,
     len: u64,
     w: &Worker,
     splicer: &mut Option<Splicer>,
 ) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
     let idle = w.settings.idle_timeout;
     if let Some(sock) = conn.stream.plain() {
-        match crate::io::sendfile_to_socket(file, offset, len, sock, idle).await {
+        match crate::io::sendfile_to_socket(file.as_fd(), offset, len, sock, idle).await {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                 tracing::debug!(error = %e, "sendfile not supported here; splicing instead");
             }
@@ -278,7 +323,8 @@ async fn send_file(
             }
         }
         if let Some(s) = splicer.as_mut() {
-            let res = s.file_to_socket(file, offset, len, sock, idle).await;
+            let file = crate::io::into_compio(file);
+            let res = s.file_to_socket(&file, offset, len, sock, idle).await;
             if res.is_err() {
                 // The pipe may still hold bytes of this response: never reuse it.
                 *splicer = None;
@@ -287,6 +333,7 @@ async fn send_file(
         }
     }
     // TLS (bytes must be encrypted in user space) or no pipe: copy through a pooled buffer.
+    let file = crate::io::into_compio(file);
     let mut buf = w.scratch.take();
     let mut pos = offset;
     let end = offset + len;

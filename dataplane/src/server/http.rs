@@ -890,7 +890,31 @@ pub fn response_head(
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    response_head_into(
+        &mut out,
+        status,
+        reason,
+        headers,
+        content_length,
+        keep_alive,
+    );
+    out
+}
+
+/// Appends a response head to `out` (see [`response_head`]); no allocation beyond `out`.
+pub fn response_head_into(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    content_length: Option<u64>,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (n, v) in headers {
         out.extend_from_slice(n.as_bytes());
         out.extend_from_slice(b": ");
@@ -898,13 +922,14 @@ pub fn response_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(len) = content_length {
-        out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_u64(out, len);
+        out.extend_from_slice(b"\r\n");
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// The reason phrase for the statuses the data plane sends itself.

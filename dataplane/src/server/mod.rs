@@ -256,11 +256,11 @@ pub(crate) async fn fail(
 
 /// Answers when the control plane gave no usable answer on the channel: 503 when it could
 /// not be reached, 500 for an answer outside the protocol (a bug on one side).
-pub(crate) async fn channel_failed(
+pub(crate) async fn channel_failed<S: std::fmt::Debug>(
     conn: &mut Conn<ClientStream>,
     route: crate::metrics::Route,
     asked: &'static str,
-    outcome: Result<shared::channel::Response, crate::control_link::Error>,
+    outcome: Result<shared::channel::Response<S>, crate::control_link::Error>,
     rid: &str,
     keep: bool,
     w: &Worker,

@@ -26,8 +26,8 @@ use shared::image::ImageId;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-/// Collects the caller's identity headers for the control plane.
-pub fn credentials(head: &RequestHead) -> Credentials {
+/// Collects the caller's identity headers for the control plane (borrowed from the head).
+pub fn credentials(head: &RequestHead) -> Credentials<&str> {
     let mut c = Credentials::default();
     for (n, v) in head.headers() {
         c.absorb_header(n, v);
@@ -108,7 +108,7 @@ pub async fn handle(
     let expected = declared.or(length);
 
     let authorize = Request::AuthorizeUpload {
-        request_id: rid.to_owned(),
+        request_id: rid,
         image_id,
         credentials: credentials(head),
         declared_size: expected,
@@ -154,13 +154,13 @@ pub async fn handle(
     match outcome {
         Ok((location, digests)) => {
             let complete = Request::UploadComplete {
-                request_id: rid.to_owned(),
+                request_id: rid,
                 image_id,
                 size: digests.size,
-                checksum: digests.md5_hex,
+                checksum: digests.md5_hex.as_str(),
                 os_hash_algo: digests.algo,
-                os_hash_value: digests.secure_hex,
-                location: location.clone(),
+                os_hash_value: digests.secure_hex.as_str(),
+                location: location.as_str(),
             };
             match lease.call(&complete).await {
                 Ok(Response::UploadCommitted) => {
@@ -233,7 +233,7 @@ pub async fn handle(
         Err(failure) => {
             w.metrics.upload_failed(failure.side);
             let abort = Request::UploadAborted {
-                request_id: rid.to_owned(),
+                request_id: rid,
                 image_id,
                 code: failure.code,
             };

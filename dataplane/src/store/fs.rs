@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    /// The root directory, open: image files are opened relative to it.
+    dir: Arc<std::os::fd::OwnedFd>,
     /// Whether uploads try `O_DIRECT` (configured, and not refused by the file system yet).
     direct_io: Arc<AtomicBool>,
 }
@@ -115,8 +117,17 @@ impl FsStore {
     /// `direct_io`.
     pub fn open(root: &Path, direct_io: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
+        let root = std::fs::canonicalize(root)?;
+        let dir = rustix::fs::open(
+            &root,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         Ok(FsStore {
-            root: std::fs::canonicalize(root)?,
+            root,
+            dir: Arc::new(dir),
             direct_io: Arc::new(AtomicBool::new(direct_io)),
         })
     }
@@ -138,9 +149,14 @@ impl FsStore {
 
     /// Maps a location URL back to a path inside this store, refusing anything else.
     pub fn resolve(&self, location: &str) -> Result<PathBuf, Error> {
+        Ok(self.path_for(&self.resolve_id(location)?))
+    }
+
+    /// The image a location URL of this store names (`file://<root>/<id>`), refusing any
+    /// other location. Allocates nothing unless it refuses.
+    pub fn resolve_id(&self, location: &str) -> Result<ImageId, Error> {
         let foreign = || Error::ForeignLocation(location.to_owned());
-        let path = location.strip_prefix("file://").ok_or_else(foreign)?;
-        let path = Path::new(path);
+        let path = Path::new(location.strip_prefix("file://").ok_or_else(foreign)?);
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -149,7 +165,7 @@ impl FsStore {
         if path.parent() != Some(self.root.as_path()) {
             return Err(foreign());
         }
-        Ok(self.path_for(&id))
+        Ok(id)
     }
 
     /// Creates the temp file for an upload of `id` (with `O_DIRECT` if the store uses it and
@@ -217,17 +233,32 @@ impl FsStore {
 
     /// Opens an image's data for reading (with a sequential-readahead hint); returns the file
     /// and its size.
-    pub async fn open_read(&self, location: &str) -> Result<(File, u64), Error> {
-        let path = self.resolve(location)?;
-        let file = File::open(&path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Missing(location.to_owned()),
-            _ => Error::Io(e),
+    ///
+    /// Opened with plain system calls on the calling thread, relative to the store's directory
+    /// (a path lookup in the dentry cache, as a web server's `open` is): no io_uring round
+    /// trip and no allocation. [`crate::io::into_compio`] makes a compio file of it when one
+    /// is needed.
+    pub fn open_read(&self, location: &str) -> Result<(std::fs::File, u64), Error> {
+        let id = self.resolve_id(location)?;
+        let mut name = [0u8; ImageId::STR_LEN];
+        let name = id.encode(&mut name);
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            name,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => Error::Missing(location.to_owned()),
+            e => Error::Io(e.into()),
         })?;
-        let len = file.metadata().await.map_err(Error::Io)?.len();
+        let len = rustix::fs::fstat(&fd)
+            .map_err(|e| Error::Io(e.into()))?
+            .st_size as u64;
         // Images are read front to back: ask the kernel for aggressive readahead. Advice only;
         // a failure changes nothing.
-        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-        Ok((file, len))
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
+        Ok((std::fs::File::from(fd), len))
     }
 
     /// Removes an image's data (used when the control plane refuses a finished upload).
@@ -314,7 +345,7 @@ mod tests {
             let loc = store.commit(up, data.len() as u64).await.unwrap();
             assert_eq!(loc, store.location_for(&id));
             assert_eq!(std::fs::read(store.path_for(&id)).unwrap(), data);
-            let (_f, len) = store.open_read(&loc).await.unwrap();
+            let (_f, len) = store.open_read(&loc).unwrap();
             assert_eq!(len, data.len() as u64);
             store.delete(&loc).unwrap();
             assert!(!store.path_for(&id).exists());

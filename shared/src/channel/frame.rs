@@ -61,6 +61,13 @@ pub fn encode<T: Serialize>(corr: u32, body: &T, out: &mut Vec<u8>) -> Result<()
 /// Returns `Ok(None)` when more bytes are needed, or the frame and the number of bytes it
 /// used.
 pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(Frame<T>, usize)>, FrameError> {
+    decode_borrowed(buf)
+}
+
+/// Like [`decode`], for a body that may borrow from `buf` (e.g. `Response<&str>`).
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(
+    buf: &'a [u8],
+) -> Result<Option<(Frame<T>, usize)>, FrameError> {
     let Some(len) = frame_len(buf)? else {
         return Ok(None);
     };
@@ -144,6 +151,60 @@ mod tests {
             at += used;
         }
         assert_eq!(at, buf.len());
+    }
+
+    /// `Request<&str>`/`Response<&str>` and the owned forms are the same bytes on the wire,
+    /// and a borrowed decode points into the buffer.
+    #[test]
+    fn borrowed_and_owned_forms_encode_alike() {
+        let id = ImageId::new_random();
+        let mut creds: Credentials<&str> = Credentials::default();
+        creds.absorb_header("X-Auth-Token", "tok");
+        creds.absorb_header("X-Roles", "reader");
+        creds.absorb_header("Accept", "*/*");
+        let borrowed = Request::AuthorizeDownload {
+            request_id: "req-9",
+            image_id: id,
+            credentials: creds,
+        };
+        let mut owned_creds: Credentials = Credentials::default();
+        owned_creds.absorb_header("x-auth-token", "tok");
+        owned_creds.absorb_header("x-roles", "reader");
+        let owned: Request = Request::AuthorizeDownload {
+            request_id: "req-9".into(),
+            image_id: id,
+            credentials: owned_creds,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode(3, &borrowed, &mut a).unwrap();
+        encode(3, &owned, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(decode::<Request>(&a).unwrap().unwrap().0.body, owned);
+
+        let granted: Response = Response::DownloadGranted {
+            location: Some("file:///store/x".into()),
+            size: 5,
+            checksum: Some("abc".into()),
+        };
+        let mut buf = Vec::new();
+        encode(4, &granted, &mut buf).unwrap();
+        let (f, used) = decode_borrowed::<Response<&str>>(&buf).unwrap().unwrap();
+        assert_eq!(used, buf.len());
+        match f.body {
+            Response::DownloadGranted {
+                location: Some(loc),
+                size: 5,
+                checksum: Some("abc"),
+            } => {
+                assert_eq!(loc, "file:///store/x");
+                let inside = buf.as_ptr_range();
+                assert!(
+                    inside.contains(&loc.as_ptr()),
+                    "not borrowed from the frame"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! What the planes say to each other. Data plane → control plane is a [`Request`]; the control
 //! plane answers each with exactly one [`Response`].
+//!
+//! Each message is generic over its string type `S` (default `String`). Both instantiations
+//! encode to the same bytes, so a side can send `Request<&str>` built from borrowed data and
+//! decode `Response<&str>` pointing into its receive buffer ([`super::frame::decode_borrowed`]):
+//! the data plane's download path exchanges its messages without allocating. The control plane
+//! uses the owned forms.
 
 use crate::error::ErrorCode;
 use crate::image::{HashAlgo, ImageId};
@@ -8,17 +14,17 @@ use serde::{Deserialize, Serialize};
 /// The caller's identity as the client presented it. The data plane copies these headers
 /// verbatim; only the control plane interprets them (token validation, noauth headers).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credentials {
+pub struct Credentials<S = String> {
     /// `X-Auth-Token`.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<S>,
     /// `X-Service-Token`.
-    pub service_token: Option<String>,
+    pub service_token: Option<S>,
     /// `X-Project-Id` (or the legacy `X-Tenant-Id`), honoured in noauth mode.
-    pub project_id: Option<String>,
+    pub project_id: Option<S>,
     /// `X-User-Id`, honoured in noauth mode.
-    pub user_id: Option<String>,
+    pub user_id: Option<S>,
     /// `X-Roles` (comma list), honoured in noauth mode.
-    pub roles: Option<String>,
+    pub roles: Option<S>,
 }
 
 impl Credentials {
@@ -31,10 +37,12 @@ impl Credentials {
         "x-user-id",
         "x-roles",
     ];
+}
 
+impl<'a, S: From<&'a str>> Credentials<S> {
     /// Fills the matching field from one request header; other headers are ignored.
-    pub fn absorb_header(&mut self, name: &str, value: &str) {
-        let v = || Some(value.to_owned());
+    pub fn absorb_header(&mut self, name: &str, value: &'a str) {
+        let v = || Some(S::from(value));
         if name.eq_ignore_ascii_case("x-auth-token") {
             self.auth_token = v();
         } else if name.eq_ignore_ascii_case("x-service-token") {
@@ -53,7 +61,7 @@ impl Credentials {
 
 /// Data plane → control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
+pub enum Request<S = String> {
     /// First frame on every connection.
     Hello {
         /// Oldest protocol version the data plane speaks.
@@ -67,35 +75,35 @@ pub enum Request {
     /// the connection holds the upload lease until `UploadComplete`/`UploadAborted`.
     AuthorizeUpload {
         /// `x-openstack-request-id` of the client request (`req-…`).
-        request_id: String,
+        request_id: S,
         /// Target image.
         image_id: ImageId,
         /// Caller identity.
-        credentials: Credentials,
+        credentials: Credentials<S>,
         /// `x-openstack-image-size` or `Content-Length`, when the client declared one.
         declared_size: Option<u64>,
     },
     /// The data is durably stored at `location`; commit `active`.
     UploadComplete {
         /// `x-openstack-request-id` of the client request.
-        request_id: String,
+        request_id: S,
         /// Target image.
         image_id: ImageId,
         /// Bytes stored.
         size: u64,
         /// md5 hex digest (Glance's `checksum`).
-        checksum: String,
+        checksum: S,
         /// Algorithm of `os_hash_value`.
         os_hash_algo: HashAlgo,
         /// Hex digest.
-        os_hash_value: String,
+        os_hash_value: S,
         /// Store URL of the data, e.g. `file:///var/lib/glint/images/<id>`.
-        location: String,
+        location: S,
     },
     /// The upload failed; put the image back to `queued`.
     UploadAborted {
         /// `x-openstack-request-id` of the client request.
-        request_id: String,
+        request_id: S,
         /// Target image.
         image_id: ImageId,
         /// Why (sent for logs and metrics).
@@ -104,17 +112,17 @@ pub enum Request {
     /// May this caller download this image, and where is the data?
     AuthorizeDownload {
         /// `x-openstack-request-id` of the client request.
-        request_id: String,
+        request_id: S,
         /// Target image.
         image_id: ImageId,
         /// Caller identity.
-        credentials: Credentials,
+        credentials: Credentials<S>,
     },
 }
 
 /// Control plane → data plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
+pub enum Response<S = String> {
     /// Handshake accepted with this version.
     HelloAck {
         /// The version both sides now speak.
@@ -132,11 +140,11 @@ pub enum Response {
     /// Download may proceed.
     DownloadGranted {
         /// Where the data lives; `None` when the image has no data (answer 204).
-        location: Option<String>,
+        location: Option<S>,
         /// Stored size in bytes (0 when there is no data).
         size: u64,
         /// md5 hex digest for `Content-MD5`, when known.
-        checksum: Option<String>,
+        checksum: Option<S>,
     },
     /// Acknowledged (reply to `UploadAborted`).
     Ack,
