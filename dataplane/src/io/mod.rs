@@ -115,7 +115,9 @@ pub async fn sendfile_to_socket(
     let fd = sock.as_fd();
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    let _ = rustix::net::sockopt::set_tcp_cork(fd, true);
     let res = sendfile_loop(file, offset, len, sock, idle).await;
+    let _ = rustix::net::sockopt::set_tcp_cork(fd, false);
     let _ = rustix::fs::fcntl_setfl(fd, flags);
     res
 }
