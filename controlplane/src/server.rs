@@ -7,7 +7,7 @@
 //!    (the data plane aborts the upload whose channel broke).
 //! 4. Remove stale socket files; bind the API socket, the channel socket and the admin TCP
 //!    listener; write the admin address to `<run_dir>/admin.addr` (temp file + rename).
-//! 5. Start the scrubber (delayed delete) and serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
+//! 5. Start the scrubber (delayed delete) and the metrics upkeep, and serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
 //!    servers down gracefully, remove the socket files.
 
 use crate::app::App;
@@ -205,6 +205,12 @@ pub async fn serve(
             .into_future(),
     );
     let scrubber = tokio::spawn(crate::scrubber::run(app.clone(), shutdown.clone()));
+    // Histogram samples wait in the recorder until upkeep folds them into buckets.
+    tokio::spawn(
+        app.metrics
+            .clone()
+            .upkeep_every(std::time::Duration::from_secs(5), shutdown.clone()),
+    );
     let channel = tokio::spawn(dataplane_link::serve(
         app.clone(),
         channel_listener,

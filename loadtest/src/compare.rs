@@ -9,7 +9,9 @@
 //!    `streams` and `many_streams` concurrent keep-alive connections (server CPU and RSS of both
 //!    process trees measured from `/proc`); one upload of `size_bytes` into glint and, right
 //!    after, the md5+sha512 hash limit over as many bytes ([`crate::hashlimit`]); image show and
-//!    list through the data plane (TCP) and straight from the control plane (`run/api.sock`).
+//!    list through the data plane (TCP) and straight from the control plane (`run/api.sock`),
+//!    and image show through nginx proxying to that same socket (`proxy_pass` with a keep-alive
+//!    upstream): what a general-purpose proxy costs on this machine, next to glint's.
 //! 3. Take the median of every measurement over the rounds, print glint/reference ratios next to
 //!    the targets, and write everything (environment, every run, the table) as JSON.
 
@@ -102,6 +104,8 @@ pub struct Round {
     pub show_dataplane: Option<Report>,
     /// `GET /v2/images/{id}` on `run/api.sock`.
     pub show_controlplane: Option<Report>,
+    /// `GET /v2/images/{id}` through nginx proxying to `run/api.sock`.
+    pub show_nginx_proxy: Option<Report>,
     /// `GET /v2/images?limit=25` through the data plane.
     pub list_dataplane: Option<Report>,
     /// `GET /v2/images?limit=25` on `run/api.sock`.
@@ -142,16 +146,22 @@ struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// The port where nginx proxies to glint's control plane socket.
+    proxy_port: u16,
 }
 
 impl Nginx {
-    fn start(bin: &Path, root: &Path, workers: usize) -> anyhow::Result<Nginx> {
+    fn start(bin: &Path, root: &Path, api_sock: &Path, workers: usize) -> anyhow::Result<Nginx> {
         let dir = tempfile::Builder::new()
             .prefix("glint-nginx")
             .tempdir_in("/tmp")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let port = free_port()?;
+        let proxy_port = free_port()?;
         let d = dir.path().display();
         // As root, workers would drop to `nobody` and could not read glint's 0700 data dir.
         let user = if rustix::process::geteuid().is_root() {
@@ -180,8 +190,14 @@ impl Nginx {
                  listen 127.0.0.1:{port};\n\
                  location /images/ {{ alias {root}/; default_type application/octet-stream; }}\n\
                }}\n\
+               upstream glint_api {{ server unix:{api}; keepalive 64; }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{proxy_port};\n\
+                 location / {{ proxy_pass http://glint_api; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n\
+               }}\n\
              }}\n",
-            root = root.display()
+            root = root.display(),
+            api = api_sock.display(),
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
@@ -198,7 +214,12 @@ impl Nginx {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Nginx { child, dir, port })
+        Ok(Nginx {
+            child,
+            dir,
+            port,
+            proxy_port,
+        })
     }
 
     fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
@@ -415,6 +436,14 @@ pub fn table(cfg: &CompareConfig, rounds: &[Round]) -> Vec<Row> {
             Goal::AtLeast(15000.0),
         ),
         row(
+            &format!("GET /v2/images/{{id}}, {c} conns (req/s)"),
+            "nginx proxy_pass, same socket",
+            values(rounds, |r| rps(&r.show_dataplane)),
+            values(rounds, |r| rps(&r.show_nginx_proxy)),
+            "",
+            Goal::None,
+        ),
+        row(
             "GET /v2/images/{id} p99 (ms)",
             "control plane direct",
             values(rounds, |r| p99(&r.show_dataplane)),
@@ -591,7 +620,12 @@ fn measure(
         anyhow::Ok(())
     })?;
 
-    let mut nginx = Nginx::start(&cfg.nginx_bin, &glint.store_dir(), environment.cpus)?;
+    let mut nginx = Nginx::start(
+        &cfg.nginx_bin,
+        &glint.store_dir(),
+        &api_sock,
+        environment.cpus,
+    )?;
     let nginx_path = format!("/images/{id}");
     nginx.wait_ready(&nginx_path)?;
     eprintln!("compare: nginx at 127.0.0.1:{}", nginx.port);
@@ -666,6 +700,11 @@ fn measure(
         let list = "/v2/images?limit=25";
         r.show_dataplane = Some(md(endpoint.with_path(&show), &glint_pids)?);
         r.show_controlplane = Some(md(Target::unix(&api_sock, &show), &glint_pids)?);
+        let proxied = Target::parse(&format!("http://127.0.0.1:{}{show}", nginx.proxy_port))?;
+        r.show_nginx_proxy = Some(md(
+            proxied,
+            &[glint_pids.clone(), nginx_pids.clone()].concat(),
+        )?);
         r.list_dataplane = Some(md(endpoint.with_path(list), &glint_pids)?);
         r.list_controlplane = Some(md(Target::unix(&api_sock, list), &glint_pids)?);
         rounds.push(r);
@@ -685,6 +724,7 @@ fn measure(
                 &r.glint_upload,
                 &r.show_dataplane,
                 &r.show_controlplane,
+                &r.show_nginx_proxy,
                 &r.list_dataplane,
                 &r.list_controlplane,
             ]
