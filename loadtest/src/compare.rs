@@ -73,7 +73,9 @@ pub struct Row {
     pub glint: Option<f64>,
     /// Median of `reference_values`.
     pub reference_median: Option<f64>,
-    /// glint / reference (medians).
+    /// glint / reference: the median of the per-round ratios (each round measures both back
+    /// to back, so a machine that is slower in one round slows both), or the ratio of the
+    /// medians when the rounds are not paired.
     pub ratio: Option<f64>,
     /// The target, in words.
     pub target: String,
@@ -298,7 +300,14 @@ enum Goal {
 fn row(metric: &str, reference: &str, g: Vec<f64>, r: Vec<f64>, target: &str, goal: Goal) -> Row {
     let gm = median(&g);
     let rm = median(&r);
+    let paired: Vec<f64> = g
+        .iter()
+        .zip(&r)
+        .filter(|(_, b)| **b != 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
     let ratio = match (gm, rm) {
+        _ if g.len() == r.len() && paired.len() == g.len() && !paired.is_empty() => median(&paired),
         (Some(a), Some(b)) if b != 0.0 => Some(a / b),
         _ => None,
     };
@@ -796,8 +805,19 @@ mod tests {
         );
         assert_eq!(r.glint, Some(2.0));
         assert_eq!(r.reference_median, Some(2.0));
+        // per-round ratios 1.5, 0.5, 0.5: their median
+        assert_eq!(r.ratio, Some(0.5));
+        assert_eq!(r.met, Some(false));
+        // unpaired: ratio of the medians
+        let r = row(
+            "x",
+            "y",
+            vec![3.0, 1.0],
+            vec![2.0],
+            "",
+            Goal::RatioAtLeast(0.95),
+        );
         assert_eq!(r.ratio, Some(1.0));
-        assert_eq!(r.met, Some(true));
         let r = row("x", "y", vec![3.0], vec![2.0], "", Goal::RatioAtMost(1.1));
         assert_eq!(r.met, Some(false));
         let r = row("x", "y", vec![40.0], vec![], "", Goal::AtMost(32.0));

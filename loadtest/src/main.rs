@@ -429,7 +429,7 @@ fn main() -> anyhow::Result<()> {
             let s = compare::run(cfg, cli.client_threads)?;
             let e = &s.environment;
             println!(
-                "\nglint vs nginx, medians of {} rounds — {} ({} CPUs), kernel {}, git {}{}, {}",
+                "\nglint vs nginx, medians of {} rounds (ratio: median of the per-round ratios) — {} ({} CPUs), kernel {}, git {}{}, {}",
                 s.config.rounds,
                 e.cpu_model,
                 e.cpus,
