@@ -32,7 +32,7 @@ impl ImageView {
     pub fn of(image: &Image) -> ImageView {
         let mut m = Map::new();
         for (k, v) in &image.properties {
-            if !rules::HIDDEN.contains(&k.as_str()) {
+            if shown_property(k) {
                 m.insert(k.clone(), Value::String(v.clone()));
             }
         }
@@ -73,32 +73,12 @@ impl ImageView {
     }
 }
 
-/// The base keys [`ImageView::of`] writes; a custom property with one of these names is not
-/// shown (it cannot shadow the real value).
-const BASE_KEYS: [&str; 22] = [
-    "id",
-    "name",
-    "status",
-    "visibility",
-    "protected",
-    "os_hidden",
-    "checksum",
-    "os_hash_algo",
-    "os_hash_value",
-    "owner",
-    "size",
-    "virtual_size",
-    "min_disk",
-    "min_ram",
-    "container_format",
-    "disk_format",
-    "created_at",
-    "updated_at",
-    "tags",
-    "self",
-    "file",
-    "schema",
-];
+/// Whether a custom property appears in the view: not one Glance hides, and never one named
+/// like a base property (the domain refuses those; this keeps a stray one from shadowing the
+/// real value).
+fn shown_property(key: &str) -> bool {
+    !rules::HIDDEN.contains(&key) && !rules::BASE.contains(&key)
+}
 
 /// Streams the view of one image (see [`render`]).
 struct Streamed<'a>(&'a Image);
@@ -132,7 +112,7 @@ impl Serialize for Streamed<'_> {
         m.serialize_entry("file", &format_args!("/v2/images/{id}/file"))?;
         m.serialize_entry("schema", "/v2/schemas/image")?;
         for (k, v) in &i.properties {
-            if !rules::HIDDEN.contains(&k.as_str()) && !BASE_KEYS.contains(&k.as_str()) {
+            if shown_property(k) {
                 m.serialize_entry(k, v)?;
             }
         }
