@@ -1,7 +1,8 @@
 //! Start-up and shutdown: [`run`] and [`serve`].
 //!
 //! 1. Create the run directory (mode 0700: the API socket grants admin in noauth mode) and
-//!    the store directory.
+//!    the store directory, and lock `run/controlplane.lock`: one control plane per data
+//!    directory (its sockets, and the SQLite database whose image cache is exclusive).
 //! 2. Open the database (create if missing, WAL, foreign keys) and apply migrations.
 //! 3. Reset every `saving` image to `queued`: no upload survives a control-plane restart
 //!    (the data plane aborts the upload whose channel broke).
@@ -43,6 +44,12 @@ pub enum Error {
     /// A server task failed.
     #[error("server task failed: {0}")]
     Task(String),
+    /// Another control plane holds this data directory.
+    #[error(
+        "another glint control plane is serving this data directory ({} is locked)",
+        .0.display()
+    )]
+    Locked(PathBuf),
 }
 
 fn io_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
@@ -126,6 +133,24 @@ fn create_private_dir(path: &Path) -> Result<(), Error> {
         .map_err(io_err("restricting", path))
 }
 
+/// Takes the data directory's lock: a second control plane on the same directory would
+/// replace this one's sockets and write the database behind its image cache. The kernel drops
+/// the lock when the process exits, however it exits.
+fn lock_data_dir(run_dir: &Path) -> Result<std::fs::File, Error> {
+    let path = run_dir.join("controlplane.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
+    }
+}
+
 /// Starts everything from `config` and serves until `shutdown` becomes true. The caller owns
 /// the runtime and the metrics recorder (see [`run`]).
 pub async fn serve(
@@ -135,6 +160,8 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let run_dir = config.run_dir();
     create_private_dir(&run_dir)?;
+    // Held until this function returns (the process exits on every path that ends it).
+    let _lock = lock_data_dir(&run_dir)?;
     let store_dir = config.store_dir();
     std::fs::create_dir_all(&store_dir).map_err(io_err("creating directory", &store_dir))?;
 
@@ -298,6 +325,15 @@ mod tests {
         assert!(
             res.to_ascii_lowercase()
                 .contains("x-openstack-request-id: req-")
+        );
+
+        // a second control plane on the same data directory is refused, not started
+        let (_stop2, stopped2) = watch::channel(false);
+        let second = serve(config.clone(), Metrics::new(), stopped2).await;
+        assert!(matches!(second, Err(Error::Locked(_))), "{second:?}");
+        assert!(
+            config.api_socket().exists(),
+            "the refused one touched the sockets"
         );
 
         stop.send(true).unwrap();

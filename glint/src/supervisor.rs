@@ -1,7 +1,9 @@
 //! The supervisor behind `glint serve`.
 //!
-//! 1. Make the data directory and `run/`; bind the public listener (so port 0 resolves once,
-//!    and the port survives data-plane restarts: connections wait in the backlog meanwhile).
+//! 1. Make the data directory and `run/`, and lock `run/serve.lock` (one `glint serve` per data
+//!    directory; a second one stops here, before touching anything); bind the public listener
+//!    (so port 0 resolves once, and the port survives data-plane restarts: connections wait in
+//!    the backlog meanwhile).
 //! 2. Start the control plane; wait until it has written `run/admin.addr` and bound its
 //!    sockets.
 //! 3. Start the data plane, handing it the listener as an inherited file descriptor.
@@ -137,6 +139,25 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     std::fs::create_dir_all(config.run_dir())?;
+    // Held for the supervisor's life (the kernel drops it when the process exits).
+    let lock_path = config.run_dir().join("serve.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another glint serve is running on {} ({} is locked)",
+            config.data_dir.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+        }
+    }
     let _ = std::fs::remove_file(config.addresses_file());
 
     let listener = std::net::TcpListener::bind((config.bind.host.as_str(), config.bind.port))

@@ -827,3 +827,38 @@ fn slow_clients_are_timed_out_and_uploads_rolled_back() {
     drop(s);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// One `glint serve` per data directory: a second one on the same directory stops at once
+/// with a clear error, before it touches the first one's sockets, address file or database.
+#[test]
+fn a_second_serve_on_the_same_data_dir_is_refused() {
+    let g = start();
+    let c = client();
+    let id = create_raw_image(&g, &c);
+    let addresses = std::fs::read_to_string(g.dir().join("data/run/addresses.json")).unwrap();
+    let out = std::process::Command::new(binary(env!("CARGO_BIN_EXE_glint")))
+        .args([
+            "serve",
+            "--bind-port",
+            "0",
+            "--admin-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(g.dir().join("data"))
+        .env("GLINT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another glint serve is running"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(g.dir().join("data/run/addresses.json")).unwrap(),
+        addresses
+    );
+    // the first one serves on, unharmed
+    assert_eq!(show(&g, &c, &id)["id"], id.as_str());
+}
