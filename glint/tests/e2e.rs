@@ -862,3 +862,59 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
     // the first one serves on, unharmed
     assert_eq!(show(&g, &c, &id)["id"], id.as_str());
 }
+
+/// A metadata body the control plane refuses before reading it all (413) leaves the rest in
+/// the client's socket: the answer must close the connection, or a request sent after it on
+/// the same connection must still be understood — never be parsed out of the leftover body.
+#[test]
+fn a_refused_body_never_poisons_the_connection() {
+    use std::io::{Read, Write};
+    let g = start();
+    for size in [100_000usize, 2_000_000] {
+        let body = format!("{{\"name\": \"{}\"}}", "x".repeat(size));
+        let mut s = std::net::TcpStream::connect(&g.public).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "POST /v2/images HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // glint may stop reading once it has answered: a failed write is fine
+        let _ = s.write_all(body.as_bytes());
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 65536];
+        let head_end = loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed without an answer");
+            resp.extend_from_slice(&buf[..n]);
+            if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+        };
+        assert_eq!(parse_status(&resp), Some(413), "{size}");
+        let head = String::from_utf8_lossy(&resp[..head_end]).to_ascii_lowercase();
+        if head.contains("connection: close") {
+            continue;
+        }
+        // kept alive: then the whole body was taken, and the next request is answered
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        while resp.len() < head_end + 4 + len {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0);
+            resp.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"GET /versions HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let n = s.read(&mut buf).unwrap();
+        assert_eq!(
+            parse_status(&buf[..n]),
+            Some(200),
+            "{size}: next request on the connection"
+        );
+    }
+}

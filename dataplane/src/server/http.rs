@@ -665,6 +665,16 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
+    /// Gives back read-buffer memory above `keep` bytes when nothing is buffered, so a
+    /// connection that once read a large head or a chunked body does not hold that memory for
+    /// the rest of its life (the per-connection budget).
+    pub fn trim(&mut self, keep: usize) {
+        if self.start == self.buf.len() && self.buf.capacity() > keep {
+            self.buf = Vec::with_capacity(keep);
+            self.start = 0;
+        }
+    }
+
     /// Bytes read but not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..]

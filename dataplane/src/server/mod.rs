@@ -317,6 +317,8 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
     let mut splicer: Option<crate::io::Splicer> = None;
     let mut head = RequestHead::default();
     loop {
+        // Between requests a connection keeps at most one head's worth of read buffer.
+        conn.trim(s.max_header_bytes.max(8 * 1024));
         match conn
             .read_request(
                 &mut head,

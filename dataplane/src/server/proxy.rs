@@ -282,6 +282,10 @@ async fn forward(
         },
     };
     let mut attempt = 0;
+    // Whether part of the client's body is still unread in its socket (the control plane
+    // answered — e.g. 413 — and closed before taking all of it): the client connection cannot
+    // carry another request then.
+    let mut client_body_left = head.framing != Framing::Empty;
     let (meta, head_len) = loop {
         attempt += 1;
         forwarded_head(head, rid, out);
@@ -291,7 +295,7 @@ async fn forward(
         if sent && head.framing != Framing::Empty {
             let state = BodyState::new(head.framing);
             match pump(conn, &mut up, state, head.framing == Framing::Chunked, w).await {
-                Ok(()) => {}
+                Ok(()) => client_body_left = false,
                 Err((true, e)) => {
                     tracing::debug!(error = %e, "client body ended early while forwarding");
                     return false;
@@ -319,7 +323,7 @@ async fn forward(
             }
         }
     };
-    let keep = head.keep_alive && meta.framing != Framing::UntilClose;
+    let keep = head.keep_alive && meta.framing != Framing::UntilClose && !client_body_left;
     w.metrics
         .request(crate::metrics::Route::Forward, meta.status);
     out.clear();
