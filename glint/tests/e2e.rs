@@ -701,6 +701,20 @@ fn data_plane_runs_on_io_uring() {
         log.contains("driver=\"io_uring\"") || log.contains("driver=io_uring"),
         "{log}"
     );
+    // From Linux 6.1 the rings defer completion work to the worker's waits.
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) >= (6, 1) {
+        assert!(log.contains("defer_taskrun=true"), "{log}");
+    } else {
+        eprintln!("SKIPPED: kernel {release} predates IORING_SETUP_DEFER_TASKRUN (6.1)");
+    }
 }
 
 #[test]
