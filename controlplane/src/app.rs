@@ -54,7 +54,7 @@ impl App {
             .collect();
         let auth = crate::auth::Authenticator::new(&config);
         let views = crate::api::view::Views::new(
-            if config.database.image_cache == shared::config::ImageCacheMode::Off {
+            if db.cache().coherence() == crate::db::cache::Coherence::Off {
                 0
             } else {
                 config.database.image_cache_bytes

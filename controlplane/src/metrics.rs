@@ -228,15 +228,25 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    /// Histogram samples are folded into buckets by upkeep, not kept one by one: a long run of
-    /// requests with nobody scraping must not grow memory.
-    #[test]
-    fn upkeep_folds_histogram_samples() {
+    /// The periodic upkeep (which folds histogram samples into buckets, so that a long run of
+    /// requests with nobody scraping does not grow memory) runs as a task that ends on
+    /// shutdown, and every sample still counts.
+    #[tokio::test]
+    async fn upkeep_runs_until_shutdown() {
         let m = Metrics::new();
         for _ in 0..1000 {
             m.api_request("GET", "/v2/images/{image_id}", 200, 0.001);
         }
-        m.run_upkeep();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let upkeep = tokio::spawn(
+            m.clone()
+                .upkeep_every(std::time::Duration::from_millis(1), stopped),
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), upkeep)
+            .await
+            .expect("upkeep stops on shutdown")
+            .unwrap();
         let text = m.render();
         assert!(
             text.contains(r#"glint_api_request_duration_seconds_count{method="GET",route="/v2/images/{image_id}"} 1000"#),

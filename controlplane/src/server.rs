@@ -138,17 +138,9 @@ fn create_private_dir(path: &Path) -> Result<(), Error> {
 /// the lock when the process exits, however it exits.
 fn lock_data_dir(run_dir: &Path) -> Result<std::fs::File, Error> {
     let path = run_dir.join("controlplane.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err("opening", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
-    }
+    shared::lockfile::lock_exclusive(&path)
+        .map_err(io_err("locking", &path))?
+        .ok_or(Error::Locked(path))
 }
 
 /// Starts everything from `config` and serves until `shutdown` becomes true. The caller owns

@@ -119,14 +119,7 @@ impl Conn {
     /// Sends one request and returns its answer, owned.
     pub async fn call<S: Serialize>(&mut self, req: &Request<S>) -> Result<Response, Error> {
         self.exchange(req).await?;
-        let Some((corr, _)) = self.answer else {
-            return Err(Error::Protocol("no answer buffered"));
-        };
-        match frame::decode::<Response>(&self.rbuf)? {
-            Some((f, _)) if f.corr == corr => Ok(f.body),
-            Some(_) => Err(Error::Protocol("response correlation id mismatch")),
-            None => Err(Error::Protocol("no answer buffered")),
-        }
+        self.response().map(owned)
     }
 }
 

@@ -141,23 +141,15 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(config.run_dir())?;
     // Held for the supervisor's life (the kernel drops it when the process exits).
     let lock_path = config.run_dir().join("serve.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+    let Some(_lock) = shared::lockfile::lock_exclusive(&lock_path)
+        .with_context(|| format!("locking {}", lock_path.display()))?
+    else {
+        anyhow::bail!(
             "another glint serve is running on {} ({} is locked)",
             config.data_dir.display(),
             lock_path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", lock_path.display()));
-        }
-    }
+        );
+    };
     let _ = std::fs::remove_file(config.addresses_file());
 
     let listener = std::net::TcpListener::bind((config.bind.host.as_str(), config.bind.port))

@@ -2,9 +2,10 @@
 //! data-plane worker thread, counted by a global allocator.
 //!
 //! A real control plane (in-process, its own threads, SQLite, the real channel and API
-//! sockets) and a data-plane worker (a compio runtime on a thread of its own, the same
-//! `serve_connection` the binary runs) serve one image; reqwest downloads it a thousand times
-//! on a keep-alive connection. Only allocations made on the worker thread are counted.
+//! sockets) and a data-plane worker (on a thread of its own, with the runtime setup, worker
+//! state and `serve_connection` the binary uses) serve one image; reqwest downloads it a
+//! thousand times on a keep-alive connection. Only allocations made on the worker thread are
+//! counted.
 //!
 //! glint's own code allocates nothing per download once warm (request heads parsed in place,
 //! the channel exchange borrowed, heads built in pooled buffers, the file opened relative to
@@ -106,24 +107,17 @@ fn a_download_allocates_only_compio_operation_records() {
     let dp_config = config.clone();
     std::thread::spawn(move || {
         COUNTED.with(|c| c.set(true));
-        let rt = compio::runtime::Runtime::new().unwrap();
+        let (rt, _) = dataplane::worker_runtime().unwrap();
         rt.block_on(async move {
             use dataplane::server;
-            let settings = server::Settings::from_config(&dp_config);
-            let worker = std::rc::Rc::new(server::Worker {
-                store: dataplane::store::fs::FsStore::open(&dp_config.store_dir(), true).unwrap(),
-                link: dataplane::control_link::Link::new(dp_config.channel_socket(), 64),
-                upstream: server::proxy::Upstream::new(dp_config.api_socket(), 64),
-                scratch: server::proxy::Scratch::new(16 * 1024, 64),
-                buffers: dataplane::hash::pipeline::BufferPool::new(
-                    settings.transfer_buffer_bytes,
-                    8,
-                ),
-                metrics: dataplane::metrics::Metrics::detached(),
-                active: std::cell::Cell::new(0),
-                tls: None,
-                settings,
-            });
+            let worker = std::rc::Rc::new(server::Worker::new(
+                server::Settings::from_config(&dp_config),
+                dataplane::store::fs::FsStore::open(&dp_config.store_dir(), true).unwrap(),
+                dp_config.channel_socket(),
+                dp_config.api_socket(),
+                dataplane::metrics::Metrics::detached(),
+                None,
+            ));
             let listener = compio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();

@@ -13,5 +13,6 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod lockfile;
 pub mod metrics;
 pub mod telemetry;

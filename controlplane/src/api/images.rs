@@ -7,13 +7,12 @@
 
 use super::extract::{Caller, GlanceJson, HostHeader, ImagePath, NoBody, PatchBody, ReqId};
 use super::list_params::ListParams;
-use super::view::ImageView;
+use super::view::render;
 use super::{ApiError, images_url};
 use crate::app::App;
 use crate::db::{self, ListQuery, Scope};
 use crate::domain::{self, Image, patch};
 use crate::policy::{Context, Enforcer, Rule, Target};
-use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -118,7 +117,7 @@ pub(crate) async fn create(
     db::images::insert(&app.db, &image).await?;
     tracing::info!(image_id = %image.id, request_id = %request_id, status = %image.status, "image created");
 
-    let mut response = (StatusCode::CREATED, Json(ImageView::of(&image))).into_response();
+    let mut response = json_response(StatusCode::CREATED, render(&image));
     if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", images_url(&host), image.id)) {
         response.headers_mut().insert(header::LOCATION, loc);
     }
@@ -222,7 +221,7 @@ pub(crate) async fn update(
     Caller(ctx): Caller,
     ImagePath(id): ImagePath,
     body: PatchBody,
-) -> Result<Json<ImageView>, ApiError> {
+) -> Result<Response, ApiError> {
     let changes = patch::parse(&body.value, body.media, &app.config.image)?;
     let image = write_image(&app, &ctx, id, |image| {
         if changes.is_empty() {
@@ -254,7 +253,7 @@ pub(crate) async fn update(
         Ok(true)
     })
     .await?;
-    Ok(Json(ImageView::of(&image)))
+    Ok(json_response(StatusCode::OK, render(&image)))
 }
 
 /// `DELETE /v2/images/{image_id}`: 204; the row stays, the data file goes.

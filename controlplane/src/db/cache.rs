@@ -224,15 +224,6 @@ impl ImageCache {
         self.images.remove(&id);
     }
 
-    /// Forgets everything (a write whose ids are not known one by one).
-    pub fn invalidate_all(&self) {
-        let mut guards: Vec<_> = (0..STRIPES).map(|s| self.lock(s)).collect();
-        for g in guards.iter_mut() {
-            **g += 1;
-        }
-        self.images.clear();
-    }
-
     /// Counts a read answered from the cache.
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
@@ -284,10 +275,6 @@ mod tests {
         assert_eq!(cache.get(img.id).as_deref(), Some(&*img));
         cache.invalidate(img.id);
         assert!(cache.get(img.id).is_none());
-        let ticket = cache.ticket(img.id);
-        cache.invalidate_all();
-        cache.fill(ticket, &img);
-        assert!(cache.is_empty());
         // the same for a read noted with a snapshot of every stripe
         let snapshot = cache.snapshot();
         cache.invalidate(img.id);

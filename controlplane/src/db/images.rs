@@ -16,6 +16,7 @@ use crate::domain::Image;
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
 use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -163,6 +164,15 @@ pub async fn get(db: &Db, id: ImageId) -> Result<Option<Arc<Image>>, Error> {
     Ok(Some(image))
 }
 
+/// The images of `SELECT *` rows of `images`, with their tags and properties.
+async fn load(db: &Db, rows: &[AnyRow]) -> Result<Vec<Image>, Error> {
+    let rows = rows
+        .iter()
+        .map(ImageRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_children(db, rows).await
+}
+
 /// Loads tags and properties for `rows` (two queries for the whole page).
 async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Error> {
     if rows.is_empty() {
@@ -219,14 +229,10 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool),
     let cache = db.cache();
     if cache.coherence() == Coherence::Off {
         let sql = query.build(db.backend());
-        let rows = sql.query().fetch_all(db.pool()).await?;
-        let mut rows = rows
-            .iter()
-            .map(ImageRow::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = sql.query().fetch_all(db.pool()).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let images = attach_children(db, rows).await?;
+        let images = load(db, &rows).await?;
         return Ok((images.into_iter().map(Arc::new).collect(), more));
     }
     let snapshot = cache.snapshot();
@@ -263,11 +269,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool),
         }
         sql.push(")");
         let rows = sql.query().fetch_all(db.pool()).await?;
-        let rows = rows
-            .iter()
-            .map(ImageRow::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut loaded: HashMap<ImageId, Arc<Image>> = attach_children(db, rows)
+        let mut loaded: HashMap<ImageId, Arc<Image>> = load(db, &rows)
             .await?
             .into_iter()
             .map(|i| {
@@ -452,11 +454,7 @@ pub async fn pending_deletes(
         .query()
         .fetch_all(db.pool())
         .await?;
-    let rows = rows
-        .iter()
-        .map(ImageRow::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    attach_children(db, rows).await
+    load(db, &rows).await
 }
 
 /// Current status of an image, if it exists.

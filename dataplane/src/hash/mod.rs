@@ -8,7 +8,6 @@
 pub mod pipeline;
 
 use md5::{Digest, Md5};
-
 use shared::image::HashAlgo;
 
 /// Running digests of one upload.
@@ -66,14 +65,21 @@ impl Secure {
     pub fn new(algo: HashAlgo) -> Self {
         use ring::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY, SHA256, SHA384, SHA512, SHA512_256};
         let ring = |a: &'static ring::digest::Algorithm| Engine::Ring(Box::new(Context::new(a)));
-        let boxed = |d: Box<dyn sha2::digest::DynDigest + Send>| Engine::Crate(d);
         let digest = match algo {
             HashAlgo::Sha256 => ring(&SHA256),
             HashAlgo::Sha384 => ring(&SHA384),
             HashAlgo::Sha512 => ring(&SHA512),
             HashAlgo::Sha512_256 => ring(&SHA512_256),
             HashAlgo::Sha1 => ring(&SHA1_FOR_LEGACY_USE_ONLY),
-            other => boxed(crate_digest(other)),
+            HashAlgo::Sha224 => Engine::Crate(Box::new(sha2::Sha224::default())),
+            HashAlgo::Sha512_224 => Engine::Crate(Box::new(sha2::Sha512_224::default())),
+            HashAlgo::Sha3_224 => Engine::Crate(Box::new(sha3::Sha3_224::default())),
+            HashAlgo::Sha3_256 => Engine::Crate(Box::new(sha3::Sha3_256::default())),
+            HashAlgo::Sha3_384 => Engine::Crate(Box::new(sha3::Sha3_384::default())),
+            HashAlgo::Sha3_512 => Engine::Crate(Box::new(sha3::Sha3_512::default())),
+            HashAlgo::Blake2b => Engine::Crate(Box::new(blake2::Blake2b512::default())),
+            HashAlgo::Blake2s => Engine::Crate(Box::new(blake2::Blake2s256::default())),
+            HashAlgo::Md5 => Engine::Crate(Box::new(Md5::default())),
         };
         Secure { algo, digest }
     }
@@ -93,26 +99,6 @@ impl Secure {
             Engine::Crate(d) => hex::encode(d.finalize()),
         };
         (self.algo, hex)
-    }
-}
-
-/// The RustCrypto digest for the algorithms ring does not have.
-fn crate_digest(algo: HashAlgo) -> Box<dyn sha2::digest::DynDigest + Send> {
-    match algo {
-        HashAlgo::Sha224 => Box::new(sha2::Sha224::default()),
-        HashAlgo::Sha256 => Box::new(sha2::Sha256::default()),
-        HashAlgo::Sha384 => Box::new(sha2::Sha384::default()),
-        HashAlgo::Sha512 => Box::new(sha2::Sha512::default()),
-        HashAlgo::Sha512_224 => Box::new(sha2::Sha512_224::default()),
-        HashAlgo::Sha512_256 => Box::new(sha2::Sha512_256::default()),
-        HashAlgo::Sha3_224 => Box::new(sha3::Sha3_224::default()),
-        HashAlgo::Sha3_256 => Box::new(sha3::Sha3_256::default()),
-        HashAlgo::Sha3_384 => Box::new(sha3::Sha3_384::default()),
-        HashAlgo::Sha3_512 => Box::new(sha3::Sha3_512::default()),
-        HashAlgo::Blake2b => Box::new(blake2::Blake2b512::default()),
-        HashAlgo::Blake2s => Box::new(blake2::Blake2s256::default()),
-        HashAlgo::Sha1 => Box::new(sha1::Sha1::default()),
-        HashAlgo::Md5 => Box::new(Md5::default()),
     }
 }
 
@@ -242,7 +228,13 @@ mod tests {
         ] {
             let mut a = Secure::new(algo);
             assert!(matches!(a.digest, Engine::Ring(_)), "{algo:?}");
-            let mut b = crate_digest(algo);
+            let mut b: Box<dyn sha2::digest::DynDigest> = match algo {
+                HashAlgo::Sha256 => Box::new(sha2::Sha256::default()),
+                HashAlgo::Sha384 => Box::new(sha2::Sha384::default()),
+                HashAlgo::Sha512 => Box::new(sha2::Sha512::default()),
+                HashAlgo::Sha512_256 => Box::new(sha2::Sha512_256::default()),
+                _ => Box::new(sha1::Sha1::default()),
+            };
             for c in data.chunks(65_537) {
                 a.update(c);
                 b.update(c);

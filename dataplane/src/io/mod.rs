@@ -13,6 +13,8 @@ mod aligned;
 
 pub use aligned::{ALIGN, AlignedBuf};
 
+use std::cell::RefCell;
+
 use compio::fs::File;
 use compio::fs::pipe::{Receiver, Sender, anonymous, splice};
 use compio::net::TcpStream;
@@ -68,6 +70,46 @@ pub fn map_counters(
     // AtomicU64 has the size and alignment of u64, and all access after this point goes
     // through the atomics.
     Ok(unsafe { std::slice::from_raw_parts(map.as_mut_ptr() as *const AtomicU64, words) })
+}
+
+/// Recycled byte buffers of one worker (heads, forwarded bodies, TLS download copies): taken per request and
+/// given back, so that forwarding allocates nothing once the pool is warm.
+#[derive(Debug)]
+pub struct Scratch {
+    free: RefCell<Vec<Vec<u8>>>,
+    capacity: usize,
+    max_idle: usize,
+}
+
+impl Scratch {
+    /// A pool of buffers of `capacity` bytes keeping at most `max_idle` idle ones.
+    pub fn new(capacity: usize, max_idle: usize) -> Self {
+        Scratch {
+            free: RefCell::new(Vec::new()),
+            capacity,
+            max_idle,
+        }
+    }
+
+    /// An empty buffer of at least the pool's capacity.
+    pub fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
+    }
+
+    /// Returns a buffer; one that grew far beyond the pool's size is freed instead.
+    pub fn put(&self, mut buf: Vec<u8>) {
+        if buf.capacity() < self.capacity || buf.capacity() > 16 * self.capacity {
+            return;
+        }
+        buf.clear();
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.max_idle {
+            free.push(buf);
+        }
+    }
 }
 
 /// A compio file owning `file`'s descriptor (for the splice and TLS copy paths, which use

@@ -7,7 +7,7 @@
 //! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
 //! `Content-Range` request header); 416 for an unsatisfiable range; 400 for several ranges.
 
-use super::http::{Conn, Framing, RequestHead, push_u64, response_head, response_head_into};
+use super::http::{Conn, Framing, RequestHead, response_head, response_head_into};
 use super::tls::ClientStream;
 use super::upload::credentials;
 use super::{Worker, channel_failed, fail};
@@ -16,6 +16,7 @@ use crate::metrics::Route;
 use compio::io::AsyncReadAt;
 use shared::channel::{Request, Response};
 use shared::image::ImageId;
+use std::io::Write as _;
 
 /// The part of the image to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,16 +251,28 @@ pub async fn handle(
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
-    // The head, in a pooled buffer: no allocation.
-    let mut h = w.scratch.take();
-    let mut fields: [(&str, &str); 3] = [
-        ("Content-Type", "application/octet-stream"),
-        ("x-openstack-request-id", rid),
-        ("", ""),
-    ];
+    // The head, in a pooled buffer; `Content-Range` is written on the stack: no allocation.
+    let mut range_buf = [0u8; 72];
+    let content_range = match span {
+        Span::Full => None,
+        Span::Part { start, end } => {
+            let mut rest = &mut range_buf[..];
+            let _ = write!(rest, "bytes {start}-{end}/{size}");
+            let written = 72 - rest.len();
+            std::str::from_utf8(&range_buf[..written]).ok()
+        }
+    };
+    let mut fields = [("Content-Type", "application/octet-stream"); 4];
+    fields[1] = ("x-openstack-request-id", rid);
     let mut n = 2;
-    if let Some(md5) = checksum {
-        fields[n] = ("Content-MD5", md5);
+    for field in [
+        checksum.map(|v| ("Content-MD5", v)),
+        content_range.map(|v| ("Content-Range", v)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        fields[n] = field;
         n += 1;
     }
     let reason = if status == 200 {
@@ -267,18 +280,8 @@ pub async fn handle(
     } else {
         "Partial Content"
     };
+    let mut h = w.scratch.take();
     response_head_into(&mut h, status, reason, &fields[..n], Some(len), keep);
-    if let Span::Part { start, end } = span {
-        // `Content-Range: bytes a-b/size`, spliced in before the blank line
-        h.truncate(h.len() - 2);
-        h.extend_from_slice(b"Content-Range: bytes ");
-        push_u64(&mut h, start);
-        h.push(b'-');
-        push_u64(&mut h, end);
-        h.push(b'/');
-        push_u64(&mut h, size);
-        h.extend_from_slice(b"\r\n\r\n");
-    }
     w.metrics.request(Route::Download, status);
     let (res, h) = conn.write_all(h, w.settings.idle_timeout).await;
     w.scratch.put(h);

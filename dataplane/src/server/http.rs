@@ -9,6 +9,7 @@
 
 use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::io;
+use std::io::Write as _;
 use std::time::Duration;
 
 /// Why a request head could not be read.
@@ -266,11 +267,15 @@ pub struct ResponseMeta {
     pub keep_alive: bool,
 }
 
-/// Tries to parse a response head; `request_method` decides whether a body follows.
-/// `Ok(Some((meta, n)))`: the head took the first `n` bytes.
+/// Tries to parse a response head from the control plane; `request_method` decides whether a
+/// body follows. `Ok(Some((meta, n)))`: the head took the first `n` bytes, and `out` holds the
+/// head to forward to the client — status line, end-to-end headers, the framing header for
+/// `meta.framing` — still open: [`end_forwarded_head`] finishes it once the caller knows
+/// whether the client connection stays open. One parse serves both.
 pub fn parse_response(
     buf: &[u8],
     request_method: &str,
+    out: &mut Vec<u8>,
 ) -> Result<Option<(ResponseMeta, usize)>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
@@ -305,37 +310,12 @@ pub fn parse_response(
             f => f,
         }
     };
-    Ok(Some((
-        ResponseMeta {
-            status,
-            framing,
-            keep_alive,
-        },
-        used,
-    )))
-}
-
-/// Writes the head of the response to forward to the client: the upstream head `raw`
-/// (complete, as [`parse_response`] accepted it) with hop-by-hop headers and the upstream's
-/// framing replaced by `framing`, and `Connection: close` when `keep` is false.
-pub fn rewrite_response_head(raw: &[u8], framing: Framing, keep: bool, out: &mut Vec<u8>) {
-    let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    if !matches!(resp.parse(raw), Ok(httparse::Status::Complete(_))) {
-        // The caller parsed this head already; write a bare one if it changed its mind.
-        out.extend_from_slice(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-        return;
-    }
-    let status = resp.code.unwrap_or(500);
+    out.clear();
     let reason = match resp.reason {
         Some(r) if !r.is_empty() => r,
         _ => reason(status),
     };
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_u64(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     for h in resp.headers.iter() {
         if HOP_BY_HOP.iter().any(|x| h.name.eq_ignore_ascii_case(x))
             || h.name.eq_ignore_ascii_case("content-length")
@@ -349,9 +329,7 @@ pub fn rewrite_response_head(raw: &[u8], framing: Framing, keep: bool, out: &mut
     }
     match framing {
         Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            push_u64(out, n);
-            out.extend_from_slice(b"\r\n");
+            let _ = write!(out, "Content-Length: {n}\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty => {
@@ -361,6 +339,19 @@ pub fn rewrite_response_head(raw: &[u8], framing: Framing, keep: bool, out: &mut
         }
         Framing::UntilClose => {}
     }
+    Ok(Some((
+        ResponseMeta {
+            status,
+            framing,
+            keep_alive,
+        },
+        used,
+    )))
+}
+
+/// Finishes a head [`parse_response`] wrote: `Connection: close` unless `keep`, then the
+/// blank line.
+pub fn end_forwarded_head(out: &mut Vec<u8>, keep: bool) {
     if !keep {
         out.extend_from_slice(b"Connection: close\r\n");
     }
@@ -378,22 +369,6 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "expect",
     "transfer-encoding",
 ];
-
-/// Appends the decimal digits of `n` (no allocation).
-pub fn push_u64(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
 
 // === impl ChunkedDecoder ===
 
@@ -740,16 +715,18 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
-    /// Reads a response head (from the control plane), skipping interim 1xx responses. The
-    /// head's `n` bytes stay at the front of [`Conn::buffered`] until [`Conn::consume`]d.
+    /// Reads a response head (from the control plane), skipping interim 1xx responses, and
+    /// writes the head to forward into `out` ([`parse_response`]). The head's `n` bytes stay at
+    /// the front of [`Conn::buffered`] until [`Conn::consume`]d.
     pub async fn read_response(
         &mut self,
         method: &str,
         timeout: Duration,
+        out: &mut Vec<u8>,
     ) -> Result<(ResponseMeta, usize), HeadError> {
         loop {
             if !self.buffered().is_empty()
-                && let Some((meta, used)) = parse_response(self.buffered(), method)?
+                && let Some((meta, used)) = parse_response(self.buffered(), method, out)?
             {
                 if meta.status < 200 {
                     self.consume(used);
@@ -920,11 +897,7 @@ pub fn response_head_into(
     content_length: Option<u64>,
     keep_alive: bool,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_u64(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     for (n, v) in headers {
         out.extend_from_slice(n.as_bytes());
         out.extend_from_slice(b": ");
@@ -932,9 +905,7 @@ pub fn response_head_into(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(len) = content_length {
-        out.extend_from_slice(b"Content-Length: ");
-        push_u64(out, len);
-        out.extend_from_slice(b"\r\n");
+        let _ = write!(out, "Content-Length: {len}\r\n");
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -1123,7 +1094,8 @@ mod tests {
     #[test]
     fn response_heads_are_rewritten_for_the_client() {
         let raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\ncontent-length: 2\r\nx-openstack-request-id: req-1\r\n\r\n";
-        let (meta, used) = parse_response(raw, "GET").unwrap().unwrap();
+        let mut out = Vec::new();
+        let (meta, used) = parse_response(raw, "GET", &mut out).unwrap().unwrap();
         assert_eq!(
             meta,
             ResponseMeta {
@@ -1133,29 +1105,24 @@ mod tests {
             }
         );
         assert_eq!(used, raw.len());
-        let mut out = Vec::new();
-        rewrite_response_head(raw, meta.framing, false, &mut out);
+        end_forwarded_head(&mut out, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-openstack-request-id: req-1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
         );
         let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
-        let (meta, _) = parse_response(raw, "DELETE").unwrap().unwrap();
-        let mut out = Vec::new();
-        rewrite_response_head(raw, meta.framing, true, &mut out);
+        let mut out = b"leftover".to_vec();
+        parse_response(raw, "DELETE", &mut out).unwrap().unwrap();
+        end_forwarded_head(&mut out, true);
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
         // neither a length nor chunked: the body runs until the upstream closes
-        let (meta, _) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", "GET")
+        let (meta, _) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", "GET", &mut out)
             .unwrap()
             .unwrap();
         assert_eq!(
             (meta.framing, meta.keep_alive),
             (Framing::UntilClose, false)
         );
-        let mut out = Vec::new();
-        push_u64(&mut out, 0);
-        push_u64(&mut out, 18_446_744_073_709_551_615);
-        assert_eq!(out, b"018446744073709551615");
     }
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), BodyError> {

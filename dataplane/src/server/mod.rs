@@ -72,7 +72,7 @@ pub struct Worker {
     /// HTTP connections for forwarded requests.
     pub upstream: proxy::Upstream,
     /// Recycled buffers for heads and forwarded bodies.
-    pub scratch: proxy::Scratch,
+    pub scratch: crate::io::Scratch,
     /// Recycled upload buffers.
     pub buffers: std::sync::Arc<crate::hash::pipeline::BufferPool>,
     /// This worker's counters.
@@ -81,6 +81,33 @@ pub struct Worker {
     pub active: std::cell::Cell<usize>,
     /// TLS on the public listener, when configured.
     pub tls: Option<std::sync::Arc<tls::Tls>>,
+}
+
+impl Worker {
+    /// A worker's state: its settings, the store, pools towards the control plane's sockets,
+    /// its buffer pools and counters.
+    pub fn new(
+        settings: Settings,
+        store: FsStore,
+        channel_socket: std::path::PathBuf,
+        api_socket: std::path::PathBuf,
+        metrics: crate::metrics::Metrics,
+        tls: Option<std::sync::Arc<tls::Tls>>,
+    ) -> Worker {
+        Worker {
+            link: Link::new(channel_socket, 64),
+            upstream: proxy::Upstream::new(api_socket, 64),
+            scratch: crate::io::Scratch::new(16 * 1024, 64),
+            // Idle buffers kept per worker: enough for one upload's pipeline, so RSS stays flat
+            // after a burst of uploads.
+            buffers: crate::hash::pipeline::BufferPool::new(settings.transfer_buffer_bytes, 4),
+            metrics,
+            active: std::cell::Cell::new(0),
+            tls,
+            settings,
+            store,
+        }
+    }
 }
 
 /// Counts a connection as open until dropped.

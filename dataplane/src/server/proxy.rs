@@ -7,17 +7,18 @@
 //! The common case — a bodiless request answered with a small JSON body — costs four socket
 //! operations: the client's head is read, the forwarded head written upstream in one write,
 //! the answer read, and the client's head plus body written back in one write. Heads are
-//! built in pooled buffers ([`Scratch`]) and never parsed into owned strings, so a forwarded
+//! built in pooled buffers ([`crate::io::Scratch`]) and never parsed into owned strings, so a forwarded
 //! request allocates nothing of its own in the steady state.
 
 use super::Worker;
 use super::http::{
-    BodyState, Conn, Framing, HOP_BY_HOP, HeadError, RequestHead, error_response, push_u64,
-    rewrite_response_head,
+    BodyState, Conn, Framing, HOP_BY_HOP, HeadError, RequestHead, end_forwarded_head,
+    error_response,
 };
 use super::tls::ClientStream;
 use compio::net::UnixStream;
 use std::cell::RefCell;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 /// A pool of HTTP connections to the control plane (one per worker, single-threaded).
@@ -66,46 +67,6 @@ impl Upstream {
     }
 }
 
-/// Recycled byte buffers of one worker (heads, forwarded bodies): taken per request and
-/// given back, so that forwarding allocates nothing once the pool is warm.
-#[derive(Debug)]
-pub struct Scratch {
-    free: RefCell<Vec<Vec<u8>>>,
-    capacity: usize,
-    max_idle: usize,
-}
-
-impl Scratch {
-    /// A pool of buffers of `capacity` bytes keeping at most `max_idle` idle ones.
-    pub fn new(capacity: usize, max_idle: usize) -> Self {
-        Scratch {
-            free: RefCell::new(Vec::new()),
-            capacity,
-            max_idle,
-        }
-    }
-
-    /// An empty buffer of at least the pool's capacity.
-    pub fn take(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
-    }
-
-    /// Returns a buffer; one that grew far beyond the pool's size is freed instead.
-    pub fn put(&self, mut buf: Vec<u8>) {
-        if buf.capacity() < self.capacity || buf.capacity() > 16 * self.capacity {
-            return;
-        }
-        buf.clear();
-        let mut free = self.free.borrow_mut();
-        if free.len() < self.max_idle {
-            free.push(buf);
-        }
-    }
-}
-
 /// Writes the head to send upstream: the client's, minus hop-by-hop headers, with our request
 /// id and the body framing we will send.
 fn forwarded_head(head: &RequestHead, rid: &str, out: &mut Vec<u8>) {
@@ -131,9 +92,7 @@ fn forwarded_head(head: &RequestHead, rid: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
     match head.framing {
         Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            push_u64(out, n);
-            out.extend_from_slice(b"\r\n");
+            let _ = write!(out, "Content-Length: {n}\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::UntilClose => {
@@ -150,19 +109,7 @@ fn chunk(data: &[u8], out: &mut Vec<u8>) {
     if data.is_empty() {
         out.extend_from_slice(b"0\r\n\r\n");
     } else {
-        let mut digits = [0u8; 16];
-        let mut i = digits.len();
-        let mut n = data.len();
-        loop {
-            i -= 1;
-            digits[i] = b"0123456789abcdef"[n % 16];
-            n /= 16;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[i..]);
-        out.extend_from_slice(b"\r\n");
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     }
@@ -303,7 +250,7 @@ async fn forward(
                 Err((false, _)) => sent = false,
             }
         }
-        match up.read_response(head.method(), idle).await {
+        match up.read_response(head.method(), idle, out).await {
             Ok(a) => break a,
             Err(e)
                 if attempt == 1 && retryable && matches!(e, HeadError::Eof | HeadError::Io(_)) =>
@@ -326,8 +273,7 @@ async fn forward(
     let keep = head.keep_alive && meta.framing != Framing::UntilClose && !client_body_left;
     w.metrics
         .request(crate::metrics::Route::Forward, meta.status);
-    out.clear();
-    rewrite_response_head(&up.buffered()[..head_len], meta.framing, keep, out);
+    end_forwarded_head(out, keep);
     up.consume(head_len);
     let mut state = BodyState::new(meta.framing);
     // A body that arrived with the head goes out in the same write.

@@ -324,7 +324,7 @@ async fn receive(
         tracing::warn!(error = %e, "store write failed");
         Failure::new(e.code(), format!("error storing image data: {e}")).on(Side::Store)
     };
-    let mut upload = w.store.create_upload(image_id).await.map_err(store_err)?;
+    let upload = w.store.create_upload(image_id).await.map_err(store_err)?;
     let direct = upload.direct();
     let mut hasher = PipelinedHasher::start(hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
     let mut state = BodyState::new(head.framing);
@@ -378,10 +378,7 @@ async fn receive(
             });
         }
         // Only the last buffer can be partial; a direct write gets it zero-padded.
-        let pad = direct && buf.len() % crate::io::ALIGN != 0;
-        if pad {
-            upload.padded_tail();
-        }
+        let pad = direct && !buf.len().is_multiple_of(crate::io::ALIGN);
         let chunk = hasher.submit(buf, pad);
         writes.push_back(compio::runtime::spawn(upload.write_at(chunk, offset)));
         while writes.len() > MAX_WRITES || writes.front().is_some_and(|h| h.is_finished()) {
