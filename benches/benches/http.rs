@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dataplane::server::http::{RequestHead, parse_request, parse_request_into};
+use dataplane::http::{RequestHead, parse_request, parse_request_into};
 
 const NOVA_GET: &[u8] = b"GET /v2/images/0b3a8c7e-1234-4321-abcd-0123456789ab/file HTTP/1.1\r\n\
 Host: glance.example.org:9292\r\nUser-Agent: nova-compute keystoneauth1/5.18.1 python-requests/2.32.3 CPython/3.11.7\r\n\

@@ -1,8 +1,14 @@
-//! [`App`]: everything a request handler or the channel server needs, shared by both.
+//! [`App`]: everything a request handler or the channel server needs, shared by both, and
+//! the one step both take before acting on an image: find it as the caller sees it and
+//! authorize a rule on it ([`App::find_authorized`]).
+//!
+//! Nothing here knows HTTP or the API's JSON: the API router keeps its own state on top
+//! (`api::view::ApiState`, with the rendered-view cache).
 
-use crate::db::Db;
+use crate::db::{self, Db};
+use crate::domain::Image;
 use crate::metrics::Metrics;
-use crate::policy::Enforcer;
+use crate::policy::{Context, Denied, Enforcer, Rule, Target};
 use crate::store_gc::StoreGc;
 use shared::config::Config;
 use shared::image::ImageId;
@@ -29,8 +35,6 @@ pub struct AppInner {
     pub store: StoreGc,
     /// Who is calling: noauth headers or Keystone tokens (`[auth] mode`).
     pub auth: crate::auth::Authenticator,
-    /// Rendered image JSON by id and version.
-    pub views: crate::api::view::Views,
     /// Striped per-image write locks: API writes to one image queue here instead of
     /// retrying optimistic updates against each other. (Correctness does not depend on them:
     /// every write is still version- or status-guarded in the database.)
@@ -53,16 +57,8 @@ impl App {
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
         let auth = crate::auth::Authenticator::new(&config);
-        let views = crate::api::view::Views::new(
-            if db.cache().coherence() == crate::db::cache::Coherence::Off {
-                0
-            } else {
-                config.database.image_cache_bytes
-            },
-        );
         App(Arc::new(AppInner {
             auth,
-            views,
             config,
             db,
             policy,
@@ -82,15 +78,49 @@ impl App {
     }
 }
 
+/// Why [`App::find_authorized`] found no image to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No such image, or not one the caller may see (404, never 403).
+    #[error("no image {0} visible to the caller")]
+    NotFound(ImageId),
+    /// The caller sees the image but the rule refuses (403).
+    #[error("{}", shared::error::not_allowed(.0.name()))]
+    Forbidden(Rule),
+    /// The database failed (500).
+    #[error(transparent)]
+    Db(#[from] db::Error),
+}
+
 impl App {
+    /// The image `id` as `ctx` sees it ([`App::find_visible`]), if `rule` allows `ctx` to act
+    /// on it ([`Enforcer::authorize`]). The API handlers and the channel server both start
+    /// here, so the same image gets the same answer on the data and the metadata routes.
+    pub async fn find_authorized(
+        &self,
+        ctx: &Context,
+        id: ImageId,
+        rule: Rule,
+    ) -> Result<Arc<Image>, Refusal> {
+        let image = self
+            .find_visible(ctx, id)
+            .await?
+            .ok_or(Refusal::NotFound(id))?;
+        match self.policy.authorize(ctx, rule, &Target::of(&image)) {
+            Ok(()) => Ok(image),
+            Err(Denied::NotFound) => Err(Refusal::NotFound(id)),
+            Err(Denied::Forbidden(rule)) => Err(Refusal::Forbidden(rule)),
+        }
+    }
+
     /// The image `id` if it exists (not deleted or pending delete) and `ctx` may see it:
     /// Glance's `is_image_visible` (owner, public/community, any member of a shared image,
     /// admin, ownerless) and then the `get_image` rule. Used by the API and the channel alike.
     pub async fn find_visible(
         &self,
-        ctx: &crate::policy::Context,
+        ctx: &Context,
         id: ImageId,
-    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
+    ) -> Result<Option<Arc<Image>>, db::Error> {
         self.find_seen(ctx, id, false).await
     }
 
@@ -98,19 +128,19 @@ impl App {
     /// after its image is deleted (the row is kept), so pagination survives deletes.
     pub async fn find_marker(
         &self,
-        ctx: &crate::policy::Context,
+        ctx: &Context,
         id: ImageId,
-    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
+    ) -> Result<Option<Arc<Image>>, db::Error> {
         self.find_seen(ctx, id, true).await
     }
 
     async fn find_seen(
         &self,
-        ctx: &crate::policy::Context,
+        ctx: &Context,
         id: ImageId,
         include_deleted: bool,
-    ) -> Result<Option<Arc<crate::domain::Image>>, crate::db::Error> {
-        let Some(image) = crate::db::images::get(&self.db, id)
+    ) -> Result<Option<Arc<Image>>, db::Error> {
+        let Some(image) = db::images::get(&self.db, id)
             .await?
             .filter(|i| include_deleted || !i.is_deleted())
         else {
@@ -120,20 +150,15 @@ impl App {
             (Some(p), shared::image::Visibility::Shared)
                 if !ctx.is_admin && !ctx.owns(image.owner.as_deref()) =>
             {
-                crate::db::members::get(&self.db, id, p)
-                    .await?
-                    .map(|m| m.status)
+                db::members::get(&self.db, id, p).await?.map(|m| m.status)
             }
             _ => None,
         };
         if !crate::policy::is_visible(ctx, &image, membership) {
             return Ok(None);
         }
-        let target = crate::policy::Target::of(&image);
-        if !self
-            .policy
-            .check(ctx, crate::policy::Rule::GetImage, &target)
-        {
+        let target = Target::of(&image);
+        if !self.policy.check(ctx, Rule::GetImage, &target) {
             return Ok(None);
         }
         Ok(Some(image))

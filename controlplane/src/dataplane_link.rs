@@ -5,36 +5,43 @@
 //! the same correlation id. Per connection:
 //!
 //! 1. The first frame must be `Hello`; we answer `HelloAck` with the negotiated version, or
-//!    `Denied(BadRequest)` and close.
+//!    `Denied(Reason::Protocol)` and close.
 //! 2. Then requests are handled one at a time, in order.
 //!
-//! Both authorisations use [`App::find_visible`] and the policy [`Enforcer`](crate::policy::Enforcer)
-//! exactly like the HTTP API: an image the caller cannot see is `NotFound`; `upload_image` /
-//! `download_image` refused is `Forbidden`; a `deactivated` image is `Forbidden` to
-//! non-admins; a shared image is downloadable by its members.
+//! Every refusal is a `Denied(`[`Reason`]`)` saying precisely why, so the data plane answers
+//! with the same status and message the HTTP API would; the metric label is the reason's code.
+//! Both authorisations start with [`App::find_authorized`], the step the HTTP API takes too:
+//! an image the caller cannot see is `NoSuchImage`; `upload_image` / `download_image` refused
+//! is `NotAllowed`; a `deactivated` image is `Deactivated` to non-admins; a shared image is
+//! downloadable by its members.
 //!
-//! Upload leases (see [`shared::channel`]):
+//! Upload leases (see [`shared::channel`]); the status moves are the domain's
+//! ([`crate::domain::status`]), executed as conditional updates:
 //!
-//! 1. `AuthorizeUpload` checks visibility (404), `upload_image` (403), status `queued` (409),
-//!    both formats set (400) and the declared size (413), then moves the image
-//!    `queued → saving` with a conditional update (409 if someone else won) and records the
-//!    lease **on this connection**.
+//! 1. `AuthorizeUpload` checks visibility (404), `upload_image` (403), then asks the domain to
+//!    begin the upload (`queued → saving`: 409 `Transition` from any other status, 400
+//!    `FormatsMissing`), checks the declared size (413 `TooLarge`), executes the move (409 if
+//!    someone else won) and records the lease **on this connection**.
 //! 2. `UploadComplete` on the same connection commits `saving → active` with size, checksum,
-//!    hash and location — or answers `Gone` when the image was deleted meanwhile.
+//!    hash and location — or answers `DeletedDuringUpload` when the image was deleted
+//!    meanwhile, `TooLarge` (and back to `queued`) above the size cap, and `Protocol` without
+//!    a lease on this connection (out of order).
 //! 3. `UploadAborted` puts the image back to `queued`.
 //! 4. If the connection closes (EOF, error, or our shutdown) while it holds leases, every
 //!    leased image still `saving` goes back to `queued`
 //!    (`glint_channel_leases_reverted_total`).
 
-use crate::app::App;
-use crate::db::{self, images::UploadedData};
-use crate::policy::{Denied, Rule, Target};
+use crate::app::{App, Refusal};
+use crate::db;
+use crate::domain::{self, Image, Move, UploadedData};
+use crate::policy::Context;
 use chrono::Utc;
 use shared::channel::frame::{self, FrameError, HEADER_BYTES};
 use shared::channel::{Credentials, Request, Response, version};
-use shared::error::ErrorCode;
+use shared::error::{Action, ErrorCode, Reason};
 use shared::image::{ImageId, ImageStatus};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -74,23 +81,6 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// The metric label of a refusal.
-fn code_label(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::BadRequest => "bad_request",
-        ErrorCode::Unauthorized => "unauthorized",
-        ErrorCode::Forbidden => "forbidden",
-        ErrorCode::NotFound => "not_found",
-        ErrorCode::Conflict => "conflict",
-        ErrorCode::Gone => "gone",
-        ErrorCode::PayloadTooLarge => "payload_too_large",
-        ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-        ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
-        ErrorCode::ServiceUnavailable => "service_unavailable",
-        ErrorCode::Internal => "internal",
-    }
-}
-
 fn kind_label(req: &Request) -> &'static str {
     match req {
         Request::Hello { .. } => "hello",
@@ -101,16 +91,9 @@ fn kind_label(req: &Request) -> &'static str {
     }
 }
 
-fn denied_from_policy(d: Denied) -> ErrorCode {
-    match d {
-        Denied::NotFound => ErrorCode::NotFound,
-        Denied::Forbidden(_) => ErrorCode::Forbidden,
-    }
-}
-
-fn internal(e: db::Error) -> ErrorCode {
+fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
-    ErrorCode::Internal
+    Reason::Internal
 }
 
 /// One data-plane connection and the upload leases it holds.
@@ -161,7 +144,7 @@ impl Connection {
                 buf.drain(..used);
                 let (response, next) = match request {
                     Some(req) => self.handle(req).await,
-                    None => (Response::Denied(ErrorCode::BadRequest), Next::Continue),
+                    None => (Response::Denied(Reason::Protocol), Next::Continue),
                 };
                 out.clear();
                 if let Err(e) = frame::encode(corr, &response, &mut out) {
@@ -212,17 +195,17 @@ impl Connection {
                             max_version,
                             "no common channel version"
                         );
-                        (Response::Denied(ErrorCode::BadRequest), Next::Close)
+                        (Response::Denied(Reason::Protocol), Next::Close)
                     }
                 },
                 _ => {
                     tracing::warn!(kind, "channel request before Hello");
-                    (Response::Denied(ErrorCode::BadRequest), Next::Close)
+                    (Response::Denied(Reason::Protocol), Next::Close)
                 }
             }
         } else {
             let response = match req {
-                Request::Hello { .. } => Err(ErrorCode::BadRequest),
+                Request::Hello { .. } => Err(Reason::Protocol),
                 Request::AuthorizeUpload {
                     request_id,
                     image_id,
@@ -251,7 +234,7 @@ impl Connection {
                         os_hash_value,
                         location,
                     };
-                    self.upload_complete(&request_id, image_id, &data)
+                    self.upload_complete(&request_id, image_id, data)
                         .instrument(span)
                         .await
                 }
@@ -279,7 +262,7 @@ impl Connection {
             (response.unwrap_or_else(Response::Denied), Next::Continue)
         };
         let result = match &response {
-            Response::Denied(code) => code_label(*code),
+            Response::Denied(reason) => reason.code().label(),
             _ => "ok",
         };
         self.app.metrics.channel_request(kind, result);
@@ -297,87 +280,112 @@ impl Connection {
         tracing::info!(%image_id, request_id, %from, %to, "image status changed");
     }
 
+    /// The image `id` if the caller of `credentials` may see it and `action` on it.
+    async fn find_authorized(
+        &self,
+        credentials: &Credentials,
+        id: ImageId,
+        action: Action,
+    ) -> Result<(Context, Arc<Image>), Reason> {
+        let app = &self.app;
+        let ctx = app.auth.context(credentials).await.map_err(auth_reason)?;
+        // the same step, visibility (members, community, …) and rules as the HTTP API
+        match app.find_authorized(&ctx, id, action.into()).await {
+            Ok(image) => Ok((ctx, image)),
+            Err(Refusal::NotFound(_)) => Err(Reason::NoSuchImage),
+            Err(Refusal::Forbidden(_)) => Err(Reason::NotAllowed(action)),
+            Err(Refusal::Db(e)) => Err(internal(e)),
+        }
+    }
+
     async fn authorize_upload(
         &mut self,
         request_id: &str,
         id: ImageId,
         credentials: &Credentials,
         declared_size: Option<u64>,
-    ) -> Result<Response, ErrorCode> {
+    ) -> Result<Response, Reason> {
+        let (_, image) = self
+            .find_authorized(credentials, id, Action::UploadImage)
+            .await?;
+        let begin = image.begin_upload().map_err(|e| match e {
+            domain::Error::InvalidTransition { from, to } => Reason::Transition { from, to },
+            // begin_upload's only other refusal
+            _ => Reason::FormatsMissing,
+        })?;
         let app = &self.app;
-        let ctx = app.auth.context(credentials).await.map_err(auth_code)?;
-        // the same visibility (members, community, …) and rules as the HTTP API
-        let image = app
-            .find_visible(&ctx, id)
-            .await
-            .map_err(internal)?
-            .ok_or(ErrorCode::NotFound)?;
-        app.policy
-            .authorize(&ctx, Rule::UploadImage, &Target::of(&image))
-            .map_err(denied_from_policy)?;
-        if image.status != ImageStatus::Queued {
-            return Err(ErrorCode::Conflict);
-        }
         let cap = app.config.image.image_size_cap_bytes;
-        let mut next = (*image).clone();
-        next.transition(ImageStatus::Saving)
-            .map_err(|_| ErrorCode::BadRequest)?;
         if declared_size.is_some_and(|s| s > cap) {
-            return Err(ErrorCode::PayloadTooLarge);
+            return Err(Reason::TooLarge);
         }
-        if !db::images::begin_saving(&app.db, id, Utc::now())
+        if !db::images::apply_move(&app.db, id, &begin, Utc::now())
             .await
             .map_err(internal)?
         {
-            return Err(ErrorCode::Conflict);
+            // someone else moved it first: say from what, as Glance would
+            let from = db::images::status(&app.db, id)
+                .await
+                .map_err(internal)?
+                .unwrap_or(ImageStatus::Deleted);
+            return Err(Reason::Transition { from, to: begin.to });
         }
         self.leases.insert(id);
-        self.log_transition(request_id, id, ImageStatus::Queued, ImageStatus::Saving);
+        self.log_transition(request_id, id, begin.from, begin.to);
         Ok(Response::UploadGranted {
             hash_algo: app.config.image.hashing_algorithm,
             max_size_bytes: cap,
         })
     }
 
+    /// Puts a leased image back to `queued` (the lease is gone either way).
+    async fn revert(&mut self, request_id: &str, id: ImageId) -> Result<bool, Reason> {
+        self.leases.remove(&id);
+        let revert = Move::revert_upload();
+        let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now())
+            .await
+            .map_err(internal)?;
+        if moved {
+            self.log_transition(request_id, id, revert.from, revert.to);
+        }
+        Ok(moved)
+    }
+
     async fn upload_complete(
         &mut self,
         request_id: &str,
         id: ImageId,
-        data: &UploadedData,
-    ) -> Result<Response, ErrorCode> {
+        data: UploadedData,
+    ) -> Result<Response, Reason> {
         if !self.leases.contains(&id) {
+            // out of order: no AuthorizeUpload granted this upload on this connection
             tracing::warn!(image_id = %id, "UploadComplete without a lease on this connection");
-            return Err(ErrorCode::Conflict);
+            return Err(Reason::Protocol);
         }
         let app = self.app.clone();
-        let now = Utc::now();
         if data.size > app.config.image.image_size_cap_bytes {
-            self.leases.remove(&id);
-            if db::images::revert_saving(&app.db, id, now)
-                .await
-                .map_err(internal)?
-            {
-                self.log_transition(request_id, id, ImageStatus::Saving, ImageStatus::Queued);
-            }
-            return Err(ErrorCode::PayloadTooLarge);
+            self.revert(request_id, id).await?;
+            return Err(Reason::TooLarge);
         }
-        if db::images::commit_upload(&app.db, id, data, now)
+        let commit = Move::commit_upload(data);
+        let committed = db::images::apply_move(&app.db, id, &commit, Utc::now())
             .await
-            .map_err(internal)?
-        {
-            self.leases.remove(&id);
-            self.log_transition(request_id, id, ImageStatus::Saving, ImageStatus::Active);
+            .map_err(internal)?;
+        self.leases.remove(&id);
+        if committed {
+            self.log_transition(request_id, id, commit.from, commit.to);
             return Ok(Response::UploadCommitted);
         }
-        self.leases.remove(&id);
         match db::images::status(&app.db, id).await.map_err(internal)? {
             None | Some(ImageStatus::Deleted) => {
                 tracing::info!(image_id = %id, request_id, "image deleted during upload");
-                Err(ErrorCode::Gone)
+                Err(Reason::DeletedDuringUpload)
             }
             Some(status) => {
                 tracing::warn!(image_id = %id, request_id, %status, "upload completed but image is no longer saving");
-                Err(ErrorCode::Conflict)
+                Err(Reason::Transition {
+                    from: status,
+                    to: commit.to,
+                })
             }
         }
     }
@@ -387,14 +395,9 @@ impl Connection {
         request_id: &str,
         id: ImageId,
         code: ErrorCode,
-    ) -> Result<Response, ErrorCode> {
-        if self.leases.remove(&id)
-            && db::images::revert_saving(&self.app.db, id, Utc::now())
-                .await
-                .map_err(internal)?
-        {
+    ) -> Result<Response, Reason> {
+        if self.leases.contains(&id) && self.revert(request_id, id).await? {
             tracing::info!(image_id = %id, request_id, reason = %code, "upload aborted");
-            self.log_transition(request_id, id, ImageStatus::Saving, ImageStatus::Queued);
         }
         Ok(Response::Ack)
     }
@@ -403,20 +406,12 @@ impl Connection {
         &self,
         id: ImageId,
         credentials: &Credentials,
-    ) -> Result<Response, ErrorCode> {
-        let app = &self.app;
-        let ctx = app.auth.context(credentials).await.map_err(auth_code)?;
-        // the same visibility (members, community, …) and rules as the HTTP API
-        let image = app
-            .find_visible(&ctx, id)
-            .await
-            .map_err(internal)?
-            .ok_or(ErrorCode::NotFound)?;
-        app.policy
-            .authorize(&ctx, Rule::DownloadImage, &Target::of(&image))
-            .map_err(denied_from_policy)?;
+    ) -> Result<Response, Reason> {
+        let (ctx, image) = self
+            .find_authorized(credentials, id, Action::DownloadImage)
+            .await?;
         if image.status == ImageStatus::Deactivated && !ctx.is_admin {
-            return Err(ErrorCode::Forbidden);
+            return Err(Reason::Deactivated);
         }
         match (&image.location, image.status) {
             (Some(location), ImageStatus::Active | ImageStatus::Deactivated) => {
@@ -435,14 +430,13 @@ impl Connection {
     }
 
     async fn revert_leases(&mut self) {
+        let revert = Move::revert_upload();
         for id in std::mem::take(&mut self.leases) {
-            match db::images::revert_saving(&self.app.db, id, Utc::now()).await {
+            match db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await {
                 Ok(true) => {
                     self.app.metrics.lease_reverted();
-                    self.app
-                        .metrics
-                        .transition(ImageStatus::Saving, ImageStatus::Queued);
-                    tracing::warn!(image_id = %id, from = %ImageStatus::Saving, to = %ImageStatus::Queued,
+                    self.app.metrics.transition(revert.from, revert.to);
+                    tracing::warn!(image_id = %id, from = %revert.from, to = %revert.to,
                         "channel closed during upload; image back to queued");
                 }
                 Ok(false) => {}
@@ -454,13 +448,13 @@ impl Connection {
     }
 }
 
-/// The channel code for a caller that did not authenticate (401, or 503 when Keystone is down).
-fn auth_code(e: crate::auth::Error) -> ErrorCode {
+/// The reason for a caller that did not authenticate (401, or 503 when Keystone is down).
+fn auth_reason(e: crate::auth::Error) -> Reason {
     match e {
-        crate::auth::Error::Invalid(_) => ErrorCode::Unauthorized,
+        crate::auth::Error::Invalid(_) => Reason::Unauthenticated,
         crate::auth::Error::Unavailable(m) => {
             tracing::warn!(error = %m, "keystone unavailable");
-            ErrorCode::ServiceUnavailable
+            Reason::IdentityUnavailable
         }
     }
 }

@@ -15,7 +15,9 @@
 //! - [`api::router`] builds the HTTP API; handlers live in [`api::images`] and friends.
 //! - [`dataplane_link`] is the channel server (upload leases, download grants).
 //! - [`scrubber`] removes the data of `pending_delete` images (delayed delete).
-//! - [`domain`] holds the image rules, [`policy`] who may do what, [`db`] the queries.
+//! - [`domain`] holds the image rules and decides every status move, [`policy`] who may do
+//!   what, [`db`] the queries (which execute the domain's moves). [`App::find_authorized`] is
+//!   the step the API and the channel both take before acting on an image.
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 

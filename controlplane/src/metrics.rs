@@ -3,6 +3,10 @@
 //! [`Metrics`] owns a `metrics-exporter-prometheus` recorder *without* an HTTP listener; the
 //! admin listener renders it at `/metrics`. Names come from [`shared::metrics`]; labels are
 //! bounded (method, route template, status, kind, result, from/to status), never an id.
+//!
+//! Histogram samples wait in the recorder until an upkeep folds them into buckets; a scrape
+//! does one, and [`Metrics::upkeep_every`] does one periodically whether or not anyone scrapes
+//! (its runs are counted, [`Metrics::upkeep_runs`], so the task can be seen to work).
 
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -11,6 +15,7 @@ use metrics_exporter_prometheus::{
 use shared::image::ImageStatus;
 use shared::metrics as names;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -25,6 +30,9 @@ const DURATION_BUCKETS: &[f64] = &[
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// How often [`Metrics::run_upkeep`] ran (not counting scrapes), so that the periodic
+    /// upkeep can be seen to run.
+    upkeeps: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,6 +75,7 @@ impl Metrics {
         let m = Metrics {
             recorder: Arc::new(recorder),
             handle,
+            upkeeps: Arc::new(AtomicU64::new(0)),
         };
         m.describe();
         m.recorder
@@ -133,6 +142,12 @@ impl Metrics {
     /// request.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
+        self.upkeeps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times [`Metrics::run_upkeep`] has run.
+    pub fn upkeep_runs(&self) -> u64 {
+        self.upkeeps.load(Ordering::Relaxed)
     }
 
     /// Runs [`Metrics::run_upkeep`] every `period` until `shutdown` turns true.
@@ -229,8 +244,8 @@ mod tests {
     use super::*;
 
     /// The periodic upkeep (which folds histogram samples into buckets, so that a long run of
-    /// requests with nobody scraping does not grow memory) runs as a task that ends on
-    /// shutdown, and every sample still counts.
+    /// requests with nobody scraping does not grow memory) runs by itself, again and again,
+    /// without a scrape; it ends on shutdown and runs no more; and every sample still counts.
     #[tokio::test]
     async fn upkeep_runs_until_shutdown() {
         let m = Metrics::new();
@@ -242,12 +257,24 @@ mod tests {
             m.clone()
                 .upkeep_every(std::time::Duration::from_millis(1), stopped),
         );
+        let ran = async {
+            while m.upkeep_runs() < 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), ran)
+            .await
+            .expect("the upkeep runs periodically without a scrape");
         stop.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(10), upkeep)
             .await
             .expect("upkeep stops on shutdown")
             .unwrap();
+        let runs = m.upkeep_runs();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(m.upkeep_runs(), runs, "no upkeep after shutdown");
         let text = m.render();
+        assert_eq!(m.upkeep_runs(), runs, "a scrape is not counted as upkeep");
         assert!(
             text.contains(r#"glint_api_request_duration_seconds_count{method="GET",route="/v2/images/{image_id}"} 1000"#),
             "{text}"

@@ -5,13 +5,14 @@
 //! 1. Find `pending_delete` images with `deleted_at <= now - scrub_time` (oldest first).
 //! 2. Delete each one's data file from the store (only inside the store directory, see
 //!    [`crate::store_gc`]).
-//! 3. Move it `pending_delete → deleted` with a conditional update, so an image restored
-//!    meanwhile (`POST …/actions/restore`) is left alone. The id is never reused.
+//! 3. Execute the domain's `pending_delete → deleted` move ([`Move::finish_delete`], which
+//!    forgets the location) as a conditional update, so an image restored meanwhile
+//!    (`POST …/actions/restore`) is left alone. The id is never reused.
 
 use crate::app::App;
 use crate::db;
+use crate::domain::Move;
 use chrono::Utc;
-use shared::image::ImageStatus;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -41,10 +42,10 @@ pub async fn scrub_once(app: &App) -> Result<usize, db::Error> {
                     }
                 }
             }
-            if db::images::finish_delete(&app.db, image.id, Utc::now()).await? {
-                app.metrics
-                    .transition(ImageStatus::PendingDelete, ImageStatus::Deleted);
-                tracing::info!(image_id = %image.id, from = %ImageStatus::PendingDelete, to = %ImageStatus::Deleted, "image scrubbed");
+            let finish = Move::finish_delete();
+            if db::images::apply_move(&app.db, image.id, &finish, Utc::now()).await? {
+                app.metrics.transition(finish.from, finish.to);
+                tracing::info!(image_id = %image.id, from = %finish.from, to = %finish.to, "image scrubbed");
                 done += 1;
                 progressed = true;
             }
@@ -74,6 +75,7 @@ mod tests {
     use super::*;
     use crate::domain::image::tests::sample;
     use crate::test_util::TestApp;
+    use shared::image::ImageStatus;
 
     #[tokio::test]
     async fn scrubs_after_scrub_time_and_keeps_restored_images() {

@@ -1,11 +1,14 @@
 //! Deletes the data file of a deleted image from the filesystem store.
 //!
-//! Only `file://` locations are handled, and only when the file lies inside the configured
-//! store directory (`config.store_dir()`): a location pointing anywhere else is logged and
-//! left alone, so a forged or stale location can never make us delete an arbitrary file.
+//! Only `file://` locations are handled, parsed by [`shared::location::FileLocation`] (the
+//! parser the data plane's store uses), and only when the file lies directly in the
+//! configured store directory (`config.store_dir()`): a location pointing anywhere else is
+//! logged and left alone, so a forged or stale location can never make us delete an
+//! arbitrary file.
 
+use shared::location::FileLocation;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 /// What happened to a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +35,11 @@ impl StoreGc {
 
     /// The path a `file://` location names, if it is safely inside the store.
     pub fn path_in_store(&self, location: &str) -> Option<PathBuf> {
-        let raw = location.strip_prefix("file://")?;
-        let path = Path::new(raw);
-        if !path.is_absolute()
-            || path
-                .components()
-                .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
-        {
-            return None;
-        }
+        let loc = FileLocation::parse(location).ok()?;
         let store = std::fs::canonicalize(&self.store_dir).ok()?;
-        let parent = std::fs::canonicalize(path.parent()?).ok()?;
-        let file_name = path.file_name()?;
-        let resolved = parent.join(file_name);
-        (parent.starts_with(&store) && resolved != store).then_some(resolved)
+        // compared canonical: a location written with a symbolic link to the store still works
+        let dir = std::fs::canonicalize(loc.dir).ok()?;
+        (dir == store).then(|| store.join(loc.image_id.to_string()))
     }
 
     /// Deletes the data at `location` if it is a file inside the store.
@@ -107,6 +101,12 @@ mod tests {
             format!("file://{}", store.display()),
             "rbd://pool/image".to_owned(),
             "file://relative/path".to_owned(),
+            // the data plane's store refuses these too: one parser
+            format!(
+                "file://{}/sub/0b3a8c7e-1234-4321-abcd-0123456789ab",
+                store.display()
+            ),
+            format!("file://{}/not-an-image-id", store.display()),
         ] {
             assert_eq!(gc.delete(&loc).await.unwrap(), Outcome::Refused, "{loc}");
         }

@@ -1,5 +1,6 @@
 //! Test fixtures: a [`TestApp`] with its own temporary data directory and migrated SQLite
-//! database. Available to this crate's tests and, with the `test-util` feature, to others.
+//! database, and configurations tests share ([`config_in`], [`unreachable_keystone`]).
+//! Compiled only for tests: this crate's, and others' with the `test-util` feature.
 
 use crate::app::App;
 use crate::db::Db;
@@ -15,6 +16,21 @@ pub fn config_in(dir: &Path) -> Config {
     };
     config.admin.port = 0;
     config
+}
+
+/// Switches `config` to keystone mode against a Keystone that never answers (nothing listens
+/// on `127.0.0.1:1`), with a complete service user and
+/// `www_authenticate_uri = "https://ks.example/v3"`: a request without a token is refused
+/// (401), one with a token finds Keystone unavailable (503).
+pub fn unreachable_keystone(config: &mut Config) {
+    config.auth.mode = shared::config::AuthMode::Keystone;
+    let k = &mut config.keystone_authtoken;
+    k.auth_url = Some("http://127.0.0.1:1/v3".into());
+    k.www_authenticate_uri = Some("https://ks.example/v3".into());
+    k.username = Some("glance".into());
+    k.password = Some("pw".into());
+    k.project_name = Some("service".into());
+    k.http_connect_timeout = 1;
 }
 
 /// An [`App`] over a fresh database in a temporary directory (deleted on drop).

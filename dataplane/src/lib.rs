@@ -8,19 +8,25 @@
 //! ([`control_link`]) whether it may proceed and where the data lives; it never opens the
 //! database.
 //!
-//! It is **not** an HTTP framework: it speaks exactly the HTTP/1.1 its routes need
-//! ([`server::http`]). Start at [`run`].
+//! It is **not** an HTTP framework: it speaks exactly the HTTP/1.1 it needs ([`http`]), as a
+//! server to its clients and as a client of the control plane (and, next, of the stores).
+//!
+//! Layout, each import pointing down: [`server::bootstrap`] starts the worker threads;
+//! [`server`] is the dispatcher, routing each request by [`shared::route`]; the handlers
+//! ([`server::upload`], [`server::download`], [`server::proxy`]) use what every handler shares
+//! ([`server::worker`], [`server::respond`]), and below them [`http`], [`control_link`],
+//! [`store`], [`hash`] and [`io`]. Start at [`run`].
 #![deny(unsafe_code)]
 
 pub mod control_link;
 pub mod hash;
+pub mod http;
 pub mod io;
 pub mod metrics;
 pub mod server;
 pub mod store;
 
-use shared::config::Config;
-use std::rc::Rc;
+pub use server::bootstrap::{run, worker_runtime};
 
 /// Why the data plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,223 +50,4 @@ pub enum Error {
     /// Any other I/O failure at start.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
-pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
-    let store_dir = config.store_dir();
-    let store =
-        store::fs::FsStore::open(&store_dir, config.store.upload_direct_io).map_err(|source| {
-            Error::Store {
-                path: store_dir,
-                source,
-            }
-        })?;
-    let swept = store.sweep_temp()?;
-    if swept > 0 {
-        tracing::warn!(
-            files = swept,
-            "removed temp files of uploads interrupted by a previous crash"
-        );
-    }
-    let workers = match config.dataplane.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n,
-    };
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let tls = server::tls::Tls::load(&config.tls)?;
-    let mut settings = server::Settings::from_config(&config);
-    settings.max_connections_per_worker = config.dataplane.max_connections.div_ceil(workers);
-    let metrics = match metrics::Metrics::create(&config.run_dir(), workers) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot create the shared metrics file; data-plane metrics disabled");
-            (0..workers).map(|_| metrics::Metrics::detached()).collect()
-        }
-    };
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
-    let mut handles = Vec::with_capacity(workers);
-    for (i, metrics) in metrics.into_iter().enumerate() {
-        let listener = listener.try_clone()?;
-        let worker = WorkerInit {
-            tls: tls.clone(),
-            metrics,
-            settings: settings.clone(),
-            store: store.clone(),
-            channel_socket: config.channel_socket(),
-            api_socket: config.api_socket(),
-        };
-        let ready = ready_tx.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("glint-dp-{i}"))
-            .spawn(move || worker_main(i, listener, worker, ready))?;
-        handles.push(h);
-    }
-    drop(ready_tx);
-    for _ in 0..workers {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Runtime(e)),
-            Err(_) => {
-                return Err(Error::Runtime(std::io::Error::other(
-                    "worker exited during start",
-                )));
-            }
-        }
-    }
-    tracing::info!(%addr, workers, store = %store.root().display(), "data plane serving");
-
-    // Wait for a shutdown signal on a small runtime of its own; SIGHUP reloads the TLS
-    // certificate without touching open connections.
-    let rt = compio::runtime::Runtime::new().map_err(Error::Runtime)?;
-    rt.block_on(async {
-        use rustix::process::Signal;
-        loop {
-            let term = compio::signal::unix::signal(Signal::TERM.as_raw());
-            let int = compio::signal::unix::signal(Signal::INT.as_raw());
-            let hup = compio::signal::unix::signal(Signal::HUP.as_raw());
-            match first_of(term, int, hup).await {
-                Which::Hup => match &tls {
-                    Some(t) => match t.reload() {
-                        Ok(()) => tracing::info!("TLS certificate reloaded"),
-                        Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate"),
-                    },
-                    None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
-                },
-                Which::Stop => break,
-            }
-        }
-    });
-    // In-flight uploads die with the process: remove their temp files now; the control plane
-    // puts their images back to queued when their channel connections close.
-    let swept = store.sweep_temp().unwrap_or(0);
-    tracing::info!(aborted_uploads = swept, "data plane stopping");
-    Ok(())
-}
-
-enum Which {
-    Stop,
-    Hup,
-}
-
-async fn first_of(
-    term: impl std::future::Future<Output = std::io::Result<()>>,
-    int: impl std::future::Future<Output = std::io::Result<()>>,
-    hup: impl std::future::Future<Output = std::io::Result<()>>,
-) -> Which {
-    let mut term = std::pin::pin!(term);
-    let mut int = std::pin::pin!(int);
-    let mut hup = std::pin::pin!(hup);
-    std::future::poll_fn(|cx| {
-        if term.as_mut().poll(cx).is_ready() || int.as_mut().poll(cx).is_ready() {
-            std::task::Poll::Ready(Which::Stop)
-        } else if hup.as_mut().poll(cx).is_ready() {
-            std::task::Poll::Ready(Which::Hup)
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
-struct WorkerInit {
-    tls: Option<std::sync::Arc<server::tls::Tls>>,
-    metrics: metrics::Metrics,
-    settings: server::Settings,
-    store: store::fs::FsStore,
-    channel_socket: std::path::PathBuf,
-    api_socket: std::path::PathBuf,
-}
-
-/// A worker's runtime: io_uring set up for one issuing thread with its completion work
-/// deferred until the thread asks for completions (`SINGLE_ISSUER | DEFER_TASKRUN`, Linux
-/// 6.1+; `COOP_TASKRUN` from 5.19). A worker thread owns its ring, so nothing else submits:
-/// the kernel then runs socket completions when the worker waits instead of interrupting it
-/// for each one. Measured on proxied metadata requests: 15 instead of 20 µs of data-plane CPU
-/// each, about a fifth more requests per second. Older kernels refuse the flags; the plain
-/// setup is used then. Returns whether the flags took.
-pub fn worker_runtime() -> std::io::Result<(compio::runtime::Runtime, bool)> {
-    let mut proactor = compio::driver::ProactorBuilder::new();
-    proactor
-        .single_issuer(true)
-        .coop_taskrun(true)
-        .taskrun_flag(true)
-        .defer_taskrun(true);
-    match compio::runtime::Runtime::builder()
-        .with_proactor(proactor)
-        .build()
-    {
-        Ok(rt) => Ok((rt, true)),
-        Err(e) => {
-            tracing::info!(error = %e, "io_uring refused SINGLE_ISSUER/DEFER_TASKRUN; plain setup");
-            Ok((compio::runtime::Runtime::new()?, false))
-        }
-    }
-}
-
-fn worker_main(
-    index: usize,
-    listener: std::net::TcpListener,
-    init: WorkerInit,
-    ready: std::sync::mpsc::Sender<Result<(), std::io::Error>>,
-) {
-    let (rt, deferred) = match worker_runtime() {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let driver = rt.driver_type();
-    if !driver.is_iouring() {
-        let _ = ready.send(Err(std::io::Error::other(format!(
-            "runtime chose {driver:?}, not io_uring"
-        ))));
-        return;
-    }
-    tracing::info!(
-        worker = index,
-        driver = "io_uring",
-        defer_taskrun = deferred,
-        "data plane worker started"
-    );
-    rt.block_on(async move {
-        let listener = match compio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
-        let worker = Rc::new(server::Worker::new(
-            init.settings,
-            init.store,
-            init.channel_socket,
-            init.api_socket,
-            init.metrics,
-            init.tls,
-        ));
-        loop {
-            match listener.accept().await {
-                Ok((stream, _peer)) => {
-                    if worker.active.get() >= worker.settings.max_connections_per_worker {
-                        worker.metrics.connection_rejected();
-                        let refuse = server::refuse_connection(stream, worker.clone());
-                        compio::runtime::spawn(refuse).detach();
-                        continue;
-                    }
-                    compio::runtime::spawn(server::serve_connection(stream, worker.clone()))
-                        .detach();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    });
 }

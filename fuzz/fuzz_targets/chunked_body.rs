@@ -2,7 +2,7 @@
 //! never emit more than it was given, and give the same answer however the input is split.
 #![no_main]
 
-use dataplane::server::http::ChunkedDecoder;
+use dataplane::http::ChunkedDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fn decode(data: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), ()> {

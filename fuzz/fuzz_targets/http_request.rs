@@ -2,7 +2,7 @@
 //! internally consistent (framing agrees with the headers, the head fits the input).
 #![no_main]
 
-use dataplane::server::http::{Framing, parse_request, request_framing};
+use dataplane::http::{Framing, parse_request, request_framing};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

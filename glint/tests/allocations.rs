@@ -58,6 +58,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+#[path = "support/inproc.rs"]
+mod inproc;
+
+use inproc::{Options, Stack};
+
 /// What compio allocates for one kept-alive download of an image that fits the socket
 /// buffer: a record for each of its four io_uring operations (receive the request, write the
 /// channel request, read its answer, write the head; the body goes by sendfile, a plain
@@ -68,63 +73,14 @@ const COMPIO_RECORDS_PER_DOWNLOAD: f64 = 6.5;
 
 #[test]
 fn a_download_allocates_only_compio_operation_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = shared::config::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    config.admin.port = 0;
-
-    // The control plane, on tokio threads of its own (not counted).
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let cp_config = config.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(controlplane::serve(
-            cp_config,
-            controlplane::metrics::Metrics::new(),
-            stopped,
-        ))
-        .unwrap();
-    });
-    let admin_file = config.run_dir().join("admin.addr");
-    for _ in 0..1000 {
-        if admin_file.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(admin_file.exists(), "control plane did not start");
-
-    // One data-plane worker, every allocation on its thread counted.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let dp_config = config.clone();
-    std::thread::spawn(move || {
-        COUNTED.with(|c| c.set(true));
-        let (rt, _) = dataplane::worker_runtime().unwrap();
-        rt.block_on(async move {
-            use dataplane::server;
-            let worker = std::rc::Rc::new(server::Worker::new(
-                server::Settings::from_config(&dp_config),
-                dataplane::store::fs::FsStore::open(&dp_config.store_dir(), true).unwrap(),
-                dp_config.channel_socket(),
-                dp_config.api_socket(),
-                dataplane::metrics::Metrics::detached(),
-                None,
-            ));
-            let listener = compio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                compio::runtime::spawn(server::serve_connection(stream, worker.clone())).detach();
-            }
-        });
-    });
+    let stack = Stack::start(
+        |_| {},
+        Options {
+            on_worker_thread: Some(|| COUNTED.with(|c| c.set(true))),
+            ..Options::default()
+        },
+    );
+    let addr = stack.addr;
 
     let base = format!("http://{addr}");
     let client = reqwest::blocking::Client::new();

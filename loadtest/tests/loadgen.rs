@@ -1,9 +1,10 @@
 //! The load generator's modes against a real `glint serve`: they move bytes, count them, see
 //! the server's processes, and resume ranges correctly. No timing is asserted.
 //!
-//! The glint binary is `GLINT_BIN` if set, else the workspace's `target/debug/glint` (built by
-//! `cargo test --workspace`, since glint's own tests need it). Without one the test says so and
-//! skips.
+//! The glint binary is `GLINT_BIN` if set (e.g. a release build), else this test builds it
+//! with the cargo that runs the test (`cargo build -p glint`, into the target directory that
+//! cargo uses, `CARGO_TARGET_DIR` included). A build that fails fails the test: it never passes
+//! without exercising the load generator.
 
 use loadtest::download::{self, DownloadConfig};
 use loadtest::harness::Glint;
@@ -12,27 +13,45 @@ use loadtest::run::Bounds;
 use loadtest::target::Target;
 use loadtest::upload::{self, UploadConfig};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-fn glint_bin() -> Option<PathBuf> {
+/// `GLINT_BIN`, or the binary `cargo build -p glint` produced (its path read from cargo's
+/// artifact messages, so any target directory works). Panics when the build fails.
+fn glint_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GLINT_BIN") {
-        return Some(PathBuf::from(p));
+        return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("debug").join("glint");
-    p.is_file().then_some(p)
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "-p",
+            "glint",
+            "--bin",
+            "glint",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.to_string_lossy()));
+    assert!(
+        out.status.success(),
+        "`cargo build -p glint` failed ({}); set GLINT_BIN to test a prebuilt binary",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "glint")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no glint executable")
 }
 
 #[test]
 fn modes_run_against_a_real_glint() {
-    let Some(bin) = glint_bin() else {
-        eprintln!(
-            "SKIPPED: no glint binary (set GLINT_BIN or `cargo build -p glint` first); \
-             the load generator was not exercised"
-        );
-        return;
-    };
+    let bin = glint_bin();
     let g = Glint::start(&bin, &[]).expect("glint starts");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,6 +4,12 @@
 //! operator fixes a config in one pass. Environment variables are read through [`Env`] so
 //! tests pass a map instead of mutating the process environment.
 //!
+//! An operator writes only the keys they change. One rule makes every other key keep its
+//! default: each section's type is `#[serde(default, deny_unknown_fields)]` and its `Default`
+//! *is* the built-in default of that section, and [`Config::default`] takes every section from
+//! its type's `Default`. Sections with the same shape but different defaults get different
+//! types (`[bind]` is a [`Listen<9292>`](Listen), `[admin]` a [`Listen<9293>`](Listen)).
+//!
 //! ```toml
 //! data_dir = "/var/lib/glint"
 //! [bind]
@@ -31,10 +37,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The public listener, served by the data plane. Default `127.0.0.1:9292`; port 0 picks a
     /// free port. Env `GLINT_BIND_HOST`, `GLINT_BIND_PORT`.
-    pub bind: Listen,
+    pub bind: Listen<9292>,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), served by the control plane.
     /// Default `127.0.0.1:9293`. Env `GLINT_ADMIN_HOST`, `GLINT_ADMIN_PORT`.
-    pub admin: Listen,
+    pub admin: Listen<9293>,
     /// Metadata database.
     pub database: Database,
     /// Image data store.
@@ -55,14 +61,43 @@ pub struct Config {
     pub log: Option<String>,
 }
 
-/// A TCP listen address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listen {
-    /// Host or IP to bind.
+/// A TCP listen address whose default is `127.0.0.1:DEFAULT_PORT`.
+///
+/// Its `Deserialize` is written out (serde's derive does not take const generics) but follows
+/// the rule of every section: a key left out keeps its default, an unknown key is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listen<const DEFAULT_PORT: u16> {
+    /// Host or IP to bind. Default `127.0.0.1`.
     pub host: String,
-    /// TCP port; 0 picks a free one.
+    /// TCP port; 0 picks a free one. Default `DEFAULT_PORT`.
     pub port: u16,
+}
+
+impl<const DEFAULT_PORT: u16> Default for Listen<DEFAULT_PORT> {
+    fn default() -> Self {
+        Listen {
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+        }
+    }
+}
+
+impl<'de, const DEFAULT_PORT: u16> Deserialize<'de> for Listen<DEFAULT_PORT> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The keys of a listen section, each optional.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Keys {
+            host: Option<String>,
+            port: Option<u16>,
+        }
+        let keys = Keys::deserialize(d)?;
+        let default = Self::default();
+        Ok(Listen {
+            host: keys.host.unwrap_or(default.host),
+            port: keys.port.unwrap_or(default.port),
+        })
+    }
 }
 
 /// Metadata database settings.
@@ -213,14 +248,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./glint-data"),
-            bind: Listen {
-                host: "127.0.0.1".into(),
-                port: 9292,
-            },
-            admin: Listen {
-                host: "127.0.0.1".into(),
-                port: 9293,
-            },
+            bind: Listen::default(),
+            admin: Listen::default(),
             database: Database::default(),
             store: Store::default(),
             image: ImageOptions::default(),
@@ -344,10 +373,10 @@ impl Config {
         let mut cfg = match file {
             None => Config::default(),
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match toml::from_str::<Config>(&text) {
+                Ok(text) => match Config::from_toml(&text) {
                     Ok(c) => c,
                     Err(e) => {
-                        errors.push(format!("{}: {}", path.display(), e.to_string().trim()));
+                        errors.push(format!("{}: {e}", path.display()));
                         Config::default()
                     }
                 },
@@ -365,6 +394,12 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// A config file's contents over the defaults: every key it leaves out keeps its default.
+    /// Unknown keys are refused.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())
     }
 
     fn apply_env(&mut self, env: &dyn Env, errors: &mut Vec<String>) {
@@ -662,6 +697,61 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// For every section: a file naming one key of it changes that key and nothing else.
+    #[test]
+    fn each_section_keeps_the_defaults_of_the_keys_left_out() {
+        type Change = fn(&mut Config);
+        let table: &[(&str, Change)] = &[
+            ("[bind]\nport = 19443", |c| c.bind.port = 19443),
+            ("[bind]\nhost = \"0.0.0.0\"", |c| {
+                c.bind.host = "0.0.0.0".into()
+            }),
+            ("[admin]\nport = 19444", |c| c.admin.port = 19444),
+            ("[admin]\nhost = \"::1\"", |c| c.admin.host = "::1".into()),
+            ("[database]\nmax_connections = 3", |c| {
+                c.database.max_connections = 3
+            }),
+            ("[store]\nupload_direct_io = false", |c| {
+                c.store.upload_direct_io = false
+            }),
+            ("[image]\nimage_size_cap_bytes = 5", |c| {
+                c.image.image_size_cap_bytes = 5
+            }),
+            ("[dataplane]\nmax_headers = 7", |c| {
+                c.dataplane.max_headers = 7
+            }),
+            ("[controlplane]\ndelayed_delete = true", |c| {
+                c.controlplane.delayed_delete = true
+            }),
+            ("[tls]\ncert_file = \"/c.pem\"", |c| {
+                c.tls.cert_file = Some("/c.pem".into())
+            }),
+            ("[auth]\nmode = \"keystone\"", |c| {
+                c.auth.mode = AuthMode::Keystone
+            }),
+            ("[keystone_authtoken]\ntoken_cache_time = 60", |c| {
+                c.keystone_authtoken.token_cache_time = 60
+            }),
+            ("log = \"debug\"", |c| c.log = Some("debug".into())),
+        ];
+        for (text, change) in table {
+            let mut want = Config::default();
+            change(&mut want);
+            assert_ne!(
+                want,
+                Config::default(),
+                "{text}: the change changes nothing"
+            );
+            assert_eq!(Config::from_toml(text), Ok(want), "{text}");
+        }
+        // the two listeners keep their own defaults
+        assert_eq!(
+            (Config::default().bind.port, Config::default().admin.port),
+            (9292, 9293)
+        );
+        assert_eq!(Config::from_toml(""), Ok(Config::default()));
+    }
+
     #[test]
     fn reports_every_error_at_once() {
         let e = env(&[
@@ -702,7 +792,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("glint.toml");
         std::fs::write(&file, "[bind]\nhots = \"x\"\nport = 1\n").unwrap();
-        assert!(Config::load(Some(&file), &env(&[]), &Overrides::default()).is_err());
+        let err = Config::load(Some(&file), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("hots"), "{err}");
+        for text in [
+            "[admin]\nprot = 1",
+            "[image]\nsize_cap = 1",
+            "[nope]\nx = 1",
+        ] {
+            assert!(Config::from_toml(text).is_err(), "{text}");
+        }
+        // a file error is reported together with the env's
+        let e = env(&[("GLINT_BIND_PORT", "http")]);
+        let err = Config::load(Some(&file), &e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -26,8 +26,7 @@ async fn act(
     step: fn(&mut Image) -> Result<bool, crate::domain::Error>,
 ) -> Result<StatusCode, ApiError> {
     let mut from = ImageStatus::Active;
-    let image = write_image(app, ctx, id, |image| {
-        app.policy.authorize(ctx, rule, &Target::of(image))?;
+    let image = write_image(app, ctx, id, rule, |image| {
         from = image.status;
         Ok(step(image)?)
     })

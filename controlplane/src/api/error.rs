@@ -11,10 +11,8 @@
 
 use crate::domain::{self, PatchMedia};
 use crate::{db, policy};
-use axum::Json;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +67,7 @@ pub struct ErrorReport {
     pub detail: String,
 }
 
-const INTERNAL_MESSAGE: &str =
-    "The server has either erred or is incapable of performing the requested operation.";
+const INTERNAL_MESSAGE: &str = shared::error::INTERNAL;
 
 impl ApiError {
     /// The HTTP status of this error.
@@ -116,22 +113,24 @@ impl ApiError {
     }
 }
 
-/// The Glance-shaped error body for `status` with `message`.
-pub fn error_body(status: StatusCode, message: &str) -> serde_json::Value {
-    json!({
-        "error": {
-            "code": status.as_u16(),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "message": message,
-        }
-    })
+/// The Glance-shaped error response for `status` with `message`: the body from
+/// [`shared::error::body`], the renderer the data plane uses too.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        shared::error::body(status.as_u16(), message),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response =
-            (status, Json(error_body(status, &self.client_message()))).into_response();
+        let mut response = error_response(status, &self.client_message());
         if matches!(self, ApiError::PatchMediaType) {
             response.headers_mut().insert(
                 HeaderName::from_static("accept-patch"),

@@ -1,16 +1,17 @@
 //! Our own extractors, so malformed input produces Glance-style errors (never axum's plain
-//! text): [`GlanceJson`], [`PatchBody`], [`NoBody`], [`Caller`], [`HostHeader`] and
-//! [`ImagePath`].
+//! text): [`GlanceJson`], [`PatchBody`], [`NoBody`], [`Caller`], [`HostHeader`],
+//! [`ImagePath`] and [`ReqId`]. [`Caller`] and [`ReqId`] read what the middleware stored
+//! ([`super::middleware`]); nothing here is imported back by it.
 
 use super::ApiError;
 use super::middleware::RequestId;
+use super::middleware::identity::{Authenticated, credentials};
 use crate::domain::PatchMedia;
 use crate::policy::Context;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use serde_json::Value;
-use shared::channel::Credentials;
 use shared::image::ImageId;
 
 /// Reads the whole body within the configured limit (413 above it).
@@ -114,24 +115,11 @@ impl<S: Send + Sync> FromRequestParts<S> for NoBody {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Context);
 
-/// Credentials from request headers (the same fields the channel carries).
-pub fn credentials(headers: &HeaderMap) -> Credentials {
-    let mut creds = Credentials::default();
-    for name in Credentials::HEADERS {
-        for value in headers.get_all(name) {
-            if let Ok(v) = value.to_str() {
-                creds.absorb_header(name, v);
-            }
-        }
-    }
-    creds
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(super::middleware::auth::Authenticated(ctx)) = parts.extensions.get() {
+        if let Some(Authenticated(ctx)) = parts.extensions.get() {
             return Ok(Caller(ctx.clone()));
         }
         Ok(Caller(Context::from_credentials(&credentials(
@@ -169,7 +157,7 @@ pub struct ImagePath(pub ImageId);
 /// Parses an image id from a path segment (404 when it cannot name an image).
 pub fn image_id(raw: &str) -> Result<ImageId, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("No image found with ID {raw}")))
+        .map_err(|_| ApiError::NotFound(shared::error::no_such_image(&raw)))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
@@ -234,16 +222,5 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         assert!(has_body(&h));
-    }
-
-    #[test]
-    fn credentials_from_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("x-tenant-id", HeaderValue::from_static("legacy"));
-        h.insert("x-project-id", HeaderValue::from_static("p1"));
-        h.insert("x-roles", HeaderValue::from_static("member"));
-        let c = credentials(&h);
-        assert_eq!(c.project_id.as_deref(), Some("p1"));
-        assert_eq!(c.roles.as_deref(), Some("member"));
     }
 }

@@ -1,18 +1,19 @@
 //! `/v2/images` and `/v2/images/{image_id}`: create, list, show, update (PATCH), delete.
 //!
 //! Each handler calls `policy`, then `domain`, then `db`, in that visible order. Writes to an
-//! existing image read it, apply the change to a copy, and store it only if nobody wrote in
-//! between (optimistic `version`); on a lost race the whole read–check–apply step is retried,
-//! so concurrent PATCHes never lose a write.
+//! existing image read it and authorize their rule in one step ([`App::find_authorized`], the
+//! step the channel server takes too), apply the change to a copy, and store it only if nobody
+//! wrote in between (optimistic `version`); on a lost race the whole read–check–apply step is
+//! retried, so concurrent PATCHes never lose a write.
 
 use super::extract::{Caller, GlanceJson, HostHeader, ImagePath, NoBody, PatchBody, ReqId};
 use super::list_params::ListParams;
-use super::view::render;
+use super::view::{ApiState, render};
 use super::{ApiError, images_url};
-use crate::app::App;
+use crate::app::{App, Refusal};
 use crate::db::{self, ListQuery, Scope};
 use crate::domain::{self, Image, patch};
-use crate::policy::{Context, Enforcer, Rule, Target};
+use crate::policy::{Context, Denied, Enforcer, Rule, Target};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +26,17 @@ use shared::image::{ImageId, ImageStatus};
 pub(crate) const WRITE_ATTEMPTS: usize = 16;
 
 pub(crate) fn not_found(id: ImageId) -> ApiError {
-    ApiError::NotFound(format!("No image found with ID {id}"))
+    ApiError::NotFound(shared::error::no_such_image(&id))
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::NotFound(id) => not_found(id),
+            Refusal::Forbidden(rule) => ApiError::Policy(Denied::Forbidden(rule)),
+            Refusal::Db(e) => ApiError::Db(e),
+        }
+    }
 }
 
 /// Loads an image the caller may see ([`App::find_visible`]); deleted, unknown and invisible
@@ -40,12 +51,14 @@ pub(crate) async fn load_visible(
         .ok_or_else(|| not_found(id))
 }
 
-/// Runs `change` against a fresh read of the image until it is stored without a race.
-/// `change` returns `Ok(None)` when there is nothing to write.
+/// Runs `change` against a fresh read of the image, found and authorized for `rule` by
+/// [`App::find_authorized`] each time, until it is stored without a race. `change` returns
+/// `Ok(false)` when there is nothing to write.
 pub(crate) async fn write_image<F>(
     app: &App,
     ctx: &Context,
     id: ImageId,
+    rule: Rule,
     mut change: F,
 ) -> Result<Image, ApiError>
 where
@@ -53,7 +66,7 @@ where
 {
     let _serialised = app.lock_image(id).await;
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load_visible(app, ctx, id).await?;
+        let current = app.find_authorized(ctx, id, rule).await?;
         let mut next = (*current).clone();
         if !change(&mut next)? {
             return Ok(next);
@@ -126,7 +139,7 @@ pub(crate) async fn create(
 
 /// `GET /v2/images`.
 pub(crate) async fn list(
-    State(app): State<App>,
+    State(ApiState { app, views }): State<ApiState>,
     Caller(ctx): Caller,
     _: NoBody,
     RawQuery(query): RawQuery,
@@ -170,7 +183,7 @@ pub(crate) async fn list(
     let (images, more) = db::images::list(&app.db, &query).await?;
     // `{"images": [<view>, …], "first": …, "schema": …[, "next": …]}`, the views spliced in
     // as rendered (and cached) bytes.
-    let views: Vec<Bytes> = images.iter().map(|i| app.views.of(i)).collect();
+    let views: Vec<Bytes> = images.iter().map(|i| views.of(i)).collect();
     let mut body = Vec::with_capacity(views.iter().map(|v| v.len() + 1).sum::<usize>() + 256);
     body.extend_from_slice(b"{\"images\":[");
     for (i, v) in views.iter().enumerate() {
@@ -206,13 +219,13 @@ pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
 
 /// `GET /v2/images/{image_id}`.
 pub(crate) async fn show(
-    State(app): State<App>,
+    State(ApiState { app, views }): State<ApiState>,
     Caller(ctx): Caller,
     _: NoBody,
     ImagePath(id): ImagePath,
 ) -> Result<Response, ApiError> {
     let image = load_visible(&app, &ctx, id).await?;
-    Ok(json_response(StatusCode::OK, app.views.of(&image)))
+    Ok(json_response(StatusCode::OK, views.of(&image)))
 }
 
 /// `PATCH /v2/images/{image_id}`.
@@ -223,12 +236,13 @@ pub(crate) async fn update(
     body: PatchBody,
 ) -> Result<Response, ApiError> {
     let changes = patch::parse(&body.value, body.media, &app.config.image)?;
-    let image = write_image(&app, &ctx, id, |image| {
-        if changes.is_empty() {
-            return Ok(false);
-        }
+    if changes.is_empty() {
+        // nothing to change: no rule beyond seeing the image
+        let image = load_visible(&app, &ctx, id).await?;
+        return Ok(json_response(StatusCode::OK, render(&image)));
+    }
+    let image = write_image(&app, &ctx, id, Rule::ModifyImage, |image| {
         let target = Target::of(image);
-        app.policy.authorize(&ctx, Rule::ModifyImage, &target)?;
         for change in &changes {
             match change.root() {
                 "owner" if !ctx.is_admin => {
@@ -266,9 +280,7 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let mut from = ImageStatus::Queued;
     let delayed = app.config.controlplane.delayed_delete;
-    let image = write_image(&app, &ctx, id, |image| {
-        app.policy
-            .authorize(&ctx, Rule::DeleteImage, &Target::of(image))?;
+    let image = write_image(&app, &ctx, id, Rule::DeleteImage, |image| {
         from = image.status;
         image.delete(Utc::now(), delayed)?;
         Ok(true)

@@ -8,11 +8,12 @@
 //! | `PUT …/members/{m}` `{"status": s}` | `m` itself or admin (`modify_member`) | the owner gets 403 |
 //! | `DELETE …/members/{m}` | owner (`delete_member`) | 204 |
 //!
-//! The image itself must be visible to the caller first (404 otherwise, never 403).
+//! Each call starts with [`App::find_authorized`] for its rule (`get_member` before a
+//! membership is looked up): the image must be visible to the caller (404 otherwise, never
+//! 403), then the rule must allow the call (403).
 
 use super::ApiError;
 use super::extract::{Caller, GlanceJson, NoBody, image_id};
-use super::images::load_visible;
 use super::view::isotime;
 use crate::app::App;
 use crate::db;
@@ -59,15 +60,14 @@ fn member_not_found(image: &Image, member: &str) -> ApiError {
     ))
 }
 
-/// Glance's `_lookup_member`: `get_member`, then the membership if the caller may see it.
+/// Glance's `_lookup_member` on an image already authorized for `get_member`: the
+/// membership if the caller may see it.
 async fn lookup_member(
     app: &App,
     ctx: &Context,
     image: &Image,
     member: &str,
 ) -> Result<Member, ApiError> {
-    app.policy
-        .authorize(ctx, Rule::GetMember, &Target::of(image))?;
     if !sees_member(ctx, image, member) {
         return Err(member_not_found(image, member));
     }
@@ -98,10 +98,8 @@ pub(crate) async fn create(
         body.get("member")
             .ok_or_else(|| ApiError::BadRequest("Member to be added not specified".into()))?,
     )?;
-    let image = load_visible(&app, &ctx, id).await?;
+    let image = app.find_authorized(&ctx, id, Rule::AddMember).await?;
     only_shared(&image)?;
-    app.policy
-        .authorize(&ctx, Rule::AddMember, &Target::of(&image))?;
     let _serialised = app.lock_image(id).await;
     if db::members::count(&app.db, id).await? >= member::MAX_MEMBERS {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -138,10 +136,8 @@ pub(crate) async fn list(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = image_id(&raw_id)?;
-    let image = load_visible(&app, &ctx, id).await?;
+    let image = app.find_authorized(&ctx, id, Rule::GetMembers).await?;
     only_shared(&image)?;
-    app.policy
-        .authorize(&ctx, Rule::GetMembers, &Target::of(&image))?;
     let members: Vec<Value> = db::members::list(&app.db, id)
         .await?
         .iter()
@@ -161,7 +157,7 @@ pub(crate) async fn show(
     Path((raw_id, member_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = image_id(&raw_id)?;
-    let image = load_visible(&app, &ctx, id).await?;
+    let image = app.find_authorized(&ctx, id, Rule::GetMember).await?;
     let m = lookup_member(&app, &ctx, &image, &member_id).await?;
     Ok(Json(member_view(&m)))
 }
@@ -181,7 +177,7 @@ pub(crate) async fn update(
         .as_str()
         .ok_or_else(|| ApiError::BadRequest("Status must be a string.".into()))?
         .parse()?;
-    let image = load_visible(&app, &ctx, id).await?;
+    let image = app.find_authorized(&ctx, id, Rule::GetMember).await?;
     only_shared(&image)?;
     let mut m = lookup_member(&app, &ctx, &image, &member_id).await?;
     app.policy
@@ -207,7 +203,7 @@ pub(crate) async fn delete(
     Path((raw_id, member_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = image_id(&raw_id)?;
-    let image = load_visible(&app, &ctx, id).await?;
+    let image = app.find_authorized(&ctx, id, Rule::GetMember).await?;
     only_shared(&image)?;
     lookup_member(&app, &ctx, &image, &member_id).await?;
     app.policy

@@ -8,10 +8,11 @@
 //! place that maps errors to status codes; [`middleware`] adds the request id, the span and
 //! the metrics.
 //!
-//! Routing follows Glance's version negotiation: `/versions` → 200; `/v2.N/…` for an advertised
-//! N is the same as `/v2/…`; an unknown route under `/v2/` → 404; a path naming no known
-//! version (`/`, `/v3/…`, `/foo`) → 300 with the versions document; a known route with the
-//! wrong method → 405 with `Allow`.
+//! Routing follows Glance's version negotiation, decided by [`shared::route`] (the table the
+//! data plane routes by, so a path means the same on both planes): `/versions` → 200;
+//! `/v2.N/…` for an advertised N is the same as `/v2/…`; an unknown route under `/v2/` → 404;
+//! a path naming no advertised version (`/`, `/v3/…`, `/v2.99/…`, `/foo`) → 300 with the
+//! versions document; a known route with the wrong method → 405 with `Allow`.
 
 pub mod actions;
 pub mod error;
@@ -36,6 +37,7 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use extract::HostHeader;
+use shared::route::{self, Features};
 use tower::ServiceExt;
 
 /// `http://<host>/v2/images`.
@@ -46,6 +48,7 @@ pub fn images_url(host: &str) -> String {
 /// The whole API as an axum [`Router`] (usable without a socket, e.g. with `oneshot`).
 pub fn router(app: App) -> Router {
     let limit = app.config.controlplane.max_request_body_bytes;
+    let features = Features::of(&app.config);
     let api = Router::new()
         .route("/", get(versions::multiple_choices))
         .route("/versions", get(versions::list))
@@ -106,41 +109,62 @@ pub fn router(app: App) -> Router {
             app.clone(),
             middleware::observe::observe,
         ))
-        .with_state(app);
-    Router::new().fallback_service(api.map_request(rewrite_version_alias))
+        .with_state(view::ApiState::new(app));
+    Router::new().fallback_service(api.map_request(move |req| negotiate_version(features, req)))
 }
 
-/// `/v2.N/rest` → `/v2/rest` for the advertised N (Glance's `VersionNegotiationFilter`).
-fn rewrite_version_alias(mut req: Request) -> Request {
+/// Glance's version negotiation, by [`shared::route::negotiate`] (the rule the data plane
+/// routes by): `/v2.N/rest` → `/v2/rest` for an advertised N (or `/rest` with an
+/// `Accept: application/vnd.openstack.images-v2.N` header); a path naming no advertised
+/// version is marked [`Choices`] and answered with the versions document (300). The
+/// advertised features go into the request's extensions for the versions handlers.
+fn negotiate_version(features: Features, mut req: Request) -> Request {
     let uri = req.uri();
-    let path = uri.path();
-    let trimmed = path.trim_start_matches('/');
-    let (first, rest) = trimmed
-        .split_once('/')
-        .map(|(a, b)| (a, Some(b)))
-        .unwrap_or((trimmed, None));
-    if first == "v2" || !versions::ALIASES.contains(&first) {
-        return req;
-    }
-    let mut new = format!("/v2/{}", rest.unwrap_or(""));
-    if rest.is_none() {
-        new.truncate(3);
-    }
-    if let Some(q) = uri.query() {
-        new = format!("{new}?{q}");
-    }
-    let mut parts = uri.clone().into_parts();
-    if let Ok(pq) = new.parse() {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
+    let accept = req
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let new = match route::negotiate(uri.path(), accept, features) {
+        route::Path::V2 { rest } if !uri.path().starts_with("/v2/") && uri.path() != "/v2" => {
+            Some(format!("/v2{rest}"))
+        }
+        route::Path::V2 { .. } | route::Path::Versions => None,
+        route::Path::Choices => {
+            req.extensions_mut().insert(Choices);
+            // A path a route would match (possible only with a version-naming `Accept`) must
+            // not reach it: it goes to one no route matches, and the fallback answers 300.
+            let first = req.uri().path().trim_start_matches('/').split('/').next();
+            matches!(first, Some("v2" | "versions")).then(|| "/choices".to_owned())
+        }
+    };
+    if let Some(mut new) = new {
+        if let Some(q) = req.uri().query() {
+            new = format!("{new}?{q}");
+        }
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = new.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
         }
     }
+    req.extensions_mut().insert(features);
     req
 }
 
-/// No route matched: 404 under `/v2/`, else the versions document (300), as Glance does.
-async fn fallback(host: HostHeader, uri: Uri) -> Response {
+/// Marks a request whose path names no advertised version.
+#[derive(Debug, Clone, Copy)]
+struct Choices;
+
+/// No route matched: the versions document (300) for a path naming no advertised version,
+/// 404 under `/v2/`, the versions document (200) under `/versions`, as Glance does.
+async fn fallback(
+    host: HostHeader,
+    features: axum::Extension<Features>,
+    choices: Option<axum::Extension<Choices>>,
+    uri: Uri,
+) -> Response {
     let first = uri
         .path()
         .trim_start_matches('/')
@@ -148,9 +172,11 @@ async fn fallback(host: HostHeader, uri: Uri) -> Response {
         .next()
         .unwrap_or("");
     match first {
-        "v2" => ApiError::NotFound("The resource could not be found.".into()).into_response(),
-        "versions" => versions::list(host).await.into_response(),
-        _ => versions::multiple_choices(host).await.into_response(),
+        _ if choices.is_some() => versions::multiple_choices(host, features)
+            .await
+            .into_response(),
+        "versions" => versions::list(host, features).await.into_response(),
+        _ => ApiError::NotFound("The resource could not be found.".into()).into_response(),
     }
 }
 

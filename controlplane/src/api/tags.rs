@@ -4,8 +4,8 @@ use super::ApiError;
 use super::extract::{Caller, NoBody, image_id};
 use super::images::write_image;
 use crate::app::App;
-use crate::domain::rules;
-use crate::policy::{Rule, Target};
+use crate::domain::property;
+use crate::policy::Rule;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
@@ -16,18 +16,16 @@ pub(crate) async fn add(
     Path((raw_id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = image_id(&raw_id)?;
-    if tag.chars().count() > rules::MAX_STRING_CHARS {
+    if tag.chars().count() > property::MAX_STRING_CHARS {
         return Err(ApiError::BadRequest(format!(
             "Tag '{tag}' is longer than 255 characters."
         )));
     }
-    write_image(&app, &ctx, id, |image| {
-        app.policy
-            .authorize(&ctx, Rule::ModifyImage, &Target::of(image))?;
+    write_image(&app, &ctx, id, Rule::ModifyImage, |image| {
         if !image.tags.insert(tag.clone()) {
             return Ok(false);
         }
-        rules::check_quotas(image.properties.len(), image.tags.len()).map_err(ApiError::from)?;
+        property::check_quotas(image.properties.len(), image.tags.len()).map_err(ApiError::from)?;
         Ok(true)
     })
     .await?;
@@ -42,9 +40,7 @@ pub(crate) async fn remove(
     Path((raw_id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = image_id(&raw_id)?;
-    write_image(&app, &ctx, id, |image| {
-        app.policy
-            .authorize(&ctx, Rule::ModifyImage, &Target::of(image))?;
+    write_image(&app, &ctx, id, Rule::ModifyImage, |image| {
         if !image.tags.remove(&tag) {
             return Err(ApiError::NotFound(format!(
                 "Tag {tag} not found on image {id}."

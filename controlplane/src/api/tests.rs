@@ -48,6 +48,14 @@ fn member(project: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Identity headers of a project reader.
+fn reader(project: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-project-id", project.to_owned()),
+        ("x-roles", "reader".to_owned()),
+    ]
+}
+
 fn admin() -> Vec<(&'static str, String)> {
     vec![]
 }
@@ -160,7 +168,11 @@ async fn versions_documents() {
     assert!(
         versions
             .iter()
-            .any(|v| v["id"] == "v2.17" && v["status"] == "CURRENT")
+            .any(|v| v["id"] == "v2.15" && v["status"] == "CURRENT")
+    );
+    assert!(
+        !versions.iter().any(|v| v["id"] == "v2.17"),
+        "no location API yet"
     );
     assert_eq!(
         versions[0]["links"][0]["href"],
@@ -172,8 +184,12 @@ async fn versions_documents() {
         StatusCode::MULTIPLE_CHOICES
     );
     // /v2.N/ aliases reach the same routes
-    let r = h.get("/v2.17/images", &admin()).await;
+    let r = h.get("/v2.15/images", &admin()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        h.get("/v2.17/images", &admin()).await.status,
+        StatusCode::MULTIPLE_CHOICES
+    );
     assert_eq!(
         h.get("/v2.1/schemas/image", &admin()).await.status,
         StatusCode::OK
@@ -382,10 +398,7 @@ async fn create_errors() {
         StatusCode::CREATED
     );
     // a reader cannot create
-    let reader = vec![
-        ("x-project-id", "p1".to_owned()),
-        ("x-roles", "reader".to_owned()),
-    ];
+    let reader = reader("p1");
     assert_eq!(
         h.post("/v2/images", &reader, json!({})).await.status,
         StatusCode::FORBIDDEN
@@ -1026,10 +1039,7 @@ async fn delete_rules_and_data_cleanup() {
             .status,
         StatusCode::NOT_FOUND
     );
-    let reader = vec![
-        ("x-project-id", "p1".to_owned()),
-        ("x-roles", "reader".to_owned()),
-    ];
+    let reader = reader("p1");
     assert_eq!(
         h.delete(&format!("/v2/images/{id}"), &reader).await.status,
         StatusCode::FORBIDDEN
@@ -1181,4 +1191,100 @@ async fn metrics_use_route_templates() {
         "{text}"
     );
     assert!(!text.contains(&id.to_string()));
+}
+
+// === refusals: texts from shared::error, one find-and-authorize step ===
+
+#[tokio::test]
+async fn refusal_texts_are_glances() {
+    let h = harness().await;
+    let id = h.create(&member("p1"), json!({"name": "x"})).await;
+    let reader = reader("p1");
+    // 403 from the policy names the rule
+    let r = h
+        .patch(
+            &id,
+            &reader,
+            V21,
+            json!([{"op": "replace", "path": "/name", "value": "y"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.body["error"]["message"],
+        shared::error::not_allowed("modify_image")
+    );
+    let r = h.delete(&format!("/v2/images/{id}"), &reader).await;
+    assert_eq!(
+        (r.status, r.body["error"]["message"].clone()),
+        (
+            StatusCode::FORBIDDEN,
+            json!("You are not authorized to complete delete_image action.")
+        )
+    );
+    // 404: an invisible image, an unknown one and a path that is no id read the same
+    let stranger = member("p2");
+    let r = h.delete(&format!("/v2/images/{id}"), &stranger).await;
+    assert_eq!(
+        (r.status, r.body["error"]["message"].clone()),
+        (
+            StatusCode::NOT_FOUND,
+            json!(shared::error::no_such_image(&id))
+        )
+    );
+    let unknown = ImageId::new_random();
+    let r = h.get(&format!("/v2/images/{unknown}"), &admin()).await;
+    assert_eq!(
+        r.body["error"]["message"],
+        format!("No image found with ID {unknown}")
+    );
+    let r = h.get("/v2/images/not-a-uuid/members", &admin()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["message"].clone()),
+        (
+            StatusCode::NOT_FOUND,
+            json!("No image found with ID not-a-uuid")
+        )
+    );
+}
+
+#[tokio::test]
+async fn find_authorized_is_the_one_step() {
+    use crate::app::Refusal;
+    use crate::policy::{Context, Rule};
+    let h = harness().await;
+    let id: ImageId = h
+        .create(&member("p1"), json!({"name": "x"}))
+        .await
+        .parse()
+        .unwrap();
+    let ctx = |project: &str, roles: &str| {
+        Context::from_credentials(&shared::channel::Credentials {
+            project_id: Some(project.into()),
+            roles: Some(roles.into()),
+            ..Default::default()
+        })
+    };
+    let app = &h.t.app;
+    let owner = ctx("p1", "member");
+    assert!(
+        app.find_authorized(&owner, id, Rule::ModifyImage)
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        app.find_authorized(&ctx("p1", "reader"), id, Rule::ModifyImage)
+            .await,
+        Err(Refusal::Forbidden(Rule::ModifyImage))
+    ));
+    assert!(matches!(
+        app.find_authorized(&ctx("p2", "member"), id, Rule::GetImage)
+            .await,
+        Err(Refusal::NotFound(i)) if i == id
+    ));
+    let unknown = ImageId::new_random();
+    assert!(matches!(
+        app.find_authorized(&owner, unknown, Rule::GetImage).await,
+        Err(Refusal::NotFound(i)) if i == unknown
+    ));
 }

@@ -8,8 +8,14 @@
 //! is the same object as a `serde_json` map, for tests and schema checks), and [`Views`] keeps
 //! rendered bytes by image id and version, so a hot image is rendered once per change, whoever
 //! shows or lists it.
+//!
+//! The view cache belongs to the API alone: [`ApiState`], the API router's state, holds it next
+//! to the [`App`], so that the channel server and the database never see views.
 
-use crate::domain::{Image, rules};
+use crate::app::App;
+use crate::db::cache::Coherence;
+use crate::domain::{Image, property};
+use axum::extract::FromRef;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -50,7 +56,7 @@ impl ImageView {
 /// like a base property (the domain refuses those; this keeps a stray one from shadowing the
 /// real value).
 fn shown_property(key: &str) -> bool {
-    !rules::HIDDEN.contains(&key) && !rules::BASE.contains(&key)
+    !property::HIDDEN.contains(&key) && !property::BASE.contains(&key)
 }
 
 /// Streams the view of one image (see [`render`]).
@@ -156,6 +162,38 @@ impl Views {
         let json = render(image);
         cache.insert(key, json.clone());
         json
+    }
+}
+
+/// The API router's state: the [`App`] plus the rendered-view cache. Handlers that need only
+/// the app extract `State<App>` from it.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The control plane's shared state.
+    pub app: App,
+    /// Rendered image JSON by id and version.
+    pub views: std::sync::Arc<Views>,
+}
+
+impl ApiState {
+    /// The state over `app`, with a view cache as large as the image cache (none when the
+    /// image cache is off: then nothing is kept between requests).
+    pub fn new(app: App) -> ApiState {
+        let capacity = if app.db.cache().coherence() == Coherence::Off {
+            0
+        } else {
+            app.config.database.image_cache_bytes
+        };
+        ApiState {
+            views: std::sync::Arc::new(Views::new(capacity)),
+            app,
+        }
+    }
+}
+
+impl FromRef<ApiState> for App {
+    fn from_ref(state: &ApiState) -> App {
+        state.app.clone()
     }
 }
 

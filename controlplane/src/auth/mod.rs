@@ -56,7 +56,7 @@ impl Authenticator {
                 let k = &config.keystone_authtoken;
                 Authenticator::Keystone {
                     keystone: Arc::new(Keystone::new(k)),
-                    www_authenticate: format!("Keystone uri=\"{}\"", k.www_authenticate_uri()),
+                    www_authenticate: k.www_authenticate(),
                 }
             }
         }
@@ -170,9 +170,7 @@ mod tests {
     #[tokio::test]
     async fn keystone_mode_ignores_identity_headers() {
         let mut config = Config::default();
-        config.auth.mode = AuthMode::Keystone;
-        config.keystone_authtoken.auth_url = Some("http://127.0.0.1:1/v3".into());
-        config.keystone_authtoken.www_authenticate_uri = Some("https://ks.example/v3".into());
+        crate::test_util::unreachable_keystone(&mut config);
         let auth = Authenticator::new(&config);
         assert_eq!(
             auth.www_authenticate(),

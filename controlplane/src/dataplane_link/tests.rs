@@ -6,7 +6,7 @@ use crate::test_util::TestApp;
 use serde_json::json;
 use shared::channel::frame::{self, Frame};
 use shared::channel::{Credentials, Request, Response, version};
-use shared::error::ErrorCode;
+use shared::error::{Action, ErrorCode, Reason};
 use shared::image::{HashAlgo, ImageId, ImageStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -171,7 +171,7 @@ async fn handshake_good_and_bad() {
             pid: 2,
         })
         .await;
-    assert_eq!(r, Some(Response::Denied(ErrorCode::BadRequest)));
+    assert_eq!(r, Some(Response::Denied(Reason::Protocol)));
     assert_eq!(
         bad.call(download(ImageId::new_random(), Credentials::default()))
             .await,
@@ -183,7 +183,7 @@ async fn handshake_good_and_bad() {
     let r = rude
         .call(download(ImageId::new_random(), Credentials::default()))
         .await;
-    assert_eq!(r, Some(Response::Denied(ErrorCode::BadRequest)));
+    assert_eq!(r, Some(Response::Denied(Reason::Protocol)));
     assert_eq!(
         rude.call(download(ImageId::new_random(), Credentials::default()))
             .await,
@@ -236,14 +236,18 @@ async fn upload_grant_and_commit() {
             checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
         })
     );
-    // the lease is gone: a second complete is refused, and a new upload conflicts
+    // the lease is gone: a second complete is out of order, and a new upload is a transition
+    // active → saving
     assert_eq!(
         p.call(complete(id)).await,
-        Some(Response::Denied(ErrorCode::Conflict))
+        Some(Response::Denied(Reason::Protocol))
     );
     assert_eq!(
         p.call(upload(id, owner_creds(), None)).await,
-        Some(Response::Denied(ErrorCode::Conflict))
+        Some(Response::Denied(Reason::Transition {
+            from: ImageStatus::Active,
+            to: ImageStatus::Saving
+        }))
     );
     let text = ch.t.app.metrics.render();
     assert!(
@@ -254,6 +258,13 @@ async fn upload_grant_and_commit() {
         text.contains(r#"glint_db_image_transitions_total{from="saving",to="active"} 1"#),
         "{text}"
     );
+    // refusals are labelled by their reason's code
+    for line in [
+        r#"glint_channel_requests_total{kind="authorize_upload",result="conflict"} 1"#,
+        r#"glint_channel_requests_total{kind="upload_complete",result="bad_request"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }
 
 #[tokio::test]
@@ -276,27 +287,40 @@ async fn upload_refusals() {
     assert_eq!(
         p.call(upload(ImageId::new_random(), owner_creds(), None))
             .await,
-        Some(Response::Denied(ErrorCode::NotFound))
+        Some(Response::Denied(Reason::NoSuchImage))
     );
     assert_eq!(
         p.call(upload(id, other.clone(), None)).await,
-        Some(Response::Denied(ErrorCode::NotFound))
+        Some(Response::Denied(Reason::NoSuchImage))
     );
     assert_eq!(
-        p.call(upload(id, reader, None)).await,
-        Some(Response::Denied(ErrorCode::Forbidden))
+        p.call(upload(id, reader.clone(), None)).await,
+        Some(Response::Denied(Reason::NotAllowed(Action::UploadImage)))
     );
     assert_eq!(
         p.call(upload(no_formats, owner_creds(), None)).await,
-        Some(Response::Denied(ErrorCode::BadRequest))
+        Some(Response::Denied(Reason::FormatsMissing))
     );
     assert_eq!(
         p.call(upload(id, owner_creds(), Some(101))).await,
-        Some(Response::Denied(ErrorCode::PayloadTooLarge))
+        Some(Response::Denied(Reason::TooLarge))
     );
     assert_eq!(
         p.call(download(id, other)).await,
-        Some(Response::Denied(ErrorCode::NotFound))
+        Some(Response::Denied(Reason::NoSuchImage))
+    );
+    // readers may see but not download
+    let public = image(&ch, true).await;
+    let mut img = (*db::images::get(&ch.t.app.db, public)
+        .await
+        .unwrap()
+        .unwrap())
+    .clone();
+    img.visibility = shared::image::Visibility::Public;
+    assert!(db::images::update(&ch.t.app.db, &img).await.unwrap());
+    assert_eq!(
+        p.call(download(public, reader)).await,
+        Some(Response::Denied(Reason::NotAllowed(Action::DownloadImage)))
     );
     assert_eq!(status(&ch, id).await, ImageStatus::Queued);
     assert!(matches!(
@@ -327,10 +351,10 @@ async fn abort_returns_to_queued() {
         (img.status, img.size, img.checksum.clone()),
         (ImageStatus::Queued, None, None)
     );
-    // the lease is gone
+    // the lease is gone: completing it is out of order
     assert_eq!(
         p.call(complete(id)).await,
-        Some(Response::Denied(ErrorCode::Conflict))
+        Some(Response::Denied(Reason::Protocol))
     );
     // and the image can be uploaded again
     assert!(matches!(
@@ -381,7 +405,12 @@ async fn second_upload_conflicts() {
         .count();
     let conflicts = [&ra, &rb]
         .iter()
-        .filter(|r| **r == &Some(Response::Denied(ErrorCode::Conflict)))
+        .filter(|r| {
+            **r == &Some(Response::Denied(Reason::Transition {
+                from: ImageStatus::Saving,
+                to: ImageStatus::Saving,
+            }))
+        })
         .count();
     assert_eq!((granted, conflicts), (1, 1), "{ra:?} {rb:?}");
     // only the lease holder may complete
@@ -392,7 +421,7 @@ async fn second_upload_conflicts() {
     };
     assert_eq!(
         other.call(complete(id)).await,
-        Some(Response::Denied(ErrorCode::Conflict))
+        Some(Response::Denied(Reason::Protocol))
     );
     assert_eq!(
         holder.call(complete(id)).await,
@@ -419,12 +448,12 @@ async fn complete_after_delete_is_gone() {
 
     assert_eq!(
         p.call(complete(id)).await,
-        Some(Response::Denied(ErrorCode::Gone))
+        Some(Response::Denied(Reason::DeletedDuringUpload))
     );
     assert_eq!(status(&ch, id).await, ImageStatus::Deleted);
     assert_eq!(
         p.call(download(id, owner_creds())).await,
-        Some(Response::Denied(ErrorCode::NotFound))
+        Some(Response::Denied(Reason::NoSuchImage))
     );
     // the lease was dropped: closing the connection changes nothing
     drop(p);
@@ -447,7 +476,7 @@ async fn deactivated_download_is_admin_only() {
     assert!(db::images::update(&ch.t.app.db, &img).await.unwrap());
     assert_eq!(
         p.call(download(id, owner_creds())).await,
-        Some(Response::Denied(ErrorCode::Forbidden))
+        Some(Response::Denied(Reason::Deactivated))
     );
     assert!(matches!(
         p.call(download(id, Credentials::default())).await,
@@ -457,4 +486,88 @@ async fn deactivated_download_is_admin_only() {
             ..
         })
     ));
+}
+
+#[tokio::test]
+async fn an_undecodable_frame_is_a_protocol_refusal() {
+    let ch = start().await;
+    let mut p = Peer::ready(&ch).await;
+    // a well-framed payload that is no Request (`len` counts the correlation id too)
+    let body = [0xffu8; 3];
+    let mut out = Vec::new();
+    out.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&77u32.to_be_bytes());
+    out.extend_from_slice(&body);
+    p.stream.write_all(&out).await.unwrap();
+    let got = loop {
+        if let Some((Frame { corr, body }, used)) = frame::decode::<Response>(&p.buf).unwrap() {
+            p.buf.drain(..used);
+            break (corr, body);
+        }
+        assert!(p.stream.read_buf(&mut p.buf).await.unwrap() > 0, "closed");
+    };
+    assert_eq!(got, (77, Response::Denied(Reason::Protocol)));
+    // the connection goes on
+    assert!(matches!(
+        p.call(download(ImageId::new_random(), owner_creds())).await,
+        Some(Response::Denied(Reason::NoSuchImage))
+    ));
+}
+
+#[tokio::test]
+async fn data_over_the_cap_is_too_large_and_back_to_queued() {
+    let ch = start_with(|c| c.image.image_size_cap_bytes = 3).await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    // complete() reports 4 bytes
+    assert_eq!(
+        p.call(complete(id)).await,
+        Some(Response::Denied(Reason::TooLarge))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
+}
+
+#[tokio::test]
+async fn keystone_refusals() {
+    let ch = start_with(crate::test_util::unreachable_keystone).await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    // identity headers alone are no token
+    assert_eq!(
+        p.call(download(id, owner_creds())).await,
+        Some(Response::Denied(Reason::Unauthenticated))
+    );
+    let token = Credentials {
+        auth_token: Some("t0ken".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.call(upload(id, token, None)).await,
+        Some(Response::Denied(Reason::IdentityUnavailable))
+    );
+}
+
+#[tokio::test]
+async fn a_database_failure_is_internal() {
+    let ch = start().await;
+    let mut p = Peer::ready(&ch).await;
+    ch.t.app.db.close().await;
+    // anonymous noauth callers are admins: nothing but the database can refuse (an id that
+    // is not in the image cache, so the database is asked)
+    assert_eq!(
+        p.call(download(ImageId::new_random(), Credentials::default()))
+            .await,
+        Some(Response::Denied(Reason::Internal))
+    );
+    let text = ch.t.app.metrics.render();
+    assert!(
+        text.contains(
+            r#"glint_channel_requests_total{kind="authorize_download",result="internal"} 1"#
+        ),
+        "{text}"
+    );
 }

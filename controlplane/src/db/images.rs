@@ -2,8 +2,10 @@
 //!
 //! Every multi-statement write runs in a transaction (on SQLite `BEGIN IMMEDIATE`) and is
 //! guarded either by the version the caller read ([`update`]) or by the status it expects
-//! ([`begin_saving`], …). A guard that does not match changes nothing and reports `false`; the
-//! caller decides what that means.
+//! ([`apply_move`], which executes a status move the domain decided, see
+//! [`crate::domain::status`]). A guard that does not match changes nothing and reports
+//! `false`; the caller decides what that means. Insert and update write the same columns from
+//! one list (`columns`).
 //!
 //! Reads go through the image cache ([`super::cache`]): [`get`] and [`list`] return shared
 //! [`Arc<Image>`]s, and every write here invalidates the image it touched once its transaction
@@ -11,8 +13,8 @@
 
 use super::cache::Coherence;
 use super::row::{ImageRow, to_i64, to_micros};
-use super::{Db, Error, ListQuery, Sql, is_unique_violation};
-use crate::domain::Image;
+use super::{Arg, Db, Error, ListQuery, Sql, is_unique_violation};
+use crate::domain::{DataChange, Image, Move};
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
 use sqlx::AnyConnection;
@@ -26,19 +28,32 @@ fn written<T>(db: &Db, id: ImageId, outcome: Result<T, Error>) -> Result<T, Erro
     outcome
 }
 
-/// Data recorded when an upload commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadedData {
-    /// Bytes stored.
-    pub size: u64,
-    /// md5 hex digest.
-    pub checksum: String,
-    /// Algorithm name of `os_hash_value`.
-    pub os_hash_algo: String,
-    /// Hex digest.
-    pub os_hash_value: String,
-    /// Store URL.
-    pub location: String,
+/// Every column of `images` that insert and update both write (all but `id`, `created_at`
+/// and `version`), with the image's value for it.
+fn columns(image: &Image) -> Result<[(&'static str, Arg); 18], Error> {
+    Ok([
+        ("name", (&image.name).into()),
+        ("status", image.status.as_str().into()),
+        ("visibility", image.visibility.as_str().into()),
+        ("protected", image.protected.into()),
+        ("os_hidden", image.os_hidden.into()),
+        ("owner", (&image.owner).into()),
+        ("size", to_i64(image.size, "size")?.into()),
+        (
+            "virtual_size",
+            to_i64(image.virtual_size, "virtual_size")?.into(),
+        ),
+        ("checksum", (&image.checksum).into()),
+        ("os_hash_algo", (&image.os_hash_algo).into()),
+        ("os_hash_value", (&image.os_hash_value).into()),
+        ("min_disk", image.min_disk.into()),
+        ("min_ram", image.min_ram.into()),
+        ("container_format", (&image.container_format).into()),
+        ("disk_format", (&image.disk_format).into()),
+        ("location", (&image.location).into()),
+        ("updated_at", to_micros(image.updated_at).into()),
+        ("deleted_at", image.deleted_at.map(to_micros).into()),
+    ])
 }
 
 fn map_insert_error(e: sqlx::Error) -> Error {
@@ -57,33 +72,20 @@ pub async fn insert(db: &Db, image: &Image) -> Result<(), Error> {
 
 async fn insert_tx(db: &Db, image: &Image) -> Result<(), Error> {
     let mut tx = db.begin().await?;
-    let sql = db
-        .sql(
-            "INSERT INTO images (id, name, status, visibility, protected, os_hidden, owner, size, virtual_size, \
-             checksum, os_hash_algo, os_hash_value, min_disk, min_ram, container_format, disk_format, location, \
-             created_at, updated_at, deleted_at, version) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        )
-        .arg(image.id.to_string())
-        .arg(&image.name)
-        .arg(image.status.as_str())
-        .arg(image.visibility.as_str())
-        .arg(image.protected)
-        .arg(image.os_hidden)
-        .arg(&image.owner)
-        .arg(to_i64(image.size, "size")?)
-        .arg(to_i64(image.virtual_size, "virtual_size")?)
-        .arg(&image.checksum)
-        .arg(&image.os_hash_algo)
-        .arg(&image.os_hash_value)
-        .arg(image.min_disk)
-        .arg(image.min_ram)
-        .arg(&image.container_format)
-        .arg(&image.disk_format)
-        .arg(&image.location)
-        .arg(to_micros(image.created_at))
-        .arg(to_micros(image.updated_at))
-        .arg(image.deleted_at.map(to_micros));
+    let values = columns(image)?;
+    let mut sql = db.sql("INSERT INTO images (id, created_at, version");
+    for (column, _) in &values {
+        sql.push(", ").push(column);
+    }
+    sql.push(") VALUES (")
+        .bind(image.id.to_string())
+        .push(", ")
+        .bind(to_micros(image.created_at))
+        .push(", 0");
+    for (_, value) in values {
+        sql.push(", ").bind(value);
+    }
+    sql.push(")");
     sql.query()
         .execute(&mut *tx)
         .await
@@ -301,38 +303,15 @@ pub async fn update(db: &Db, image: &Image) -> Result<bool, Error> {
 
 async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
     let mut tx = db.begin().await?;
-    let done = db
-        .sql(
-            "UPDATE images SET name = ?, status = ?, visibility = ?, protected = ?, os_hidden = ?, owner = ?, \
-             size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, min_disk = ?, \
-             min_ram = ?, container_format = ?, disk_format = ?, location = ?, updated_at = ?, deleted_at = ?, \
-             version = version + 1 \
-             WHERE id = ? AND version = ?",
-        )
-        .arg(&image.name)
-        .arg(image.status.as_str())
-        .arg(image.visibility.as_str())
-        .arg(image.protected)
-        .arg(image.os_hidden)
-        .arg(&image.owner)
-        .arg(to_i64(image.size, "size")?)
-        .arg(to_i64(image.virtual_size, "virtual_size")?)
-        .arg(&image.checksum)
-        .arg(&image.os_hash_algo)
-        .arg(&image.os_hash_value)
-        .arg(image.min_disk)
-        .arg(image.min_ram)
-        .arg(&image.container_format)
-        .arg(&image.disk_format)
-        .arg(&image.location)
-        .arg(to_micros(image.updated_at))
-        .arg(image.deleted_at.map(to_micros))
-        .arg(image.id.to_string())
-        .arg(image.version)
-        .query()
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let mut sql = db.sql("UPDATE images SET version = version + 1");
+    for (column, value) in columns(image)? {
+        sql.push(", ").push(column).push(" = ").bind(value);
+    }
+    sql.push(" WHERE id = ")
+        .bind(image.id.to_string())
+        .push(" AND version = ")
+        .bind(image.version);
+    let done = sql.query().execute(&mut *tx).await?.rows_affected();
     if done != 1 {
         tx.rollback().await?;
         return Ok(false);
@@ -342,67 +321,47 @@ async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// `UPDATE images SET <set> WHERE id = ? AND status = ?`; whether a row changed.
-async fn move_status(
-    db: &Db,
-    id: ImageId,
-    from: ImageStatus,
-    set: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let n = db
-        .sql(&format!(
-            "UPDATE images SET {set}, updated_at = ?, version = version + 1 WHERE id = ? AND status = ?"
-        ))
-        .arg(to_micros(now))
-        .arg(id.to_string())
-        .arg(from.as_str())
-        .query()
-        .execute(db.pool())
-        .await;
+/// Executes the status move `m` on image `id`, only if the image is still in `m.from`:
+/// `UPDATE images SET status = <to>, <m's data fields>, updated_at = ?, version = version + 1
+/// WHERE id = ? AND status = <from>`. Returns whether it moved. Which move, and what it does to
+/// the fields, the domain decides ([`Move`]).
+pub async fn apply_move(db: &Db, id: ImageId, m: &Move, now: DateTime<Utc>) -> Result<bool, Error> {
+    let mut sql = db.sql("UPDATE images SET status = ");
+    sql.bind(m.to.as_str());
+    match &m.data {
+        DataChange::Keep => {}
+        DataChange::Record(data) => {
+            let size = i64::try_from(data.size).map_err(|_| Error::OutOfRange("size"))?;
+            sql.push(", size = ")
+                .bind(size)
+                .push(", checksum = ")
+                .bind(&data.checksum)
+                .push(", os_hash_algo = ")
+                .bind(&data.os_hash_algo)
+                .push(", os_hash_value = ")
+                .bind(&data.os_hash_value)
+                .push(", location = ")
+                .bind(&data.location);
+        }
+        DataChange::Clear => {
+            sql.push(
+                ", size = NULL, virtual_size = NULL, checksum = NULL, os_hash_algo = NULL, \
+                 os_hash_value = NULL, location = NULL",
+            );
+        }
+        DataChange::ForgetLocation => {
+            sql.push(", location = NULL");
+        }
+    }
+    sql.push(", updated_at = ")
+        .bind(to_micros(now))
+        .push(", version = version + 1 WHERE id = ")
+        .bind(id.to_string())
+        .push(" AND status = ")
+        .bind(m.from.as_str());
+    let n = sql.query().execute(db.pool()).await;
     let n = written(db, id, n.map_err(Error::from))?.rows_affected();
     Ok(n == 1)
-}
-
-/// `queued → saving`, only if the image is still `queued`. Returns whether it moved.
-pub async fn begin_saving(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
-    move_status(db, id, ImageStatus::Queued, "status = 'saving'", now).await
-}
-
-/// `saving → active` with the uploaded data, only if the image is still `saving`.
-pub async fn commit_upload(
-    db: &Db,
-    id: ImageId,
-    data: &UploadedData,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let size = i64::try_from(data.size).map_err(|_| Error::OutOfRange("size"))?;
-    let n = db
-        .sql(
-            "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ?, \
-             location = ?, updated_at = ?, version = version + 1 \
-             WHERE id = ? AND status = 'saving'",
-        )
-        .arg(size)
-        .arg(&data.checksum)
-        .arg(&data.os_hash_algo)
-        .arg(&data.os_hash_value)
-        .arg(&data.location)
-        .arg(to_micros(now))
-        .arg(id.to_string())
-        .query()
-        .execute(db.pool())
-        .await;
-    let n = written(db, id, n.map_err(Error::from))?.rows_affected();
-    Ok(n == 1)
-}
-
-const CLEAR_DATA: &str = "status = 'queued', size = NULL, virtual_size = NULL, checksum = NULL, \
-     os_hash_algo = NULL, os_hash_value = NULL, location = NULL";
-
-/// `saving → queued` (clearing the data fields), only if the image is still `saving`.
-pub async fn revert_saving(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
-    move_status(db, id, ImageStatus::Saving, CLEAR_DATA, now).await
 }
 
 /// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
@@ -419,23 +378,11 @@ pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId
         let id: ImageId = raw
             .parse()
             .map_err(|_| Error::Corrupt(format!("image id {raw:?}")))?;
-        if revert_saving(db, id, now).await? {
+        if apply_move(db, id, &Move::revert_upload(), now).await? {
             moved.push(id);
         }
     }
     Ok(moved)
-}
-
-/// `pending_delete → deleted`, only if the image is still `pending_delete` (the scrubber).
-pub async fn finish_delete(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<bool, Error> {
-    move_status(
-        db,
-        id,
-        ImageStatus::PendingDelete,
-        "status = 'deleted', location = NULL",
-        now,
-    )
-    .await
 }
 
 /// `pending_delete` images deleted at or before `before`, oldest first (at most `limit`).
@@ -478,6 +425,7 @@ mod tests {
     use super::*;
     use crate::db::scratch::ScratchDb;
     use crate::db::{Backend, MemberStatusFilter, Scope, SortDir, SortKey, VisibilityFilter};
+    use crate::domain::UploadedData;
     use crate::domain::image::tests::sample;
     use chrono::Duration;
 
@@ -581,12 +529,17 @@ mod tests {
 
         // writes through a node invalidate its own cache, exclusive or not
         let now = Utc::now();
-        assert!(begin_saving(&a, img.id, now).await.unwrap());
+        let begin = Move::between(ImageStatus::Queued, ImageStatus::Saving).unwrap();
+        assert!(apply_move(&a, img.id, &begin, now).await.unwrap());
         assert_eq!(
             get(&a, img.id).await.unwrap().unwrap().status,
             ImageStatus::Saving
         );
-        assert!(revert_saving(&a, img.id, now).await.unwrap());
+        assert!(
+            apply_move(&a, img.id, &Move::revert_upload(), now)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             get(&a, img.id).await.unwrap().unwrap().status,
             ImageStatus::Queued
@@ -611,17 +564,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upload_transitions_are_conditional() {
+    async fn status_moves_are_conditional() {
         for backend in Backend::ALL {
-            upload_transitions(backend).await;
+            status_moves(backend).await;
         }
     }
 
-    async fn upload_transitions(backend: Backend) {
-        let (_scratch, db) = db(backend).await;
-        let img = sample();
-        insert(&db, &img).await.unwrap();
+    /// Executes `m` in the database and, when it moved, on `mirror` too (with
+    /// [`Move::apply`]); either way the stored image must then equal `mirror`: a refused move
+    /// changes nothing (not even the version), an executed one exactly what the domain says.
+    /// Read back through the image cache, so a stale cache entry fails too.
+    async fn step(db: &Db, mirror: &mut Image, m: &Move) -> bool {
         let now = Utc::now();
+        let moved = apply_move(db, mirror.id, m, now).await.unwrap();
+        let stored = get(db, mirror.id).await.unwrap().unwrap();
+        if moved {
+            m.apply(mirror);
+            mirror.version += 1;
+            mirror.updated_at = super::super::row::from_micros(to_micros(now)).unwrap();
+        }
+        assert_eq!(*stored, *mirror, "{m:?} (moved: {moved})");
+        moved
+    }
+
+    async fn status_moves(backend: Backend) {
+        let (_scratch, db) = db(backend).await;
+        let mut img = sample();
+        img.disk_format = Some("raw".into());
+        img.container_format = Some("bare".into());
+        insert(&db, &img).await.unwrap();
         let data = UploadedData {
             size: 3,
             checksum: "c".into(),
@@ -629,20 +600,28 @@ mod tests {
             os_hash_value: "h".into(),
             location: "file:///x".into(),
         };
-        assert!(!commit_upload(&db, img.id, &data, now).await.unwrap());
-        assert!(begin_saving(&db, img.id, now).await.unwrap());
-        assert!(!begin_saving(&db, img.id, now).await.unwrap());
-        assert_eq!(reset_all_saving(&db, now).await.unwrap(), vec![img.id]);
-        assert!(begin_saving(&db, img.id, now).await.unwrap());
-        assert!(commit_upload(&db, img.id, &data, now).await.unwrap());
-        let got = get(&db, img.id).await.unwrap().unwrap();
+        let commit = Move::commit_upload(data);
+        let begin = img.begin_upload().unwrap();
+        assert!(!step(&db, &mut img, &commit).await, "not saving yet");
+        assert!(step(&db, &mut img, &begin).await);
+        assert!(!step(&db, &mut img, &begin).await, "someone else began");
         assert_eq!(
-            (got.status, got.size, got.location.as_deref()),
+            reset_all_saving(&db, Utc::now()).await.unwrap(),
+            vec![img.id]
+        );
+        Move::revert_upload().apply(&mut img);
+        img.version += 1;
+        img.updated_at = get(&db, img.id).await.unwrap().unwrap().updated_at;
+        assert!(step(&db, &mut img, &begin).await);
+        assert!(step(&db, &mut img, &commit).await);
+        assert_eq!(
+            (img.status, img.size, img.location.as_deref()),
             (ImageStatus::Active, Some(3), Some("file:///x"))
         );
-        assert!(!revert_saving(&db, img.id, now).await.unwrap());
+        assert!(!step(&db, &mut img, &Move::revert_upload()).await);
 
         // delayed delete: pending_delete → deleted by the scrubber, once
+        let now = Utc::now();
         let mut pending = (*get(&db, img.id).await.unwrap().unwrap()).clone();
         pending.status = ImageStatus::PendingDelete;
         pending.deleted_at = Some(now - Duration::seconds(10));
@@ -655,11 +634,12 @@ mod tests {
         );
         let due = pending_deletes(&db, now, 10).await.unwrap();
         assert_eq!(due.len(), 1);
-        assert!(finish_delete(&db, img.id, now).await.unwrap());
-        assert!(!finish_delete(&db, img.id, now).await.unwrap());
+        let mut img = (*get(&db, img.id).await.unwrap().unwrap()).clone();
+        assert!(step(&db, &mut img, &Move::finish_delete()).await);
+        assert!(!step(&db, &mut img, &Move::finish_delete()).await);
         assert_eq!(
-            status(&db, img.id).await.unwrap(),
-            Some(ImageStatus::Deleted)
+            (img.status, img.location.as_deref()),
+            (ImageStatus::Deleted, None)
         );
         db.close().await;
     }

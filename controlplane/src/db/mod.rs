@@ -9,18 +9,21 @@
 //!   PostgreSQL and carries the bound values.
 //! - [`images`] holds every query on images, their properties and tags; [`members`] the
 //!   image members. Writes are either optimistic (`UPDATE … WHERE version = ?`, see
-//!   [`images::update`]) or conditional on the current status (`… WHERE status = 'queued'`),
-//!   so concurrent writers never lose each other's changes — across processes too.
+//!   [`images::update`]) or a status move conditional on the current status
+//!   (`… WHERE id = ? AND status = ?`, see [`images::apply_move`]; the domain decides the
+//!   move), so concurrent writers never lose each other's changes — across processes too.
 //! - [`ImageRow`] is the row shape; it converts to [`crate::domain::Image`] at this edge.
 //! - [`cache`] keeps images read recently, so hot reads skip the database (or most of it);
 //!   every image write in [`images`] invalidates its entry.
-//! - [`scratch`] creates and drops throw-away databases on a server (tests).
+//! - `scratch` creates and drops throw-away databases on a server; compiled only for tests
+//!   (this crate's, or others' with the `test-util` feature).
 
 pub mod cache;
 pub mod images;
 mod list;
 pub mod members;
 mod row;
+#[cfg(any(test, feature = "test-util"))]
 pub mod scratch;
 
 pub use list::{

@@ -6,7 +6,7 @@
 //! 4. Read-only base keys (`status`, `size`, `checksum`, …) and `locations` → 403.
 //! 5. `min_disk`/`min_ram` must not be negative (400); property and tag quotas (413).
 
-use super::{Error, Image, rules};
+use super::{Error, Image, property};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use shared::config::ImageOptions;
@@ -48,22 +48,22 @@ fn opt_string(v: &Value) -> Option<String> {
 
 /// Checks a create body and extracts the new image's fields.
 pub fn parse(body: &Map<String, Value>, opts: &ImageOptions) -> Result<NewImage, Error> {
-    if let Some(key) = rules::DISALLOWED_ON_CREATE
+    if let Some(key) = property::DISALLOWED_ON_CREATE
         .iter()
         .find(|k| body.contains_key(**k))
     {
         return Err(Error::ReadOnly((*key).to_owned()));
     }
     for (key, value) in body {
-        rules::validate_value(key, value, opts)?;
+        property::validate_value(key, value, opts)?;
     }
-    for key in body.keys().filter(|k| !rules::is_base(k)) {
-        rules::validate_key(key)?;
-        if rules::is_reserved(key) {
+    for key in body.keys().filter(|k| !property::is_base(k)) {
+        property::validate_key(key)?;
+        if property::is_reserved(key) {
             return Err(Error::Reserved(key.clone()));
         }
     }
-    if let Some(key) = rules::READ_ONLY_ON_CREATE
+    if let Some(key) = property::READ_ONLY_ON_CREATE
         .iter()
         .find(|k| body.contains_key(**k))
     {
@@ -101,13 +101,13 @@ pub fn parse(body: &Map<String, Value>, opts: &ImageOptions) -> Result<NewImage,
             }
         }
     }
-    rules::check_quotas(new.properties.len(), new.tags.len())?;
+    property::check_quotas(new.properties.len(), new.tags.len())?;
     Ok(new)
 }
 
 /// `min_disk`/`min_ram` as a non-negative integer (the schema already checked the type).
 pub fn non_negative(key: &str, value: &Value) -> Result<i64, Error> {
-    let n = rules::as_integer(value)
+    let n = property::as_integer(value)
         .ok_or_else(|| Error::Invalid(format!("{key} must be an integer")))?;
     if n < 0 {
         return Err(Error::Invalid(format!(
@@ -226,14 +226,14 @@ mod tests {
     #[test]
     fn quotas() {
         let mut props = Map::new();
-        for i in 0..=rules::MAX_PROPERTIES {
+        for i in 0..=property::MAX_PROPERTIES {
             props.insert(format!("p{i}"), json!("v"));
         }
         assert!(matches!(
             parse(&props, &ImageOptions::default()),
             Err(Error::LimitExceeded(_))
         ));
-        let tags: Vec<String> = (0..=rules::MAX_TAGS).map(|i| format!("t{i}")).collect();
+        let tags: Vec<String> = (0..=property::MAX_TAGS).map(|i| format!("t{i}")).collect();
         assert!(matches!(
             parse_json(json!({ "tags": tags })),
             Err(Error::LimitExceeded(_))

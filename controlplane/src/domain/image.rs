@@ -1,4 +1,6 @@
-//! The [`Image`] entity: every base property, custom properties and tags.
+//! The [`Image`] entity: every base property, custom properties and tags, and the
+//! lifecycle steps Glance names (delete, deactivate, reactivate, restore). Each status change
+//! goes through [`Image::transition`], which takes its rule from [`super::status`].
 
 use super::Error;
 use chrono::{DateTime, Utc};
@@ -67,47 +69,8 @@ impl Image {
         )
     }
 
-    /// Moves to `to` if Glance's transition table allows it. Entering `queued` clears the
-    /// data-derived fields, as Glance does; entering `saving`/`active`/`importing` from
-    /// `queued`/`uploading` needs both formats.
-    pub fn transition(&mut self, to: ImageStatus) -> Result<(), Error> {
-        let from = self.status;
-        if !from.can_become(to) {
-            return Err(Error::InvalidTransition { from, to });
-        }
-        if matches!(from, ImageStatus::Queued | ImageStatus::Uploading)
-            && matches!(
-                to,
-                ImageStatus::Saving | ImageStatus::Active | ImageStatus::Importing
-            )
-        {
-            let missing: Vec<&str> = [
-                ("disk_format", self.disk_format.is_none()),
-                ("container_format", self.container_format.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(k, m)| m.then_some(k))
-            .collect();
-            if !missing.is_empty() {
-                let noun = if missing.len() == 1 {
-                    "Property"
-                } else {
-                    "Properties"
-                };
-                return Err(Error::Invalid(format!(
-                    "{noun} {} must be set prior to saving data.",
-                    missing.join(", ")
-                )));
-            }
-        }
-        if to == ImageStatus::Queued {
-            self.clear_data();
-        }
-        self.status = to;
-        Ok(())
-    }
-
-    /// Forgets everything derived from uploaded data.
+    /// Forgets everything derived from uploaded data (what a move into `queued` does, see
+    /// [`super::status::DataChange::Clear`]).
     pub fn clear_data(&mut self) {
         self.size = None;
         self.virtual_size = None;

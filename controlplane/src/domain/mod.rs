@@ -1,7 +1,9 @@
 //! The image entity and Glance's rules for changing it, with no HTTP and no SQL.
 //!
 //! - [`Image`] is the entity every other layer converts to and from.
-//! - [`rules`] classifies property names (read-only, reserved, base, custom) and validates
+//! - [`status`] decides every status move: the next status and which fields it sets or
+//!   clears ([`Move`]); the database only executes a move, conditional on the current status.
+//! - [`property`] classifies property names (read-only, reserved, base, custom) and validates
 //!   values the way Glance's image schema does.
 //! - [`create`] turns a `POST /v2/images` body into a [`NewImage`].
 //! - [`member`] holds image members (sharing) and their statuses.
@@ -14,12 +16,14 @@ pub mod create;
 pub mod image;
 pub mod member;
 pub mod patch;
-pub mod rules;
+pub mod property;
+pub mod status;
 
 pub use create::NewImage;
 pub use image::Image;
 pub use member::{Member, MemberStatus};
 pub use patch::{Change, Op, PatchMedia};
+pub use status::{DataChange, Move, UploadedData};
 
 /// Why a domain rule refused a request. `api::error` maps each variant to a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +50,7 @@ pub enum Error {
     #[error("Image {0} is protected and cannot be deleted.")]
     Protected(shared::image::ImageId),
     /// The status transition is not in Glance's table.
-    #[error("Image status transition from {from} to {to} is not allowed")]
+    #[error("{}", shared::error::transition(*from, *to))]
     InvalidTransition {
         /// Current status.
         from: shared::image::ImageStatus,

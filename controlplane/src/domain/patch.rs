@@ -14,7 +14,7 @@
 //! - read-only paths → 403, reserved names and `os_glance*` → 403, wrong value types → 400;
 //! - `disk_format`/`container_format` change only while `queued` or `importing` (403).
 
-use super::{Error, Image, create::non_negative, rules};
+use super::{Error, Image, create::non_negative, property};
 use serde_json::Value;
 use shared::config::ImageOptions;
 use shared::image::ImageStatus;
@@ -242,23 +242,23 @@ fn validate_depth(op: Op, path: &[String]) -> Result<(), Error> {
 
 fn validate_change(change: &Change, opts: &ImageOptions) -> Result<(), Error> {
     let root = change.root();
-    if rules::READ_ONLY.contains(&root) {
+    if property::READ_ONLY.contains(&root) {
         return Err(Error::ReadOnly(root.to_owned()));
     }
-    if rules::is_reserved(root) {
+    if property::is_reserved(root) {
         return Err(Error::Reserved(root.to_owned()));
     }
-    if !rules::is_base(root) {
-        rules::validate_key(root)?;
+    if !property::is_base(root) {
+        property::validate_key(root)?;
     }
     let Some(value) = &change.value else {
         return Ok(());
     };
     if change.path.len() == 1 {
-        rules::validate_value(root, value, opts)
+        property::validate_value(root, value, opts)
     } else {
         // `/locations/N`: the element must be a valid member of the array.
-        rules::validate_value(root, &Value::Array(vec![value.clone()]), opts)
+        property::validate_value(root, &Value::Array(vec![value.clone()]), opts)
     }
 }
 
@@ -272,7 +272,7 @@ pub fn apply(image: &mut Image, changes: &[Change]) -> Result<(), Error> {
         if root == "locations" {
             return Err(Error::Forbidden(LOCATIONS_HIDDEN.into()));
         }
-        let core = rules::WRITABLE.contains(&root);
+        let core = property::WRITABLE.contains(&root);
         match change.op {
             Op::Replace => {
                 let Some(value) = change.value.as_ref() else {
@@ -317,7 +317,7 @@ pub fn apply(image: &mut Image, changes: &[Change]) -> Result<(), Error> {
             }
         }
     }
-    rules::check_quotas(image.properties.len(), image.tags.len())
+    property::check_quotas(image.properties.len(), image.tags.len())
 }
 
 fn string_value(value: &Value) -> String {
@@ -658,7 +658,7 @@ mod tests {
     #[test]
     fn property_quota() {
         let mut img = sample();
-        for i in 0..rules::MAX_PROPERTIES {
+        for i in 0..property::MAX_PROPERTIES {
             img.properties.insert(format!("p{i}"), "v".into());
         }
         let body = json!([{"op": "add", "path": "/one_more", "value": "x"}]);

@@ -3,8 +3,9 @@
 //! image-visibility rule (`is_image_visible`), which no policy can widen.
 
 use super::Context;
-use super::rules::{self, Check};
+use super::language::{self, Check};
 use crate::domain::{Image, MemberStatus};
+use shared::error::Action;
 use shared::image::Visibility;
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,6 +159,16 @@ impl Rule {
     }
 }
 
+/// The rule a data transfer is checked against (the channel names it by [`Action`]).
+impl From<Action> for Rule {
+    fn from(action: Action) -> Rule {
+        match action {
+            Action::UploadImage => Rule::UploadImage,
+            Action::DownloadImage => Rule::DownloadImage,
+        }
+    }
+}
+
 /// What a rule is evaluated against: the image's (or proposed image's) owner and visibility.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {
@@ -183,8 +194,9 @@ pub enum Denied {
     /// The caller cannot even see the image: report 404.
     #[error("image not found")]
     NotFound,
-    /// The caller sees the image but may not do this: report 403.
-    #[error("{} is not allowed", .0.name())]
+    /// The caller sees the image but may not do this: report 403 with Glance's "You are not
+    /// authorized to complete {rule} action." ([`shared::error::not_allowed`]).
+    #[error("{}", shared::error::not_allowed(.0.name()))]
     Forbidden(Rule),
 }
 
@@ -201,13 +213,13 @@ impl Default for Enforcer {
         for (name, check) in BASE_RULES {
             rules.insert(
                 (*name).to_owned(),
-                rules::parse(check).expect("valid default"),
+                language::parse(check).expect("valid default"),
             );
         }
         for rule in Rule::ALL {
             rules.insert(
                 rule.name().to_owned(),
-                rules::parse(rule.default_check()).expect("valid default"),
+                language::parse(rule.default_check()).expect("valid default"),
             );
         }
         Enforcer { rules }
@@ -220,7 +232,7 @@ struct Eval<'a> {
     target: &'a Target<'a>,
 }
 
-impl rules::Env for Eval<'_> {
+impl language::Env for Eval<'_> {
     fn credential(&self, key: &str) -> Option<String> {
         match key {
             "project_id" | "tenant" | "tenant_id" | "owner" => self.ctx.project_id.clone(),
@@ -257,7 +269,7 @@ impl rules::Env for Eval<'_> {
 
 impl Enforcer {
     /// The defaults overridden by the policy file at `path` (YAML or JSON; see
-    /// [`rules::parse_policy_file`]). Every problem is reported at once.
+    /// [`language::parse_policy_file`]). Every problem is reported at once.
     pub fn load(path: &Path) -> Result<Enforcer, Vec<String>> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| vec![format!("policy file {}: {e}", path.display())])?;
@@ -270,11 +282,11 @@ impl Enforcer {
 
     /// The defaults overridden by the rules in `text` (a policy file's contents).
     pub fn with_overrides(text: &str) -> Result<Enforcer, Vec<String>> {
-        let file = rules::parse_policy_file(text)?;
+        let file = language::parse_policy_file(text)?;
         let mut enforcer = Enforcer::default();
         let mut errors = Vec::new();
         for (name, check) in file {
-            match rules::parse(&check) {
+            match language::parse(&check) {
                 Ok(c) => {
                     enforcer.rules.insert(name, c);
                 }
@@ -297,7 +309,7 @@ impl Enforcer {
         };
         self.rules
             .get(rule.name())
-            .is_some_and(|c| rules::eval(c, &env))
+            .is_some_and(|c| language::eval(c, &env))
     }
 
     /// Enforces `rule` on an image the caller can see: refused and `get_image` refused too →
@@ -441,6 +453,18 @@ mod tests {
             ),
             Err(Denied::Forbidden(Rule::DeleteImage))
         );
+        // Glance's 403 text
+        assert_eq!(
+            Denied::Forbidden(Rule::DeleteImage).to_string(),
+            "You are not authorized to complete delete_image action."
+        );
+    }
+
+    #[test]
+    fn channel_actions_are_glance_rules() {
+        for action in [Action::UploadImage, Action::DownloadImage] {
+            assert_eq!(Rule::from(action).name(), action.rule());
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Who may do what to which image: the request [`Context`], the [`Enforcer`] and the
-//! oslo.policy rule language ([`rules`]).
+//! Who may do what to which image: the request [`Context`], the [`Enforcer`] with its table of
+//! Glance's rules ([`Rule`]), and the oslo.policy rule *language* the rules are written in
+//! ([`language`]: parser and evaluator of check strings).
 //!
 //! Rule names and default check strings are Glance's (`glance/policies/{base,image}.py`), so
 //! operators' policy files keep working: `get_image`, `get_images`, `add_image`,
@@ -33,7 +34,7 @@
 
 mod context;
 mod enforcer;
-pub mod rules;
+pub mod language;
 
 pub use context::Context;
 pub use enforcer::{Denied, Enforcer, Rule, Target, is_visible};

@@ -1,16 +1,19 @@
-//! `GET /v2/images/{id}/file`: authorize over the channel, then move the bytes from the store
-//! file into the socket without a user-space copy (`sendfile` on the worker thread, `splice`
-//! through a pipe where sendfile is not supported), whole or one range.
+//! `GET /v2/images/{id}/file`. [`handle`] runs four steps, each a function: `check` the id,
+//! `authorize` over the channel (and open the location it names), `plan` the range, `send`
+//! the head and then the bytes from the store file into the socket without a user-space copy
+//! (`sendfile` on the worker thread, `splice` through a pipe where sendfile is not
+//! supported, a pooled buffer under TLS).
 //!
 //! Answers as Glance does: 200 with `Content-Length`, `Content-Type: application/octet-stream`
 //! and `Content-MD5` (the image's md5 **hex**); 204 when the image has no data; 206 with
 //! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
-//! `Content-Range` request header); 416 for an unsatisfiable range; 400 for several ranges.
+//! `Content-Range` request header); 416 with `Content-Range: bytes */size` for an
+//! unsatisfiable range; 400 for several ranges.
 
-use super::http::{Conn, Framing, RequestHead, response_head, response_head_into};
+use super::respond::{Refusal, credentials, refuse};
 use super::tls::ClientStream;
-use super::upload::credentials;
-use super::{Worker, channel_failed, fail};
+use super::worker::Worker;
+use crate::http::{Conn, Framing, RequestHead, response_head, response_head_into};
 use crate::io::Splicer;
 use crate::metrics::Route;
 use compio::io::AsyncReadAt;
@@ -100,19 +103,8 @@ pub fn span(
     Ok(Span::Full)
 }
 
-async fn no_content(conn: &mut Conn<ClientStream>, rid: &str, keep: bool, w: &Worker) -> bool {
-    w.metrics.request(Route::Download, 204);
-    let h = response_head(
-        204,
-        "No Content",
-        &[("x-openstack-request-id", rid)],
-        None,
-        keep,
-    );
-    conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
-}
-
-/// Serves one download; returns whether the connection may be reused.
+/// Serves one download: check → authorize (and open the data) → plan the range → send.
+/// Returns whether the connection may be reused.
 pub async fn handle(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
@@ -122,136 +114,137 @@ pub async fn handle(
     splicer: &mut Option<Splicer>,
 ) -> bool {
     let keep = head.keep_alive && head.framing == Framing::Empty;
-    let Ok(image_id) = id.parse::<ImageId>() else {
-        return fail(
-            conn,
-            Route::Download,
-            404,
-            "no image found with that id",
-            rid,
-            keep,
-            w,
-        )
-        .await;
+    let planned = match check(id, keep) {
+        Ok(image_id) => match authorize(head, image_id, rid, keep, w).await {
+            Ok(Some(data)) => plan(head, data, keep).map(|p| (image_id, Some(p))),
+            Ok(None) => Ok((image_id, None)),
+            Err(refusal) => Err(refusal),
+        },
+        Err(refusal) => Err(refusal),
     };
-    let req = Request::AuthorizeDownload {
+    match planned {
+        Ok((image_id, Some(plan))) => send(conn, image_id, plan, rid, keep, w, splicer).await,
+        Ok((_, None)) => no_content(conn, rid, keep, w).await,
+        Err(refusal) => refuse(conn, Route::Download, refusal, rid, w).await,
+    }
+}
+
+/// Step 1: the image id (404 for one that cannot be an image's).
+fn check(id: &str, keep: bool) -> Result<ImageId, Refusal> {
+    id.parse::<ImageId>()
+        .map_err(|_| Refusal::new(404, shared::error::no_such_image(&id), keep))
+}
+
+/// The image's data, open.
+#[derive(Debug)]
+struct Data {
+    file: std::fs::File,
+    size: u64,
+    /// md5 hex for `Content-MD5`, kept on the stack past the channel connection's return.
+    md5: Option<[u8; 32]>,
+}
+
+/// Step 2: `AuthorizeDownload`, then open the location it names. `None`: the image has no
+/// data (204). The answer's strings point into the channel connection's buffer, so the store
+/// is opened before the connection goes back to the pool: nothing is copied or allocated.
+async fn authorize(
+    head: &RequestHead,
+    image_id: ImageId,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> Result<Option<Data>, Refusal> {
+    let ask = Request::AuthorizeDownload {
         request_id: rid,
         image_id,
         credentials: credentials(head),
     };
-    let chan = match w.link.exchange(&req).await {
-        Ok(c) => c,
-        Err(e) => {
-            return channel_failed::<&str>(
-                conn,
-                Route::Download,
-                "AuthorizeDownload",
-                Err(e),
-                rid,
-                keep,
-                w,
-            )
-            .await;
-        }
-    };
-    // The answer's strings point into the channel connection's buffer: it goes back to the
-    // pool once they are used.
+    let chan = w
+        .link
+        .exchange(&ask)
+        .await
+        .map_err(|e| Refusal::unavailable("AuthorizeDownload", &e, keep))?;
     let (location, checksum) = match chan.response() {
         Ok(Response::DownloadGranted {
             location, checksum, ..
         }) => (location, checksum),
-        Ok(Response::Denied(code)) => {
+        Ok(Response::Denied(reason)) => {
             w.link.give_back(chan);
-            let msg = match code.http_status() {
-                404 => "no image found with that id",
-                403 => "not allowed to download this image",
-                _ => code.reason(),
-            };
-            return fail(conn, Route::Download, code.http_status(), msg, rid, keep, w).await;
+            return Err(Refusal::denied(reason, &image_id, keep));
         }
         other => {
             let other = other.map(crate::control_link::owned);
-            return channel_failed(
-                conn,
-                Route::Download,
-                "AuthorizeDownload",
-                other,
-                rid,
-                keep,
-                w,
-            )
-            .await;
+            return Err(Refusal::from_channel("AuthorizeDownload", other, keep));
         }
     };
-    // Keep the md5 hex (32 characters) on the stack past the channel connection's return.
-    let mut md5 = [0u8; 32];
-    let has_md5 = match checksum {
-        Some(c) if c.len() == md5.len() => {
-            md5.copy_from_slice(c.as_bytes());
-            true
-        }
-        _ => false,
-    };
+    let md5 = checksum.and_then(|c| <[u8; 32]>::try_from(c.as_bytes()).ok());
     let opened = location.map(|l| w.store.open_read(l));
     w.link.give_back(chan);
-    let checksum = if has_md5 {
-        std::str::from_utf8(&md5).ok()
-    } else {
-        None
-    };
-    let Some(opened) = opened else {
-        return no_content(conn, rid, keep, w).await;
-    };
-    let (file, size) = match opened {
-        Ok(x) => x,
-        Err(crate::store::Error::Missing(_)) => {
+    match opened {
+        None => Ok(None),
+        Some(Ok((file, size))) => Ok(Some(Data { file, size, md5 })),
+        Some(Err(crate::store::Error::Missing(_))) => {
             tracing::warn!(%image_id, "image data missing from the store");
-            return no_content(conn, rid, keep, w).await;
+            Ok(None)
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::error!(%image_id, error = %e, "cannot open image data");
-            return fail(
-                conn,
-                Route::Download,
+            Err(Refusal::new(
                 503,
-                "image data unavailable",
-                rid,
+                "The image data is temporarily unavailable.",
                 keep,
-                w,
-            )
-            .await;
+            ))
         }
-    };
-    let span = match span(head.header("range"), head.header("content-range"), size) {
-        Ok(s) => s,
-        Err(RangeError::Multiple) => {
-            let msg = "requests with multiple ranges are not supported; make several single-range requests";
-            return fail(conn, Route::Download, 400, msg, rid, keep, w).await;
-        }
+    }
+}
+
+/// What to send: status, which bytes, and the data.
+#[derive(Debug)]
+struct Plan {
+    data: Data,
+    span: Span,
+}
+
+/// Step 3: the range (`Range`, or the legacy `Content-Range` request header): 400 for several,
+/// 416 (with `Content-Range: bytes */size`) for one outside the image.
+fn plan(head: &RequestHead, data: Data, keep: bool) -> Result<Plan, Refusal> {
+    match span(
+        head.header("range"),
+        head.header("content-range"),
+        data.size,
+    ) {
+        Ok(span) => Ok(Plan { data, span }),
+        Err(RangeError::Multiple) => Err(Refusal::new(
+            400,
+            "Requests with multiple ranges are not supported; make several single-range requests.",
+            keep,
+        )),
         Err(RangeError::Unsatisfiable) => {
-            let cr = format!("bytes */{size}");
-            let body = "{\"error\": {\"code\": 416, \"title\": \"Requested Range Not Satisfiable\", \"message\": \"invalid range\"}}";
-            let mut out = response_head(
-                416,
-                "Requested Range Not Satisfiable",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Content-Range", &cr),
-                    ("x-openstack-request-id", rid),
-                ],
-                Some(body.len() as u64),
-                keep,
-            );
-            out.extend_from_slice(body.as_bytes());
-            w.metrics.request(Route::Download, 416);
-            return conn.write_all(out, w.settings.idle_timeout).await.0.is_ok() && keep;
+            Err(
+                Refusal::new(416, "The requested range is not satisfiable.", keep)
+                    .with_header("Content-Range", format!("bytes */{}", data.size)),
+            )
         }
-    };
+    }
+}
+
+/// Step 4: the head (in a pooled buffer, `Content-Range` written on the stack: no
+/// allocation), then the bytes.
+async fn send(
+    conn: &mut Conn<ClientStream>,
+    image_id: ImageId,
+    plan: Plan,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+    splicer: &mut Option<Splicer>,
+) -> bool {
+    let Plan { data, span } = plan;
+    let size = data.size;
     let (status, offset, len) = match span {
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
-    // The head, in a pooled buffer; `Content-Range` is written on the stack: no allocation.
     let mut range_buf = [0u8; 72];
     let content_range = match span {
         Span::Full => None,
@@ -262,11 +255,12 @@ pub async fn handle(
             std::str::from_utf8(&range_buf[..written]).ok()
         }
     };
+    let md5 = data.md5.as_ref().and_then(|m| std::str::from_utf8(m).ok());
     let mut fields = [("Content-Type", "application/octet-stream"); 4];
     fields[1] = ("x-openstack-request-id", rid);
     let mut n = 2;
     for field in [
-        checksum.map(|v| ("Content-MD5", v)),
+        md5.map(|v| ("Content-MD5", v)),
         content_range.map(|v| ("Content-Range", v)),
     ]
     .into_iter()
@@ -275,13 +269,15 @@ pub async fn handle(
         fields[n] = field;
         n += 1;
     }
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Partial Content"
-    };
     let mut h = w.scratch.take();
-    response_head_into(&mut h, status, reason, &fields[..n], Some(len), keep);
+    response_head_into(
+        &mut h,
+        status,
+        crate::http::reason(status),
+        &fields[..n],
+        Some(len),
+        keep,
+    );
     w.metrics.request(Route::Download, status);
     let (res, h) = conn.write_all(h, w.settings.idle_timeout).await;
     w.scratch.put(h);
@@ -291,13 +287,26 @@ pub async fn handle(
     if len == 0 {
         return keep;
     }
-    if let Err(e) = send_file(conn, file, offset, len, w, splicer).await {
+    if let Err(e) = send_file(conn, data.file, offset, len, w, splicer).await {
         tracing::debug!(%image_id, error = %e, "download ended early");
         return false;
     }
     w.metrics.bytes_out(len);
     tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
     keep
+}
+
+/// 204: the image has no data.
+async fn no_content(conn: &mut Conn<ClientStream>, rid: &str, keep: bool, w: &Worker) -> bool {
+    w.metrics.request(Route::Download, 204);
+    let h = response_head(
+        204,
+        "No Content",
+        &[("x-openstack-request-id", rid)],
+        None,
+        keep,
+    );
+    conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
 }
 
 async fn send_file(

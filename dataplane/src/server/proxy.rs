@@ -10,65 +10,18 @@
 //! built in pooled buffers ([`crate::io::Scratch`]) and never parsed into owned strings, so a forwarded
 //! request allocates nothing of its own in the steady state.
 
-use super::Worker;
-use super::http::{
+use super::tls::ClientStream;
+use super::worker::Worker;
+use crate::http::{
     BodyState, Conn, Framing, HOP_BY_HOP, HeadError, RequestHead, end_forwarded_head,
     error_response,
 };
-use super::tls::ClientStream;
-use compio::net::UnixStream;
-use std::cell::RefCell;
+use shared::request_id::RequestId;
 use std::io::Write as _;
-use std::path::PathBuf;
 
-/// A pool of HTTP connections to the control plane (one per worker, single-threaded).
-#[derive(Debug)]
-pub struct Upstream {
-    path: PathBuf,
-    idle: RefCell<Vec<Conn<UnixStream>>>,
-    max_idle: usize,
-}
-
-impl Upstream {
-    /// A pool for the control plane's API socket at `path`.
-    pub fn new(path: PathBuf, max_idle: usize) -> Self {
-        Upstream {
-            path,
-            idle: RefCell::new(Vec::new()),
-            max_idle,
-        }
-    }
-
-    async fn connect(&self) -> std::io::Result<Conn<UnixStream>> {
-        Ok(Conn::new(UnixStream::connect(&self.path).await?, 16 * 1024))
-    }
-
-    /// An idle connection, or `None`. With `check`, it must still be open (one non-blocking
-    /// poll): finding a closed one means the control plane restarted, and every pooled
-    /// connection is dropped then. Requests without a body skip the check: they are retried
-    /// on a fresh connection if the pooled one turns out closed.
-    fn take_idle(&self, check: bool) -> Option<Conn<UnixStream>> {
-        use std::os::fd::AsFd;
-        let mut idle = self.idle.borrow_mut();
-        let c = idle.pop()?;
-        if !check || crate::io::idle_connection_is_alive(c.stream.as_fd()) {
-            Some(c)
-        } else {
-            idle.clear();
-            None
-        }
-    }
-
-    fn give_back(&self, c: Conn<UnixStream>) {
-        let mut idle = self.idle.borrow_mut();
-        if idle.len() < self.max_idle {
-            idle.push(c);
-        }
-    }
-}
-
-/// Writes the head to send upstream: the client's, minus hop-by-hop headers, with our request
-/// id and the body framing we will send.
+/// Writes the head to send upstream: the client's, minus hop-by-hop headers, with the request
+/// id in the form that resolves to the same id there ([`RequestId::forwarded`]) and the body
+/// framing we will send.
 fn forwarded_head(head: &RequestHead, rid: &str, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(head.method().as_bytes());
@@ -175,9 +128,9 @@ async fn unavailable(conn: &mut Conn<ClientStream>, status: u16, rid: &str, w: &
     let idle = w.settings.idle_timeout;
     w.metrics.request(crate::metrics::Route::Forward, status);
     let msg = if status == 503 {
-        "control plane unavailable"
+        shared::error::PLANE_UNAVAILABLE
     } else {
-        "bad answer from the control plane"
+        "Bad answer from the image service's control plane."
     };
     let _ = conn
         .write_all(error_response(status, msg, rid, false), idle)
@@ -188,7 +141,7 @@ async fn unavailable(conn: &mut Conn<ClientStream>, status: u16, rid: &str, w: &
 pub async fn handle(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
-    rid: &str,
+    rid: &RequestId,
     w: &Worker,
 ) -> bool {
     let mut out = w.scratch.take();
@@ -200,7 +153,7 @@ pub async fn handle(
 async fn forward(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
-    rid: &str,
+    rid: &RequestId,
     w: &Worker,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -235,7 +188,7 @@ async fn forward(
     let mut client_body_left = head.framing != Framing::Empty;
     let (meta, head_len) = loop {
         attempt += 1;
-        forwarded_head(head, rid, out);
+        forwarded_head(head, rid.forwarded(), out);
         let (res, written) = up.write_all(std::mem::take(out), idle).await;
         *out = written;
         let mut sent = res.is_ok();
@@ -312,7 +265,7 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::http::parse_request;
+    use crate::http::parse_request;
 
     #[test]
     fn forwarded_heads_drop_hop_by_hop_headers() {

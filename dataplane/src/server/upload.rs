@@ -1,39 +1,36 @@
-//! `PUT /v2/images/{id}/file`: stream the body into the store while hashing it.
+//! `PUT /v2/images/{id}/file`: stream the body into the store while hashing it. [`handle`]
+//! runs five steps, each a function:
 //!
-//! 1. Check the request: `Content-Type: application/octet-stream` (else 415), a valid
+//! 1. `check`: `Content-Type: application/octet-stream` (else 415), a valid
 //!    `x-openstack-image-size` that agrees with `Content-Length` (else 400).
-//! 2. `AuthorizeUpload` over the channel: the control plane checks policy and status and moves
-//!    the image `queued → saving`; this connection now holds the upload lease.
-//! 3. Answer `100 Continue` if asked, then read the body into pooled, aligned buffers; each
-//!    filled buffer goes to the md5 and `os_hash_algo` threads and is written to a temp file at
-//!    the running offset (with `O_DIRECT` where the file system takes it) by a write task of
-//!    its own, while the next one is read (see `hash::pipeline`).
-//! 4. At the end: check the size, cut the padding of the last direct block, fsync and rename
-//!    the file into place, `UploadComplete`; the control plane moves the image to `active` and
-//!    we answer 204.
-//!
-//! Any failure before the commit (client gone, bad size, store error) drops the temp file and
-//! sends `UploadAborted`, which puts the image back to `queued`.
+//! 2. `authorize`: `AuthorizeUpload` over the channel; the control plane checks policy and
+//!    status and moves the image `queued → saving`; the channel connection now holds the
+//!    upload lease. A refusal carries its [`Reason`](shared::error::Reason), which gives the
+//!    status and the message.
+//! 3. `receive` (the transfer): answer `100 Continue` if asked, then read the body into pooled,
+//!    aligned buffers; each filled buffer goes to the md5 and `os_hash_algo` threads and is
+//!    written to a temp file at the running offset (with `O_DIRECT` where the file system
+//!    takes it) by a write task of its own, while the next one is read (see
+//!    `hash::pipeline`). At the end the size is checked, the padding of the last direct block
+//!    cut, and the file fsynced and renamed into place.
+//! 4. `commit`: `UploadComplete` on the lease; the control plane moves the image to `active`.
+//!    A failure in step 3 (client gone, bad size, store error) has dropped the temp file;
+//!    `UploadAborted` then puts the image back to `queued`.
+//! 5. `answer`: 204.
 
-use super::http::{BodyError, BodyState, Conn, Framing, RequestHead, response_head};
+use super::respond::{Refusal, credentials, refuse};
 use super::tls::ClientStream;
-use super::{Worker, channel_failed, fail};
+use super::worker::Worker;
+use crate::control_link;
+use crate::hash::Digests;
 use crate::hash::pipeline::PipelinedHasher;
+use crate::http::{BodyError, BodyState, Conn, Framing, RequestHead, response_head};
 use crate::metrics::{Route, Side};
-use shared::channel::{Credentials, Request, Response};
+use shared::channel::{Request, Response};
 use shared::error::ErrorCode;
-use shared::image::ImageId;
+use shared::image::{HashAlgo, ImageId};
 use std::collections::VecDeque;
 use std::time::Instant;
-
-/// Collects the caller's identity headers for the control plane (borrowed from the head).
-pub fn credentials(head: &RequestHead) -> Credentials<&str> {
-    let mut c = Credentials::default();
-    for (n, v) in head.headers() {
-        c.absorb_header(n, v);
-    }
-    c
-}
 
 /// Buffers one upload may have in flight (being read, hashed, written): bounds its memory
 /// to `UPLOAD_DEPTH × transfer_buffer_bytes`.
@@ -42,7 +39,8 @@ const UPLOAD_DEPTH: usize = 8;
 /// Store writes one upload may have in flight before reading waits for the oldest.
 const MAX_WRITES: usize = 2;
 
-/// Serves one upload; returns whether the connection may be reused.
+/// Serves one upload: check → authorize → transfer → commit → answer. Returns whether the
+/// connection may be reused.
 pub async fn handle(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
@@ -50,20 +48,44 @@ pub async fn handle(
     rid: &str,
     w: &Worker,
 ) -> bool {
-    // An error answered before the body is read leaves the body in the socket: close then.
-    let keep_if_refused = head.framing == Framing::Empty;
-    let Ok(image_id) = id.parse::<ImageId>() else {
-        return fail(
-            conn,
-            Route::Upload,
-            404,
-            "no image found with that id",
-            rid,
-            keep_if_refused,
-            w,
-        )
-        .await;
+    let checked = match check(head, id) {
+        Ok(c) => c,
+        Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
+    let grant = match authorize(head, &checked, rid, w).await {
+        Ok(g) => g,
+        Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
+    };
+    let started = Instant::now();
+    let stored = receive(conn, head, &checked, &grant, w).await;
+    match commit(grant, stored, &checked, rid, w).await {
+        Ok(size) => answer(conn, head, &checked, size, started, rid, w).await,
+        Err(Ended::ClientGone) => {
+            w.metrics.request(Route::Upload, 400);
+            false
+        }
+        Err(Ended::Refused(refusal)) => refuse(conn, Route::Upload, refusal, rid, w).await,
+    }
+}
+
+/// An upload request that passed the checks made before asking the control plane.
+#[derive(Debug)]
+struct Checked {
+    image_id: ImageId,
+    /// The size the client declared (`x-openstack-image-size`, else `Content-Length`).
+    expected: Option<u64>,
+    /// Whether a refusal before the body is read leaves the connection usable (no body).
+    keep_if_refused: bool,
+}
+
+/// Step 1: the image id, `Content-Type: application/octet-stream` (415), a valid
+/// `x-openstack-image-size` that agrees with `Content-Length` (400).
+fn check(head: &RequestHead, id: &str) -> Result<Checked, Refusal> {
+    // An error answered before the body is read leaves the body in the socket: close then.
+    let keep = head.framing == Framing::Empty;
+    let image_id = id
+        .parse::<ImageId>()
+        .map_err(|_| Refusal::new(404, shared::error::no_such_image(&id), keep))?;
     let media = head.header("content-type").map(|v| {
         v.split(';')
             .next()
@@ -72,26 +94,15 @@ pub async fn handle(
             .to_ascii_lowercase()
     });
     if media.as_deref() != Some("application/octet-stream") {
-        let msg = "image data must be sent as application/octet-stream";
-        return fail(conn, Route::Upload, 415, msg, rid, keep_if_refused, w).await;
+        let msg = "Image data must be sent as application/octet-stream.";
+        return Err(Refusal::new(415, msg, keep));
     }
     let declared = match head.header("x-openstack-image-size") {
         None => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                return fail(
-                    conn,
-                    Route::Upload,
-                    400,
-                    "x-openstack-image-size must be a non-negative integer",
-                    rid,
-                    keep_if_refused,
-                    w,
-                )
-                .await;
-            }
-        },
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            let msg = "x-openstack-image-size must be a non-negative integer.";
+            Refusal::new(400, msg, keep)
+        })?),
     };
     let length = match head.framing {
         Framing::Length(n) => Some(n),
@@ -102,162 +113,184 @@ pub async fn handle(
         && d != l
     {
         let msg =
-            format!("x-openstack-image-size ({d}) does not match the request body size ({l})");
-        return fail(conn, Route::Upload, 400, &msg, rid, keep_if_refused, w).await;
+            format!("x-openstack-image-size ({d}) does not match the request body size ({l}).");
+        return Err(Refusal::new(400, msg, keep));
     }
-    let expected = declared.or(length);
-
-    let authorize = Request::AuthorizeUpload {
-        request_id: rid,
+    Ok(Checked {
         image_id,
+        expected: declared.or(length),
+        keep_if_refused: keep,
+    })
+}
+
+/// What the control plane granted: the lease (held on this channel connection) and the
+/// upload's terms.
+#[derive(Debug)]
+struct Grant {
+    lease: control_link::Conn,
+    hash_algo: HashAlgo,
+    max_size: u64,
+}
+
+/// Step 2: `AuthorizeUpload`. The control plane checks policy and status and moves the image
+/// `queued → saving`; the channel connection now holds the upload lease.
+async fn authorize(
+    head: &RequestHead,
+    c: &Checked,
+    rid: &str,
+    w: &Worker,
+) -> Result<Grant, Refusal> {
+    let ask = Request::AuthorizeUpload {
+        request_id: rid,
+        image_id: c.image_id,
         credentials: credentials(head),
-        declared_size: expected,
+        declared_size: c.expected,
     };
-    let (mut lease, hash_algo, max_size) = match w.link.call_keep(&authorize).await {
+    match w.link.call_keep(&ask).await {
         Ok((
-            c,
+            lease,
             Response::UploadGranted {
                 hash_algo,
                 max_size_bytes,
             },
-        )) => (c, hash_algo, max_size_bytes),
-        Ok((c, Response::Denied(code))) => {
-            w.link.give_back(c);
-            return fail(
-                conn,
-                Route::Upload,
-                code.http_status(),
-                &denied_message(code),
-                rid,
-                keep_if_refused,
-                w,
-            )
-            .await;
+        )) => Ok(Grant {
+            lease,
+            hash_algo,
+            max_size: max_size_bytes,
+        }),
+        Ok((chan, Response::Denied(reason))) => {
+            w.link.give_back(chan);
+            Err(Refusal::denied(reason, &c.image_id, c.keep_if_refused))
         }
-        other => {
-            let outcome = other.map(|(_, resp)| resp);
-            return channel_failed(
-                conn,
-                Route::Upload,
-                "AuthorizeUpload",
-                outcome,
-                rid,
-                keep_if_refused,
-                w,
-            )
-            .await;
-        }
-    };
+        other => Err(Refusal::from_channel(
+            "AuthorizeUpload",
+            other.map(|(_, answer)| answer),
+            c.keep_if_refused,
+        )),
+    }
+}
 
-    let started = Instant::now();
-    let outcome = receive(conn, head, &image_id, expected, hash_algo, max_size, w).await;
-    match outcome {
-        Ok((location, digests)) => {
-            let complete = Request::UploadComplete {
-                request_id: rid,
-                image_id,
-                size: digests.size,
-                checksum: digests.md5_hex.as_str(),
-                os_hash_algo: digests.algo,
-                os_hash_value: digests.secure_hex.as_str(),
-                location: location.as_str(),
-            };
-            match lease.call(&complete).await {
-                Ok(Response::UploadCommitted) => {
-                    w.link.give_back(lease);
-                    let secs = started.elapsed().as_secs_f64();
-                    tracing::info!(
-                        %image_id, request_id = rid, size = digests.size,
-                        mb_per_s = format!("{:.1}", digests.size as f64 / 1e6 / secs.max(1e-9)),
-                        "upload stored"
-                    );
-                    w.metrics.bytes_in(digests.size);
-                    w.metrics.request(Route::Upload, 204);
-                    let h = response_head(
-                        204,
-                        "No Content",
-                        &[("x-openstack-request-id", rid)],
-                        None,
-                        head.keep_alive,
-                    );
-                    let (res, _) = conn.write_all(h, w.settings.idle_timeout).await;
-                    res.is_ok()
-                }
-                Ok(Response::Denied(code)) => {
-                    w.link.give_back(lease);
-                    w.metrics.upload_failed(Side::Control);
-                    let _ = w.store.delete(&location);
-                    tracing::info!(%image_id, request_id = rid, %code, "upload refused at commit; data removed");
-                    fail(
-                        conn,
-                        Route::Upload,
-                        code.http_status(),
-                        &denied_message(code),
-                        rid,
-                        head.keep_alive,
-                        w,
-                    )
-                    .await
-                }
-                Ok(other) => {
-                    tracing::error!(?other, "unexpected channel answer to UploadComplete");
-                    fail(
-                        conn,
-                        Route::Upload,
-                        500,
-                        "unexpected control plane answer",
-                        rid,
-                        false,
-                        w,
-                    )
-                    .await
-                }
-                Err(e) => {
-                    w.metrics.upload_failed(Side::Control);
-                    // The control plane may or may not have committed; keep the data (it is
-                    // overwritten by the next upload if the image went back to queued).
-                    tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
-                    fail(
-                        conn,
-                        Route::Upload,
-                        503,
-                        "control plane unavailable",
-                        rid,
-                        false,
-                        w,
-                    )
-                    .await
-                }
-            }
+/// How an upload ended when it did not commit.
+#[derive(Debug)]
+enum Ended {
+    /// The client is gone: nothing to answer.
+    ClientGone,
+    /// Answer this.
+    Refused(Refusal),
+}
+
+/// Step 4: report the outcome on the lease. Stored data → `UploadComplete` (the control plane
+/// moves the image to `active`); a failure → `UploadAborted` (back to `queued`; the temp file
+/// is already gone). Returns the size committed.
+async fn commit(
+    grant: Grant,
+    stored: Result<(String, Digests), Failure>,
+    c: &Checked,
+    rid: &str,
+    w: &Worker,
+) -> Result<u64, Ended> {
+    let mut lease = grant.lease;
+    let image_id = c.image_id;
+    let (location, digests) = match stored {
+        Ok(x) => x,
+        Err(failure) => return Err(abort(lease, failure, image_id, rid, w).await),
+    };
+    let complete = Request::UploadComplete {
+        request_id: rid,
+        image_id,
+        size: digests.size,
+        checksum: digests.md5_hex.as_str(),
+        os_hash_algo: digests.algo,
+        os_hash_value: digests.secure_hex.as_str(),
+        location: location.as_str(),
+    };
+    match lease.call(&complete).await {
+        Ok(Response::UploadCommitted) => {
+            w.link.give_back(lease);
+            Ok(digests.size)
         }
-        Err(failure) => {
-            w.metrics.upload_failed(failure.side);
-            let abort = Request::UploadAborted {
-                request_id: rid,
-                image_id,
-                code: failure.code,
-            };
-            match lease.call(&abort).await {
-                Ok(_) => w.link.give_back(lease),
-                Err(e) => tracing::warn!(%image_id, error = %e, "could not report aborted upload"),
-            }
-            tracing::info!(%image_id, request_id = rid, reason = %failure.message, "upload aborted; image back to queued");
-            if failure.client_gone {
-                w.metrics.request(Route::Upload, 400);
-                return false;
-            }
-            fail(
-                conn,
-                Route::Upload,
-                failure.code.http_status(),
-                &failure.message,
-                rid,
+        Ok(Response::Denied(reason)) => {
+            w.link.give_back(lease);
+            w.metrics.upload_failed(Side::Control);
+            let _ = w.store.delete(&location);
+            tracing::info!(%image_id, request_id = rid, ?reason, "upload refused at commit; data removed");
+            Err(Ended::Refused(Refusal::denied(reason, &image_id, false)))
+        }
+        Ok(other) => Err(Ended::Refused(Refusal::unexpected(
+            "UploadComplete",
+            &other,
+        ))),
+        Err(e) => {
+            w.metrics.upload_failed(Side::Control);
+            // The control plane may or may not have committed; keep the data (it is
+            // overwritten by the next upload if the image went back to queued).
+            tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
+            Err(Ended::Refused(Refusal::unavailable(
+                "UploadComplete",
+                &e,
                 false,
-                w,
-            )
-            .await
+            )))
         }
     }
+}
+
+/// Reports a failed upload (`UploadAborted`): the image goes back to `queued`.
+async fn abort(
+    mut lease: control_link::Conn,
+    failure: Failure,
+    image_id: ImageId,
+    rid: &str,
+    w: &Worker,
+) -> Ended {
+    w.metrics.upload_failed(failure.side);
+    let abort = Request::UploadAborted {
+        request_id: rid,
+        image_id,
+        code: failure.code,
+    };
+    match lease.call(&abort).await {
+        Ok(_) => w.link.give_back(lease),
+        Err(e) => tracing::warn!(%image_id, error = %e, "could not report aborted upload"),
+    }
+    tracing::info!(%image_id, request_id = rid, reason = %failure.message, "upload aborted; image back to queued");
+    if failure.client_gone {
+        Ended::ClientGone
+    } else {
+        Ended::Refused(Refusal::new(
+            failure.code.http_status(),
+            failure.message,
+            false,
+        ))
+    }
+}
+
+/// Step 5: 204.
+async fn answer(
+    conn: &mut Conn<ClientStream>,
+    head: &RequestHead,
+    c: &Checked,
+    size: u64,
+    started: Instant,
+    rid: &str,
+    w: &Worker,
+) -> bool {
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        image_id = %c.image_id, request_id = rid, size,
+        mb_per_s = format!("{:.1}", size as f64 / 1e6 / secs.max(1e-9)),
+        "upload stored"
+    );
+    w.metrics.bytes_in(size);
+    w.metrics.request(Route::Upload, 204);
+    let h = response_head(
+        204,
+        "No Content",
+        &[("x-openstack-request-id", rid)],
+        None,
+        head.keep_alive,
+    );
+    let (res, _) = conn.write_all(h, w.settings.idle_timeout).await;
+    res.is_ok()
 }
 
 #[derive(Debug)]
@@ -279,85 +312,50 @@ impl Failure {
         }
     }
 
+    /// The client is gone (closed, timed out): nothing is answered.
+    fn client_gone(message: impl Into<String>) -> Self {
+        Failure {
+            client_gone: true,
+            ..Failure::new(ErrorCode::BadRequest, message)
+        }
+    }
+
     fn on(mut self, side: Side) -> Self {
         self.side = side;
         self
     }
 }
 
-fn denied_message(code: ErrorCode) -> String {
-    match code {
-        ErrorCode::NotFound => "no image found with that id".into(),
-        ErrorCode::Conflict => {
-            "image is not in a state that accepts data (it must be queued)".into()
-        }
-        ErrorCode::BadRequest => {
-            "image needs both disk_format and container_format before data is uploaded".into()
-        }
-        ErrorCode::Gone => "image was deleted during the upload".into(),
-        ErrorCode::PayloadTooLarge => "image data exceeds the size limit".into(),
-        ErrorCode::Forbidden => "not allowed to upload data to this image".into(),
-        other => other.reason().into(),
-    }
-}
-
+/// Step 3: answer `100 Continue` if asked, then read the body into pooled, aligned buffers;
+/// each goes to the hashing threads and to a store write task of its own while the next one
+/// is read. At the end: check the size, finish the hashes, and commit the file into the
+/// store (the data is durable before the control plane hears of it).
 async fn receive(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
-    image_id: &ImageId,
-    expected: Option<u64>,
-    hash_algo: shared::image::HashAlgo,
-    max_size: u64,
+    c: &Checked,
+    grant: &Grant,
     w: &Worker,
-) -> Result<(String, crate::hash::Digests), Failure> {
-    let s = &w.settings;
+) -> Result<(String, Digests), Failure> {
+    let idle = w.settings.idle_timeout;
     if head.expects_continue() {
         let (res, _) = conn
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), s.idle_timeout)
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), idle)
             .await;
-        res.map_err(|_| Failure {
-            client_gone: true,
-            ..Failure::new(ErrorCode::BadRequest, "client went away")
-        })?;
+        res.map_err(|_| Failure::client_gone("client went away"))?;
     }
-    let store_err = |e: crate::store::Error| {
-        tracing::warn!(error = %e, "store write failed");
-        Failure::new(e.code(), format!("error storing image data: {e}")).on(Side::Store)
-    };
-    let upload = w.store.create_upload(image_id).await.map_err(store_err)?;
+    let upload = w
+        .store
+        .create_upload(&c.image_id)
+        .await
+        .map_err(store_failed)?;
     let direct = upload.direct();
-    let mut hasher = PipelinedHasher::start(hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
+    let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
+    let mut writes = Writes::default();
     let mut state = BodyState::new(head.framing);
-    let limit = expected.unwrap_or(max_size).min(max_size);
-    // Store writes run as their own tasks while the next buffer is read; the oldest is
-    // awaited once `MAX_WRITES` are in flight, and any finished one is checked right away.
-    let mut writes: VecDeque<compio::runtime::JoinHandle<std::io::Result<()>>> = VecDeque::new();
-    let write_failed = |e: std::io::Error| store_err(crate::store::Error::from_write(e));
-    let task_failed =
-        |_| Failure::new(ErrorCode::Internal, "store write task failed").on(Side::Internal);
+    let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
     while !state.is_done() {
-        // Fill a whole buffer (a direct write needs whole blocks), or up to the body's end.
-        let mut buf = hasher.buffer().await;
-        while buf.len() < buf.capacity() && !state.is_done() {
-            let (res, b) = conn.read_body(&mut state, buf, s.idle_timeout).await;
-            match (res, b) {
-                (Ok(()), Some(b)) => buf = b,
-                (res, b) => {
-                    hasher.give_back(b);
-                    let e = res.err().unwrap_or(BodyError::Eof);
-                    return Err(match e {
-                        BodyError::Chunked(m) => Failure::new(
-                            ErrorCode::BadRequest,
-                            format!("invalid chunked body: {m}"),
-                        ),
-                        other => Failure {
-                            client_gone: true,
-                            ..Failure::new(ErrorCode::BadRequest, other.to_string())
-                        },
-                    });
-                }
-            }
-        }
+        let buf = fill(conn, &mut state, &mut hasher, idle).await?;
         if buf.is_empty() {
             hasher.give_back(Some(buf));
             continue;
@@ -365,38 +363,28 @@ async fn receive(
         let offset = hasher.size();
         if offset + buf.len() as u64 > limit {
             hasher.give_back(Some(buf));
-            return Err(if expected.is_some_and(|e| e < max_size) {
+            return Err(if c.expected.is_some_and(|e| e < grant.max_size) {
                 Failure::new(
                     ErrorCode::BadRequest,
-                    "request body is larger than x-openstack-image-size",
+                    "The request body is larger than x-openstack-image-size.",
                 )
             } else {
-                Failure::new(
-                    ErrorCode::PayloadTooLarge,
-                    "image data exceeds the size limit",
-                )
+                Failure::new(ErrorCode::PayloadTooLarge, shared::error::TOO_LARGE)
             });
         }
         // Only the last buffer can be partial; a direct write gets it zero-padded.
         let pad = direct && !buf.len().is_multiple_of(crate::io::ALIGN);
         let chunk = hasher.submit(buf, pad);
-        writes.push_back(compio::runtime::spawn(upload.write_at(chunk, offset)));
-        while writes.len() > MAX_WRITES || writes.front().is_some_and(|h| h.is_finished()) {
-            if let Some(h) = writes.pop_front() {
-                h.await.map_err(task_failed)?.map_err(write_failed)?;
-            }
-        }
+        writes.start(upload.write_at(chunk, offset)).await?;
     }
-    while let Some(h) = writes.pop_front() {
-        h.await.map_err(task_failed)?.map_err(write_failed)?;
-    }
-    if let Some(e) = expected
+    writes.finish().await?;
+    if let Some(e) = c.expected
         && hasher.size() != e
     {
         return Err(Failure::new(
             ErrorCode::BadRequest,
             format!(
-                "received {} bytes but x-openstack-image-size said {e}",
+                "Received {} bytes but x-openstack-image-size said {e}.",
                 hasher.size()
             ),
         ));
@@ -409,6 +397,76 @@ async fn receive(
         .store
         .commit(upload, digests.size)
         .await
-        .map_err(store_err)?;
+        .map_err(store_failed)?;
     Ok((location, digests))
+}
+
+/// Fills one pooled buffer from the body: whole (a direct write needs whole blocks), or up to
+/// the body's end.
+async fn fill(
+    conn: &mut Conn<ClientStream>,
+    state: &mut BodyState,
+    hasher: &mut PipelinedHasher,
+    idle: std::time::Duration,
+) -> Result<crate::io::AlignedBuf, Failure> {
+    let mut buf = hasher.buffer().await;
+    while buf.len() < buf.capacity() && !state.is_done() {
+        match conn.read_body(state, buf, idle).await {
+            (Ok(()), Some(b)) => buf = b,
+            (res, b) => {
+                hasher.give_back(b);
+                return Err(match res.err().unwrap_or(BodyError::Eof) {
+                    BodyError::Chunked(m) => {
+                        Failure::new(ErrorCode::BadRequest, format!("Invalid chunked body: {m}"))
+                    }
+                    other => Failure::client_gone(other.to_string()),
+                });
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// Store writes in flight: each runs as a task of its own while the next buffer is read; the
+/// oldest is awaited once [`MAX_WRITES`] are in flight, and any finished one is checked right
+/// away.
+#[derive(Default)]
+struct Writes(VecDeque<compio::runtime::JoinHandle<std::io::Result<()>>>);
+
+impl Writes {
+    async fn start(
+        &mut self,
+        write: impl std::future::Future<Output = std::io::Result<()>> + 'static,
+    ) -> Result<(), Failure> {
+        self.0.push_back(compio::runtime::spawn(write));
+        while self.0.len() > MAX_WRITES || self.0.front().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = self.0.pop_front() {
+                Writes::check(h.await)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<(), Failure> {
+        while let Some(h) = self.0.pop_front() {
+            Writes::check(h.await)?;
+        }
+        Ok(())
+    }
+
+    fn check<E>(joined: Result<std::io::Result<()>, E>) -> Result<(), Failure> {
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(store_failed(crate::store::Error::from_write(e))),
+            Err(_) => {
+                Err(Failure::new(ErrorCode::Internal, "store write task failed").on(Side::Internal))
+            }
+        }
+    }
+}
+
+/// A store failure, logged.
+fn store_failed(e: crate::store::Error) -> Failure {
+    tracing::warn!(error = %e, "store write failed");
+    Failure::new(e.code(), format!("Error storing image data: {e}")).on(Side::Store)
 }

@@ -7,7 +7,7 @@
 //! the data plane's download path exchanges its messages without allocating. The control plane
 //! uses the owned forms.
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Reason};
 use crate::image::{HashAlgo, ImageId};
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +148,6 @@ pub enum Response<S = String> {
     },
     /// Acknowledged (reply to `UploadAborted`).
     Ack,
-    /// Refused; the data plane answers the client with this code's status.
-    Denied(ErrorCode),
+    /// Refused; the data plane answers the client with this reason's status and message.
+    Denied(Reason),
 }

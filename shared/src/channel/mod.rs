@@ -8,7 +8,7 @@
 //! 1. The data plane connects and sends [`messages::Request::Hello`] with the range of protocol
 //!    versions it speaks ([`version`]).
 //! 2. The control plane answers [`messages::Response::HelloAck`] with the version chosen, or
-//!    `Denied(BadRequest)` and closes if there is none in common.
+//!    `Denied(Reason::Protocol)` and closes if there is none in common.
 //! 3. Strictly alternating request/response pairs follow; each frame carries a correlation id
 //!    that the response echoes.
 //!

@@ -1,9 +1,11 @@
 //! Protocol versions and the handshake rule.
 
-/// The oldest channel protocol version this build speaks.
-pub const MIN_VERSION: u16 = 1;
+/// The oldest channel protocol version this build speaks. Version 2 sends a refusal's
+/// [`Reason`](crate::error::Reason) instead of a bare code; both planes always come from one
+/// build, so version 1 is not spoken any more.
+pub const MIN_VERSION: u16 = 2;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 1;
+pub const MAX_VERSION: u16 = 2;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -18,7 +20,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(1, 1), Some(1));
+        assert_eq!(negotiate(2, 2), Some(2));
+        assert_eq!(negotiate(1, 1), None);
         assert_eq!(negotiate(1, 9), Some(MAX_VERSION));
         assert_eq!(negotiate(MAX_VERSION + 1, MAX_VERSION + 3), None);
         assert_eq!(negotiate(0, 0), None);

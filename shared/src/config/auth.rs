@@ -135,6 +135,12 @@ impl KeystoneAuthtoken {
             .unwrap_or("")
     }
 
+    /// The `WWW-Authenticate` value of a 401 (`Keystone uri="…"`): built here once for both
+    /// planes.
+    pub fn www_authenticate(&self) -> String {
+        format!("Keystone uri=\"{}\"", self.www_authenticate_uri())
+    }
+
     /// The service user's password, from `password` or `password_file`.
     pub fn password(&self) -> std::io::Result<String> {
         match (&self.password, &self.password_file) {

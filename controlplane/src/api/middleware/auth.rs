@@ -3,22 +3,18 @@
 //! Runs the [`Authenticator`] on the request's credential headers and stores the resulting
 //! [`Authenticated`] context for the [`crate::api::extract::Caller`] extractor. Version
 //! discovery (`GET /`, `GET /versions`) needs no token, as in Glance's paste pipeline. Failures
-//! answer with keystonemiddleware's bodies: 401 with `WWW-Authenticate: Keystone uri="…"`, or 503
-//! when Keystone cannot be asked.
+//! answer with keystonemiddleware's texts from [`shared::error`] in Glance's JSON error body
+//! ([`shared::error::body`], the data plane's too): 401 with
+//! `WWW-Authenticate: Keystone uri="…"`, or 503 when Keystone cannot be asked.
 
-use crate::api::error::{ErrorReport, error_body};
-use crate::api::extract::credentials;
+use super::identity::{Authenticated, credentials};
+use crate::api::error::{ErrorReport, error_response};
 use crate::auth::{Authenticator, Error};
 use crate::policy::Context;
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-/// The caller's context, as authenticated for this request.
-#[derive(Debug, Clone)]
-pub struct Authenticated(pub Context);
+use axum::response::Response;
 
 /// Authenticates the request, or answers 401/503.
 pub async fn authenticate(
@@ -46,16 +42,13 @@ pub async fn authenticate(
 /// The answer to a request whose credentials did not authenticate.
 pub fn refusal(auth: &Authenticator, e: &Error) -> Response {
     let (status, message) = match e {
-        Error::Invalid(_) => (
-            StatusCode::UNAUTHORIZED,
-            "The request you have made requires authentication.",
-        ),
+        Error::Invalid(_) => (StatusCode::UNAUTHORIZED, shared::error::UNAUTHENTICATED),
         Error::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "The Keystone service is temporarily unavailable.",
+            shared::error::IDENTITY_UNAVAILABLE,
         ),
     };
-    let mut response = (status, Json(error_body(status, message))).into_response();
+    let mut response = error_response(status, message);
     if status == StatusCode::UNAUTHORIZED
         && let Some(v) = auth
             .www_authenticate()
@@ -68,4 +61,41 @@ pub fn refusal(auth: &Authenticator, e: &Error) -> Response {
         detail: e.to_string(),
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use shared::config::Config;
+
+    async fn body(r: Response) -> Vec<u8> {
+        r.into_body().collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn refusals_use_the_shared_texts_and_body() {
+        let mut config = Config::default();
+        crate::test_util::unreachable_keystone(&mut config);
+        let auth = Authenticator::new(&config);
+
+        let r = refusal(&auth, &Error::Invalid("expired".into()));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            config.keystone_authtoken.www_authenticate().as_str()
+        );
+        assert_eq!(
+            body(r).await,
+            shared::error::body(401, shared::error::UNAUTHENTICATED)
+        );
+
+        let r = refusal(&auth, &Error::Unavailable("refused".into()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            body(r).await,
+            shared::error::body(503, shared::error::IDENTITY_UNAVAILABLE)
+        );
+    }
 }

@@ -6,9 +6,15 @@
 //!    the matched template or `unmatched`; logs the error report once (4xx at debug, 5xx at
 //!    error); counts `glint_api_requests_total` and `glint_api_request_duration_seconds`.
 //!
-//! Both are plain `axum::middleware::from_fn` functions; see [`observe::observe`].
+//! 3. [`auth`]: authenticate the caller (Keystone token or noauth headers), or answer 401/503;
+//!    the context goes into the request's extensions as [`identity::Authenticated`].
+//!
+//! All are plain `axum::middleware::from_fn` functions; see [`observe::observe`]. What the
+//! middleware hands to the handlers' extractors lives in [`identity`], so that neither imports
+//! the other.
 
 pub mod auth;
+pub mod identity;
 pub mod observe;
 pub mod request_id;
 

@@ -1,4 +1,5 @@
-//! Which property names clients may write, and which values Glance's image schema accepts.
+//! Image properties: which names clients may write, which values Glance's image schema
+//! accepts, and the quotas on custom properties and tags.
 //!
 //! The lists are Glance's (`glance/api/v2/images.py` `RequestDeserializer`,
 //! `glance/domain/__init__.py` `ImageFactory`); the value checks mirror

@@ -1,4 +1,5 @@
-//! The oslo.policy rule language: parsing and evaluation.
+//! The oslo.policy rule language: parsing and evaluation of check strings. The
+//! [`Enforcer`](super::Enforcer) keeps one parsed [`Check`] per rule name.
 //!
 //! | syntax | true when |
 //! |---|---|

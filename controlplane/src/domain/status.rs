@@ -1,0 +1,315 @@
+//! Status moves: the one owner of what a status change does to an image.
+//!
+//! A [`Move`] says which status an image leaves (`from`), which it enters (`to`) and what
+//! happens to the fields derived from its data ([`DataChange`]). The domain decides every move
+//! here; the database only executes one, as a conditional update that changes nothing unless
+//! the image is still in `from` (`db::images::apply_move`), and in-memory images take the same
+//! change through [`Move::apply`] ([`Image::transition`] and everything built on it).
+//!
+//! The upload lifecycle, as the channel server drives it:
+//!
+//! 1. [`Image::begin_upload`]: `queued → saving`; only from `queued` (409) and only with both
+//!    formats set (400).
+//! 2. [`Move::commit_upload`]: `saving → active`, recording size, checksums and location.
+//! 3. [`Move::revert_upload`]: `saving → queued` (aborted, connection lost, or restart);
+//!    like every move into `queued` it forgets the data-derived fields.
+//!
+//! And the scrubber's [`Move::finish_delete`]: `pending_delete → deleted`, forgetting the
+//! location of the data it removed.
+
+use super::{Error, Image};
+use shared::image::ImageStatus;
+
+/// Data recorded when an upload commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedData {
+    /// Bytes stored.
+    pub size: u64,
+    /// md5 hex digest.
+    pub checksum: String,
+    /// Algorithm name of `os_hash_value`.
+    pub os_hash_algo: String,
+    /// Hex digest.
+    pub os_hash_value: String,
+    /// Store URL.
+    pub location: String,
+}
+
+/// What a move does to the fields derived from the image's data (`size`, `virtual_size`,
+/// `checksum`, `os_hash_algo`, `os_hash_value`, `location`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataChange {
+    /// Leaves them as they are.
+    Keep,
+    /// Records an upload: `size`, `checksum`, `os_hash_algo`, `os_hash_value`, `location`.
+    Record(UploadedData),
+    /// Forgets all of them (every move into `queued`, as Glance does).
+    Clear,
+    /// Forgets only `location` (the data was removed from the store).
+    ForgetLocation,
+}
+
+/// A status change the domain decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The status the image must be in for the move to happen.
+    pub from: ImageStatus,
+    /// The status it enters.
+    pub to: ImageStatus,
+    /// What happens to its data-derived fields.
+    pub data: DataChange,
+}
+
+impl Move {
+    /// `from → to` if Glance's transition table allows it; entering `queued` clears the data.
+    pub fn between(from: ImageStatus, to: ImageStatus) -> Result<Move, Error> {
+        if !from.can_become(to) {
+            return Err(Error::InvalidTransition { from, to });
+        }
+        let data = if to == ImageStatus::Queued {
+            DataChange::Clear
+        } else {
+            DataChange::Keep
+        };
+        Ok(Move { from, to, data })
+    }
+
+    /// A move of the upload lifecycle; each is in Glance's table (the moves test checks).
+    fn fixed(from: ImageStatus, to: ImageStatus, data: DataChange) -> Move {
+        debug_assert!(from.can_become(to), "{from} → {to}");
+        Move { from, to, data }
+    }
+
+    /// `saving → active` with the uploaded data.
+    pub fn commit_upload(data: UploadedData) -> Move {
+        Move::fixed(
+            ImageStatus::Saving,
+            ImageStatus::Active,
+            DataChange::Record(data),
+        )
+    }
+
+    /// `saving → queued`: the upload did not finish; the data fields are forgotten.
+    pub fn revert_upload() -> Move {
+        Move::fixed(ImageStatus::Saving, ImageStatus::Queued, DataChange::Clear)
+    }
+
+    /// `pending_delete → deleted` once the scrubber removed the data: the location goes.
+    pub fn finish_delete() -> Move {
+        Move::fixed(
+            ImageStatus::PendingDelete,
+            ImageStatus::Deleted,
+            DataChange::ForgetLocation,
+        )
+    }
+
+    /// Makes the move on an in-memory image: the same change the database makes to the row.
+    pub fn apply(&self, image: &mut Image) {
+        image.status = self.to;
+        match &self.data {
+            DataChange::Keep => {}
+            DataChange::Record(d) => {
+                image.size = Some(d.size);
+                image.checksum = Some(d.checksum.clone());
+                image.os_hash_algo = Some(d.os_hash_algo.clone());
+                image.os_hash_value = Some(d.os_hash_value.clone());
+                image.location = Some(d.location.clone());
+            }
+            DataChange::Clear => image.clear_data(),
+            DataChange::ForgetLocation => image.location = None,
+        }
+    }
+}
+
+impl Image {
+    /// The move `self.status → to`: Glance's table, and entering `saving`/`active`/`importing`
+    /// from `queued`/`uploading` needs both formats (400 otherwise).
+    pub fn plan(&self, to: ImageStatus) -> Result<Move, Error> {
+        let step = Move::between(self.status, to)?;
+        if matches!(self.status, ImageStatus::Queued | ImageStatus::Uploading)
+            && matches!(
+                to,
+                ImageStatus::Saving | ImageStatus::Active | ImageStatus::Importing
+            )
+        {
+            let missing: Vec<&str> = [
+                ("disk_format", self.disk_format.is_none()),
+                ("container_format", self.container_format.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, m)| m.then_some(k))
+            .collect();
+            if !missing.is_empty() {
+                let noun = if missing.len() == 1 {
+                    "Property"
+                } else {
+                    "Properties"
+                };
+                return Err(Error::Invalid(format!(
+                    "{noun} {} must be set prior to saving data.",
+                    missing.join(", ")
+                )));
+            }
+        }
+        Ok(step)
+    }
+
+    /// Moves to `to` by [`Image::plan`].
+    pub fn transition(&mut self, to: ImageStatus) -> Result<(), Error> {
+        self.plan(to)?.apply(self);
+        Ok(())
+    }
+
+    /// The move that starts an upload: `queued → saving`. Any other current status is
+    /// [`Error::InvalidTransition`] (409); missing formats are [`Error::Invalid`] (400) — the
+    /// only two refusals.
+    pub fn begin_upload(&self) -> Result<Move, Error> {
+        if self.status != ImageStatus::Queued {
+            return Err(Error::InvalidTransition {
+                from: self.status,
+                to: ImageStatus::Saving,
+            });
+        }
+        self.plan(ImageStatus::Saving)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::image::tests::sample;
+
+    fn data() -> UploadedData {
+        UploadedData {
+            size: 3,
+            checksum: "c".into(),
+            os_hash_algo: "sha512".into(),
+            os_hash_value: "h".into(),
+            location: "file:///x".into(),
+        }
+    }
+
+    /// An image in `status` that has data (and both formats).
+    fn with_data(status: ImageStatus) -> Image {
+        let mut img = sample();
+        img.status = status;
+        img.disk_format = Some("raw".into());
+        img.container_format = Some("bare".into());
+        img.size = Some(9);
+        img.virtual_size = Some(10);
+        img.checksum = Some("old".into());
+        img.os_hash_algo = Some("sha256".into());
+        img.os_hash_value = Some("old".into());
+        img.location = Some("file:///old".into());
+        img
+    }
+
+    type Fields = (
+        Option<u64>,
+        Option<u64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn fields(i: &Image) -> Fields {
+        (
+            i.size,
+            i.virtual_size,
+            i.checksum.clone(),
+            i.os_hash_algo.clone(),
+            i.os_hash_value.clone(),
+            i.location.clone(),
+        )
+    }
+
+    #[test]
+    fn moves_table() {
+        use ImageStatus::*;
+        let kept = fields(&with_data(Active));
+        let none: Fields = (None, None, None, None, None, None);
+        let recorded: Fields = (
+            Some(3),
+            Some(10),
+            Some("c".into()),
+            Some("sha512".into()),
+            Some("h".into()),
+            Some("file:///x".into()),
+        );
+        let mut no_location = kept.clone();
+        no_location.5 = None;
+        // (move, from, to, the data-derived fields after applying it to an image with data)
+        let table: Vec<(Move, ImageStatus, ImageStatus, Fields)> = vec![
+            (
+                with_data(Queued).begin_upload().unwrap(),
+                Queued,
+                Saving,
+                kept.clone(),
+            ),
+            (Move::commit_upload(data()), Saving, Active, recorded),
+            (Move::revert_upload(), Saving, Queued, none.clone()),
+            (Move::finish_delete(), PendingDelete, Deleted, no_location),
+            (
+                Move::between(Active, Deactivated).unwrap(),
+                Active,
+                Deactivated,
+                kept.clone(),
+            ),
+            (
+                Move::between(Importing, Queued).unwrap(),
+                Importing,
+                Queued,
+                none,
+            ),
+            (
+                Move::between(Active, Deleted).unwrap(),
+                Active,
+                Deleted,
+                kept,
+            ),
+        ];
+        for (step, from, to, want) in table {
+            assert_eq!((step.from, step.to), (from, to), "{step:?}");
+            assert!(from.can_become(to), "{step:?} is not in Glance's table");
+            let mut img = with_data(from);
+            step.apply(&mut img);
+            assert_eq!(img.status, to, "{step:?}");
+            assert_eq!(fields(&img), want, "{step:?}");
+        }
+        assert_eq!(
+            Move::between(Active, Saving),
+            Err(Error::InvalidTransition {
+                from: Active,
+                to: Saving
+            })
+        );
+    }
+
+    #[test]
+    fn an_upload_begins_only_from_queued_with_formats() {
+        for status in ImageStatus::ALL {
+            let got = with_data(status).begin_upload();
+            if status == ImageStatus::Queued {
+                assert!(got.is_ok());
+            } else {
+                assert_eq!(
+                    got,
+                    Err(Error::InvalidTransition {
+                        from: status,
+                        to: ImageStatus::Saving
+                    })
+                );
+            }
+        }
+        let mut img = sample();
+        assert_eq!(
+            img.begin_upload(),
+            Err(Error::Invalid(
+                "Properties disk_format, container_format must be set prior to saving data.".into()
+            ))
+        );
+        img.disk_format = Some("raw".into());
+        assert!(matches!(img.begin_upload(), Err(Error::Invalid(_))));
+    }
+}

@@ -1,0 +1,117 @@
+//! What each worker thread owns ([`Worker`]) and the settings it reads ([`Settings`]): shared by
+//! the dispatcher and every handler, so handlers import it from here, never from the
+//! dispatcher.
+
+use super::tls;
+use super::upstream::Upstream;
+use crate::control_link::Link;
+use crate::store::fs::FsStore;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Settings every worker reads (copied out of the config once).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Time to receive a request head.
+    pub header_timeout: Duration,
+    /// Longest wait for the peer.
+    pub idle_timeout: Duration,
+    /// Buffer size for moving image bytes.
+    pub transfer_buffer_bytes: usize,
+    /// Most connections this worker serves at once.
+    pub max_connections_per_worker: usize,
+    /// `WWW-Authenticate` value for 401 answers (`Keystone uri="…"`; keystone auth mode only).
+    pub www_authenticate: Option<String>,
+    /// What the API serves: decides which version prefixes the data routes accept.
+    pub features: shared::route::Features,
+}
+
+impl Settings {
+    /// Settings from the configuration.
+    pub fn from_config(c: &shared::config::Config) -> Self {
+        let d = &c.dataplane;
+        Settings {
+            max_header_bytes: d.max_header_bytes,
+            max_headers: d.max_headers,
+            header_timeout: Duration::from_secs(d.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(d.idle_timeout_seconds),
+            transfer_buffer_bytes: d.transfer_buffer_bytes,
+            max_connections_per_worker: d.max_connections,
+            features: shared::route::Features::of(c),
+            www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone)
+                .then(|| c.keystone_authtoken.www_authenticate()),
+        }
+    }
+}
+
+/// What one worker owns: settings, the store, and its pools towards the control plane.
+#[derive(Debug)]
+pub struct Worker {
+    /// Limits and sizes.
+    pub settings: Settings,
+    /// The image store.
+    pub store: FsStore,
+    /// Channel connections (authorize/report).
+    pub link: Link,
+    /// HTTP connections for forwarded requests.
+    pub upstream: Upstream,
+    /// Recycled buffers for heads and forwarded bodies.
+    pub scratch: crate::io::Scratch,
+    /// Recycled upload buffers.
+    pub buffers: std::sync::Arc<crate::hash::pipeline::BufferPool>,
+    /// This worker's counters.
+    pub metrics: crate::metrics::Metrics,
+    /// Connections open on this worker.
+    pub active: std::cell::Cell<usize>,
+    /// TLS on the public listener, when configured.
+    pub tls: Option<std::sync::Arc<tls::Tls>>,
+}
+
+impl Worker {
+    /// A worker's state: its settings, the store, pools towards the control plane's sockets,
+    /// its buffer pools and counters.
+    pub fn new(
+        settings: Settings,
+        store: FsStore,
+        channel_socket: std::path::PathBuf,
+        api_socket: std::path::PathBuf,
+        metrics: crate::metrics::Metrics,
+        tls: Option<std::sync::Arc<tls::Tls>>,
+    ) -> Worker {
+        Worker {
+            link: Link::new(channel_socket, 64),
+            upstream: Upstream::new(api_socket, 64),
+            scratch: crate::io::Scratch::new(16 * 1024, 64),
+            // Idle buffers kept per worker: enough for one upload's pipeline, so RSS stays flat
+            // after a burst of uploads.
+            buffers: crate::hash::pipeline::BufferPool::new(settings.transfer_buffer_bytes, 4),
+            metrics,
+            active: std::cell::Cell::new(0),
+            tls,
+            settings,
+            store,
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+pub(crate) struct Open(Rc<Worker>);
+
+impl Open {
+    pub(crate) fn new(w: Rc<Worker>) -> Self {
+        w.active.set(w.active.get() + 1);
+        w.metrics.connection_opened();
+        Open(w)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.metrics.connection_closed();
+    }
+}
