@@ -20,7 +20,7 @@
 //!
 //! 1. `AuthorizeUpload` checks visibility (404), `upload_image` (403), then asks the domain to
 //!    begin the upload (`queued → saving`: 409 `Transition` from any other status, 400
-//!    `FormatsMissing`), checks the declared size (413 `TooLarge`), executes the move (409 if
+//!    `FormatsMissing` naming the missing ones), checks the declared size (413 `TooLarge`), executes the move (409 if
 //!    someone else won) and records the lease **on this connection**.
 //! 2. `UploadComplete` on the same connection commits `saving → active` with size, checksum,
 //!    hash and location — or answers `DeletedDuringUpload` when the image was deleted
@@ -310,8 +310,17 @@ impl Connection {
             .await?;
         let begin = image.begin_upload().map_err(|e| match e {
             domain::Error::InvalidTransition { from, to } => Reason::Transition { from, to },
-            // begin_upload's only other refusal
-            _ => Reason::FormatsMissing,
+            domain::Error::FormatsMissing {
+                disk_format,
+                container_format,
+            } => Reason::FormatsMissing {
+                disk_format,
+                container_format,
+            },
+            other => {
+                tracing::error!(error = %other, "unexpected refusal to begin an upload");
+                Reason::Internal
+            }
         })?;
         let app = &self.app;
         let cap = app.config.image.image_size_cap_bytes;

@@ -13,16 +13,8 @@ mod inproc;
 
 use inproc::{Options, Stack};
 
-/// Requests against a [`Stack`].
-trait Client {
-    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer;
-    fn create(&self, body: &str) -> String;
-    fn create_image(&self) -> String;
-    fn upload(&self, id: &str, data: &[u8]) -> Answer;
-    fn status_of(&self, id: &str) -> String;
-}
-
-impl Client for Stack {
+/// Requests against a [`Stack`] (an inherent impl: the type is this test crate's).
+impl Stack {
     /// One request on a fresh connection (`Connection: close`); the whole answer.
     fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
         let mut s = TcpStream::connect(self.addr).unwrap();
@@ -169,7 +161,18 @@ fn upload_failures_answer_as_glance_and_leave_the_image_queued() {
     let bare = s.create(r#"{"name": "no formats"}"#);
     let a = s.upload(&bare, b"abc");
     assert_eq!(a.status, 400, "{}", a.text());
-    assert_eq!(a.message(), shared::error::FORMATS_MISSING);
+    assert_eq!(
+        a.message(),
+        "Properties disk_format, container_format must be set prior to saving data."
+    );
+    // the message names what is missing, as the metadata routes' does
+    let half = s.create(r#"{"name": "half", "disk_format": "raw"}"#);
+    let a = s.upload(&half, b"abc");
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(
+        a.message(),
+        "Property container_format must be set prior to saving data."
+    );
 
     // 404 on the data route reads as it does on the metadata route
     let ghost = "0b3a8c7e-1234-4321-abcd-0123456789ab";

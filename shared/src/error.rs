@@ -159,8 +159,13 @@ pub enum Reason {
         /// Status the request needs to move it to.
         to: ImageStatus,
     },
-    /// `disk_format` or `container_format` is not set yet (400).
-    FormatsMissing,
+    /// `disk_format` and/or `container_format` is not set yet (400).
+    FormatsMissing {
+        /// `disk_format` is missing.
+        disk_format: bool,
+        /// `container_format` is missing.
+        container_format: bool,
+    },
     /// The data is larger than `image_size_cap` (413).
     TooLarge,
     /// The image was deleted while its data was uploaded (410).
@@ -199,7 +204,7 @@ impl Reason {
             Reason::NoSuchImage => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
             Reason::Transition { .. } => ErrorCode::Conflict,
-            Reason::FormatsMissing | Reason::Protocol => ErrorCode::BadRequest,
+            Reason::FormatsMissing { .. } | Reason::Protocol => ErrorCode::BadRequest,
             Reason::TooLarge => ErrorCode::PayloadTooLarge,
             Reason::DeletedDuringUpload => ErrorCode::Gone,
             Reason::Internal => ErrorCode::Internal,
@@ -215,7 +220,10 @@ impl Reason {
             Reason::NotAllowed(a) => not_allowed(a.rule()).into(),
             Reason::Deactivated => DEACTIVATED.into(),
             Reason::Transition { from, to } => transition(from, to).into(),
-            Reason::FormatsMissing => FORMATS_MISSING.into(),
+            Reason::FormatsMissing {
+                disk_format,
+                container_format,
+            } => formats_missing(disk_format, container_format).into(),
             Reason::TooLarge => TOO_LARGE.into(),
             Reason::DeletedDuringUpload => format!(
                 "Image {image_id} could not be found after upload. The image may have been deleted during the upload."
@@ -238,9 +246,6 @@ pub const IDENTITY_UNAVAILABLE: &str = "The Keystone service is temporarily unav
 /// 403 for data of a deactivated image.
 pub const DEACTIVATED: &str =
     "The requested image has been deactivated. Image data download is prohibited.";
-/// 400 for data sent before both formats are set.
-pub const FORMATS_MISSING: &str =
-    "Properties disk_format, container_format must be set prior to saving data.";
 /// 413 for data over `image_size_cap`.
 pub const TOO_LARGE: &str = "The provided image is too large.";
 /// 500: the client never sees internals.
@@ -252,6 +257,26 @@ pub const PLANE_UNAVAILABLE: &str = "The image service is temporarily unavailabl
 /// 404 for an image that does not exist or that the caller may not see.
 pub fn no_such_image(image_id: &dyn std::fmt::Display) -> String {
     format!("No image found with ID {image_id}")
+}
+
+/// 400 for data sent before both formats are set, naming the missing ones (Glance's text).
+pub fn formats_missing(disk_format: bool, container_format: bool) -> String {
+    let missing: Vec<&str> = [
+        ("disk_format", disk_format),
+        ("container_format", container_format),
+    ]
+    .into_iter()
+    .filter_map(|(k, m)| m.then_some(k))
+    .collect();
+    let noun = if missing.len() == 1 {
+        "Property"
+    } else {
+        "Properties"
+    };
+    format!(
+        "{noun} {} must be set prior to saving data.",
+        missing.join(", ")
+    )
 }
 
 /// 403 when the policy refuses `rule`.
@@ -318,7 +343,22 @@ mod tests {
                 409,
                 "Image status transition from active to saving is not allowed".into(),
             ),
-            (Reason::FormatsMissing, 400, FORMATS_MISSING.into()),
+            (
+                Reason::FormatsMissing {
+                    disk_format: true,
+                    container_format: true,
+                },
+                400,
+                "Properties disk_format, container_format must be set prior to saving data.".into(),
+            ),
+            (
+                Reason::FormatsMissing {
+                    disk_format: false,
+                    container_format: true,
+                },
+                400,
+                "Property container_format must be set prior to saving data.".into(),
+            ),
             (Reason::TooLarge, 413, TOO_LARGE.into()),
             (
                 Reason::IdentityUnavailable,

@@ -109,41 +109,30 @@ impl std::fmt::Display for Version {
     }
 }
 
-/// The versions document's entries, in Glance's order: its layout for the enabled features,
-/// less every version whose endpoints glint does not serve.
-pub fn versions(f: Features) -> Vec<Version> {
-    let parts: [&[(u8, Needs)]; 4] = if f.cache {
-        [
-            WITH_CACHE,
-            if f.multistore {
-                MULTISTORE
-            } else {
-                SINGLE_STORE
-            },
-            &[],
-            BASE,
-        ]
+/// The minor versions listed for `f`, in Glance's order: its layout for the enabled
+/// features, less every version whose endpoints glint does not serve. Allocates nothing.
+fn listed(f: Features) -> impl Iterator<Item = u8> {
+    let (head, tail) = if f.cache {
+        (WITH_CACHE, &[][..])
     } else {
-        [
-            WITHOUT_CACHE,
-            if f.multistore {
-                MULTISTORE
-            } else {
-                SINGLE_STORE
-            },
-            LOCATIONS_LAST,
-            BASE,
-        ]
+        (WITHOUT_CACHE, LOCATIONS_LAST)
     };
-    let listed: Vec<u8> = parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .filter(|(_, needs)| needs.met(f))
-        .map(|(minor, _)| *minor)
-        .collect();
-    let newest = listed.iter().copied().max().unwrap_or(0);
-    listed
+    let stores = if f.multistore {
+        MULTISTORE
+    } else {
+        SINGLE_STORE
+    };
+    [head, stores, tail, BASE]
         .into_iter()
+        .flatten()
+        .filter(move |(_, needs)| needs.met(f))
+        .map(|(minor, _)| *minor)
+}
+
+/// The versions document's entries ([`listed`]), the highest `CURRENT`.
+pub fn versions(f: Features) -> Vec<Version> {
+    let newest = listed(f).max().unwrap_or(0);
+    listed(f)
         .map(|minor| Version {
             minor,
             current: minor == newest,
@@ -164,9 +153,7 @@ pub fn accepts_prefix(segment: &str, f: Features) -> bool {
     let canonical = minor == "0" || (!minor.starts_with('0') && !minor.is_empty());
     canonical
         && minor.bytes().all(|b| b.is_ascii_digit())
-        && minor
-            .parse::<u8>()
-            .is_ok_and(|m| versions(f).iter().any(|v| v.minor == m))
+        && minor.parse::<u8>().is_ok_and(|m| listed(f).any(|v| v == m))
 }
 
 /// The `Accept` media type that names the API version instead of the path

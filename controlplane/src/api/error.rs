@@ -83,7 +83,7 @@ impl ApiError {
             ApiError::PatchMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestIdTooLong => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Domain(e) => match e {
-                D::Invalid(_) => StatusCode::BAD_REQUEST,
+                D::Invalid(_) | D::FormatsMissing { .. } => StatusCode::BAD_REQUEST,
                 D::ReadOnly(_) | D::Reserved(_) | D::Forbidden(_) | D::Protected(_) => {
                     StatusCode::FORBIDDEN
                 }
@@ -156,6 +156,13 @@ mod tests {
         let table: Vec<(ApiError, u16)> = vec![
             (ApiError::BadRequest("x".into()), 400),
             (ApiError::Domain(domain::Error::Invalid("x".into())), 400),
+            (
+                ApiError::Domain(domain::Error::FormatsMissing {
+                    disk_format: true,
+                    container_format: false,
+                }),
+                400,
+            ),
             (
                 ApiError::Domain(domain::Error::ReadOnly("status".into())),
                 403,

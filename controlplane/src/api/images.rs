@@ -139,7 +139,7 @@ pub(crate) async fn create(
 
 /// `GET /v2/images`.
 pub(crate) async fn list(
-    State(ApiState { app, views }): State<ApiState>,
+    State(ApiState { app, views, .. }): State<ApiState>,
     Caller(ctx): Caller,
     _: NoBody,
     RawQuery(query): RawQuery,
@@ -219,7 +219,7 @@ pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
 
 /// `GET /v2/images/{image_id}`.
 pub(crate) async fn show(
-    State(ApiState { app, views }): State<ApiState>,
+    State(ApiState { app, views, .. }): State<ApiState>,
     Caller(ctx): Caller,
     _: NoBody,
     ImagePath(id): ImagePath,

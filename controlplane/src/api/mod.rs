@@ -32,7 +32,7 @@ pub use view::ImageView;
 
 use crate::app::App;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,7 +48,8 @@ pub fn images_url(host: &str) -> String {
 /// The whole API as an axum [`Router`] (usable without a socket, e.g. with `oneshot`).
 pub fn router(app: App) -> Router {
     let limit = app.config.controlplane.max_request_body_bytes;
-    let features = Features::of(&app.config);
+    let state = view::ApiState::new(app.clone());
+    let features = state.features;
     let api = Router::new()
         .route("/", get(versions::multiple_choices))
         .route("/versions", get(versions::list))
@@ -109,15 +110,14 @@ pub fn router(app: App) -> Router {
             app.clone(),
             middleware::observe::observe,
         ))
-        .with_state(view::ApiState::new(app));
+        .with_state(state);
     Router::new().fallback_service(api.map_request(move |req| negotiate_version(features, req)))
 }
 
 /// Glance's version negotiation, by [`shared::route::negotiate`] (the rule the data plane
 /// routes by): `/v2.N/rest` → `/v2/rest` for an advertised N (or `/rest` with an
 /// `Accept: application/vnd.openstack.images-v2.N` header); a path naming no advertised
-/// version is marked [`Choices`] and answered with the versions document (300). The
-/// advertised features go into the request's extensions for the versions handlers.
+/// version is marked [`Choices`] and answered with the versions document (300).
 fn negotiate_version(features: Features, mut req: Request) -> Request {
     let uri = req.uri();
     let accept = req
@@ -149,7 +149,6 @@ fn negotiate_version(features: Features, mut req: Request) -> Request {
             }
         }
     }
-    req.extensions_mut().insert(features);
     req
 }
 
@@ -161,7 +160,7 @@ struct Choices;
 /// 404 under `/v2/`, the versions document (200) under `/versions`, as Glance does.
 async fn fallback(
     host: HostHeader,
-    features: axum::Extension<Features>,
+    features: State<Features>,
     choices: Option<axum::Extension<Choices>>,
     uri: Uri,
 ) -> Response {

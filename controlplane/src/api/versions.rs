@@ -5,9 +5,10 @@
 //! does not serve. Paths under `/v2.N/` for these N are aliases of `/v2/` (the same table).
 
 use super::extract::HostHeader;
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
 use serde_json::{Value, json};
 use shared::route::Features;
 
@@ -24,7 +25,7 @@ pub fn document(host: &str, features: Features) -> Value {
 /// `GET /versions`: 200.
 pub(crate) async fn list(
     HostHeader(host): HostHeader,
-    Extension(features): Extension<Features>,
+    State(features): State<Features>,
 ) -> impl IntoResponse {
     Json(document(&host, features))
 }
@@ -32,7 +33,7 @@ pub(crate) async fn list(
 /// `GET /` and any path that names no advertised version: 300 Multiple Choices.
 pub(crate) async fn multiple_choices(
     HostHeader(host): HostHeader,
-    Extension(features): Extension<Features>,
+    State(features): State<Features>,
 ) -> impl IntoResponse {
     (
         StatusCode::MULTIPLE_CHOICES,

@@ -10,7 +10,8 @@
 //! shows or lists it.
 //!
 //! The view cache belongs to the API alone: [`ApiState`], the API router's state, holds it next
-//! to the [`App`], so that the channel server and the database never see views.
+//! to the [`App`] (and the advertised API features), so that the channel server and the
+//! database never see views.
 
 use crate::app::App;
 use crate::db::cache::Coherence;
@@ -173,6 +174,8 @@ pub struct ApiState {
     pub app: App,
     /// Rendered image JSON by id and version.
     pub views: std::sync::Arc<Views>,
+    /// What the API serves: which versions it advertises and accepts.
+    pub features: shared::route::Features,
 }
 
 impl ApiState {
@@ -186,6 +189,7 @@ impl ApiState {
         };
         ApiState {
             views: std::sync::Arc::new(Views::new(capacity)),
+            features: shared::route::Features::of(&app.config),
             app,
         }
     }
@@ -194,6 +198,12 @@ impl ApiState {
 impl FromRef<ApiState> for App {
     fn from_ref(state: &ApiState) -> App {
         state.app.clone()
+    }
+}
+
+impl FromRef<ApiState> for shared::route::Features {
+    fn from_ref(state: &ApiState) -> shared::route::Features {
+        state.features
     }
 }
 

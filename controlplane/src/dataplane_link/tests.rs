@@ -299,7 +299,10 @@ async fn upload_refusals() {
     );
     assert_eq!(
         p.call(upload(no_formats, owner_creds(), None)).await,
-        Some(Response::Denied(Reason::FormatsMissing))
+        Some(Response::Denied(Reason::FormatsMissing {
+            disk_format: true,
+            container_format: true
+        }))
     );
     assert_eq!(
         p.call(upload(id, owner_creds(), Some(101))).await,

@@ -180,15 +180,13 @@ pub(crate) mod tests {
         let mut img = sample();
         let err = img.transition(ImageStatus::Saving).unwrap_err();
         assert_eq!(
-            err,
-            Error::Invalid(
-                "Properties disk_format, container_format must be set prior to saving data.".into()
-            )
+            err.to_string(),
+            "Properties disk_format, container_format must be set prior to saving data."
         );
         img.disk_format = Some("raw".into());
         assert!(matches!(
             img.transition(ImageStatus::Saving),
-            Err(Error::Invalid(_))
+            Err(Error::FormatsMissing { .. })
         ));
         img.container_format = Some("bare".into());
         img.transition(ImageStatus::Saving).unwrap();

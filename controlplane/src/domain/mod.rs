@@ -49,6 +49,14 @@ pub enum Error {
     /// The image is protected and cannot be deleted (403).
     #[error("Image {0} is protected and cannot be deleted.")]
     Protected(shared::image::ImageId),
+    /// Data cannot be stored before both formats are set (400): which ones are missing.
+    #[error("{}", shared::error::formats_missing(*disk_format, *container_format))]
+    FormatsMissing {
+        /// `disk_format` is not set.
+        disk_format: bool,
+        /// `container_format` is not set.
+        container_format: bool,
+    },
     /// The status transition is not in Glance's table.
     #[error("{}", shared::error::transition(*from, *to))]
     InvalidTransition {

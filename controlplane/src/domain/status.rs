@@ -132,23 +132,13 @@ impl Image {
                 ImageStatus::Saving | ImageStatus::Active | ImageStatus::Importing
             )
         {
-            let missing: Vec<&str> = [
-                ("disk_format", self.disk_format.is_none()),
-                ("container_format", self.container_format.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(k, m)| m.then_some(k))
-            .collect();
-            if !missing.is_empty() {
-                let noun = if missing.len() == 1 {
-                    "Property"
-                } else {
-                    "Properties"
-                };
-                return Err(Error::Invalid(format!(
-                    "{noun} {} must be set prior to saving data.",
-                    missing.join(", ")
-                )));
+            let (disk_format, container_format) =
+                (self.disk_format.is_none(), self.container_format.is_none());
+            if disk_format || container_format {
+                return Err(Error::FormatsMissing {
+                    disk_format,
+                    container_format,
+                });
             }
         }
         Ok(step)
@@ -161,8 +151,8 @@ impl Image {
     }
 
     /// The move that starts an upload: `queued → saving`. Any other current status is
-    /// [`Error::InvalidTransition`] (409); missing formats are [`Error::Invalid`] (400) — the
-    /// only two refusals.
+    /// [`Error::InvalidTransition`] (409); missing formats are [`Error::FormatsMissing`]
+    /// (400) — the only two refusals.
     pub fn begin_upload(&self) -> Result<Move, Error> {
         if self.status != ImageStatus::Queued {
             return Err(Error::InvalidTransition {
@@ -303,13 +293,18 @@ mod tests {
             }
         }
         let mut img = sample();
+        let err = img.begin_upload().unwrap_err();
         assert_eq!(
-            img.begin_upload(),
-            Err(Error::Invalid(
-                "Properties disk_format, container_format must be set prior to saving data.".into()
-            ))
+            err.to_string(),
+            "Properties disk_format, container_format must be set prior to saving data."
         );
         img.disk_format = Some("raw".into());
-        assert!(matches!(img.begin_upload(), Err(Error::Invalid(_))));
+        assert!(matches!(
+            img.begin_upload(),
+            Err(Error::FormatsMissing {
+                disk_format: false,
+                container_format: true
+            })
+        ));
     }
 }

@@ -10,10 +10,10 @@
 //! `Content-Range` request header); 416 with `Content-Range: bytes */size` for an
 //! unsatisfiable range; 400 for several ranges.
 
-use super::respond::{Refusal, credentials, refuse};
+use super::respond::{Refusal, credentials, no_content, refuse};
 use super::tls::ClientStream;
 use super::worker::Worker;
-use crate::http::{Conn, Framing, RequestHead, response_head, response_head_into};
+use crate::http::{Conn, Framing, RequestHead, response_head_into};
 use crate::io::Splicer;
 use crate::metrics::Route;
 use compio::io::AsyncReadAt;
@@ -114,17 +114,16 @@ pub async fn handle(
     splicer: &mut Option<Splicer>,
 ) -> bool {
     let keep = head.keep_alive && head.framing == Framing::Empty;
-    let planned = match check(id, keep) {
-        Ok(image_id) => match authorize(head, image_id, rid, keep, w).await {
-            Ok(Some(data)) => plan(head, data, keep).map(|p| (image_id, Some(p))),
-            Ok(None) => Ok((image_id, None)),
-            Err(refusal) => Err(refusal),
-        },
-        Err(refusal) => Err(refusal),
+    let planned = async {
+        let image_id = check(id, keep)?;
+        let data = authorize(head, image_id, rid, keep, w).await?;
+        data.map(|d| plan(head, d, keep))
+            .transpose()
+            .map(|p| (image_id, p))
     };
-    match planned {
+    match planned.await {
         Ok((image_id, Some(plan))) => send(conn, image_id, plan, rid, keep, w, splicer).await,
-        Ok((_, None)) => no_content(conn, rid, keep, w).await,
+        Ok((_, None)) => no_content(conn, Route::Download, rid, keep, w).await,
         Err(refusal) => refuse(conn, Route::Download, refusal, rid, w).await,
     }
 }
@@ -294,19 +293,6 @@ async fn send(
     w.metrics.bytes_out(len);
     tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
     keep
-}
-
-/// 204: the image has no data.
-async fn no_content(conn: &mut Conn<ClientStream>, rid: &str, keep: bool, w: &Worker) -> bool {
-    w.metrics.request(Route::Download, 204);
-    let h = response_head(
-        204,
-        "No Content",
-        &[("x-openstack-request-id", rid)],
-        None,
-        keep,
-    );
-    conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
 }
 
 async fn send_file(

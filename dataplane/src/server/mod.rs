@@ -32,14 +32,21 @@ pub async fn refuse_connection(stream: TcpStream, worker: Rc<Worker>) {
         return;
     };
     let mut conn = Conn::new(stream, 0);
-    let rid = RequestId::generate();
     let msg = "too many connections; retry later";
-    let _ = conn
-        .write_all(
-            error_response(503, msg, &rid, false),
-            worker.settings.header_timeout,
-        )
-        .await;
+    close_with(&mut conn, 503, msg, worker.settings.header_timeout).await;
+}
+
+/// Answers a request that cannot be served at all (no request id of its own yet) with a
+/// Glance-shaped error and `Connection: close`.
+async fn close_with(
+    conn: &mut Conn<ClientStream>,
+    status: u16,
+    message: &str,
+    timeout: std::time::Duration,
+) {
+    let rid = RequestId::generate();
+    let answer = error_response(status, message, &rid, false);
+    let _ = conn.write_all(answer, timeout).await;
 }
 
 /// Wraps a new connection in TLS when configured (handshake bounded by the header timeout).
@@ -93,26 +100,14 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
                     _ => 400,
                 };
                 tracing::debug!(error = %e, status, "refusing request head");
-                let rid = RequestId::generate();
-                let _ = conn
-                    .write_all(
-                        error_response(status, &e.to_string(), &rid, false),
-                        s.idle_timeout,
-                    )
-                    .await;
+                close_with(&mut conn, status, &e.to_string(), s.idle_timeout).await;
                 return;
             }
         };
         let rid = match RequestId::resolve(head.header(shared::request_id::HEADER)) {
             Ok(rid) => rid,
             Err(e) => {
-                let rid = RequestId::generate();
-                let _ = conn
-                    .write_all(
-                        error_response(431, &e.to_string(), &rid, false),
-                        s.idle_timeout,
-                    )
-                    .await;
+                close_with(&mut conn, 431, &e.to_string(), s.idle_timeout).await;
                 return;
             }
         };

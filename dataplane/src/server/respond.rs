@@ -1,15 +1,15 @@
 //! What every handler needs to refuse a request: a [`Refusal`] (status, message, whether the
 //! connection may carry another request), built from a channel refusal's
 //! [`Reason`](shared::error::Reason) or from the handler's own checks, and [`refuse`], which
-//! writes it as Glance's JSON error and counts it. Also the caller's [`credentials`], which
-//! every authorization sends.
+//! writes it as Glance's JSON error and counts it; [`no_content`], the 204 both data routes
+//! answer. Also the caller's [`credentials`], which every authorization sends.
 //!
 //! Messages come from the table in [`shared::error`], the one the control plane renders its
 //! errors from, so a refusal reads the same on the data routes as on the metadata routes.
 
 use super::tls::ClientStream;
 use super::worker::Worker;
-use crate::http::{Conn, RequestHead, error_response_with};
+use crate::http::{Conn, RequestHead, error_response_with, response_head};
 use crate::metrics::Route;
 use shared::channel::{Credentials, Response};
 use shared::error::Reason;
@@ -107,6 +107,26 @@ pub async fn refuse(
     );
     let (res, _) = conn.write_all(out, w.settings.idle_timeout).await;
     refusal.keep && res.is_ok()
+}
+
+/// Answers 204 (an upload stored; a download of an image without data) and counts it;
+/// returns whether the connection may be reused.
+pub async fn no_content(
+    conn: &mut Conn<ClientStream>,
+    route: Route,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    w.metrics.request(route, 204);
+    let h = response_head(
+        204,
+        "No Content",
+        &[("x-openstack-request-id", rid)],
+        None,
+        keep,
+    );
+    conn.write_all(h, w.settings.idle_timeout).await.0.is_ok() && keep
 }
 
 /// Collects the caller's identity headers for the control plane (borrowed from the head).

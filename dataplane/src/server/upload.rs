@@ -18,13 +18,13 @@
 //!    `UploadAborted` then puts the image back to `queued`.
 //! 5. `answer`: 204.
 
-use super::respond::{Refusal, credentials, refuse};
+use super::respond::{Refusal, credentials, no_content, refuse};
 use super::tls::ClientStream;
 use super::worker::Worker;
 use crate::control_link;
 use crate::hash::Digests;
 use crate::hash::pipeline::PipelinedHasher;
-use crate::http::{BodyError, BodyState, Conn, Framing, RequestHead, response_head};
+use crate::http::{BodyError, BodyState, Conn, Framing, RequestHead};
 use crate::metrics::{Route, Side};
 use shared::channel::{Request, Response};
 use shared::error::ErrorCode;
@@ -281,16 +281,7 @@ async fn answer(
         "upload stored"
     );
     w.metrics.bytes_in(size);
-    w.metrics.request(Route::Upload, 204);
-    let h = response_head(
-        204,
-        "No Content",
-        &[("x-openstack-request-id", rid)],
-        None,
-        head.keep_alive,
-    );
-    let (res, _) = conn.write_all(h, w.settings.idle_timeout).await;
-    res.is_ok()
+    no_content(conn, Route::Upload, rid, head.keep_alive, w).await
 }
 
 #[derive(Debug)]

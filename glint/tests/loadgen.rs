@@ -1,10 +1,9 @@
 //! The load generator's modes against a real `glint serve`: they move bytes, count them, see
 //! the server's processes, and resume ranges correctly. No timing is asserted.
 //!
-//! The glint binary is `GLINT_BIN` if set (e.g. a release build), else this test builds it
-//! with the cargo that runs the test (`cargo build -p glint`, into the target directory that
-//! cargo uses, `CARGO_TARGET_DIR` included). A build that fails fails the test: it never passes
-//! without exercising the load generator.
+//! The glint binary is `GLINT_BIN` if set (e.g. a release build), else the one cargo built
+//! for this test (`CARGO_BIN_EXE_glint`): the test lives in glint's package so that it always
+//! has a binary to drive and never passes without exercising the load generator.
 
 use loadtest::download::{self, DownloadConfig};
 use loadtest::harness::Glint;
@@ -13,40 +12,12 @@ use loadtest::run::Bounds;
 use loadtest::target::Target;
 use loadtest::upload::{self, UploadConfig};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-/// `GLINT_BIN`, or the binary `cargo build -p glint` produced (its path read from cargo's
-/// artifact messages, so any target directory works). Panics when the build fails.
+/// `GLINT_BIN`, or the binary cargo built for this package's tests.
 fn glint_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GLINT_BIN") {
-        return PathBuf::from(p);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "-p",
-            "glint",
-            "--bin",
-            "glint",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.to_string_lossy()));
-    assert!(
-        out.status.success(),
-        "`cargo build -p glint` failed ({}); set GLINT_BIN to test a prebuilt binary",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "glint")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no glint executable")
+    std::env::var_os("GLINT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_glint")))
 }
 
 #[test]
