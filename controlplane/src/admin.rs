@@ -3,7 +3,8 @@
 //! - `/healthz`: 200 as long as the process serves requests.
 //! - `/readyz`: 200 when the database answers `SELECT 1`, else 503.
 //! - `/metrics`: Prometheus text exposition of [`crate::metrics::Metrics`] (the image cache's
-//!   counts are copied in at each scrape), followed by the data
+//!   counts, the jobs enqueued and the number of open jobs are copied in at each scrape),
+//!   followed by the data
 //!   plane's counters read from its shared-memory file (`run/dataplane.metrics`, layout in
 //!   `shared::metrics::shm`) and summed over its workers.
 
@@ -40,6 +41,14 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let cache = app.db.cache();
     app.metrics.image_cache(cache.stats(), cache.len());
+    let open = match crate::db::jobs::open_count(&app.db).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot count open jobs");
+            None
+        }
+    };
+    app.metrics.jobs(app.db.jobs_enqueued(), open);
     let mut text = app.metrics.render();
     let path = app.config.run_dir().join(shared::metrics::shm::FILE_NAME);
     if let Ok(bytes) = tokio::fs::read(&path).await
@@ -80,6 +89,11 @@ mod tests {
         let (status, text) = get(&r, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("glint_channel_requests_total"), "{text}");
+        assert!(text.contains("glint_db_jobs_open 0"), "{text}");
+        assert!(
+            text.contains(r#"glint_db_jobs_enqueued_total{kind="delete_data"} 0"#),
+            "{text}"
+        );
         t.app.db.close().await;
         assert_eq!(get(&r, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
     }

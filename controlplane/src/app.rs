@@ -9,8 +9,7 @@ use crate::db::{self, Db};
 use crate::domain::Image;
 use crate::metrics::Metrics;
 use crate::policy::{Context, Denied, Enforcer, Rule, Target};
-use crate::store_gc::StoreGc;
-use shared::config::Config;
+use shared::config::{Config, StoreSet};
 use shared::image::ImageId;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -31,8 +30,8 @@ pub struct AppInner {
     pub policy: Enforcer,
     /// Metrics recorder.
     pub metrics: Metrics,
-    /// Removes data files of deleted images.
-    pub store: StoreGc,
+    /// The configured stores (`enabled_backends`, or the one legacy `file` store).
+    pub stores: StoreSet,
     /// Who is calling: noauth headers or Keystone tokens (`[auth] mode`).
     pub auth: crate::auth::Authenticator,
     /// Striped per-image write locks: API writes to one image queue here instead of
@@ -52,7 +51,7 @@ impl App {
 
     /// Bundles the parts with a loaded policy.
     pub fn with_policy(config: Config, db: Db, metrics: Metrics, policy: Enforcer) -> App {
-        let store = StoreGc::new(config.store_dir());
+        let stores = config.stores();
         let write_locks = (0..WRITE_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
@@ -63,7 +62,7 @@ impl App {
             db,
             policy,
             metrics,
-            store,
+            stores,
             write_locks,
         }))
     }

@@ -18,18 +18,35 @@
 //! Upload leases (see [`shared::channel`]); the status moves are the domain's
 //! ([`crate::domain::status`]), executed as conditional updates:
 //!
-//! 1. `AuthorizeUpload` checks visibility (404), `upload_image` (403), then asks the domain to
-//!    begin the upload (`queued → saving`: 409 `Transition` from any other status, 400
-//!    `FormatsMissing` naming the missing ones), checks the declared size (413 `TooLarge`), executes the move (409 if
-//!    someone else won) and records the lease **on this connection**.
+//! 1. `AuthorizeUpload` first resolves the store (with multi-store: the one named by the
+//!    client's `X-Image-Meta-Store`, else the default; one not configured is 400
+//!    `UnknownStore`, checked before the image as Glance does; without multi-store the header
+//!    is ignored and the store is `file`), checks visibility (404), `upload_image` (403), then
+//!    asks the domain to begin the upload (`queued → saving`: 409 `Transition` from any other
+//!    status, 400 `FormatsMissing` naming the missing ones), checks the declared size (413
+//!    `TooLarge`) and that the store takes uploads (410 `ReadOnlyStore`), executes the move
+//!    (409 if someone else won) and records the lease, with its store, **on this
+//!    connection**. `UploadGranted` names the store.
 //! 2. `UploadComplete` on the same connection commits `saving → active` with size, checksum,
-//!    hash and location — or answers `DeletedDuringUpload` when the image was deleted
-//!    meanwhile, `TooLarge` (and back to `queued`) above the size cap, and `Protocol` without
-//!    a lease on this connection (out of order).
+//!    hash and the location (url and store, recorded in `image_locations`) — or answers
+//!    `DeletedDuringUpload` when the image was deleted meanwhile, `TooLarge` (and back to
+//!    `queued`) above the size cap, and `Protocol` without a lease on this connection (out of
+//!    order), for another store than the one granted, or for a URL that cannot be stored
+//!    (credentials in it, whitespace; the image goes back to `queued`).
 //! 3. `UploadAborted` puts the image back to `queued`.
 //! 4. If the connection closes (EOF, error, or our shutdown) while it holds leases, every
 //!    leased image still `saving` goes back to `queued`
 //!    (`glint_channel_leases_reverted_total`).
+//!
+//! `AuthorizeDownload` answers the image's active locations best first (store weight, then
+//! position) as a [`shared::location::List`], empty when it has no data.
+//!
+//! Jobs ([`db::jobs`]; leases there are time-based, not tied to a connection):
+//! `ClaimJobs { max, lease_seconds }` hands out up to `max` (at most [`MAX_CLAIM`]) due jobs,
+//! pending ones and those whose lease expired, each leased for `lease_seconds`; `JobDone`
+//! deletes the job (for `delete_data`, its location becomes `deleted`) and `JobFailed` puts it
+//! back with a backoff of `min(5·2^(attempts-1), 3600)` s; both are acknowledged even for a
+//! job no longer known (idempotent).
 
 use crate::app::{App, Refusal};
 use crate::db;
@@ -40,7 +57,7 @@ use shared::channel::frame::{self, FrameError, HEADER_BYTES};
 use shared::channel::{Credentials, Request, Response, version};
 use shared::error::{Action, ErrorCode, Reason};
 use shared::image::{ImageId, ImageStatus};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +67,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Most jobs handed out by one `ClaimJobs`.
+pub const MAX_CLAIM: u32 = 256;
 
 /// Accepts channel connections until `shutdown` turns true, then waits for every connection
 /// to finish (each reverts the leases it holds).
@@ -88,6 +108,9 @@ fn kind_label(req: &Request) -> &'static str {
         Request::UploadComplete { .. } => "upload_complete",
         Request::UploadAborted { .. } => "upload_aborted",
         Request::AuthorizeDownload { .. } => "authorize_download",
+        Request::ClaimJobs { .. } => "claim_jobs",
+        Request::JobDone { .. } => "job_done",
+        Request::JobFailed { .. } => "job_failed",
     }
 }
 
@@ -96,10 +119,10 @@ fn internal(e: db::Error) -> Reason {
     Reason::Internal
 }
 
-/// One data-plane connection and the upload leases it holds.
+/// One data-plane connection and the upload leases it holds (image → store granted).
 struct Connection {
     app: App,
-    leases: HashSet<ImageId>,
+    leases: HashMap<ImageId, String>,
     handshaken: bool,
 }
 
@@ -113,7 +136,7 @@ impl Connection {
     fn new(app: App) -> Connection {
         Connection {
             app,
-            leases: HashSet::new(),
+            leases: HashMap::new(),
             handshaken: false,
         }
     }
@@ -211,11 +234,18 @@ impl Connection {
                     image_id,
                     credentials,
                     declared_size,
+                    store,
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
-                    self.authorize_upload(&request_id, image_id, &credentials, declared_size)
-                        .instrument(span)
-                        .await
+                    self.authorize_upload(
+                        &request_id,
+                        image_id,
+                        &credentials,
+                        declared_size,
+                        store.as_deref(),
+                    )
+                    .instrument(span)
+                    .await
                 }
                 Request::UploadComplete {
                     request_id,
@@ -225,6 +255,7 @@ impl Connection {
                     os_hash_algo,
                     os_hash_value,
                     location,
+                    store,
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     let data = UploadedData {
@@ -233,6 +264,7 @@ impl Connection {
                         os_hash_algo: os_hash_algo.as_str().to_owned(),
                         os_hash_value,
                         location,
+                        store,
                     };
                     self.upload_complete(&request_id, image_id, data)
                         .instrument(span)
@@ -258,6 +290,11 @@ impl Connection {
                         .instrument(span)
                         .await
                 }
+                Request::ClaimJobs { max, lease_seconds } => {
+                    self.claim_jobs(max, lease_seconds).await
+                }
+                Request::JobDone { id } => self.job_done(id).await,
+                Request::JobFailed { id, error } => self.job_failed(id, &error).await,
             };
             (response.unwrap_or_else(Response::Denied), Next::Continue)
         };
@@ -304,7 +341,21 @@ impl Connection {
         id: ImageId,
         credentials: &Credentials,
         declared_size: Option<u64>,
+        store: Option<&str>,
     ) -> Result<Response, Reason> {
+        let stores = &self.app.stores;
+        // Glance resolves the store before it looks at the image (image_data.py upload)
+        let store = match store {
+            Some(asked) if stores.multistore => stores.get(asked).ok_or_else(|| {
+                tracing::debug!(store = asked, "upload to an unknown store");
+                Reason::UnknownStore
+            })?,
+            _ => stores.get(&stores.default).ok_or_else(|| {
+                tracing::error!(store = %stores.default, "the default store is not configured");
+                Reason::Internal
+            })?,
+        };
+        let (read_only, store) = (store.read_only(), store.id.clone());
         let (_, image) = self
             .find_authorized(credentials, id, Action::UploadImage)
             .await?;
@@ -327,6 +378,9 @@ impl Connection {
         if declared_size.is_some_and(|s| s > cap) {
             return Err(Reason::TooLarge);
         }
+        if read_only {
+            return Err(Reason::ReadOnlyStore);
+        }
         if !db::images::apply_move(&app.db, id, &begin, Utc::now())
             .await
             .map_err(internal)?
@@ -338,11 +392,12 @@ impl Connection {
                 .unwrap_or(ImageStatus::Deleted);
             return Err(Reason::Transition { from, to: begin.to });
         }
-        self.leases.insert(id);
+        self.leases.insert(id, store.clone());
         self.log_transition(request_id, id, begin.from, begin.to);
         Ok(Response::UploadGranted {
             hash_algo: app.config.image.hashing_algorithm,
             max_size_bytes: cap,
+            store,
         })
     }
 
@@ -365,9 +420,21 @@ impl Connection {
         id: ImageId,
         data: UploadedData,
     ) -> Result<Response, Reason> {
-        if !self.leases.contains(&id) {
+        let Some(granted) = self.leases.get(&id) else {
             // out of order: no AuthorizeUpload granted this upload on this connection
             tracing::warn!(image_id = %id, "UploadComplete without a lease on this connection");
+            return Err(Reason::Protocol);
+        };
+        if *granted != data.store {
+            tracing::error!(image_id = %id, granted = %granted, reported = %data.store,
+                "UploadComplete for another store than the one granted");
+            self.revert(request_id, id).await?;
+            return Err(Reason::Protocol);
+        }
+        if let Err(e) = domain::location::check_url(&data.location) {
+            // never logged with the URL: it may hold the credentials it is refused for
+            tracing::error!(image_id = %id, error = %e, "UploadComplete with a location that cannot be stored");
+            self.revert(request_id, id).await?;
             return Err(Reason::Protocol);
         }
         let app = self.app.clone();
@@ -405,7 +472,7 @@ impl Connection {
         id: ImageId,
         code: ErrorCode,
     ) -> Result<Response, Reason> {
-        if self.leases.contains(&id) && self.revert(request_id, id).await? {
+        if self.leases.contains_key(&id) && self.revert(request_id, id).await? {
             tracing::info!(image_id = %id, request_id, reason = %code, "upload aborted");
         }
         Ok(Response::Ack)
@@ -422,25 +489,70 @@ impl Connection {
         if image.status == ImageStatus::Deactivated && !ctx.is_admin {
             return Err(Reason::Deactivated);
         }
-        match (&image.location, image.status) {
-            (Some(location), ImageStatus::Active | ImageStatus::Deactivated) => {
-                Ok(Response::DownloadGranted {
-                    location: Some(location.clone()),
-                    size: image.size.unwrap_or(0),
-                    checksum: image.checksum.clone(),
-                })
+        let mut list = shared::location::List::default();
+        if matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) {
+            for l in image.locations_best_first(&self.app.stores) {
+                if let Err(e) = list.push(&l.store, &l.url) {
+                    tracing::error!(image_id = %id, error = %e, "stored location cannot be sent; skipped");
+                }
             }
-            _ => Ok(Response::DownloadGranted {
-                location: None,
+        }
+        let locations = list.into_string();
+        if locations.is_empty() {
+            return Ok(Response::DownloadGranted {
+                locations,
                 size: 0,
                 checksum: None,
-            }),
+            });
         }
+        Ok(Response::DownloadGranted {
+            locations,
+            size: image.size.unwrap_or(0),
+            checksum: image.checksum.clone(),
+        })
+    }
+
+    async fn claim_jobs(&self, max: u32, lease_seconds: u32) -> Result<Response, Reason> {
+        let jobs = db::jobs::claim(&self.app.db, max.min(MAX_CLAIM), lease_seconds, Utc::now())
+            .await
+            .map_err(internal)?;
+        for job in &jobs {
+            tracing::debug!(job_id = job.id, attempt = job.attempt, "job claimed");
+        }
+        Ok(Response::Jobs(jobs))
+    }
+
+    async fn job_done(&self, id: u64) -> Result<Response, Reason> {
+        match db::jobs::done(&self.app.db, id, Utc::now())
+            .await
+            .map_err(internal)?
+        {
+            db::jobs::Done::Finished(kind) => {
+                self.app.metrics.job_done(kind);
+                tracing::info!(job_id = id, kind, "job done");
+            }
+            db::jobs::Done::Unknown => tracing::debug!(job_id = id, "job done again, or unknown"),
+        }
+        Ok(Response::Ack)
+    }
+
+    async fn job_failed(&self, id: u64, error: &str) -> Result<Response, Reason> {
+        match db::jobs::failed(&self.app.db, id, error, Utc::now())
+            .await
+            .map_err(internal)?
+        {
+            Some(kind) => {
+                self.app.metrics.job_failed(kind);
+                tracing::warn!(job_id = id, kind, error, "job failed; retried later");
+            }
+            None => tracing::debug!(job_id = id, "failure of a job not claimed, or unknown"),
+        }
+        Ok(Response::Ack)
     }
 
     async fn revert_leases(&mut self) {
         let revert = Move::revert_upload();
-        for id in std::mem::take(&mut self.leases) {
+        for id in std::mem::take(&mut self.leases).into_keys() {
             match db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await {
                 Ok(true) => {
                     self.app.metrics.lease_reverted();

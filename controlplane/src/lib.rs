@@ -5,7 +5,8 @@
 //! forwards requests to; the policy (Glance rule names); image status transitions; and the
 //! channel server that authorises the data plane's uploads and downloads.
 //!
-//! It is **not** the data path: it never reads or writes image bytes, and it has no public TCP
+//! It is **not** the data path: it never reads, writes or deletes image bytes (data to delete
+//! becomes a job the data plane claims, see [`db::jobs`]), and it has no public TCP
 //! listener (only the admin listener for `/healthz`, `/readyz` and `/metrics`). The data plane
 //! serves `PUT`/`GET /v2/images/{id}/file` and never touches the database.
 //!
@@ -13,8 +14,9 @@
 //! - [`run`] is what the `glint` binary calls; [`serve`] is the same without the runtime and
 //!   signal handling (tests use it).
 //! - [`api::router`] builds the HTTP API; handlers live in [`api::images`] and friends.
-//! - [`dataplane_link`] is the channel server (upload leases, download grants).
-//! - [`scrubber`] removes the data of `pending_delete` images (delayed delete).
+//! - [`dataplane_link`] is the channel server (upload leases, download grants, jobs).
+//! - [`scrubber`] finishes delayed deletes: after `scrub_time` a `pending_delete` image
+//!   becomes `deleted` and its data a job for the data plane.
 //! - [`domain`] holds the image rules and decides every status move, [`policy`] who may do
 //!   what, [`db`] the queries (which execute the domain's moves). [`App::find_authorized`] is
 //!   the step the API and the channel both take before acting on an image.
@@ -32,7 +34,6 @@ pub mod metrics;
 pub mod policy;
 pub mod scrubber;
 mod server;
-pub mod store_gc;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 

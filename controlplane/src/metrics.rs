@@ -17,6 +17,16 @@ use shared::metrics as names;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Jobs enqueued for the data plane, label `kind` (controlplane-local: `shared::metrics` is
+/// another owner's; move it there with the next change to it).
+pub const JOBS_ENQUEUED_TOTAL: &str = "glint_db_jobs_enqueued_total";
+/// Jobs the data plane reported done, label `kind`.
+pub const JOBS_DONE_TOTAL: &str = "glint_db_jobs_done_total";
+/// Job attempts the data plane reported failed (each retried after a backoff), label `kind`.
+pub const JOBS_FAILED_TOTAL: &str = "glint_db_jobs_failed_total";
+/// Jobs not done yet (pending or claimed), read from the database at each scrape.
+pub const JOBS_OPEN: &str = "glint_db_jobs_open";
+
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
@@ -128,6 +138,26 @@ impl Metrics {
             None,
             d("Images held in the image cache."),
         );
+        r.describe_counter(
+            KeyName::from_const_str(JOBS_ENQUEUED_TOTAL),
+            None,
+            d("Jobs enqueued for the data plane, by kind."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(JOBS_DONE_TOTAL),
+            None,
+            d("Jobs the data plane reported done, by kind."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(JOBS_FAILED_TOTAL),
+            None,
+            d("Job attempts the data plane reported failed, by kind."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(JOBS_OPEN),
+            None,
+            d("Jobs not done yet (pending or claimed)."),
+        );
     }
 
     /// Also installs the recorder as the process-global one, so `metrics::counter!` calls
@@ -224,6 +254,34 @@ impl Metrics {
         self.recorder
             .register_gauge(&Key::from_name(names::IMAGE_CACHE_ENTRIES), &METADATA)
             .set(entries as f64);
+    }
+
+    /// Publishes the jobs enqueued through this process by kind (read at each scrape) and,
+    /// when the database answered, how many are not done.
+    pub fn jobs(&self, enqueued: &crate::db::jobs::Enqueued, open: Option<i64>) {
+        for kind in crate::db::jobs::KINDS {
+            let key = Key::from_parts(JOBS_ENQUEUED_TOTAL, vec![Label::new("kind", kind)]);
+            self.recorder
+                .register_counter(&key, &METADATA)
+                .absolute(enqueued.get(kind));
+        }
+        if let Some(n) = open {
+            self.recorder
+                .register_gauge(&Key::from_name(JOBS_OPEN), &METADATA)
+                .set(n as f64);
+        }
+    }
+
+    /// Counts one job reported done.
+    pub fn job_done(&self, kind: &'static str) {
+        let key = Key::from_parts(JOBS_DONE_TOTAL, vec![Label::new("kind", kind)]);
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// Counts one job attempt reported failed.
+    pub fn job_failed(&self, kind: &'static str) {
+        let key = Key::from_parts(JOBS_FAILED_TOTAL, vec![Label::new("kind", kind)]);
+        self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
     /// Counts one committed status transition.

@@ -1,13 +1,13 @@
 //! The scrubber: with `delayed_delete`, a deleted image becomes `pending_delete` and keeps its
-//! data; every `scrub_wakeup_seconds` this task removes the data of images pending for at
-//! least `scrub_time_seconds` and marks them `deleted` (Glance's `glance-scrubber`).
+//! data (its locations stay `active`, unserved); every `scrub_wakeup_seconds` this task
+//! finishes the delete of images pending for at least `scrub_time_seconds` (Glance's
+//! `glance-scrubber`). It never touches image bytes: the data goes by the data plane's jobs.
 //!
 //! 1. Find `pending_delete` images with `deleted_at <= now - scrub_time` (oldest first).
-//! 2. Delete each one's data file from the store (only inside the store directory, see
-//!    [`crate::store_gc`]).
-//! 3. Execute the domain's `pending_delete → deleted` move ([`Move::finish_delete`], which
-//!    forgets the location) as a conditional update, so an image restored meanwhile
-//!    (`POST …/actions/restore`) is left alone. The id is never reused.
+//! 2. Execute the domain's `pending_delete → deleted` move ([`Move::finish_delete`]), which
+//!    moves each active location to `pending_delete` with its `delete_data` job, in one
+//!    transaction, conditional on the status and the version read: an image restored
+//!    meanwhile (`POST …/actions/restore`) is left alone. The id is never reused.
 
 use crate::app::App;
 use crate::db;
@@ -31,21 +31,19 @@ pub async fn scrub_once(app: &App) -> Result<usize, db::Error> {
         }
         let mut progressed = false;
         for image in images {
-            if let Some(location) = &image.location {
-                match app.store.delete(location).await {
-                    Ok(outcome) => {
-                        tracing::debug!(image_id = %image.id, ?outcome, "scrubbed image data")
-                    }
-                    Err(e) => {
-                        tracing::warn!(image_id = %image.id, error = %e, "could not scrub image data; will retry");
-                        continue;
-                    }
-                }
-            }
             let finish = Move::finish_delete();
-            if db::images::apply_move(&app.db, image.id, &finish, Utc::now()).await? {
+            if db::images::apply_move_if(
+                &app.db,
+                image.id,
+                &finish,
+                Some(image.version),
+                Utc::now(),
+            )
+            .await?
+            {
                 app.metrics.transition(finish.from, finish.to);
-                tracing::info!(image_id = %image.id, from = %finish.from, to = %finish.to, "image scrubbed");
+                tracing::info!(image_id = %image.id, from = %finish.from, to = %finish.to,
+                    locations = image.active_locations().count(), "image scrubbed; data deletion queued");
                 done += 1;
                 progressed = true;
             }
@@ -74,11 +72,12 @@ pub async fn run(app: App, mut shutdown: watch::Receiver<bool>) {
 mod tests {
     use super::*;
     use crate::domain::image::tests::sample;
+    use crate::domain::{Location, LocationStatus};
     use crate::test_util::TestApp;
     use shared::image::ImageStatus;
 
     #[tokio::test]
-    async fn scrubs_after_scrub_time_and_keeps_restored_images() {
+    async fn scrubs_after_scrub_time_by_enqueuing_jobs() {
         let t = TestApp::with_config(|c| {
             c.controlplane.delayed_delete = true;
             c.controlplane.scrub_time_seconds = 3600;
@@ -92,7 +91,12 @@ mod tests {
             let file = store.join(img.id.to_string());
             std::fs::write(&file, b"data").unwrap();
             img.status = ImageStatus::PendingDelete;
-            img.location = Some(format!("file://{}", file.display()));
+            img.locations = vec![Location {
+                url: format!("file://{}", file.display()),
+                store: "file".into(),
+                status: LocationStatus::Active,
+                position: 0,
+            }];
             img.deleted_at = Some(Utc::now() - chrono::Duration::seconds(age_seconds));
             db::images::insert(&t.app.db, &img).await.unwrap();
             ids.push((img.id, file));
@@ -100,16 +104,74 @@ mod tests {
         assert_eq!(scrub_once(&t.app).await.unwrap(), 1);
         let (old, old_file) = &ids[0];
         let (young, young_file) = &ids[1];
+        let scrubbed = db::images::get(&t.app.db, *old).await.unwrap().unwrap();
+        assert_eq!(scrubbed.status, ImageStatus::Deleted);
+        assert_eq!(scrubbed.locations[0].status, LocationStatus::PendingDelete);
+        // the control plane touches no bytes: the data plane gets a job
+        assert!(old_file.exists() && young_file.exists());
+        let jobs = db::jobs::all(&t.app.db).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].image_id, old.to_string());
+        assert_eq!(jobs[0].url, format!("file://{}", old_file.display()));
         assert_eq!(
-            db::images::status(&t.app.db, *old).await.unwrap(),
-            Some(ImageStatus::Deleted)
+            (jobs[0].kind.as_str(), jobs[0].state.as_str()),
+            ("delete_data", "pending")
         );
-        assert!(!old_file.exists());
-        assert_eq!(
-            db::images::status(&t.app.db, *young).await.unwrap(),
-            Some(ImageStatus::PendingDelete)
-        );
-        assert!(young_file.exists());
+        let young_img = db::images::get(&t.app.db, *young).await.unwrap().unwrap();
+        assert_eq!(young_img.status, ImageStatus::PendingDelete);
+        assert_eq!(young_img.locations[0].status, LocationStatus::Active);
         assert_eq!(scrub_once(&t.app).await.unwrap(), 0);
+        assert_eq!(db::jobs::all(&t.app.db).await.unwrap().len(), 1);
+        let text = t.app.metrics.render();
+        assert!(
+            text.contains(
+                r#"glint_db_image_transitions_total{from="pending_delete",to="deleted"} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_restored_after_the_read_is_left_alone() {
+        let t = TestApp::with_config(|c| {
+            c.controlplane.delayed_delete = true;
+            c.controlplane.scrub_time_seconds = 0;
+        })
+        .await;
+        let mut img = sample();
+        img.status = ImageStatus::PendingDelete;
+        img.locations = vec![Location {
+            url: "file:///x".into(),
+            store: "file".into(),
+            status: LocationStatus::Active,
+            position: 0,
+        }];
+        img.deleted_at = Some(Utc::now() - chrono::Duration::seconds(5));
+        db::images::insert(&t.app.db, &img).await.unwrap();
+        // a pass reads it; meanwhile it is restored and deleted again (pending once more)
+        let read = db::images::pending_deletes(&t.app.db, Utc::now(), 10)
+            .await
+            .unwrap();
+        let mut again = read[0].clone();
+        again.restore().unwrap();
+        assert!(db::images::update(&t.app.db, &again).await.unwrap());
+        let mut again = (*db::images::get(&t.app.db, img.id).await.unwrap().unwrap()).clone();
+        again.delete(Utc::now(), true).unwrap();
+        assert!(db::images::update(&t.app.db, &again).await.unwrap());
+        // the stale read does not move it (status alone would)
+        let finish = Move::finish_delete();
+        let stale = Some(read[0].version);
+        assert!(
+            !db::images::apply_move_if(&t.app.db, img.id, &finish, stale, Utc::now())
+                .await
+                .unwrap()
+        );
+        assert!(db::jobs::all(&t.app.db).await.unwrap().is_empty());
+        let now = db::images::get(&t.app.db, img.id).await.unwrap().unwrap();
+        assert_eq!(now.status, ImageStatus::PendingDelete);
+        assert_eq!(now.locations[0].status, LocationStatus::Active);
+        // a fresh pass does
+        assert_eq!(scrub_once(&t.app).await.unwrap(), 1);
+        assert_eq!(db::jobs::all(&t.app.db).await.unwrap().len(), 1);
     }
 }

@@ -13,7 +13,7 @@ use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::UnixStream;
 use serde::Serialize;
 use shared::channel::frame::{self, FrameError};
-use shared::channel::{Request, Response, version};
+use shared::channel::{Job, Request, Response, Work, version};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -192,21 +192,42 @@ pub fn owned(r: Response<&str>) -> Response {
         Response::UploadGranted {
             hash_algo,
             max_size_bytes,
+            store,
         } => Response::UploadGranted {
             hash_algo,
             max_size_bytes,
+            store: store.to_owned(),
         },
         Response::UploadCommitted => Response::UploadCommitted,
         Response::DownloadGranted {
-            location,
+            locations,
             size,
             checksum,
         } => Response::DownloadGranted {
-            location: s(location),
+            locations: locations.to_owned(),
             size,
             checksum: s(checksum),
         },
         Response::Ack => Response::Ack,
+        Response::Jobs(jobs) => Response::Jobs(
+            jobs.into_iter()
+                .map(|j| Job {
+                    id: j.id,
+                    attempt: j.attempt,
+                    work: match j.work {
+                        Work::DeleteData {
+                            image_id,
+                            store,
+                            url,
+                        } => Work::DeleteData {
+                            image_id,
+                            store: store.to_owned(),
+                            url: url.to_owned(),
+                        },
+                    },
+                })
+                .collect(),
+        ),
         Response::Denied(code) => Response::Denied(code),
     }
 }

@@ -22,6 +22,7 @@ pub mod control_link;
 pub mod hash;
 pub mod http;
 pub mod io;
+pub mod jobs;
 pub mod metrics;
 pub mod server;
 pub mod store;

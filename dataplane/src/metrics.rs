@@ -108,6 +108,23 @@ impl Metrics {
     pub fn upload_failed(&self, side: Side) {
         self.add(idx::FAILURES + side as usize, 1);
     }
+
+    /// A download location failed and the next one was tried.
+    pub fn download_failover(&self) {
+        self.add(idx::FAILOVERS, 1);
+    }
+
+    /// A job ended: done, or failed (to be retried).
+    pub fn job(&self, done: bool) {
+        self.add(
+            if done {
+                idx::JOBS_DONE
+            } else {
+                idx::JOBS_FAILED
+            },
+            1,
+        );
+    }
 }
 
 #[cfg(test)]

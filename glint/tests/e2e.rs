@@ -168,6 +168,11 @@ fn upload_and_download_round_trip_with_hashes_and_ranges() {
             .status(),
         404
     );
+    // the data plane deletes the data (a job the control plane recorded with the delete)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !g.store_files().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         g.store_files().is_empty(),
         "store still holds {:?}",

@@ -147,6 +147,11 @@ impl Glint {
         format!("http://{}{path}", self.public)
     }
 
+    /// The public listener's `host:port`.
+    pub fn public_addr(&self) -> String {
+        self.public.clone()
+    }
+
     /// `http://<admin>` + `path`.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)

@@ -20,8 +20,10 @@
 //! ```
 
 mod auth;
+pub mod stores;
 
 pub use auth::{Auth, AuthMode, KeystoneAuthtoken};
+pub use stores::{GlanceStore, StoreConfig, StoreKind, StoreSet};
 
 use crate::image::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS, HashAlgo};
 use serde::{Deserialize, Serialize};
@@ -43,8 +45,16 @@ pub struct Config {
     pub admin: Listen<9293>,
     /// Metadata database.
     pub database: Database,
-    /// Image data store.
+    /// The filesystem store of a configuration without `enabled_backends`.
     pub store: Store,
+    /// Glance's `enabled_backends`: `"<id>:<type>, …"` (types `file`, `s3`, `swift`, `http`).
+    /// Unset: one filesystem store and no multi-store API. See [`stores`].
+    pub enabled_backends: Option<String>,
+    /// `[glance_store]`: `default_backend`.
+    pub glance_store: GlanceStore,
+    /// `[backends.<id>]`: one table per store in `enabled_backends`, with glance_store's
+    /// option names for its type (checked by [`StoreSet::from_config`]).
+    pub backends: std::collections::BTreeMap<String, toml::Table>,
     /// Image model options (Glance's `[image_format]` and hashing settings).
     pub image: ImageOptions,
     /// Data-plane limits and tuning.
@@ -252,6 +262,9 @@ impl Default for Config {
             admin: Listen::default(),
             database: Database::default(),
             store: Store::default(),
+            enabled_backends: None,
+            glance_store: GlanceStore::default(),
+            backends: Default::default(),
             image: ImageOptions::default(),
             dataplane: DataPlane::default(),
             controlplane: ControlPlane::default(),
@@ -567,7 +580,15 @@ impl Config {
         }
         self.keystone_authtoken
             .validate(self.auth.mode, &mut errors);
+        if let Err(e) = StoreSet::from_config(self) {
+            errors.extend(e);
+        }
         errors
+    }
+
+    /// The stores this configuration names (valid: [`Config::load`] checked them).
+    pub fn stores(&self) -> StoreSet {
+        StoreSet::from_config(self).unwrap_or_else(|e| panic!("unchecked store config: {e:?}"))
     }
 
     /// `<data_dir>/run`: sockets and the address file.
@@ -616,6 +637,13 @@ impl Config {
         }
         if shown.keystone_authtoken.password.is_some() {
             shown.keystone_authtoken.password = Some("***".into());
+        }
+        for table in shown.backends.values_mut() {
+            for key in stores::SECRET_KEYS {
+                if let Some(v) = table.get_mut(key) {
+                    *v = toml::Value::String("***".into());
+                }
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }

@@ -172,6 +172,10 @@ pub enum Reason {
     DeletedDuringUpload,
     /// The channel message was malformed or out of order (400): a bug on one side.
     Protocol,
+    /// `X-Image-Meta-Store` names no configured store (400).
+    UnknownStore,
+    /// The store asked for takes no uploads (410, as Glance's `StoreAddDisabled`).
+    ReadOnlyStore,
     /// The control plane failed (500).
     Internal,
 }
@@ -204,7 +208,10 @@ impl Reason {
             Reason::NoSuchImage => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
             Reason::Transition { .. } => ErrorCode::Conflict,
-            Reason::FormatsMissing { .. } | Reason::Protocol => ErrorCode::BadRequest,
+            Reason::FormatsMissing { .. } | Reason::Protocol | Reason::UnknownStore => {
+                ErrorCode::BadRequest
+            }
+            Reason::ReadOnlyStore => ErrorCode::Gone,
             Reason::TooLarge => ErrorCode::PayloadTooLarge,
             Reason::DeletedDuringUpload => ErrorCode::Gone,
             Reason::Internal => ErrorCode::Internal,
@@ -230,6 +237,8 @@ impl Reason {
             )
             .into(),
             Reason::Protocol => "Malformed request between glint's planes.".into(),
+            Reason::UnknownStore => "Unknown scheme found in URI".into(),
+            Reason::ReadOnlyStore => STORE_ADD_DISABLED.into(),
             Reason::Internal => INTERNAL.into(),
         }
     }
@@ -251,6 +260,16 @@ pub const TOO_LARGE: &str = "The provided image is too large.";
 /// 500: the client never sees internals.
 pub const INTERNAL: &str =
     "The server has either erred or is incapable of performing the requested operation.";
+/// 410 for an upload to a read-only store (Glance's `StoreAddDisabled` answer).
+pub const STORE_ADD_DISABLED: &str =
+    "Error in store configuration. Adding images to store is disabled.";
+
+/// 400 for an `X-Image-Meta-Store` (or `stores`) naming no configured store (glance_store's
+/// `UnknownScheme`).
+pub fn unknown_store(store: &dyn std::fmt::Display) -> String {
+    format!("Unknown scheme '{store}' found in URI")
+}
+
 /// 503 when the other plane cannot be reached.
 pub const PLANE_UNAVAILABLE: &str = "The image service is temporarily unavailable.";
 

@@ -5,6 +5,10 @@
 //! anything else, and [`FileLocation::is_in`] says whether it lies directly in a store's
 //! directory; together they make sure a location (forged, stale, or from another node) can
 //! never address a file outside the store.
+//!
+//! A download's locations cross the channel as one string ([`List`], read back with
+//! [`entries`]): one `<store id> <url>` line per location, best first, so the data plane reads
+//! them in place without allocating.
 
 use crate::image::ImageId;
 use std::path::Path;
@@ -54,9 +58,58 @@ pub fn file_location(dir: &Path, image_id: &ImageId) -> String {
     format!("file://{}/{image_id}", dir.display())
 }
 
+/// Builds the one-string form of a list of locations (see [`entries`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(String);
+
+/// A store id or URL with whitespace cannot be put in a [`List`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("location {0:?} or its store id contains whitespace")]
+pub struct BadEntry(pub String);
+
+impl List {
+    /// Appends one location.
+    pub fn push(&mut self, store: &str, url: &str) -> Result<(), BadEntry> {
+        let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace());
+        if bad(store) || bad(url) {
+            return Err(BadEntry(url.to_owned()));
+        }
+        if !self.0.is_empty() {
+            self.0.push('\n');
+        }
+        self.0.push_str(store);
+        self.0.push(' ');
+        self.0.push_str(url);
+        Ok(())
+    }
+
+    /// The encoded list.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The `(store id, url)` pairs of a [`List`]'s string, in order.
+pub fn entries(list: &str) -> impl Iterator<Item = (&str, &str)> {
+    list.split('\n').filter_map(|line| line.split_once(' '))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_round_trip() {
+        let mut l = List::default();
+        l.push("fast", "file:///a/b").unwrap();
+        l.push("cold", "s3://h/bucket/k").unwrap();
+        assert!(l.push("x y", "u").is_err());
+        assert!(l.push("x", "u\nv").is_err());
+        let s = l.into_string();
+        let got: Vec<_> = entries(&s).collect();
+        assert_eq!(got, [("fast", "file:///a/b"), ("cold", "s3://h/bucket/k")]);
+        assert_eq!(entries("").count(), 0);
+    }
 
     #[test]
     fn parses_only_store_files() {

@@ -30,6 +30,8 @@ pub const ALL: &[&str] = &[
     dp::REQUESTS_TOTAL,
     dp::TRANSFER_BYTES_TOTAL,
     dp::UPLOAD_FAILURES_TOTAL,
+    dp::DOWNLOAD_FAILOVERS_TOTAL,
+    dp::JOBS_TOTAL,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -92,6 +94,10 @@ pub mod dp {
     pub const TRANSFER_BYTES_TOTAL: &str = "glint_dp_transfer_bytes_total";
     /// Uploads that failed, label `side` (client, store, control, internal).
     pub const UPLOAD_FAILURES_TOTAL: &str = "glint_dp_upload_failures_total";
+    /// Download locations skipped because their store failed (the next location was tried).
+    pub const DOWNLOAD_FAILOVERS_TOTAL: &str = "glint_dp_download_failovers_total";
+    /// Jobs the data plane ran for the control plane, labels `kind`, `outcome` (done, failed).
+    pub const JOBS_TOTAL: &str = "glint_dp_jobs_total";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -139,6 +145,12 @@ pub mod shm {
         pub const REQUESTS: usize = 8;
         /// First of the `SIDES` upload-failure counters.
         pub const FAILURES: usize = REQUESTS + 12;
+        /// Download failovers.
+        pub const FAILOVERS: usize = FAILURES + 4;
+        /// Jobs done.
+        pub const JOBS_DONE: usize = FAILOVERS + 1;
+        /// Jobs failed.
+        pub const JOBS_FAILED: usize = JOBS_DONE + 1;
     }
 
     /// Total file length for `workers` slots.
@@ -227,6 +239,22 @@ pub mod shm {
                 "{}{{side=\"{side}\"}} {}",
                 dp::UPLOAD_FAILURES_TOTAL,
                 v[idx::FAILURES + s]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE {} counter\n{} {}",
+            dp::DOWNLOAD_FAILOVERS_TOTAL,
+            dp::DOWNLOAD_FAILOVERS_TOTAL,
+            v[idx::FAILOVERS]
+        );
+        let _ = writeln!(out, "# TYPE {} counter", dp::JOBS_TOTAL);
+        for (outcome, i) in [("done", idx::JOBS_DONE), ("failed", idx::JOBS_FAILED)] {
+            let _ = writeln!(
+                out,
+                "{}{{kind=\"delete_data\",outcome=\"{outcome}\"}} {}",
+                dp::JOBS_TOTAL,
+                v[i]
             );
         }
     }

@@ -26,10 +26,14 @@ pub struct Features {
 }
 
 impl Features {
-    /// What this configuration serves. glint has neither the cache, nor multi-store, nor the
-    /// location API yet: each issue that adds one turns its flag on here.
-    pub fn of(_config: &Config) -> Features {
-        Features::default()
+    /// What this configuration serves: multi-store with `enabled_backends`; glint has
+    /// neither the cache nor the location API yet (each issue that adds one turns its flag
+    /// on here).
+    pub fn of(config: &Config) -> Features {
+        Features {
+            multistore: config.enabled_backends.is_some(),
+            ..Features::default()
+        }
     }
 }
 

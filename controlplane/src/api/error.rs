@@ -87,6 +87,7 @@ impl ApiError {
                 D::ReadOnly(_) | D::Reserved(_) | D::Forbidden(_) | D::Protected(_) => {
                     StatusCode::FORBIDDEN
                 }
+                D::NotFound(_) => StatusCode::NOT_FOUND,
                 D::Conflict(_) | D::InvalidTransition { .. } => StatusCode::CONFLICT,
                 D::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             },
@@ -179,6 +180,7 @@ mod tests {
             ),
             (ApiError::Policy(policy::Denied::NotFound), 404),
             (ApiError::NotFound("x".into()), 404),
+            (ApiError::Domain(domain::Error::NotFound("x".into())), 404),
             (ApiError::MethodNotAllowed, 405),
             (ApiError::Domain(domain::Error::Conflict("x".into())), 409),
             (

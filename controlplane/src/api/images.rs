@@ -8,14 +8,14 @@
 
 use super::extract::{Caller, GlanceJson, HostHeader, ImagePath, NoBody, PatchBody, ReqId};
 use super::list_params::ListParams;
-use super::view::{ApiState, render};
+use super::view::ApiState;
 use super::{ApiError, images_url};
 use crate::app::{App, Refusal};
 use crate::db::{self, ListQuery, Scope};
 use crate::domain::{self, Image, patch};
 use crate::policy::{Context, Denied, Enforcer, Rule, Target};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
@@ -83,9 +83,10 @@ where
     )))
 }
 
-/// `POST /v2/images`: 201 with `Location` and the new image.
+/// `POST /v2/images`: 201 with `Location` and the new image (and, with multi-store,
+/// `OpenStack-image-store-ids`).
 pub(crate) async fn create(
-    State(app): State<App>,
+    State(ApiState { app, views, .. }): State<ApiState>,
     Caller(ctx): Caller,
     HostHeader(host): HostHeader,
     ReqId(request_id): ReqId,
@@ -130,9 +131,18 @@ pub(crate) async fn create(
     db::images::insert(&app.db, &image).await?;
     tracing::info!(image_id = %image.id, request_id = %request_id, status = %image.status, "image created");
 
-    let mut response = json_response(StatusCode::CREATED, render(&image));
+    let mut response = json_response(StatusCode::CREATED, views.render(&image));
     if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", images_url(&host), image.id)) {
         response.headers_mut().insert(header::LOCATION, loc);
+    }
+    // Glance: every store of `enabled_backends`, read-only ones too (`ResponseSerializer.create`)
+    if app.stores.multistore {
+        let ids: Vec<&str> = app.stores.stores.iter().map(|s| s.id.as_str()).collect();
+        if let Ok(v) = HeaderValue::from_str(&ids.join(",")) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("openstack-image-store-ids"), v);
+        }
     }
     Ok(response)
 }
@@ -230,7 +240,7 @@ pub(crate) async fn show(
 
 /// `PATCH /v2/images/{image_id}`.
 pub(crate) async fn update(
-    State(app): State<App>,
+    State(ApiState { app, views, .. }): State<ApiState>,
     Caller(ctx): Caller,
     ImagePath(id): ImagePath,
     body: PatchBody,
@@ -239,7 +249,7 @@ pub(crate) async fn update(
     if changes.is_empty() {
         // nothing to change: no rule beyond seeing the image
         let image = load_visible(&app, &ctx, id).await?;
-        return Ok(json_response(StatusCode::OK, render(&image)));
+        return Ok(json_response(StatusCode::OK, views.render(&image)));
     }
     let image = write_image(&app, &ctx, id, Rule::ModifyImage, |image| {
         let target = Target::of(image);
@@ -267,10 +277,13 @@ pub(crate) async fn update(
         Ok(true)
     })
     .await?;
-    Ok(json_response(StatusCode::OK, render(&image)))
+    Ok(json_response(StatusCode::OK, views.render(&image)))
 }
 
-/// `DELETE /v2/images/{image_id}`: 204; the row stays, the data file goes.
+/// `DELETE /v2/images/{image_id}`: 204; the row stays. The data goes by the data plane's
+/// jobs: at once (each active location moves to `pending_delete` with its `delete_data` job,
+/// in the transaction that stores the status), or with delayed delete after `scrub_time`
+/// ([`crate::scrubber`]).
 pub(crate) async fn delete(
     State(app): State<App>,
     Caller(ctx): Caller,
@@ -288,17 +301,5 @@ pub(crate) async fn delete(
     .await?;
     app.metrics.transition(from, image.status);
     tracing::info!(image_id = %id, request_id = %request_id, from = %from, to = %image.status, "image status changed");
-    if image.status == ImageStatus::PendingDelete {
-        // delayed delete: the scrubber removes the data after scrub_time
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    if let Some(location) = &image.location {
-        match app.store.delete(location).await {
-            Ok(outcome) => tracing::debug!(image_id = %id, ?outcome, "image data cleanup"),
-            Err(e) => {
-                tracing::warn!(image_id = %id, error = %e, "could not remove the data of a deleted image")
-            }
-        }
-    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,17 +1,23 @@
-//! Discovery documents and per-image task lists:
-//! `GET /v2/info/import`, `GET /v2/info/stores`, `GET /v2/images/{image_id}/tasks`.
+//! Discovery documents and per-image task lists: `GET /v2/info/import`, `GET /v2/info/stores`,
+//! `GET /v2/info/stores/detail`, `GET /v2/info/usage`, `GET /v2/images/{image_id}/tasks`.
 //!
 //! glint has no interoperable import yet, so the import methods list is empty (clients then
-//! use `PUT …/file`) and every image's task list is empty. There is one store, the
-//! filesystem store, which is the default.
+//! use `PUT …/file`) and every image's task list is empty. The store documents are Glance's
+//! (`glance/api/v2/discovery.py`): only with multi-store (`enabled_backends`), else 404
+//! "Multi backend is not supported at this site."; the detail needs `stores_info_detail`
+//! (admin or service) and shows, per store, its type, weight and the driver properties
+//! Glance shows for that type — never a credential. Usage is Glance's answer without
+//! `use_keystone_limits`: an empty object.
 
 use super::ApiError;
 use super::extract::{Caller, ImagePath, NoBody};
 use super::images::load_visible;
 use crate::app::App;
+use crate::policy::{Denied, Rule, Target};
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use shared::config::{StoreConfig, StoreKind, StoreSet};
 
 /// The import methods this deployment enables (none until the import issue).
 pub const IMPORT_METHODS: &[&str] = &[];
@@ -27,13 +33,99 @@ pub(crate) async fn import(_: NoBody) -> Json<Value> {
     }))
 }
 
-/// `GET /v2/info/stores`: the single filesystem store.
-pub(crate) async fn stores(_: NoBody) -> Json<Value> {
-    Json(json!({
-        "stores": [
-            {"id": "file", "description": "Filesystem store", "default": "true"}
-        ]
-    }))
+const NO_MULTISTORE: &str = "Multi backend is not supported at this site.";
+
+/// One store as `/v2/info/stores` lists it: `id`, `description` when set, `default` and
+/// `read-only` (the http store) as the string `"true"` when they hold.
+fn entry(stores: &StoreSet, s: &StoreConfig) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(s.id));
+    if let Some(d) = s.description.as_deref().filter(|d| !d.is_empty()) {
+        m.insert("description".into(), json!(d));
+    }
+    if s.id == stores.default {
+        m.insert("default".into(), json!("true"));
+    }
+    if s.read_only() {
+        m.insert("read-only".into(), json!("true"));
+    }
+    m
+}
+
+/// The properties `/v2/info/stores/detail` shows for a store's type (Glance's
+/// `_get_<type>_properties`; sizes in bytes, as glance_store holds them).
+fn properties(app: &App, s: &StoreConfig) -> Value {
+    const MIB: u64 = 1024 * 1024;
+    match &s.kind {
+        StoreKind::File(f) => json!({
+            "data_dir": f.filesystem_store_datadir.display().to_string(),
+            "chunk_size": app.config.dataplane.transfer_buffer_bytes,
+            "thin_provisioning": false,
+        }),
+        StoreKind::S3(s3) => json!({
+            "s3_store_large_object_size": s3.s3_store_large_object_size.saturating_mul(MIB),
+            "s3_store_large_object_chunk_size":
+                s3.s3_store_large_object_chunk_size.saturating_mul(MIB),
+            "s3_store_thread_pools": s3.s3_store_thread_pools,
+        }),
+        StoreKind::Swift(sw) => json!({
+            "container": sw.swift_store_container,
+            "large_object_size": sw.swift_store_large_object_size.saturating_mul(MIB),
+            "large_object_chunk_size": sw.swift_store_large_object_chunk_size.saturating_mul(MIB),
+        }),
+        StoreKind::Http(_) => json!({}),
+    }
+}
+
+/// `GET /v2/info/stores`: every store in `enabled_backends` order.
+pub(crate) async fn stores(State(app): State<App>, _: NoBody) -> Result<Json<Value>, ApiError> {
+    let set = &app.stores;
+    if !set.multistore {
+        return Err(ApiError::NotFound(NO_MULTISTORE.into()));
+    }
+    let list: Vec<Value> = set
+        .stores
+        .iter()
+        .map(|s| Value::Object(entry(set, s)))
+        .collect();
+    Ok(Json(json!({ "stores": list })))
+}
+
+/// `GET /v2/info/stores/detail`: the list plus `type`, `properties` and `weight`; 404
+/// without multi-store (checked first, as Glance), 403 without `stores_info_detail`.
+pub(crate) async fn stores_detail(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    _: NoBody,
+) -> Result<Json<Value>, ApiError> {
+    let set = &app.stores;
+    if !set.multistore {
+        return Err(ApiError::NotFound(NO_MULTISTORE.into()));
+    }
+    let target = Target {
+        owner: ctx.project_id.as_deref(),
+        visibility: shared::image::Visibility::Private,
+    };
+    if !app.policy.check(&ctx, Rule::StoresInfoDetail, &target) {
+        return Err(Denied::Forbidden(Rule::StoresInfoDetail).into());
+    }
+    let list: Vec<Value> = set
+        .stores
+        .iter()
+        .map(|s| {
+            let mut m = entry(set, s);
+            m.insert("type".into(), json!(s.type_name()));
+            m.insert("properties".into(), properties(&app, s));
+            m.insert("weight".into(), json!(s.weight));
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Json(json!({ "stores": list })))
+}
+
+/// `GET /v2/info/usage`: Glance's answer without `use_keystone_limits` (`{"usage": {}}`).
+pub(crate) async fn usage() -> Json<Value> {
+    Json(json!({"usage": {}}))
 }
 
 /// `GET /v2/images/{image_id}/tasks`: 404 for invisible images, else the (empty) task list.

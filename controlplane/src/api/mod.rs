@@ -3,7 +3,7 @@
 //!
 //! Start at [`router`]. One file per resource: [`versions`], [`images`], [`tags`],
 //! [`members`], [`actions`] (deactivate/reactivate/restore), [`info`] (discovery and image
-//! tasks), [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
+//! tasks), [`stores`] (removing one store's copy, multi-store), [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
 //! [`extract`] holds our extractors (Glance-style errors for bad input); [`error`] is the only
 //! place that maps errors to status codes; [`middleware`] adds the request id, the span and
 //! the metrics.
@@ -23,6 +23,7 @@ pub mod list_params;
 pub mod members;
 pub mod middleware;
 pub mod schemas;
+pub mod stores;
 pub mod tags;
 pub mod versions;
 pub mod view;
@@ -93,6 +94,12 @@ pub fn router(app: App) -> Router {
         .route("/v2/images/{image_id}/tasks", get(info::image_tasks))
         .route("/v2/info/import", get(info::import))
         .route("/v2/info/stores", get(info::stores))
+        .route("/v2/info/stores/detail", get(info::stores_detail))
+        .route("/v2/info/usage", get(info::usage))
+        .route(
+            "/v2/stores/{store_id}/{image_id}",
+            axum::routing::delete(stores::delete_from_store),
+        )
         .route("/v2/schemas/image", get(schemas::image))
         .route("/v2/schemas/images", get(schemas::images))
         .route("/v2/schemas/member", get(schemas::member))

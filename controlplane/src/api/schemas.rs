@@ -281,7 +281,7 @@ mod tests {
             .properties
             .insert("hw_disk_bus".into(), String::new());
         for img in [queued, active] {
-            let view = ImageView::of(&img).into_value();
+            let view = ImageView::of(&img, &crate::api::view::tests::single()).into_value();
             let errors: Vec<String> = v.iter_errors(&view).map(|e| e.to_string()).collect();
             assert!(errors.is_empty(), "{view}: {errors:?}");
         }
@@ -291,10 +291,10 @@ mod tests {
     fn schema_rejects_what_we_reject() {
         let opts = ImageOptions::default();
         let v = validator(&image_schema(&opts));
-        let mut view = ImageView::of(&sample()).into_value();
+        let mut view = ImageView::of(&sample(), &crate::api::view::tests::single()).into_value();
         view["disk_format"] = json!("floppy");
         assert!(!v.is_valid(&view));
-        let mut view = ImageView::of(&sample()).into_value();
+        let mut view = ImageView::of(&sample(), &crate::api::view::tests::single()).into_value();
         view["custom"] = json!(5);
         assert!(!v.is_valid(&view));
     }
@@ -304,7 +304,7 @@ mod tests {
         let opts = ImageOptions::default();
         let v = validator(&images_schema(&opts));
         let page = json!({
-            "images": [ImageView::of(&sample()).into_value()],
+            "images": [ImageView::of(&sample(), &crate::api::view::tests::single()).into_value()],
             "first": "/v2/images",
             "next": "/v2/images?marker=x",
             "schema": "/v2/schemas/images"

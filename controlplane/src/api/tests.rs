@@ -149,11 +149,16 @@ impl Harness {
         .clone()
     }
 
+    /// Sets the status and, when given, adds an active location in the `file` store.
     async fn set_status(&self, id: &str, status: ImageStatus, location: Option<String>) {
         let mut img = self.stored(id).await;
         img.status = status;
-        img.location = location;
         assert!(db::images::update(&self.t.app.db, &img).await.unwrap());
+        if let Some(url) = location {
+            let added =
+                db::images::add_location(&self.t.app.db, img.id, "file", &url, chrono::Utc::now());
+            assert!(added.await.unwrap());
+        }
     }
 }
 
@@ -1002,26 +1007,9 @@ async fn delete_rules_and_data_cleanup() {
         .await;
     let file = h.t.app.config.store_dir().join(&id);
     std::fs::write(&file, b"data").unwrap();
-    h.set_status(
-        &id,
-        ImageStatus::Active,
-        Some(format!("file://{}", file.display())),
-    )
-    .await;
-    let outside = h.t.dir.path().join("outside");
-    std::fs::write(&outside, b"keep").unwrap();
-    let id2 = h
-        .create(
-            &me,
-            json!({"disk_format": "raw", "container_format": "bare"}),
-        )
+    let url = format!("file://{}", file.display());
+    h.set_status(&id, ImageStatus::Active, Some(url.clone()))
         .await;
-    h.set_status(
-        &id2,
-        ImageStatus::Active,
-        Some(format!("file://{}", outside.display())),
-    )
-    .await;
 
     // a body on DELETE is refused
     let r = h
@@ -1044,25 +1032,44 @@ async fn delete_rules_and_data_cleanup() {
         h.delete(&format!("/v2/images/{id}"), &reader).await.status,
         StatusCode::FORBIDDEN
     );
+    assert!(db::jobs::all(&h.t.app.db).await.unwrap().is_empty());
 
     let r = h.delete(&format!("/v2/images/{id}"), &me).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.body, Value::Null);
-    assert!(!file.exists(), "data file removed");
+    // the control plane touches no bytes: the data plane gets a delete job
+    assert!(file.exists(), "data left to the data plane");
+    let jobs = db::jobs::all(&h.t.app.db).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (
+            jobs[0].kind.as_str(),
+            jobs[0].image_id.as_str(),
+            jobs[0].store_id.as_str(),
+            jobs[0].url.as_str()
+        ),
+        ("delete_data", id.as_str(), "file", url.as_str())
+    );
     let row = h.stored(&id).await;
     assert_eq!(row.status, ImageStatus::Deleted);
     assert!(row.deleted_at.is_some());
     assert_eq!(
+        row.locations[0].status,
+        crate::domain::LocationStatus::PendingDelete
+    );
+    assert_eq!(
         h.delete(&format!("/v2/images/{id}"), &me).await.status,
         StatusCode::NOT_FOUND
     );
+    assert_eq!(db::jobs::all(&h.t.app.db).await.unwrap().len(), 1);
 
-    // a location outside the store is never deleted
+    // an image without data: deleted, no job
+    let empty = h.create(&me, json!({})).await;
     assert_eq!(
-        h.delete(&format!("/v2/images/{id2}"), &me).await.status,
+        h.delete(&format!("/v2/images/{empty}"), &me).await.status,
         StatusCode::NO_CONTENT
     );
-    assert!(outside.exists());
+    assert_eq!(db::jobs::all(&h.t.app.db).await.unwrap().len(), 1);
 
     let prot = h.create(&me, json!({"protected": true})).await;
     assert_eq!(
@@ -1074,6 +1081,59 @@ async fn delete_rules_and_data_cleanup() {
         h.delete("/v2/images/not-a-uuid", &me).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn delayed_delete_keeps_data_until_the_scrubber() {
+    let t = TestApp::with_config(|c| {
+        c.controlplane.delayed_delete = true;
+        c.controlplane.scrub_time_seconds = 0;
+    })
+    .await;
+    let h = Harness {
+        router: router(t.app.clone()),
+        t,
+    };
+    let me = member("p1");
+    let id = h
+        .create(
+            &me,
+            json!({"disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    h.set_status(&id, ImageStatus::Active, Some("file:///d/x".into()))
+        .await;
+    let r = h.delete(&format!("/v2/images/{id}"), &me).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let row = h.stored(&id).await;
+    assert_eq!(row.status, ImageStatus::PendingDelete);
+    assert_eq!(
+        row.locations[0].status,
+        crate::domain::LocationStatus::Active
+    );
+    assert!(db::jobs::all(&h.t.app.db).await.unwrap().is_empty());
+    // restore: nothing to undo on the locations
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v2/images/{id}/actions/restore"),
+            &admin(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(h.stored(&id).await.status, ImageStatus::Active);
+    // deleted again and scrubbed: now the job
+    assert_eq!(
+        h.delete(&format!("/v2/images/{id}"), &me).await.status,
+        StatusCode::NO_CONTENT
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert_eq!(crate::scrubber::scrub_once(&h.t.app).await.unwrap(), 1);
+    assert_eq!(h.stored(&id).await.status, ImageStatus::Deleted);
+    let jobs = db::jobs::all(&h.t.app.db).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].url, "file:///d/x");
 }
 
 // === tags ===
@@ -1287,4 +1347,307 @@ async fn find_authorized_is_the_one_step() {
         app.find_authorized(&owner, unknown, Rule::GetImage).await,
         Err(Refusal::NotFound(i)) if i == unknown
     ));
+}
+
+// === multi-store ===
+
+/// A harness with three stores: `slow` (the default, described), `fast` (weight 10) and the
+/// read-only `web`.
+async fn multistore_harness() -> Harness {
+    let t = TestApp::with_config(|c| {
+        let dir = c.data_dir.clone();
+        let text = format!(
+            r#"
+enabled_backends = "slow:file, fast:file, web:http"
+[glance_store]
+default_backend = "slow"
+[backends.slow]
+filesystem_store_datadir = "{}/slow"
+store_description = "Big disks"
+[backends.fast]
+filesystem_store_datadir = "{}/fast"
+weight = 10
+"#,
+            dir.display(),
+            dir.display()
+        );
+        let parsed = shared::config::Config::from_toml(&text).unwrap();
+        c.enabled_backends = parsed.enabled_backends;
+        c.glance_store = parsed.glance_store;
+        c.backends = parsed.backends;
+    })
+    .await;
+    Harness {
+        router: router(t.app.clone()),
+        t,
+    }
+}
+
+/// An active image owned by p1 with a copy in each of `stores` (in that order).
+async fn stored_in(h: &Harness, stores: &[&str]) -> String {
+    let id = h
+        .create(
+            &member("p1"),
+            json!({"disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    h.set_status(&id, ImageStatus::Active, None).await;
+    for s in stores {
+        let url = format!("file:///{s}/{id}");
+        let added = db::images::add_location(
+            &h.t.app.db,
+            id.parse().unwrap(),
+            s,
+            &url,
+            chrono::Utc::now(),
+        );
+        assert!(added.await.unwrap());
+    }
+    id
+}
+
+#[tokio::test]
+async fn info_stores_as_glance() {
+    let h = multistore_harness().await;
+    let r = h.get("/v2/info/stores", &reader("p1")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body,
+        json!({"stores": [
+            {"id": "slow", "description": "Big disks", "default": "true"},
+            {"id": "fast"},
+            {"id": "web", "read-only": "true"},
+        ]})
+    );
+    // the detail: admin (or service) only
+    for who in [member("p1"), reader("p1")] {
+        let r = h.get("/v2/info/stores/detail", &who).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(
+            r.body["error"]["message"],
+            "You are not authorized to complete stores_info_detail action."
+        );
+    }
+    let service = vec![
+        ("x-project-id", "svc".to_owned()),
+        ("x-roles", "service".to_owned()),
+    ];
+    assert_eq!(
+        h.get("/v2/info/stores/detail", &service).await.status,
+        StatusCode::OK
+    );
+    let r = h.get("/v2/info/stores/detail", &admin()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let dir = h.t.app.config.data_dir.display().to_string();
+    let buffer = h.t.app.config.dataplane.transfer_buffer_bytes;
+    assert_eq!(
+        r.body,
+        json!({"stores": [
+            {"id": "slow", "description": "Big disks", "default": "true", "type": "file",
+             "weight": 0, "properties": {"data_dir": format!("{dir}/slow"),
+             "chunk_size": buffer, "thin_provisioning": false}},
+            {"id": "fast", "type": "file", "weight": 10,
+             "properties": {"data_dir": format!("{dir}/fast"), "chunk_size": buffer,
+             "thin_provisioning": false}},
+            {"id": "web", "read-only": "true", "type": "http", "weight": 0, "properties": {}},
+        ]})
+    );
+    assert_eq!(
+        h.call(Method::POST, "/v2/info/stores", &admin(), None)
+            .await
+            .status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // 2.8–2.13 are advertised and reachable
+    let r = h.get("/versions", &admin()).await;
+    let ids: Vec<&str> = r.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    for v in ["v2.8", "v2.10", "v2.13"] {
+        assert!(ids.contains(&v), "{v} in {ids:?}");
+    }
+    assert_eq!(
+        h.get("/v2.10/info/stores", &admin()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/v2.13/info/usage", &admin()).await.body,
+        json!({"usage": {}})
+    );
+}
+
+#[tokio::test]
+async fn without_multistore_the_store_routes_are_404() {
+    let h = harness().await;
+    for uri in ["/v2/info/stores", "/v2/info/stores/detail"] {
+        let r = h.get(uri, &admin()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(
+            r.body["error"]["message"],
+            "Multi backend is not supported at this site."
+        );
+    }
+    let id = h.create(&member("p1"), json!({})).await;
+    assert_eq!(
+        h.delete(&format!("/v2/stores/file/{id}"), &admin())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h.post("/v2/images", &member("p1"), json!({})).await;
+    assert_eq!(r.header("openstack-image-store-ids"), "");
+    assert!(r.body.get("stores").is_none());
+    // a single-store image with data shows no stores either
+    let id = h.create(&member("p1"), json!({})).await;
+    h.set_status(&id, ImageStatus::Active, Some("file:///x".into()))
+        .await;
+    let r = h.get(&format!("/v2/images/{id}"), &member("p1")).await;
+    assert!(r.body.get("stores").is_none(), "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_stores_property_and_header() {
+    let h = multistore_harness().await;
+    let r = h.post("/v2/images", &member("p1"), json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("openstack-image-store-ids"), "slow,fast,web");
+    assert!(r.body.get("stores").is_none(), "{}", r.body);
+    // stores is read-only
+    let r = h
+        .post("/v2/images", &member("p1"), json!({"stores": "x"}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let id = stored_in(&h, &["slow", "fast"]).await;
+    let r = h.get(&format!("/v2/images/{id}"), &member("p1")).await;
+    assert_eq!(r.body["stores"], "fast,slow", "weight first: {}", r.body);
+    let r = h.get("/v2/images", &member("p1")).await;
+    let listed = r.body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["stores"], "fast,slow");
+    let r = h
+        .patch(
+            &id,
+            &member("p1"),
+            V21,
+            json!([{"op": "replace", "path": "/stores", "value": "x"}]),
+        )
+        .await;
+    // as Glance: not a property that can be replaced
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let r = h
+        .patch(
+            &id,
+            &member("p1"),
+            V21,
+            json!([{"op": "replace", "path": "/name", "value": "n"}]),
+        )
+        .await;
+    assert_eq!(r.body["stores"], "fast,slow");
+    assert!(!r.body.to_string().contains("file:///"));
+}
+
+#[tokio::test]
+async fn delete_from_store_every_answer() {
+    let h = multistore_harness().await;
+    let id = stored_in(&h, &["slow", "fast"]).await;
+    let uri = |store: &str, id: &str| format!("/v2/stores/{store}/{id}");
+    let msg = |r: &Reply| r.body["error"]["message"].as_str().unwrap_or("").to_owned();
+
+    // an unknown store: 409, before the image is even looked at
+    let r = h
+        .delete(&uri("nope", &ImageId::new_random().to_string()), &admin())
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        msg(&r),
+        "The selected store nope is not available on this node."
+    );
+    // no such image, or not one the caller sees: 404
+    for (who, image) in [
+        (admin(), ImageId::new_random().to_string()),
+        (admin(), "not-a-uuid".to_owned()),
+        (member("p2"), id.clone()),
+    ] {
+        let r = h.delete(&uri("fast", &image), &who).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{image}");
+        assert_eq!(msg(&r), format!("Failed to find image {image}"));
+    }
+    // delete_image_location is admin-only by default
+    let r = h.delete(&uri("fast", &id), &member("p1")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        msg(&r),
+        "You are not authorized to complete delete_image_location action."
+    );
+    // a store without a copy: 404
+    let r = h.delete(&uri("web", &id), &admin()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(msg(&r), format!("Image {id} is not stored in store web."));
+    // a body is refused
+    let r = h
+        .call(
+            Method::DELETE,
+            &uri("fast", &id),
+            &admin(),
+            Some(("application/json", "{}".into())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(db::jobs::all(&h.t.app.db).await.unwrap().is_empty());
+
+    // 204: the copy goes (by a job), the other stays
+    let r = h.delete(&uri("fast", &id), &admin()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let jobs = db::jobs::all(&h.t.app.db).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].store_id.as_str(), jobs[0].url.clone()),
+        ("fast", format!("file:///fast/{id}"))
+    );
+    let r = h.get(&format!("/v2/images/{id}"), &member("p1")).await;
+    assert_eq!(r.body["stores"], "slow");
+    // the last copy stays: 403, whatever store is named
+    for store in ["slow", "fast"] {
+        let r = h.delete(&uri(store, &id), &admin()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{store}");
+        assert_eq!(
+            msg(&r),
+            "Cannot delete image data from the only store containing it. Consider deleting \
+             the image instead."
+        );
+    }
+    // an image that is not active: 409
+    let other = stored_in(&h, &["slow", "fast"]).await;
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/v2/images/{other}/actions/deactivate"),
+            &admin(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = h.delete(&uri("fast", &other), &admin()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        msg(&r),
+        "It's not allowed to remove image data from store if image status is not 'active'"
+    );
+    // deleting the image then queues the remaining copy only (the removed one has its job)
+    assert_eq!(
+        h.delete(&format!("/v2/images/{id}"), &admin()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let jobs = db::jobs::all(&h.t.app.db).await.unwrap();
+    let stores: Vec<&str> = jobs.iter().map(|j| j.store_id.as_str()).collect();
+    assert_eq!(stores, ["fast", "slow"]);
 }

@@ -2,7 +2,10 @@
 //!
 //! Every base property is always present (null when unset); custom properties are flattened
 //! into the top level; `self`, `file` and `schema` are relative links; timestamps are ISO 8601
-//! at second precision with a `Z`. Locations and `direct_url` are never shown.
+//! at second precision with a `Z`. Locations and `direct_url` are never shown; with
+//! multi-store the image's `stores` (the store ids of its active locations, best first,
+//! comma-joined) comes last, as Glance appends it (`ResponseSerializer._format_image`), and
+//! only when there is one.
 //!
 //! [`render`] streams the bytes straight from the image (what responses send; [`ImageView::of`]
 //! is the same object as a `serde_json` map, for tests and schema checks), and [`Views`] keeps
@@ -22,6 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
+use shared::config::StoreSet;
 use shared::image::ImageId;
 
 /// The JSON object for one image.
@@ -38,9 +42,9 @@ pub fn isotime(t: DateTime<Utc>) -> String {
 }
 
 impl ImageView {
-    /// Renders `image`: the object [`render`] writes, as a map.
-    pub fn of(image: &Image) -> ImageView {
-        match serde_json::from_slice(&render(image)) {
+    /// Renders `image` as shown with `stores`: the object [`render`] writes, as a map.
+    pub fn of(image: &Image, stores: &StoreSet) -> ImageView {
+        match serde_json::from_slice(&render(image, stores)) {
             Ok(Value::Object(m)) => ImageView(m),
             // `render` always writes one JSON object.
             _ => ImageView(Map::new()),
@@ -61,11 +65,11 @@ fn shown_property(key: &str) -> bool {
 }
 
 /// Streams the view of one image (see [`render`]).
-struct Streamed<'a>(&'a Image);
+struct Streamed<'a>(&'a Image, &'a StoreSet);
 
 impl Serialize for Streamed<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let i = self.0;
+        let (i, stores) = (self.0, self.1);
         let mut id_buf = [0u8; ImageId::STR_LEN];
         let id = i.id.encode(&mut id_buf);
         let mut m = ser.serialize_map(None)?;
@@ -96,6 +100,11 @@ impl Serialize for Streamed<'_> {
                 m.serialize_entry(k, v)?;
             }
         }
+        if stores.multistore
+            && let Some(ids) = i.stores_property(stores)
+        {
+            m.serialize_entry("stores", &ids)?;
+        }
         m.end()
     }
 }
@@ -109,11 +118,12 @@ impl Serialize for Iso {
     }
 }
 
-/// The JSON bytes of an image's view, written without building a map first.
-pub fn render(image: &Image) -> Bytes {
+/// The JSON bytes of an image's view with these `stores` configured, written without building
+/// a map first.
+pub fn render(image: &Image, stores: &StoreSet) -> Bytes {
     let mut out = Vec::with_capacity(1024);
     // Serializing strings, numbers and maps into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &Streamed(image));
+    let _ = serde_json::to_writer(&mut out, &Streamed(image, stores));
     Bytes::from(out)
 }
 
@@ -121,6 +131,7 @@ pub fn render(image: &Image) -> Bytes {
 /// entry never goes stale; old versions age out). Bounded by bytes.
 pub struct Views {
     rendered: Option<quick_cache::sync::Cache<(ImageId, i64), Bytes, ByLength>>,
+    stores: StoreSet,
 }
 
 #[derive(Debug, Clone)]
@@ -141,26 +152,33 @@ impl std::fmt::Debug for Views {
 }
 
 impl Views {
-    /// A cache of up to about `capacity_bytes` of rendered JSON; 0 renders every time.
-    pub fn new(capacity_bytes: u64) -> Views {
+    /// A cache of up to about `capacity_bytes` of rendered JSON (0 renders every time) of
+    /// images shown with `stores`.
+    pub fn new(capacity_bytes: u64, stores: StoreSet) -> Views {
         Views {
             rendered: (capacity_bytes > 0).then(|| {
                 let estimated = (capacity_bytes / 1024).clamp(64, 1 << 20) as usize;
                 quick_cache::sync::Cache::with_weighter(estimated, capacity_bytes, ByLength)
             }),
+            stores,
         }
+    }
+
+    /// The JSON of `image`, rendered now (not cached: for an image just written).
+    pub fn render(&self, image: &Image) -> Bytes {
+        render(image, &self.stores)
     }
 
     /// The JSON of `image`, rendered now or earlier.
     pub fn of(&self, image: &Image) -> Bytes {
         let Some(cache) = &self.rendered else {
-            return render(image);
+            return self.render(image);
         };
         let key = (image.id, image.version);
         if let Some(json) = cache.get(&key) {
             return json;
         }
-        let json = render(image);
+        let json = self.render(image);
         cache.insert(key, json.clone());
         json
     }
@@ -188,7 +206,7 @@ impl ApiState {
             app.config.database.image_cache_bytes
         };
         ApiState {
-            views: std::sync::Arc::new(Views::new(capacity)),
+            views: std::sync::Arc::new(Views::new(capacity, app.stores.clone())),
             features: shared::route::Features::of(&app.config),
             app,
         }
@@ -208,10 +226,15 @@ impl FromRef<ApiState> for shared::route::Features {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::image::tests::sample;
     use serde_json::json;
+
+    /// The stores of a configuration without `enabled_backends`.
+    pub(crate) fn single() -> StoreSet {
+        shared::config::Config::default().stores()
+    }
 
     #[test]
     fn rendered_json_escapes_hides_and_follows_the_version() {
@@ -226,22 +249,22 @@ mod tests {
         img.tags.insert("a".into());
         img.size = Some(1 << 40);
         img.name = None;
-        let v: Value = serde_json::from_slice(&render(&img)).unwrap();
+        let v: Value = serde_json::from_slice(&render(&img, &single())).unwrap();
         assert_eq!(v["quote\"d"], "a\nb\u{1}é");
         assert_eq!(v["self"], format!("/v2/images/{}", img.id));
         assert_eq!(v["size"], json!(1u64 << 40));
         assert_eq!(v["name"], Value::Null);
         assert_eq!(v["tags"], json!(["a", "b"]));
         assert!(v.get("os_glance_stage_host").is_none());
-        let views = Views::new(1 << 20);
-        assert_eq!(views.of(&img), render(&img));
-        assert_eq!(views.of(&img), render(&img));
+        let views = Views::new(1 << 20, single());
+        assert_eq!(views.of(&img), render(&img, &single()));
+        assert_eq!(views.of(&img), render(&img, &single()));
         // a new version is rendered anew, not served from the cache
         img.version += 1;
         img.name = Some("changed".into());
         let v: Value = serde_json::from_slice(&views.of(&img)).unwrap();
         assert_eq!(v["name"], "changed");
-        assert_eq!(Views::new(0).of(&img), render(&img));
+        assert_eq!(Views::new(0, single()).of(&img), render(&img, &single()));
     }
 
     #[test]
@@ -252,8 +275,8 @@ mod tests {
             .insert("os_glance_stage_host".into(), "hidden".into());
         img.tags.insert("b".into());
         img.tags.insert("a".into());
-        img.location = Some("file:///secret".into());
-        let v = ImageView::of(&img).into_value();
+        img.locations = vec![crate::domain::location::tests::loc("secret", 0)];
+        let v = ImageView::of(&img, &single()).into_value();
         let want = [
             "id",
             "name",
@@ -294,13 +317,48 @@ mod tests {
         );
         assert_eq!(v["schema"], "/v2/schemas/image");
         assert!(!v.to_string().contains("secret"));
+        assert!(
+            v.get("stores").is_none(),
+            "no stores key without multi-store"
+        );
+    }
+
+    #[test]
+    fn stores_with_multistore_only_active_best_first() {
+        let cfg = shared::config::Config::from_toml(
+            r#"
+enabled_backends = "slow:file, fast:file"
+[glance_store]
+default_backend = "slow"
+[backends.slow]
+filesystem_store_datadir = "/s"
+[backends.fast]
+filesystem_store_datadir = "/f"
+weight = 5
+"#,
+        )
+        .unwrap();
+        let multi = cfg.stores();
+        let mut img = sample();
+        let v = ImageView::of(&img, &multi).into_value();
+        assert!(v.get("stores").is_none(), "no locations, no stores: {v}");
+        use crate::domain::location::tests::loc;
+        img.locations = vec![loc("slow", 0), loc("fast", 1), loc("gone", 2)];
+        img.locations[2].status = crate::domain::LocationStatus::PendingDelete;
+        let v = ImageView::of(&img, &multi).into_value();
+        assert_eq!(v["stores"], "fast,slow");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 23, "{v}");
+        assert!(!v.to_string().contains("file:///"), "{v}");
+        // the same image in a single-store deployment
+        assert!(ImageView::of(&img, &single()).0.get("stores").is_none());
     }
 
     #[test]
     fn custom_properties_cannot_shadow_base_ones() {
         let mut img = sample();
         img.properties.insert("status".into(), "active".into());
-        let v = ImageView::of(&img).into_value();
+        let v = ImageView::of(&img, &single()).into_value();
         assert_eq!(v["status"], "queued");
     }
 }

@@ -2,6 +2,7 @@
 
 use super::serve;
 use crate::db;
+use crate::domain::{Location, LocationStatus};
 use crate::test_util::TestApp;
 use serde_json::json;
 use shared::channel::frame::{self, Frame};
@@ -105,6 +106,17 @@ fn upload(id: ImageId, creds: Credentials, size: Option<u64>) -> Request {
         image_id: id,
         credentials: creds,
         declared_size: size,
+        store: None,
+    }
+}
+
+fn upload_to(id: ImageId, store: &str) -> Request {
+    Request::AuthorizeUpload {
+        request_id: "req-t".into(),
+        image_id: id,
+        credentials: owner_creds(),
+        declared_size: None,
+        store: Some(store.into()),
     }
 }
 
@@ -117,6 +129,20 @@ fn complete(id: ImageId) -> Request {
         os_hash_algo: HashAlgo::Sha512,
         os_hash_value: "ab".repeat(64),
         location: format!("file:///data/{id}"),
+        store: "file".into(),
+    }
+}
+
+fn complete_in(id: ImageId, store: &str, location: &str) -> Request {
+    Request::UploadComplete {
+        request_id: "req-t".into(),
+        image_id: id,
+        size: 4,
+        checksum: "8d777f385d3dfec8815d20f7496026dc".into(),
+        os_hash_algo: HashAlgo::Sha512,
+        os_hash_value: "ab".repeat(64),
+        location: location.into(),
+        store: store.into(),
     }
 }
 
@@ -200,7 +226,7 @@ async fn upload_grant_and_commit() {
     assert_eq!(
         p.call(download(id, owner_creds())).await,
         Some(Response::DownloadGranted {
-            location: None,
+            locations: String::new(),
             size: 0,
             checksum: None
         })
@@ -211,7 +237,8 @@ async fn upload_grant_and_commit() {
         r,
         Some(Response::UploadGranted {
             hash_algo: HashAlgo::Sha512,
-            max_size_bytes: ch.t.app.config.image.image_size_cap_bytes
+            max_size_bytes: ch.t.app.config.image.image_size_cap_bytes,
+            store: "file".into(),
         })
     );
     assert_eq!(status(&ch, id).await, ImageStatus::Saving);
@@ -225,13 +252,21 @@ async fn upload_grant_and_commit() {
         Some("8d777f385d3dfec8815d20f7496026dc")
     );
     assert_eq!(img.os_hash_algo.as_deref(), Some("sha512"));
-    assert_eq!(img.location, Some(format!("file:///data/{id}")));
+    assert_eq!(
+        img.locations,
+        [Location {
+            url: format!("file:///data/{id}"),
+            store: "file".into(),
+            status: LocationStatus::Active,
+            position: 0,
+        }]
+    );
 
     let r = p.call(download(id, owner_creds())).await;
     assert_eq!(
         r,
         Some(Response::DownloadGranted {
-            location: Some(format!("file:///data/{id}")),
+            locations: format!("file file:///data/{id}"),
             size: 4,
             checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
         })
@@ -484,10 +519,10 @@ async fn deactivated_download_is_admin_only() {
     assert!(matches!(
         p.call(download(id, Credentials::default())).await,
         Some(Response::DownloadGranted {
-            location: Some(_),
+            ref locations,
             size: 4,
             ..
-        })
+        }) if !locations.is_empty()
     ));
 }
 
@@ -573,4 +608,206 @@ async fn a_database_failure_is_internal() {
         ),
         "{text}"
     );
+}
+
+/// Three stores: `slow` (the default), `fast` (weight 10) and the read-only `web`.
+fn multistore(c: &mut shared::config::Config) {
+    let dir = c.data_dir.clone();
+    let text = format!(
+        r#"
+enabled_backends = "slow:file, fast:file, web:http"
+[glance_store]
+default_backend = "slow"
+[backends.slow]
+filesystem_store_datadir = "{}/slow"
+[backends.fast]
+filesystem_store_datadir = "{}/fast"
+weight = 10
+"#,
+        dir.display(),
+        dir.display()
+    );
+    let parsed = shared::config::Config::from_toml(&text).unwrap();
+    c.enabled_backends = parsed.enabled_backends;
+    c.glance_store = parsed.glance_store;
+    c.backends = parsed.backends;
+}
+
+#[tokio::test]
+async fn uploads_go_to_the_store_asked_or_the_default() {
+    let ch = start_with(multistore).await;
+    let mut p = Peer::ready(&ch).await;
+    let id = image(&ch, true).await;
+
+    // the store is resolved before the image, as Glance does
+    assert_eq!(
+        p.call(upload_to(ImageId::new_random(), "nope")).await,
+        Some(Response::Denied(Reason::UnknownStore))
+    );
+    assert_eq!(
+        p.call(upload_to(id, "nope")).await,
+        Some(Response::Denied(Reason::UnknownStore))
+    );
+    assert_eq!(
+        p.call(upload_to(id, "web")).await,
+        Some(Response::Denied(Reason::ReadOnlyStore))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
+
+    // no header: the default store
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { ref store, .. }) if store == "slow"
+    ));
+    // completing into another store than the one granted is a protocol error
+    assert_eq!(
+        p.call(complete_in(id, "fast", "file:///fast/x")).await,
+        Some(Response::Denied(Reason::Protocol))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
+
+    // a URL with credentials is never stored
+    assert!(matches!(
+        p.call(upload_to(id, "fast")).await,
+        Some(Response::UploadGranted { ref store, .. }) if store == "fast"
+    ));
+    assert_eq!(
+        p.call(complete_in(id, "fast", "s3://key:secret@host/b/k"))
+            .await,
+        Some(Response::Denied(Reason::Protocol))
+    );
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
+    let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    assert!(img.locations.is_empty());
+
+    assert!(matches!(
+        p.call(upload_to(id, "slow")).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(
+        p.call(complete_in(id, "slow", "file:///slow/x")).await,
+        Some(Response::UploadCommitted)
+    );
+    let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    assert_eq!(
+        img.locations,
+        [Location {
+            url: "file:///slow/x".into(),
+            store: "slow".into(),
+            status: LocationStatus::Active,
+            position: 0,
+        }]
+    );
+    // a second copy in the heavier store comes first in a download grant
+    assert!(
+        db::images::add_location(
+            &ch.t.app.db,
+            id,
+            "fast",
+            "file:///fast/x",
+            chrono::Utc::now()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        p.call(download(id, owner_creds())).await,
+        Some(Response::DownloadGranted {
+            locations: "fast file:///fast/x\nslow file:///slow/x".into(),
+            size: 4,
+            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
+        })
+    );
+}
+
+#[tokio::test]
+async fn without_multistore_the_store_header_is_ignored() {
+    let ch = start().await;
+    let mut p = Peer::ready(&ch).await;
+    let id = image(&ch, true).await;
+    assert!(matches!(
+        p.call(upload_to(id, "nope")).await,
+        Some(Response::UploadGranted { ref store, .. }) if store == "file"
+    ));
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_failed_and_done_over_the_channel() {
+    let ch = start().await;
+    let mut p = Peer::ready(&ch).await;
+    let id = image(&ch, true).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+    assert_eq!(
+        p.call(Request::ClaimJobs {
+            max: 8,
+            lease_seconds: 60
+        })
+        .await,
+        Some(Response::Jobs(vec![]))
+    );
+
+    let router = crate::api::router(ch.t.app.clone());
+    let req = axum::http::Request::delete(format!("/v2/images/{id}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::NO_CONTENT);
+
+    let claim = Request::ClaimJobs {
+        max: 8,
+        lease_seconds: 60,
+    };
+    let Some(Response::Jobs(jobs)) = p.call(claim.clone()).await else {
+        panic!("no jobs answer");
+    };
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].attempt, 0);
+    assert_eq!(
+        jobs[0].work,
+        shared::channel::Work::DeleteData {
+            image_id: id,
+            store: "file".into(),
+            url: format!("file:///data/{id}"),
+        }
+    );
+    let job = jobs[0].id;
+    // leased: not handed out again
+    assert_eq!(p.call(claim.clone()).await, Some(Response::Jobs(vec![])));
+    assert_eq!(
+        p.call(Request::JobFailed {
+            id: job,
+            error: "store unreachable".into()
+        })
+        .await,
+        Some(Response::Ack)
+    );
+    // backing off
+    assert_eq!(p.call(claim.clone()).await, Some(Response::Jobs(vec![])));
+    let row = &db::jobs::all(&ch.t.app.db).await.unwrap()[0];
+    assert_eq!(row.last_error.as_deref(), Some("store unreachable"));
+    assert!(row.not_before > chrono::Utc::now() + chrono::Duration::seconds(3));
+    // done (even while pending: the data plane may finish a job it held), twice
+    for _ in 0..2 {
+        assert_eq!(
+            p.call(Request::JobDone { id: job }).await,
+            Some(Response::Ack)
+        );
+    }
+    assert!(db::jobs::all(&ch.t.app.db).await.unwrap().is_empty());
+    let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
+    assert_eq!(img.locations[0].status, LocationStatus::Deleted);
+    let text = ch.t.app.metrics.render();
+    for line in [
+        r#"glint_db_jobs_done_total{kind="delete_data"} 1"#,
+        r#"glint_db_jobs_failed_total{kind="delete_data"} 1"#,
+        r#"glint_channel_requests_total{kind="claim_jobs",result="ok"} 4"#,
+        r#"glint_channel_requests_total{kind="job_done",result="ok"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }

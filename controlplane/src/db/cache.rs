@@ -6,9 +6,9 @@
 //! - **exclusive** (the default on SQLite, whose file belongs to one glint node): a cached
 //!   image is served without asking the database at all.
 //! - **shared** (the default on PostgreSQL and MySQL, where other nodes may write): the image
-//!   row is read every time — one indexed query — and the cached tags and properties are reused
-//!   while the row's `version` is the cached one (every write of tags or properties bumps it),
-//!   which saves the other two queries.
+//!   row is read every time — one indexed query — and the cached tags, properties and
+//!   locations are reused while the row's `version` is the cached one (every write of tags,
+//!   properties or locations bumps it), which saves the other three queries.
 //! - **off**.
 //!
 //! Coherence inside this process: every write to an image goes through [`super::images`],
@@ -78,6 +78,11 @@ impl quick_cache::Weighter<ImageId, Arc<Image>> for Weigh {
             .map(|(k, v)| k.len() + v.len() + 48)
             .sum();
         let tags: usize = image.tags.iter().map(|t| t.len() + 32).sum();
+        let locations: usize = image
+            .locations
+            .iter()
+            .map(|l| l.url.len() + l.store.len() + std::mem::size_of_val(l))
+            .sum();
         (std::mem::size_of::<Image>()
             + s(&image.name)
             + s(&image.owner)
@@ -86,7 +91,7 @@ impl quick_cache::Weighter<ImageId, Arc<Image>> for Weigh {
             + s(&image.os_hash_value)
             + s(&image.container_format)
             + s(&image.disk_format)
-            + s(&image.location)
+            + locations
             + props
             + tags) as u64
     }

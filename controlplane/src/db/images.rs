@@ -1,4 +1,4 @@
-//! Queries on images, their custom properties and tags.
+//! Queries on images, their custom properties, tags and locations.
 //!
 //! Every multi-statement write runs in a transaction (on SQLite `BEGIN IMMEDIATE`) and is
 //! guarded either by the version the caller read ([`update`]) or by the status it expects
@@ -7,6 +7,14 @@
 //! `false`; the caller decides what that means. Insert and update write the same columns from
 //! one list (`columns`).
 //!
+//! Locations (`image_locations`) are written only together with the image row, in its
+//! transaction and after it (which orders the locks: `images`, then `image_locations`, then
+//! `jobs`), and every location change bumps the image's `version`, so caches stay right:
+//! an upload commit adds one ([`apply_move`] with [`DataChange::Record`]); a location the
+//! domain moved to `pending_delete` ([`update`], [`DataChange::RetireLocations`]) gets its
+//! `delete_data` job in the same transaction (`jobs::enqueue`); the data plane's
+//! `JobDone` marks it `deleted` ([`super::jobs::done`]).
+//!
 //! Reads go through the image cache ([`super::cache`]): [`get`] and [`list`] return shared
 //! [`Arc<Image>`]s, and every write here invalidates the image it touched once its transaction
 //! has ended, committed or not.
@@ -14,7 +22,7 @@
 use super::cache::Coherence;
 use super::row::{ImageRow, to_i64, to_micros};
 use super::{Arg, Db, Error, ListQuery, Sql, is_unique_violation};
-use crate::domain::{DataChange, Image, Move};
+use crate::domain::{DataChange, Image, Location, LocationStatus, Move};
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
 use sqlx::AnyConnection;
@@ -30,7 +38,7 @@ fn written<T>(db: &Db, id: ImageId, outcome: Result<T, Error>) -> Result<T, Erro
 
 /// Every column of `images` that insert and update both write (all but `id`, `created_at`
 /// and `version`), with the image's value for it.
-fn columns(image: &Image) -> Result<[(&'static str, Arg); 18], Error> {
+fn columns(image: &Image) -> Result<[(&'static str, Arg); 17], Error> {
     Ok([
         ("name", (&image.name).into()),
         ("status", image.status.as_str().into()),
@@ -50,7 +58,6 @@ fn columns(image: &Image) -> Result<[(&'static str, Arg); 18], Error> {
         ("min_ram", image.min_ram.into()),
         ("container_format", (&image.container_format).into()),
         ("disk_format", (&image.disk_format).into()),
-        ("location", (&image.location).into()),
         ("updated_at", to_micros(image.updated_at).into()),
         ("deleted_at", image.deleted_at.map(to_micros).into()),
     ])
@@ -64,8 +71,8 @@ fn map_insert_error(e: sqlx::Error) -> Error {
     }
 }
 
-/// Inserts a new image with its properties and tags. An id that exists — even as a deleted
-/// row — gives [`Error::Duplicate`].
+/// Inserts a new image with its properties, tags and locations. An id that exists — even as
+/// a deleted row — gives [`Error::Duplicate`].
 pub async fn insert(db: &Db, image: &Image) -> Result<(), Error> {
     written(db, image.id, insert_tx(db, image).await)
 }
@@ -91,8 +98,162 @@ async fn insert_tx(db: &Db, image: &Image) -> Result<(), Error> {
         .await
         .map_err(map_insert_error)?;
     write_children(db, &mut tx, image).await?;
+    for l in &image.locations {
+        insert_location(db, &mut tx, image.id, l, image.updated_at).await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+async fn insert_location(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: ImageId,
+    l: &Location,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    crate::domain::location::check_url(&l.url)
+        .map_err(|e| Error::Corrupt(format!("location of {id}: {e}")))?;
+    let now = to_micros(now);
+    let deleted_at = (l.status == LocationStatus::Deleted).then_some(now);
+    db.sql(
+        "INSERT INTO image_locations (image_id, url, store_id, status, position, created_at, \
+         updated_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .arg(id.to_string())
+    .arg(&l.url)
+    .arg(&l.store)
+    .arg(l.status.as_str())
+    .arg(l.position)
+    .arg(now)
+    .arg(now)
+    .arg(deleted_at)
+    .query()
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends an active location in `store` at `url` to image `id` (bumping its version).
+/// Returns whether the image exists. A URL [`crate::domain::location::check_url`] refuses is
+/// [`Error::Corrupt`]: callers check first.
+pub async fn add_location(
+    db: &Db,
+    id: ImageId,
+    store: &str,
+    url: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    written(db, id, add_location_tx(db, id, store, url, now).await)
+}
+
+async fn add_location_tx(
+    db: &Db,
+    id: ImageId,
+    store: &str,
+    url: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let mut tx = db.begin().await?;
+    let n = db
+        .sql("UPDATE images SET version = version + 1, updated_at = ? WHERE id = ?")
+        .arg(to_micros(now))
+        .arg(id.to_string())
+        .query()
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    append_location(db, &mut tx, id, store, url, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Inserts an active location after the image's last one (call after locking the image row).
+async fn append_location(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: ImageId,
+    store: &str,
+    url: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let row = db
+        .sql("SELECT COALESCE(MAX(position), -1) + 1 AS next FROM image_locations WHERE image_id = ?")
+        .arg(id.to_string())
+        .query()
+        .fetch_one(&mut *conn)
+        .await?;
+    let position = super::int_required(&row, "next")?;
+    let location = Location {
+        url: url.to_owned(),
+        store: store.to_owned(),
+        status: LocationStatus::Active,
+        position,
+    };
+    insert_location(db, conn, id, &location, now).await
+}
+
+/// Moves the image's active locations (those at `positions`, or all) to `pending_delete`,
+/// each with its `delete_data` job, on `conn` (after the image row was locked in the same
+/// transaction). Returns how many moved.
+async fn retire_locations(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: ImageId,
+    positions: Option<&[i64]>,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    if positions.is_some_and(<[i64]>::is_empty) {
+        return Ok(0);
+    }
+    let mut sql = db.sql(
+        "SELECT url, store_id, position FROM image_locations WHERE image_id = ? AND \
+         status = 'active'",
+    );
+    sql = sql.arg(id.to_string());
+    if let Some(positions) = positions {
+        sql.push(" AND position IN (");
+        for (i, p) in positions.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(*p);
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY position");
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut moved = 0;
+    for row in rows {
+        let position = super::int_required(&row, "position")?;
+        let n = db
+            .sql(
+                "UPDATE image_locations SET status = 'pending_delete', updated_at = ? WHERE \
+                 image_id = ? AND position = ? AND status = 'active'",
+            )
+            .arg(to_micros(now))
+            .arg(id.to_string())
+            .arg(position)
+            .query()
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            continue;
+        }
+        let work = shared::channel::Work::DeleteData {
+            image_id: id,
+            store: super::text_required(&row, "store_id")?,
+            url: super::text_required(&row, "url")?,
+        };
+        super::jobs::enqueue(db, conn, &work, now).await?;
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 async fn write_children(db: &Db, conn: &mut AnyConnection, image: &Image) -> Result<(), Error> {
@@ -132,7 +293,7 @@ async fn write_children(db: &Db, conn: &mut AnyConnection, image: &Image) -> Res
 ///
 /// With an exclusive cache a cached image is the answer; with a shared one the row is read and
 /// the cached image is the answer if its version is the row's; otherwise the image is loaded
-/// (three queries) and cached.
+/// (four queries: the row, tags, properties, locations) and cached.
 pub async fn get(db: &Db, id: ImageId) -> Result<Option<Arc<Image>>, Error> {
     let cache = db.cache();
     let cached = cache.get(id);
@@ -175,13 +336,14 @@ async fn load(db: &Db, rows: &[AnyRow]) -> Result<Vec<Image>, Error> {
     attach_children(db, rows).await
 }
 
-/// Loads tags and properties for `rows` (two queries for the whole page).
+/// Loads tags, properties and locations for `rows` (three queries for the whole page).
 async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Error> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let mut tags: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut props: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut locations: HashMap<String, Vec<Location>> = HashMap::new();
     let in_list = |sql: &mut Sql| {
         for (i, r) in rows.iter().enumerate() {
             if i > 0 {
@@ -212,11 +374,32 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
             );
     }
 
+    let mut sql = db.sql(
+        "SELECT image_id, url, store_id, status, position FROM image_locations WHERE image_id IN (",
+    );
+    in_list(&mut sql);
+    sql.push(" ORDER BY image_id, position");
+    for row in sql.query().fetch_all(db.pool()).await? {
+        let status = super::text_required(&row, "status")?;
+        locations
+            .entry(super::text_required(&row, "image_id")?)
+            .or_default()
+            .push(Location {
+                url: super::text_required(&row, "url")?,
+                store: super::text_required(&row, "store_id")?,
+                status: status
+                    .parse()
+                    .map_err(|_| Error::Corrupt(format!("location status {status:?}")))?,
+                position: super::int_required(&row, "position")?,
+            });
+    }
+
     rows.into_iter()
         .map(|r| {
             let t = tags.remove(&r.id).unwrap_or_default();
             let p = props.remove(&r.id).unwrap_or_default();
-            r.into_image(t, p)
+            let l = locations.remove(&r.id).unwrap_or_default();
+            r.into_image(t, p, l)
         })
         .collect()
 }
@@ -224,7 +407,7 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 /// One page of images and whether another page follows.
 ///
 /// With the image cache on, the page query selects only ids and versions; images whose cached
-/// version matches come from the cache, the others are loaded together (three queries) and
+/// version matches come from the cache, the others are loaded together (four queries) and
 /// cached.
 pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool), Error> {
     let limit = query.limit as usize;
@@ -297,6 +480,11 @@ pub fn list_sql(db: &Db, query: &ListQuery) -> String {
 
 /// Writes every field of `image` (and replaces its properties and tags) if the stored version
 /// is still `image.version`. Returns `false`, changing nothing, when someone else wrote first.
+///
+/// Of its locations only one change is written: each one the domain moved from `active` to
+/// `pending_delete` ([`Image::retire_locations`], [`Image::remove_from_store`]) is moved so,
+/// with its `delete_data` job. (The version guard makes the stored locations the ones `image`
+/// was read with; locations are added by [`apply_move`] and [`add_location`] only.)
 pub async fn update(db: &Db, image: &Image) -> Result<bool, Error> {
     written(db, image.id, update_tx(db, image).await)
 }
@@ -317,6 +505,13 @@ async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
         return Ok(false);
     }
     write_children(db, &mut tx, image).await?;
+    let retired: Vec<i64> = image
+        .locations
+        .iter()
+        .filter(|l| l.status == LocationStatus::PendingDelete)
+        .map(|l| l.position)
+        .collect();
+    retire_locations(db, &mut tx, image.id, Some(&retired), image.updated_at).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -324,12 +519,35 @@ async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
 /// Executes the status move `m` on image `id`, only if the image is still in `m.from`:
 /// `UPDATE images SET status = <to>, <m's data fields>, updated_at = ?, version = version + 1
 /// WHERE id = ? AND status = <from>`. Returns whether it moved. Which move, and what it does to
-/// the fields, the domain decides ([`Move`]).
+/// the fields, the domain decides ([`Move`]); a move that records an upload adds its location,
+/// one that retires the locations moves them to `pending_delete` with their jobs, in the same
+/// transaction.
 pub async fn apply_move(db: &Db, id: ImageId, m: &Move, now: DateTime<Utc>) -> Result<bool, Error> {
+    apply_move_if(db, id, m, None, now).await
+}
+
+/// [`apply_move`], also only if the stored version is still `version` (when given).
+pub async fn apply_move_if(
+    db: &Db,
+    id: ImageId,
+    m: &Move,
+    version: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    written(db, id, apply_move_tx(db, id, m, version, now).await)
+}
+
+async fn apply_move_tx(
+    db: &Db,
+    id: ImageId,
+    m: &Move,
+    version: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
     let mut sql = db.sql("UPDATE images SET status = ");
     sql.bind(m.to.as_str());
     match &m.data {
-        DataChange::Keep => {}
+        DataChange::Keep | DataChange::RetireLocations => {}
         DataChange::Record(data) => {
             let size = i64::try_from(data.size).map_err(|_| Error::OutOfRange("size"))?;
             sql.push(", size = ")
@@ -339,18 +557,13 @@ pub async fn apply_move(db: &Db, id: ImageId, m: &Move, now: DateTime<Utc>) -> R
                 .push(", os_hash_algo = ")
                 .bind(&data.os_hash_algo)
                 .push(", os_hash_value = ")
-                .bind(&data.os_hash_value)
-                .push(", location = ")
-                .bind(&data.location);
+                .bind(&data.os_hash_value);
         }
         DataChange::Clear => {
             sql.push(
                 ", size = NULL, virtual_size = NULL, checksum = NULL, os_hash_algo = NULL, \
-                 os_hash_value = NULL, location = NULL",
+                 os_hash_value = NULL",
             );
-        }
-        DataChange::ForgetLocation => {
-            sql.push(", location = NULL");
         }
     }
     sql.push(", updated_at = ")
@@ -359,9 +572,29 @@ pub async fn apply_move(db: &Db, id: ImageId, m: &Move, now: DateTime<Utc>) -> R
         .bind(id.to_string())
         .push(" AND status = ")
         .bind(m.from.as_str());
-    let n = sql.query().execute(db.pool()).await;
-    let n = written(db, id, n.map_err(Error::from))?.rows_affected();
-    Ok(n == 1)
+    if let Some(v) = version {
+        sql.push(" AND version = ").bind(v);
+    }
+    if matches!(m.data, DataChange::Keep | DataChange::Clear) {
+        let n = sql.query().execute(db.pool()).await?.rows_affected();
+        return Ok(n == 1);
+    }
+    let mut tx = db.begin().await?;
+    if sql.query().execute(&mut *tx).await?.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    match &m.data {
+        DataChange::Record(data) => {
+            append_location(db, &mut tx, id, &data.store, &data.location, now).await?;
+        }
+        DataChange::RetireLocations => {
+            retire_locations(db, &mut tx, id, None, now).await?;
+        }
+        DataChange::Keep | DataChange::Clear => {}
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
@@ -599,6 +832,7 @@ mod tests {
             os_hash_algo: "sha512".into(),
             os_hash_value: "h".into(),
             location: "file:///x".into(),
+            store: "file".into(),
         };
         let commit = Move::commit_upload(data);
         let begin = img.begin_upload().unwrap();
@@ -614,9 +848,15 @@ mod tests {
         img.updated_at = get(&db, img.id).await.unwrap().unwrap().updated_at;
         assert!(step(&db, &mut img, &begin).await);
         assert!(step(&db, &mut img, &commit).await);
+        assert_eq!((img.status, img.size), (ImageStatus::Active, Some(3)));
         assert_eq!(
-            (img.status, img.size, img.location.as_deref()),
-            (ImageStatus::Active, Some(3), Some("file:///x"))
+            img.locations,
+            [Location {
+                url: "file:///x".into(),
+                store: "file".into(),
+                status: LocationStatus::Active,
+                position: 0
+            }]
         );
         assert!(!step(&db, &mut img, &Move::revert_upload()).await);
 
@@ -637,9 +877,18 @@ mod tests {
         let mut img = (*get(&db, img.id).await.unwrap().unwrap()).clone();
         assert!(step(&db, &mut img, &Move::finish_delete()).await);
         assert!(!step(&db, &mut img, &Move::finish_delete()).await);
+        assert_eq!(img.status, ImageStatus::Deleted);
+        assert_eq!(img.locations[0].status, LocationStatus::PendingDelete);
+        // the data goes by a job, enqueued with the move
+        let jobs = crate::db::jobs::all(&db).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert_eq!(
-            (img.status, img.location.as_deref()),
-            (ImageStatus::Deleted, None)
+            (
+                jobs[0].kind.as_str(),
+                jobs[0].url.as_str(),
+                jobs[0].store_id.as_str()
+            ),
+            ("delete_data", "file:///x", "file")
         );
         db.close().await;
     }

@@ -7,8 +7,10 @@
 //!   (equivalent schemas: BIGINT microsecond timestamps, 0/1 booleans, byte-wise collation).
 //! - Queries are written once, with `?` placeholders; [`Sql`] renumbers them to `$1…` on
 //!   PostgreSQL and carries the bound values.
-//! - [`images`] holds every query on images, their properties and tags; [`members`] the
-//!   image members. Writes are either optimistic (`UPDATE … WHERE version = ?`, see
+//! - [`images`] holds every query on images, their properties, tags and locations
+//!   (`image_locations`); [`members`] the image members; [`jobs`] the data plane's work queue
+//!   (a location enters `pending_delete` only together with its `delete_data` job, in one
+//!   transaction). Writes are either optimistic (`UPDATE … WHERE version = ?`, see
 //!   [`images::update`]) or a status move conditional on the current status
 //!   (`… WHERE id = ? AND status = ?`, see [`images::apply_move`]; the domain decides the
 //!   move), so concurrent writers never lose each other's changes — across processes too.
@@ -20,6 +22,7 @@
 
 pub mod cache;
 pub mod images;
+pub mod jobs;
 mod list;
 pub mod members;
 mod row;
@@ -119,6 +122,7 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     cache: std::sync::Arc<cache::ImageCache>,
+    jobs_enqueued: std::sync::Arc<jobs::Enqueued>,
 }
 
 impl Db {
@@ -171,6 +175,7 @@ impl Db {
             pool,
             backend,
             cache: std::sync::Arc::new(cache::ImageCache::new(coherence, cache_bytes)),
+            jobs_enqueued: Default::default(),
         })
     }
 
@@ -179,18 +184,36 @@ impl Db {
         &self.cache
     }
 
+    /// Jobs enqueued through this pool since start.
+    pub fn jobs_enqueued(&self) -> &jobs::Enqueued {
+        &self.jobs_enqueued
+    }
+
     /// The backend of this pool.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    /// Applies pending migrations; returns how many were applied now.
-    pub async fn migrate(&self) -> Result<usize, Error> {
-        let migrator = match self.backend {
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
             Backend::Mysql => sqlx::migrate!("./migrations/mysql"),
-        };
+        }
+    }
+
+    /// Applies the first `n` migrations only (to test a later one against older data).
+    #[cfg(test)]
+    pub(crate) async fn migrate_first(&self, n: usize) -> Result<(), Error> {
+        let mut migrator = self.migrator();
+        migrator.migrations = std::borrow::Cow::Owned(migrator.migrations[..n].to_vec());
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies pending migrations; returns how many were applied now.
+    pub async fn migrate(&self) -> Result<usize, Error> {
+        let migrator = self.migrator();
         let before = self.applied_migrations().await.unwrap_or(0);
         migrator.run(&self.pool).await?;
         let after = self.applied_migrations().await?;
@@ -475,10 +498,80 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 2, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 3, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
         }
+    }
+
+    #[tokio::test]
+    async fn the_locations_migration_moves_every_location() {
+        for backend in Backend::ALL {
+            locations_migration(backend).await;
+        }
+    }
+
+    /// Images written by the schema before `image_locations` keep their data: a live or
+    /// pending_delete image's location becomes an active one in the `file` store, a deleted
+    /// image's becomes history.
+    async fn locations_migration(backend: Backend) {
+        use crate::domain::LocationStatus;
+        use shared::image::ImageId;
+        let scratch = ScratchDb::create(backend).await;
+        let db = Db::connect(scratch.url(), 2).await.unwrap();
+        db.migrate_first(2).await.unwrap();
+        let mut ids = Vec::new();
+        for (status, location) in [
+            ("active", Some("file:///d/a")),
+            ("pending_delete", Some("file:///d/p")),
+            ("deleted", Some("file:///d/x")),
+            ("queued", None),
+        ] {
+            let id = ImageId::new_random();
+            db.sql(
+                "INSERT INTO images (id, status, visibility, location, created_at, updated_at, \
+                 deleted_at) VALUES (?, ?, 'shared', ?, 1, 2, ?)",
+            )
+            .arg(id.to_string())
+            .arg(status)
+            .arg(location)
+            .arg((status == "deleted").then_some(3i64))
+            .query()
+            .execute(db.pool())
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        assert_eq!(db.migrate().await.unwrap(), 1, "{backend:?}");
+        let want = [
+            Some(LocationStatus::Active),
+            Some(LocationStatus::Active),
+            Some(LocationStatus::Deleted),
+            None,
+        ];
+        for (id, want) in ids.iter().zip(want) {
+            let img = images::get(&db, *id).await.unwrap().unwrap();
+            assert_eq!(
+                img.locations.first().map(|l| l.status),
+                want,
+                "{backend:?} {}",
+                img.status
+            );
+            if let Some(l) = img.locations.first() {
+                assert_eq!((l.store.as_str(), l.position), ("file", 0));
+                assert!(l.url.starts_with("file:///d/"));
+            }
+        }
+        let row = db
+            .sql("SELECT deleted_at FROM image_locations WHERE image_id = ?")
+            .arg(ids[2].to_string())
+            .query()
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(int(&row, "deleted_at").unwrap(), Some(3));
+        assert!(jobs::all(&db).await.unwrap().is_empty());
+        db.close().await;
     }
 }

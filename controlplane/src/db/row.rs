@@ -1,7 +1,7 @@
 //! [`ImageRow`]: the `images` table row, and its conversion to the domain entity.
 
 use super::{Error, int, int_required, text, text_required};
-use crate::domain::Image;
+use crate::domain::{Image, Location};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,8 +41,6 @@ pub struct ImageRow {
     pub container_format: Option<String>,
     /// `disk_format`.
     pub disk_format: Option<String>,
-    /// Store URL.
-    pub location: Option<String>,
     /// Microseconds since the epoch.
     pub created_at: i64,
     /// Microseconds since the epoch.
@@ -93,7 +91,6 @@ impl ImageRow {
             min_ram: int_required(row, "min_ram")?,
             container_format: text(row, "container_format")?,
             disk_format: text(row, "disk_format")?,
-            location: text(row, "location")?,
             created_at: int_required(row, "created_at")?,
             updated_at: int_required(row, "updated_at")?,
             deleted_at: int(row, "deleted_at")?,
@@ -101,11 +98,13 @@ impl ImageRow {
         })
     }
 
-    /// Converts to the domain entity, adding its tags and custom properties.
+    /// Converts to the domain entity, adding its tags, custom properties and locations (in
+    /// position order).
     pub fn into_image(
         self,
         tags: BTreeSet<String>,
         properties: BTreeMap<String, String>,
+        locations: Vec<Location>,
     ) -> Result<Image, Error> {
         Ok(Image {
             id: self
@@ -133,7 +132,7 @@ impl ImageRow {
             min_ram: self.min_ram,
             container_format: self.container_format,
             disk_format: self.disk_format,
-            location: self.location,
+            locations,
             created_at: from_micros(self.created_at)?,
             updated_at: from_micros(self.updated_at)?,
             deleted_at: self.deleted_at.map(from_micros).transpose()?,

@@ -142,7 +142,7 @@ impl NewImage {
             min_ram: self.min_ram,
             container_format: self.container_format,
             disk_format: self.disk_format,
-            location: None,
+            locations: Vec::new(),
             created_at: now,
             updated_at: now,
             deleted_at: None,

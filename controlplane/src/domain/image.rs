@@ -3,6 +3,7 @@
 //! goes through [`Image::transition`], which takes its rule from [`super::status`].
 
 use super::Error;
+use super::location::Location;
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus, Visibility};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,8 +43,9 @@ pub struct Image {
     pub container_format: Option<String>,
     /// Disk format, one of the configured values.
     pub disk_format: Option<String>,
-    /// Store URL of the data (`file:///…`), never shown to clients.
-    pub location: Option<String>,
+    /// Where the data lives, in position order (every status: see [`super::location`]);
+    /// never shown to clients except as the `stores` property.
+    pub locations: Vec<Location>,
     /// Registration time.
     pub created_at: DateTime<Utc>,
     /// Last modification time.
@@ -70,28 +72,33 @@ impl Image {
     }
 
     /// Forgets everything derived from uploaded data (what a move into `queued` does, see
-    /// [`super::status::DataChange::Clear`]).
+    /// [`super::status::DataChange::Clear`]). Locations are not data-derived fields: an image
+    /// that can enter `queued` has no active one (a location is added only by the commit
+    /// into `active`).
     pub fn clear_data(&mut self) {
         self.size = None;
         self.virtual_size = None;
         self.checksum = None;
         self.os_hash_algo = None;
         self.os_hash_value = None;
-        self.location = None;
     }
 
     /// Marks the image deleted (Glance's `Image.delete`): with `delayed` and data present it
-    /// becomes `pending_delete` (data kept for the scrubber), else `deleted`.
+    /// becomes `pending_delete` (data and locations kept for the scrubber), else `deleted`,
+    /// and its active locations start being removed ([`Image::retire_locations`]).
     pub fn delete(&mut self, now: DateTime<Utc>, delayed: bool) -> Result<(), Error> {
         if self.protected {
             return Err(Error::Protected(self.id));
         }
-        let to = if delayed && self.location.is_some() {
+        let to = if delayed && self.has_data() {
             ImageStatus::PendingDelete
         } else {
             ImageStatus::Deleted
         };
         self.transition(to)?;
+        if to == ImageStatus::Deleted {
+            self.retire_locations();
+        }
         self.deleted_at = Some(now);
         self.updated_at = now;
         Ok(())
@@ -165,7 +172,7 @@ pub(crate) mod tests {
             min_ram: 0,
             container_format: None,
             disk_format: None,
-            location: None,
+            locations: Vec::new(),
             created_at: t,
             updated_at: t,
             deleted_at: None,
@@ -199,9 +206,8 @@ pub(crate) mod tests {
         img.status = ImageStatus::Saving;
         img.size = Some(3);
         img.checksum = Some("x".into());
-        img.location = Some("file:///x".into());
         img.transition(ImageStatus::Queued).unwrap();
-        assert_eq!((img.size, img.checksum, img.location), (None, None, None));
+        assert_eq!((img.size, img.checksum), (None, None));
     }
 
     #[test]
@@ -224,13 +230,23 @@ pub(crate) mod tests {
 
         let mut img = sample();
         img.status = ImageStatus::Active;
-        img.location = Some("file:///x".into());
+        img.locations = vec![crate::domain::location::tests::loc("file", 0)];
+        let active = img.clone();
         img.delete(Utc::now(), true).unwrap();
         assert_eq!(img.status, ImageStatus::PendingDelete);
         assert!(img.is_deleted());
+        // delayed: the data stays until the scrubber's pass
+        assert_eq!(img.locations, active.locations);
         img.restore().unwrap();
         assert_eq!((img.status, img.deleted_at), (ImageStatus::Active, None));
         assert!(matches!(img.restore(), Err(Error::Conflict(_))));
+        // at once: every active location starts being removed
+        img.delete(Utc::now(), false).unwrap();
+        assert_eq!(img.status, ImageStatus::Deleted);
+        assert_eq!(
+            img.locations[0].status,
+            crate::domain::location::LocationStatus::PendingDelete
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`property`] classifies property names (read-only, reserved, base, custom) and validates
 //!   values the way Glance's image schema does.
 //! - [`create`] turns a `POST /v2/images` body into a [`NewImage`].
+//! - [`location`] holds where the data lives ([`Location`]: one per store copy) and the
+//!   rules for removing copies.
 //! - [`member`] holds image members (sharing) and their statuses.
 //! - [`patch`] parses both JSON-patch media types and applies them to an [`Image`]
 //!   (Glance's `_do_add`/`_do_replace`/`_do_remove`).
@@ -14,6 +16,7 @@
 
 pub mod create;
 pub mod image;
+pub mod location;
 pub mod member;
 pub mod patch;
 pub mod property;
@@ -21,6 +24,7 @@ pub mod status;
 
 pub use create::NewImage;
 pub use image::Image;
+pub use location::{Location, LocationStatus};
 pub use member::{Member, MemberStatus};
 pub use patch::{Change, Op, PatchMedia};
 pub use status::{DataChange, Move, UploadedData};
@@ -40,6 +44,9 @@ pub enum Error {
     /// The change is not allowed in the image's current state (403).
     #[error("{0}")]
     Forbidden(String),
+    /// Something the request names does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
     /// The change conflicts with the image's current properties (409).
     #[error("{0}")]
     Conflict(String),

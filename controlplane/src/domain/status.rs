@@ -10,14 +10,15 @@
 //!
 //! 1. [`Image::begin_upload`]: `queued → saving`; only from `queued` (409) and only with both
 //!    formats set (400).
-//! 2. [`Move::commit_upload`]: `saving → active`, recording size, checksums and location.
+//! 2. [`Move::commit_upload`]: `saving → active`, recording size, checksums and the new
+//!    location (the store the data plane wrote to).
 //! 3. [`Move::revert_upload`]: `saving → queued` (aborted, connection lost, or restart);
 //!    like every move into `queued` it forgets the data-derived fields.
 //!
-//! And the scrubber's [`Move::finish_delete`]: `pending_delete → deleted`, forgetting the
-//! location of the data it removed.
+//! And the scrubber's [`Move::finish_delete`]: `pending_delete → deleted`, the image's active
+//! locations starting to be removed (each with its delete job, see [`super::location`]).
 
-use super::{Error, Image};
+use super::{Error, Image, Location, LocationStatus};
 use shared::image::ImageStatus;
 
 /// Data recorded when an upload commits.
@@ -33,20 +34,24 @@ pub struct UploadedData {
     pub os_hash_value: String,
     /// Store URL.
     pub location: String,
+    /// The id of the store holding it.
+    pub store: String,
 }
 
 /// What a move does to the fields derived from the image's data (`size`, `virtual_size`,
-/// `checksum`, `os_hash_algo`, `os_hash_value`, `location`).
+/// `checksum`, `os_hash_algo`, `os_hash_value`) and to its locations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataChange {
     /// Leaves them as they are.
     Keep,
-    /// Records an upload: `size`, `checksum`, `os_hash_algo`, `os_hash_value`, `location`.
+    /// Records an upload: `size`, `checksum`, `os_hash_algo`, `os_hash_value`, and a new
+    /// active location.
     Record(UploadedData),
-    /// Forgets all of them (every move into `queued`, as Glance does).
+    /// Forgets the data-derived fields (every move into `queued`, as Glance does).
     Clear,
-    /// Forgets only `location` (the data was removed from the store).
-    ForgetLocation,
+    /// Every active location starts being removed (the data goes; fields are kept, as
+    /// Glance keeps them on deleted images).
+    RetireLocations,
 }
 
 /// A status change the domain decided.
@@ -94,12 +99,12 @@ impl Move {
         Move::fixed(ImageStatus::Saving, ImageStatus::Queued, DataChange::Clear)
     }
 
-    /// `pending_delete → deleted` once the scrubber removed the data: the location goes.
+    /// `pending_delete → deleted` by the scrubber after `scrub_time`: the data goes.
     pub fn finish_delete() -> Move {
         Move::fixed(
             ImageStatus::PendingDelete,
             ImageStatus::Deleted,
-            DataChange::ForgetLocation,
+            DataChange::RetireLocations,
         )
     }
 
@@ -113,10 +118,16 @@ impl Move {
                 image.checksum = Some(d.checksum.clone());
                 image.os_hash_algo = Some(d.os_hash_algo.clone());
                 image.os_hash_value = Some(d.os_hash_value.clone());
-                image.location = Some(d.location.clone());
+                let position = image.next_location_position();
+                image.locations.push(Location {
+                    url: d.location.clone(),
+                    store: d.store.clone(),
+                    status: LocationStatus::Active,
+                    position,
+                });
             }
             DataChange::Clear => image.clear_data(),
-            DataChange::ForgetLocation => image.location = None,
+            DataChange::RetireLocations => image.retire_locations(),
         }
     }
 }
@@ -176,6 +187,7 @@ mod tests {
             os_hash_algo: "sha512".into(),
             os_hash_value: "h".into(),
             location: "file:///x".into(),
+            store: "file".into(),
         }
     }
 
@@ -190,7 +202,12 @@ mod tests {
         img.checksum = Some("old".into());
         img.os_hash_algo = Some("sha256".into());
         img.os_hash_value = Some("old".into());
-        img.location = Some("file:///old".into());
+        img.locations = vec![Location {
+            url: "file:///old".into(),
+            store: "file".into(),
+            status: LocationStatus::Active,
+            position: 0,
+        }];
         img
     }
 
@@ -200,7 +217,7 @@ mod tests {
         Option<String>,
         Option<String>,
         Option<String>,
-        Option<String>,
+        Vec<(String, LocationStatus, i64)>,
     );
 
     fn fields(i: &Image) -> Fields {
@@ -210,25 +227,29 @@ mod tests {
             i.checksum.clone(),
             i.os_hash_algo.clone(),
             i.os_hash_value.clone(),
-            i.location.clone(),
+            i.locations
+                .iter()
+                .map(|l| (l.url.clone(), l.status, l.position))
+                .collect(),
         )
     }
 
     #[test]
     fn moves_table() {
         use ImageStatus::*;
+        let old = ("file:///old".to_owned(), LocationStatus::Active, 0);
         let kept = fields(&with_data(Active));
-        let none: Fields = (None, None, None, None, None, None);
+        let none: Fields = (None, None, None, None, None, vec![old.clone()]);
         let recorded: Fields = (
             Some(3),
             Some(10),
             Some("c".into()),
             Some("sha512".into()),
             Some("h".into()),
-            Some("file:///x".into()),
+            vec![old.clone(), ("file:///x".into(), LocationStatus::Active, 1)],
         );
-        let mut no_location = kept.clone();
-        no_location.5 = None;
+        let mut retired = kept.clone();
+        retired.5[0].1 = LocationStatus::PendingDelete;
         // (move, from, to, the data-derived fields after applying it to an image with data)
         let table: Vec<(Move, ImageStatus, ImageStatus, Fields)> = vec![
             (
@@ -239,7 +260,7 @@ mod tests {
             ),
             (Move::commit_upload(data()), Saving, Active, recorded),
             (Move::revert_upload(), Saving, Queued, none.clone()),
-            (Move::finish_delete(), PendingDelete, Deleted, no_location),
+            (Move::finish_delete(), PendingDelete, Deleted, retired),
             (
                 Move::between(Active, Deactivated).unwrap(),
                 Active,

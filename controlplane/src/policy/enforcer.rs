@@ -1,5 +1,5 @@
 //! The [`Enforcer`]: Glance's rule table (names and default check strings from
-//! `glance/policies/{base,image}.py`), overridable by an operator policy file, plus Glance's
+//! `glance/policies/{base,image,discovery}.py`), overridable by an operator policy file, plus Glance's
 //! image-visibility rule (`is_image_visible`), which no policy can widen.
 
 use super::Context;
@@ -54,6 +54,8 @@ pub enum Rule {
     /// glint extension: bring a `pending_delete` image back to `active` (Glance's
     /// `glance-scrubber --restore`). Default admin only.
     RestoreImage,
+    /// `GET /v2/info/stores/detail` (`glance/policies/discovery.py`): admin or service.
+    StoresInfoDetail,
 }
 
 /// The rules that exist only to be referenced (`rule:context_is_admin`, …), with defaults.
@@ -71,7 +73,7 @@ const ADMIN_OR_PROJECT_READER: &str =
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -92,6 +94,7 @@ impl Rule {
         Rule::SetImageLocation,
         Rule::DeleteImageLocation,
         Rule::RestoreImage,
+        Rule::StoresInfoDetail,
     ];
 
     /// Glance's rule name.
@@ -117,6 +120,7 @@ impl Rule {
             Rule::SetImageLocation => "set_image_location",
             Rule::DeleteImageLocation => "delete_image_location",
             Rule::RestoreImage => "restore_image",
+            Rule::StoresInfoDetail => "stores_info_detail",
         }
     }
 
@@ -155,6 +159,7 @@ impl Rule {
                 "rule:context_is_admin or (role:member and project_id:%(member_id)s)"
             }
             Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
+            Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
         }
     }
 }

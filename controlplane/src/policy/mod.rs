@@ -7,7 +7,7 @@
 //! `modify_image`, `delete_image`, `upload_image`, `download_image`, `publicize_image`,
 //! `communitize_image`, `deactivate`, `reactivate`, `add_member`, `delete_member`,
 //! `get_member`, `get_members`, `modify_member`, `get_image_location`, `set_image_location`,
-//! `delete_image_location`, plus `context_is_admin`, `default` and `service_api`. An operator
+//! `delete_image_location`, `stores_info_detail`, plus `context_is_admin`, `default` and `service_api`. An operator
 //! policy file (`[controlplane] policy_file`, env `GLINT_POLICY_FILE`) overrides any of them.
 //!
 //! Which images a project can *see* at all is Glance's `is_image_visible` ([`is_visible`]),

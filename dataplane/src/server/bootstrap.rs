@@ -1,4 +1,4 @@
-//! Thread-per-core bootstrap: opens the store, starts one worker thread per core, each with
+//! Thread-per-core bootstrap: opens the stores, starts one worker thread per core, each with
 //! its own io_uring runtime ([`worker_runtime`]) accepting on the listener the supervisor
 //! bound, and waits for a signal (SIGTERM/SIGINT stop, SIGHUP reloads the TLS certificate).
 
@@ -11,15 +11,8 @@ use std::rc::Rc;
 
 /// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
 pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
-    let store_dir = config.store_dir();
-    let store =
-        store::fs::FsStore::open(&store_dir, config.store.upload_direct_io).map_err(|source| {
-            Error::Store {
-                path: store_dir,
-                source,
-            }
-        })?;
-    let swept = store.sweep_temp()?;
+    let stores = store::Prepared::new(config.stores())?;
+    let swept = stores.sweep_temp();
     if swept > 0 {
         tracing::warn!(
             files = swept,
@@ -52,7 +45,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
             tls: tls.clone(),
             metrics,
             settings: settings.clone(),
-            store: store.clone(),
+            stores: stores.clone(),
             channel_socket: config.channel_socket(),
             api_socket: config.api_socket(),
         };
@@ -74,7 +67,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
             }
         }
     }
-    tracing::info!(%addr, workers, store = %store.root().display(), "data plane serving");
+    tracing::info!(%addr, workers, stores = %stores.describe(), "data plane serving");
 
     // Wait for a shutdown signal on a small runtime of its own; SIGHUP reloads the TLS
     // certificate without touching open connections.
@@ -99,7 +92,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     });
     // In-flight uploads die with the process: remove their temp files now; the control plane
     // puts their images back to queued when their channel connections close.
-    let swept = store.sweep_temp().unwrap_or(0);
+    let swept = stores.sweep_temp();
     tracing::info!(aborted_uploads = swept, "data plane stopping");
     Ok(())
 }
@@ -133,7 +126,7 @@ struct WorkerInit {
     tls: Option<std::sync::Arc<Tls>>,
     metrics: metrics::Metrics,
     settings: Settings,
-    store: store::fs::FsStore,
+    stores: store::Prepared,
     channel_socket: std::path::PathBuf,
     api_socket: std::path::PathBuf,
 }
@@ -199,14 +192,19 @@ fn worker_main(
             }
         };
         let _ = ready.send(Ok(()));
+        let stores = init.stores.open().await;
         let worker = Rc::new(Worker::new(
             init.settings,
-            init.store,
+            stores,
             init.channel_socket,
             init.api_socket,
             init.metrics,
             init.tls,
         ));
+        if index == 0 {
+            // one job runner per data plane
+            compio::runtime::spawn(crate::jobs::run(worker.clone())).detach();
+        }
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {

@@ -134,18 +134,28 @@ fn check(id: &str, keep: bool) -> Result<ImageId, Refusal> {
         .map_err(|_| Refusal::new(404, shared::error::no_such_image(&id), keep))
 }
 
-/// The image's data, open.
+/// The image's data: a local file, open, or remote locations to read from.
 #[derive(Debug)]
 struct Data {
-    file: std::fs::File,
+    source: Source,
     size: u64,
     /// md5 hex for `Content-MD5`, kept on the stack past the channel connection's return.
     md5: Option<[u8; 32]>,
 }
 
-/// Step 2: `AuthorizeDownload`, then open the location it names. `None`: the image has no
-/// data (204). The answer's strings point into the channel connection's buffer, so the store
-/// is opened before the connection goes back to the pool: nothing is copied or allocated.
+#[derive(Debug)]
+enum Source {
+    /// A file of a filesystem store (sent with `sendfile`).
+    File(std::fs::File),
+    /// Remote locations, best first: each is tried in turn when the data is sent.
+    Remote(Vec<(String, String)>),
+}
+
+/// Step 2: `AuthorizeDownload`, then open the best location it names. `None`: the image has
+/// no data (204). The answer's strings point into the channel connection's buffer, so a local
+/// file is opened before the connection goes back to the pool: nothing is copied or
+/// allocated. Locations in remote stores are copied out and tried when sending (the first
+/// that answers serves the download; a failure moves on to the next).
 async fn authorize(
     head: &RequestHead,
     image_id: ImageId,
@@ -163,10 +173,12 @@ async fn authorize(
         .exchange(&ask)
         .await
         .map_err(|e| Refusal::unavailable("AuthorizeDownload", &e, keep))?;
-    let (location, checksum) = match chan.response() {
+    let (locations, size, checksum) = match chan.response() {
         Ok(Response::DownloadGranted {
-            location, checksum, ..
-        }) => (location, checksum),
+            locations,
+            size,
+            checksum,
+        }) => (locations, size, checksum),
         Ok(Response::Denied(reason)) => {
             w.link.give_back(chan);
             return Err(Refusal::denied(reason, &image_id, keep));
@@ -177,24 +189,56 @@ async fn authorize(
         }
     };
     let md5 = checksum.and_then(|c| <[u8; 32]>::try_from(c.as_bytes()).ok());
-    let opened = location.map(|l| w.store.open_read(l));
-    w.link.give_back(chan);
-    match opened {
-        None => Ok(None),
-        Some(Ok((file, size))) => Ok(Some(Data { file, size, md5 })),
-        Some(Err(crate::store::Error::Missing(_))) => {
-            tracing::warn!(%image_id, "image data missing from the store");
-            Ok(None)
-        }
-        Some(Err(e)) => {
-            tracing::error!(%image_id, error = %e, "cannot open image data");
-            Err(Refusal::new(
-                503,
-                "The image data is temporarily unavailable.",
-                keep,
-            ))
+    let mut missing = false;
+    let mut failed = false;
+    let mut remote: Option<Vec<(String, String)>> = None;
+    let mut opened = None;
+    for (store, url) in shared::location::entries(locations) {
+        if let Some(opened_local) = w.stores.open_local(store, url) {
+            match opened_local {
+                Ok((file, size)) => {
+                    opened = Some((file, size));
+                    break;
+                }
+                Err(crate::store::Error::Missing(_)) => missing = true,
+                Err(e) => {
+                    tracing::error!(%image_id, store, error = %e, "cannot open image data");
+                    failed = true;
+                }
+            }
+            w.metrics.download_failover();
+        } else {
+            remote
+                .get_or_insert_with(Vec::new)
+                .push((store.to_owned(), url.to_owned()));
         }
     }
+    w.link.give_back(chan);
+    if let Some((file, size)) = opened {
+        return Ok(Some(Data {
+            source: Source::File(file),
+            size,
+            md5,
+        }));
+    }
+    if let Some(remote) = remote {
+        return Ok(Some(Data {
+            source: Source::Remote(remote),
+            size,
+            md5,
+        }));
+    }
+    if failed {
+        return Err(Refusal::new(
+            503,
+            "The image data is temporarily unavailable.",
+            keep,
+        ));
+    }
+    if missing {
+        tracing::warn!(%image_id, "image data missing from the store");
+    }
+    Ok(None)
 }
 
 /// What to send: status, which bytes, and the data.
@@ -244,6 +288,17 @@ async fn send(
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
+    let body = match data.source {
+        Source::File(file) => Body::File(file),
+        Source::Remote(_) if len == 0 => Body::Empty,
+        Source::Remote(locations) => match open_remote(&locations, offset, len, w).await {
+            Some(reader) => Body::Remote(reader),
+            None => {
+                let refusal = Refusal::new(503, "The image data is temporarily unavailable.", keep);
+                return refuse(conn, Route::Download, refusal, rid, w).await;
+            }
+        },
+    };
     let mut range_buf = [0u8; 72];
     let content_range = match span {
         Span::Full => None,
@@ -286,13 +341,78 @@ async fn send(
     if len == 0 {
         return keep;
     }
-    if let Err(e) = send_file(conn, data.file, offset, len, w, splicer).await {
+    let sent = match body {
+        Body::File(file) => send_file(conn, file, offset, len, w, splicer).await,
+        Body::Remote(reader) => send_stream(conn, reader, len, w).await,
+        Body::Empty => Ok(()),
+    };
+    if let Err(e) = sent {
         tracing::debug!(%image_id, error = %e, "download ended early");
         return false;
     }
     w.metrics.bytes_out(len);
     tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
     keep
+}
+
+/// What the bytes come from.
+enum Body {
+    File(std::fs::File),
+    Remote(crate::store::Reader),
+    Empty,
+}
+
+/// The first remote location that answers a read of `len` bytes from `offset`; a store that
+/// fails is logged and counted, and the next one tried.
+async fn open_remote(
+    locations: &[(String, String)],
+    offset: u64,
+    len: u64,
+    w: &Worker,
+) -> Option<crate::store::Reader> {
+    for (store, url) in locations {
+        let opened = match w.stores.resolve(store, url).await {
+            Ok(s) => s.read(url, offset, len).await,
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                tracing::warn!(store = %store, location = %url, error = %e, "location unreadable; trying the next");
+                w.metrics.download_failover();
+            }
+        }
+    }
+    None
+}
+
+/// Copies `len` bytes from a remote store's answer to the client. A store that ends early
+/// cuts the connection (the client sees a short body against its `Content-Length`, never a
+/// clean short answer).
+async fn send_stream(
+    conn: &mut Conn<ClientStream>,
+    mut reader: crate::store::Reader,
+    len: u64,
+    w: &Worker,
+) -> std::io::Result<()> {
+    let idle = w.settings.idle_timeout;
+    let mut buf = Vec::with_capacity(w.settings.transfer_buffer_bytes);
+    let mut left = len;
+    while left > 0 {
+        buf.clear();
+        let (res, b) = reader.read(buf).await;
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.truncate(left.min(buf.len() as u64) as usize);
+        left -= buf.len() as u64;
+        let (res, b) = conn.write_all(buf, idle).await;
+        buf = b;
+        res?;
+    }
+    Ok(())
 }
 
 async fn send_file(

@@ -29,15 +29,11 @@ use crate::metrics::{Route, Side};
 use shared::channel::{Request, Response};
 use shared::error::ErrorCode;
 use shared::image::{HashAlgo, ImageId};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Buffers one upload may have in flight (being read, hashed, written): bounds its memory
 /// to `UPLOAD_DEPTH × transfer_buffer_bytes`.
 const UPLOAD_DEPTH: usize = 8;
-
-/// Store writes one upload may have in flight before reading waits for the oldest.
-const MAX_WRITES: usize = 2;
 
 /// Serves one upload: check → authorize → transfer → commit → answer. Returns whether the
 /// connection may be reused.
@@ -48,7 +44,7 @@ pub async fn handle(
     rid: &str,
     w: &Worker,
 ) -> bool {
-    let checked = match check(head, id) {
+    let checked = match check(head, id, w.settings.features, &w.stores) {
         Ok(c) => c,
         Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
@@ -76,11 +72,19 @@ struct Checked {
     expected: Option<u64>,
     /// Whether a refusal before the body is read leaves the connection usable (no body).
     keep_if_refused: bool,
+    /// `X-Image-Meta-Store` (multi-store only), checked against the configured stores.
+    store: Option<String>,
 }
 
 /// Step 1: the image id, `Content-Type: application/octet-stream` (415), a valid
-/// `x-openstack-image-size` that agrees with `Content-Length` (400).
-fn check(head: &RequestHead, id: &str) -> Result<Checked, Refusal> {
+/// `x-openstack-image-size` that agrees with `Content-Length` (400), and with multi-store an
+/// `X-Image-Meta-Store` naming a configured (400) writable (410) store.
+fn check(
+    head: &RequestHead,
+    id: &str,
+    features: shared::route::Features,
+    stores: &crate::store::Stores,
+) -> Result<Checked, Refusal> {
     // An error answered before the body is read leaves the body in the socket: close then.
     let keep = head.framing == Framing::Empty;
     let image_id = id
@@ -116,10 +120,22 @@ fn check(head: &RequestHead, id: &str) -> Result<Checked, Refusal> {
             format!("x-openstack-image-size ({d}) does not match the request body size ({l}).");
         return Err(Refusal::new(400, msg, keep));
     }
+    let store = match head.header("x-image-meta-store").map(str::trim) {
+        Some(id) if features.multistore => match stores.config(id) {
+            None => return Err(Refusal::new(400, shared::error::unknown_store(&id), keep)),
+            Some(c) if c.read_only() => {
+                return Err(Refusal::new(410, shared::error::STORE_ADD_DISABLED, keep));
+            }
+            Some(_) => Some(id.to_owned()),
+        },
+        // Glance ignores the header without multi-store
+        _ => None,
+    };
     Ok(Checked {
         image_id,
         expected: declared.or(length),
         keep_if_refused: keep,
+        store,
     })
 }
 
@@ -130,6 +146,8 @@ struct Grant {
     lease: control_link::Conn,
     hash_algo: HashAlgo,
     max_size: u64,
+    /// The store to write to.
+    store: String,
 }
 
 /// Step 2: `AuthorizeUpload`. The control plane checks policy and status and moves the image
@@ -145,6 +163,7 @@ async fn authorize(
         image_id: c.image_id,
         credentials: credentials(head),
         declared_size: c.expected,
+        store: c.store.as_deref(),
     };
     match w.link.call_keep(&ask).await {
         Ok((
@@ -152,11 +171,13 @@ async fn authorize(
             Response::UploadGranted {
                 hash_algo,
                 max_size_bytes,
+                store,
             },
         )) => Ok(Grant {
             lease,
             hash_algo,
             max_size: max_size_bytes,
+            store,
         }),
         Ok((chan, Response::Denied(reason))) => {
             w.link.give_back(chan);
@@ -184,16 +205,15 @@ enum Ended {
 /// is already gone). Returns the size committed.
 async fn commit(
     grant: Grant,
-    stored: Result<(String, Digests), Failure>,
+    stored: Result<(crate::store::Store, String, Digests), Failure>,
     c: &Checked,
     rid: &str,
     w: &Worker,
 ) -> Result<u64, Ended> {
-    let mut lease = grant.lease;
     let image_id = c.image_id;
-    let (location, digests) = match stored {
+    let (store, location, digests) = match stored {
         Ok(x) => x,
-        Err(failure) => return Err(abort(lease, failure, image_id, rid, w).await),
+        Err(failure) => return Err(abort(grant.lease, failure, image_id, rid, w).await),
     };
     let complete = Request::UploadComplete {
         request_id: rid,
@@ -203,7 +223,9 @@ async fn commit(
         os_hash_algo: digests.algo,
         os_hash_value: digests.secure_hex.as_str(),
         location: location.as_str(),
+        store: grant.store.as_str(),
     };
+    let mut lease = grant.lease;
     match lease.call(&complete).await {
         Ok(Response::UploadCommitted) => {
             w.link.give_back(lease);
@@ -212,7 +234,9 @@ async fn commit(
         Ok(Response::Denied(reason)) => {
             w.link.give_back(lease);
             w.metrics.upload_failed(Side::Control);
-            let _ = w.store.delete(&location);
+            if let Err(e) = store.delete(&location).await {
+                tracing::warn!(%image_id, error = %e, "could not remove refused upload's data");
+            }
             tracing::info!(%image_id, request_id = rid, ?reason, "upload refused at commit; data removed");
             Err(Ended::Refused(Refusal::denied(reason, &image_id, false)))
         }
@@ -318,16 +342,17 @@ impl Failure {
 }
 
 /// Step 3: answer `100 Continue` if asked, then read the body into pooled, aligned buffers;
-/// each goes to the hashing threads and to a store write task of its own while the next one
-/// is read. At the end: check the size, finish the hashes, and commit the file into the
-/// store (the data is durable before the control plane hears of it).
+/// each goes to the hashing threads and to the store (a write task of its own, or a part of a
+/// multipart upload) while the next one is read. At the end: check the size, finish the
+/// hashes, and commit the data into the store (durable before the control plane hears of
+/// it). Any failure aborts the store's upload: nothing partial is left.
 async fn receive(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     c: &Checked,
     grant: &Grant,
     w: &Worker,
-) -> Result<(String, Digests), Failure> {
+) -> Result<(crate::store::Store, String, Digests), Failure> {
     let idle = w.settings.idle_timeout;
     if head.expects_continue() {
         let (res, _) = conn
@@ -335,18 +360,54 @@ async fn receive(
             .await;
         res.map_err(|_| Failure::client_gone("client went away"))?;
     }
-    let upload = w
-        .store
-        .create_upload(&c.image_id)
+    let store = match w.stores.get(&grant.store).await {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(store_failed(e)),
+        None => {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                shared::error::unknown_store(&grant.store),
+            ));
+        }
+    };
+    let mut upload = store
+        .create_upload(&c.image_id, c.expected)
         .await
         .map_err(store_failed)?;
-    let direct = upload.direct();
     let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
-    let mut writes = Writes::default();
+    match transfer(conn, head, c, grant, &mut upload, &mut hasher, idle).await {
+        Ok(()) => {}
+        Err(f) => {
+            upload.abort().await;
+            return Err(f);
+        }
+    }
+    let digests = match hasher.finish().await {
+        Ok(d) => d,
+        Err(e) => {
+            upload.abort().await;
+            return Err(Failure::new(ErrorCode::Internal, e.to_string()).on(Side::Internal));
+        }
+    };
+    let location = upload.commit(digests.size).await.map_err(store_failed)?;
+    Ok((store, location, digests))
+}
+
+/// The body into the hasher and the store, with the size checks.
+async fn transfer(
+    conn: &mut Conn<ClientStream>,
+    head: &RequestHead,
+    c: &Checked,
+    grant: &Grant,
+    upload: &mut crate::store::Upload,
+    hasher: &mut PipelinedHasher,
+    idle: std::time::Duration,
+) -> Result<(), Failure> {
+    let direct = upload.direct();
     let mut state = BodyState::new(head.framing);
     let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
     while !state.is_done() {
-        let buf = fill(conn, &mut state, &mut hasher, idle).await?;
+        let buf = fill(conn, &mut state, hasher, idle).await?;
         if buf.is_empty() {
             hasher.give_back(Some(buf));
             continue;
@@ -364,11 +425,11 @@ async fn receive(
             });
         }
         // Only the last buffer can be partial; a direct write gets it zero-padded.
-        let pad = direct && !buf.len().is_multiple_of(crate::io::ALIGN);
+        let len = buf.len();
+        let pad = direct && !len.is_multiple_of(crate::io::ALIGN);
         let chunk = hasher.submit(buf, pad);
-        writes.start(upload.write_at(chunk, offset)).await?;
+        upload.push(chunk, len).await.map_err(store_failed)?;
     }
-    writes.finish().await?;
     if let Some(e) = c.expected
         && hasher.size() != e
     {
@@ -380,16 +441,7 @@ async fn receive(
             ),
         ));
     }
-    let digests = hasher
-        .finish()
-        .await
-        .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()).on(Side::Internal))?;
-    let location = w
-        .store
-        .commit(upload, digests.size)
-        .await
-        .map_err(store_failed)?;
-    Ok((location, digests))
+    Ok(())
 }
 
 /// Fills one pooled buffer from the body: whole (a direct write needs whole blocks), or up to
@@ -416,44 +468,6 @@ async fn fill(
         }
     }
     Ok(buf)
-}
-
-/// Store writes in flight: each runs as a task of its own while the next buffer is read; the
-/// oldest is awaited once [`MAX_WRITES`] are in flight, and any finished one is checked right
-/// away.
-#[derive(Default)]
-struct Writes(VecDeque<compio::runtime::JoinHandle<std::io::Result<()>>>);
-
-impl Writes {
-    async fn start(
-        &mut self,
-        write: impl std::future::Future<Output = std::io::Result<()>> + 'static,
-    ) -> Result<(), Failure> {
-        self.0.push_back(compio::runtime::spawn(write));
-        while self.0.len() > MAX_WRITES || self.0.front().is_some_and(|h| h.is_finished()) {
-            if let Some(h) = self.0.pop_front() {
-                Writes::check(h.await)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<(), Failure> {
-        while let Some(h) = self.0.pop_front() {
-            Writes::check(h.await)?;
-        }
-        Ok(())
-    }
-
-    fn check<E>(joined: Result<std::io::Result<()>, E>) -> Result<(), Failure> {
-        match joined {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(store_failed(crate::store::Error::from_write(e))),
-            Err(_) => {
-                Err(Failure::new(ErrorCode::Internal, "store write task failed").on(Side::Internal))
-            }
-        }
-    }
 }
 
 /// A store failure, logged.

@@ -5,7 +5,7 @@
 use super::tls;
 use super::upstream::Upstream;
 use crate::control_link::Link;
-use crate::store::fs::FsStore;
+use crate::store::Stores;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -48,13 +48,13 @@ impl Settings {
     }
 }
 
-/// What one worker owns: settings, the store, and its pools towards the control plane.
+/// What one worker owns: settings, the stores, and its pools towards the control plane.
 #[derive(Debug)]
 pub struct Worker {
     /// Limits and sizes.
     pub settings: Settings,
-    /// The image store.
-    pub store: FsStore,
+    /// The image stores.
+    pub stores: Stores,
     /// Channel connections (authorize/report).
     pub link: Link,
     /// HTTP connections for forwarded requests.
@@ -72,11 +72,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker's state: its settings, the store, pools towards the control plane's sockets,
+    /// A worker's state: its settings, the stores, pools towards the control plane's sockets,
     /// its buffer pools and counters.
     pub fn new(
         settings: Settings,
-        store: FsStore,
+        stores: Stores,
         channel_socket: std::path::PathBuf,
         api_socket: std::path::PathBuf,
         metrics: crate::metrics::Metrics,
@@ -93,7 +93,7 @@ impl Worker {
             active: std::cell::Cell::new(0),
             tls,
             settings,
-            store,
+            stores,
         }
     }
 }

@@ -73,9 +73,13 @@ impl Stack {
             let (rt, _) = dataplane::worker_runtime().unwrap();
             rt.block_on(async move {
                 use dataplane::server::{self, worker};
+                let stores = dataplane::store::Prepared::new(config.stores())
+                    .unwrap()
+                    .open()
+                    .await;
                 let w = std::rc::Rc::new(worker::Worker::new(
                     worker::Settings::from_config(&config),
-                    dataplane::store::fs::FsStore::open(&config.store_dir(), true).unwrap(),
+                    stores,
                     channel,
                     config.api_socket(),
                     dataplane::metrics::Metrics::detached(),

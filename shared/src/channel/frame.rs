@@ -114,6 +114,7 @@ mod tests {
                     ..Default::default()
                 },
                 declared_size: Some(7),
+                store: Some("fast".into()),
             },
             Request::UploadComplete {
                 request_id: "req-1".into(),
@@ -123,6 +124,15 @@ mod tests {
                 os_hash_algo: HashAlgo::Sha512,
                 os_hash_value: "def".into(),
                 location: "file:///x".into(),
+                store: "fast".into(),
+            },
+            Request::ClaimJobs {
+                max: 16,
+                lease_seconds: 300,
+            },
+            Request::JobFailed {
+                id: 9,
+                error: "store down".into(),
             },
             Request::UploadAborted {
                 request_id: "r".into(),
@@ -182,7 +192,7 @@ mod tests {
         assert_eq!(decode::<Request>(&a).unwrap().unwrap().0.body, owned);
 
         let granted: Response = Response::DownloadGranted {
-            location: Some("file:///store/x".into()),
+            locations: "fast file:///store/x".into(),
             size: 5,
             checksum: Some("abc".into()),
         };
@@ -192,11 +202,11 @@ mod tests {
         assert_eq!(used, buf.len());
         match f.body {
             Response::DownloadGranted {
-                location: Some(loc),
+                locations: loc,
                 size: 5,
                 checksum: Some("abc"),
             } => {
-                assert_eq!(loc, "file:///store/x");
+                assert_eq!(loc, "fast file:///store/x");
                 let inside = buf.as_ptr_range();
                 assert!(
                     inside.contains(&loc.as_ptr()),

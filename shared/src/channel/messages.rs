@@ -82,6 +82,8 @@ pub enum Request<S = String> {
         credentials: Credentials<S>,
         /// `x-openstack-image-size` or `Content-Length`, when the client declared one.
         declared_size: Option<u64>,
+        /// `X-Image-Meta-Store`: the store the client asked for (multi-store only).
+        store: Option<S>,
     },
     /// The data is durably stored at `location`; commit `active`.
     UploadComplete {
@@ -97,8 +99,11 @@ pub enum Request<S = String> {
         os_hash_algo: HashAlgo,
         /// Hex digest.
         os_hash_value: S,
-        /// Store URL of the data, e.g. `file:///var/lib/glint/images/<id>`.
+        /// Store URL of the data, e.g. `file:///var/lib/glint/images/<id>`; never carries
+        /// credentials.
         location: S,
+        /// Id of the store holding it (the one granted).
+        store: S,
     },
     /// The upload failed; put the image back to `queued`.
     UploadAborted {
@@ -118,6 +123,52 @@ pub enum Request<S = String> {
         /// Caller identity.
         credentials: Credentials<S>,
     },
+    /// Hand this data plane up to `max` jobs that are due ([`Response::Jobs`]); each is
+    /// leased to it for `lease_seconds`, after which another claim may take it again.
+    ClaimJobs {
+        /// Most jobs wanted.
+        max: u32,
+        /// How long the data plane may hold each one.
+        lease_seconds: u32,
+    },
+    /// The job is done (idempotent: a job done twice, or no longer known, is acknowledged).
+    JobDone {
+        /// [`Job::id`].
+        id: u64,
+    },
+    /// The job failed this time; it is retried later with backoff.
+    JobFailed {
+        /// [`Job::id`].
+        id: u64,
+        /// What went wrong (kept on the job row for operators).
+        error: S,
+    },
+}
+
+/// Work the control plane asks of the data plane: persisted in the database, claimed with a
+/// lease, reported done or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job<S = String> {
+    /// The job's id.
+    pub id: u64,
+    /// How many claims came before this one (0 on the first).
+    pub attempt: u32,
+    /// What to do.
+    pub work: Work<S>,
+}
+
+/// What a [`Job`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Work<S = String> {
+    /// Delete the data at `url` in store `store` (a missing object counts as deleted).
+    DeleteData {
+        /// The image the data belonged to.
+        image_id: ImageId,
+        /// The store's id (may name a store no longer configured: the URL decides then).
+        store: S,
+        /// The location.
+        url: S,
+    },
 }
 
 /// Control plane → data plane.
@@ -134,20 +185,25 @@ pub enum Response<S = String> {
         hash_algo: HashAlgo,
         /// Refuse bodies larger than this (`image_size_cap`).
         max_size_bytes: u64,
+        /// The store to write to (the one asked for, else the default).
+        store: S,
     },
     /// The image is `active` with the reported data.
     UploadCommitted,
     /// Download may proceed.
     DownloadGranted {
-        /// Where the data lives; `None` when the image has no data (answer 204).
-        location: Option<S>,
+        /// Where the data lives, best first, as a [`crate::location::List`] string (read it
+        /// with [`crate::location::entries`]); empty when the image has no data (answer 204).
+        locations: S,
         /// Stored size in bytes (0 when there is no data).
         size: u64,
         /// md5 hex digest for `Content-MD5`, when known.
         checksum: Option<S>,
     },
-    /// Acknowledged (reply to `UploadAborted`).
+    /// Acknowledged (reply to `UploadAborted`, `JobDone`, `JobFailed`).
     Ack,
+    /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
+    Jobs(Vec<Job<S>>),
     /// Refused; the data plane answers the client with this reason's status and message.
     Denied(Reason),
 }

@@ -3,9 +3,9 @@
 /// The oldest channel protocol version this build speaks. Version 2 sends a refusal's
 /// [`Reason`](crate::error::Reason) instead of a bare code; both planes always come from one
 /// build, so version 1 is not spoken any more.
-pub const MIN_VERSION: u16 = 2;
+pub const MIN_VERSION: u16 = 3;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 2;
+pub const MAX_VERSION: u16 = 3;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {

@@ -1,0 +1,422 @@
+//! The `jobs` table: work the control plane asks of the data plane (today only `delete_data`),
+//! persisted so that nothing is lost when either process dies.
+//!
+//! Lifecycle of a row (every step a conditional statement, so several control planes on one
+//! PostgreSQL or MariaDB never hand one job to two claimers at once):
+//!
+//! 1. `enqueue` inserts it `pending`, due at once, inside the caller's transaction (the one
+//!    that moves its location to `pending_delete`). `dedup_key` (sha256 of kind and url) is
+//!    unique, so enqueuing the same work twice is a no-op on all three databases.
+//! 2. [`claim`] takes up to `max` due rows — `pending` with `not_before <= now`, or `claimed`
+//!    whose lease ran out (`lease_until < now`: the data plane that held it died) — each by
+//!    `UPDATE … WHERE id = ? AND attempts = <read> AND <due>`; only a row actually changed
+//!    is handed out, with `lease_until = now + lease` and `attempts + 1`.
+//! 3. [`done`] deletes the row and, for `delete_data`, marks its location `deleted` (bumping
+//!    the image's version, so image caches reload); a job already gone is fine.
+//! 4. [`failed`] puts a claimed row back to `pending` with `not_before = now + backoff`
+//!    ([`backoff_seconds`]) and keeps the error text.
+
+use super::row::{from_micros, to_micros};
+use super::{Backend, Db, Error, int_required, text, text_required};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use shared::channel::{Job, Work};
+use shared::image::ImageId;
+use sqlx::AnyConnection;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The `kind` of a `delete_data` job.
+pub const DELETE_DATA: &str = "delete_data";
+
+/// Every job kind (metric labels).
+pub const KINDS: [&str; 1] = [DELETE_DATA];
+
+/// Longest `last_error` kept, in bytes.
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// Longest wait before a failed job is retried.
+pub const MAX_BACKOFF_SECONDS: u64 = 3600;
+
+/// Jobs enqueued through one [`Db`] since start, by kind (published as a metric at scrape).
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    delete_data: AtomicU64,
+}
+
+impl Enqueued {
+    /// Jobs of `kind` enqueued so far.
+    pub fn get(&self, kind: &str) -> u64 {
+        match kind {
+            DELETE_DATA => self.delete_data.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    fn add(&self, kind: &str) {
+        if kind == DELETE_DATA {
+            self.delete_data.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn kind_of(work: &Work) -> &'static str {
+    match work {
+        Work::DeleteData { .. } => DELETE_DATA,
+    }
+}
+
+fn dedup_key(kind: &str, url: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(url.as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Seconds to wait before retrying a job whose `attempts`-th claim failed:
+/// `min(5 · 2^(attempts-1), 3600)` (5 s, 10 s, 20 s, … one hour).
+pub fn backoff_seconds(attempts: u32) -> u64 {
+    let exp = attempts.saturating_sub(1).min(20);
+    (5u64 << exp).min(MAX_BACKOFF_SECONDS)
+}
+
+/// Inserts `work` as a pending job due at `now`, on `conn` (inside the caller's transaction);
+/// returns whether a row was added (`false`: the same work is already queued).
+pub(crate) async fn enqueue(
+    db: &Db,
+    conn: &mut AnyConnection,
+    work: &Work,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let kind = kind_of(work);
+    let Work::DeleteData {
+        image_id,
+        store,
+        url,
+    } = work;
+    let now = to_micros(now);
+    let key = dedup_key(kind, url);
+    if db.backend() == Backend::Mysql {
+        // MySQL counts a row found by ON DUPLICATE KEY UPDATE as affected (sqlx asks for
+        // found rows), so the answer comes from a look first; the upsert below still keeps
+        // a concurrent enqueue from failing (it would only be counted twice).
+        let found = db
+            .sql("SELECT id FROM jobs WHERE dedup_key = ?")
+            .arg(&key)
+            .query()
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(false);
+        }
+    }
+    let mut sql = db.sql(
+        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, state, attempts, \
+         not_before, lease_until, last_error, created_at, updated_at) VALUES (",
+    );
+    sql.bind(kind)
+        .push(", ")
+        .bind(&key)
+        .push(", ")
+        .bind(image_id.to_string())
+        .push(", ")
+        .bind(store)
+        .push(", ")
+        .bind(url)
+        .push(", 'pending', 0, ")
+        .bind(now)
+        .push(", NULL, NULL, ")
+        .bind(now)
+        .push(", ")
+        .bind(now)
+        .push(")");
+    sql.push(match db.backend() {
+        // a duplicate must not abort the caller's transaction (PostgreSQL would)
+        Backend::Mysql => " ON DUPLICATE KEY UPDATE id = id",
+        Backend::Sqlite | Backend::Postgres => " ON CONFLICT (dedup_key) DO NOTHING",
+    });
+    let n = sql.query().execute(&mut *conn).await?.rows_affected();
+    if n == 1 {
+        db.jobs_enqueued().add(kind);
+    }
+    Ok(n == 1)
+}
+
+/// The condition of a job that may be claimed at `?` (bound twice: now, now).
+const DUE: &str =
+    "((state = 'pending' AND not_before <= ?) OR (state = 'claimed' AND lease_until < ?))";
+
+/// Claims up to `max` due jobs for `lease_seconds` (see the module docs); each comes with the
+/// number of claims before this one.
+pub async fn claim(
+    db: &Db,
+    max: u32,
+    lease_seconds: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>, Error> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let at = to_micros(now);
+    let until = to_micros(now + chrono::Duration::seconds(i64::from(lease_seconds.max(1))));
+    let rows = db
+        .sql(&format!(
+            "SELECT id, kind, image_id, store_id, url, attempts FROM jobs WHERE {DUE} \
+             ORDER BY not_before, id LIMIT ?"
+        ))
+        .arg(at)
+        .arg(at)
+        .arg(i64::from(max))
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = int_required(&row, "id")?;
+        let attempts = int_required(&row, "attempts")?;
+        let kind = text_required(&row, "kind")?;
+        let raw = text_required(&row, "image_id")?;
+        let (Ok(image_id), DELETE_DATA) = (raw.parse::<ImageId>(), kind.as_str()) else {
+            tracing::error!(job_id = id, %kind, image_id = %raw, "job row not understood; left alone");
+            continue;
+        };
+        let n = db
+            .sql(&format!(
+                "UPDATE jobs SET state = 'claimed', lease_until = ?, attempts = attempts + 1, \
+                 updated_at = ? WHERE id = ? AND attempts = ? AND {DUE}"
+            ))
+            .arg(until)
+            .arg(at)
+            .arg(id)
+            .arg(attempts)
+            .arg(at)
+            .arg(at)
+            .query()
+            .execute(db.pool())
+            .await?
+            .rows_affected();
+        if n != 1 {
+            // another claimer took it between the read and the update
+            continue;
+        }
+        claimed.push(Job {
+            id: u64::try_from(id).map_err(|_| Error::Corrupt(format!("job id {id}")))?,
+            attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+            work: Work::DeleteData {
+                image_id,
+                store: text_required(&row, "store_id")?,
+                url: text_required(&row, "url")?,
+            },
+        });
+    }
+    Ok(claimed)
+}
+
+/// What [`done`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// The job was known and is gone now; its kind.
+    Finished(&'static str),
+    /// No such job (done before, or never enqueued): nothing to do.
+    Unknown,
+}
+
+/// Finishes job `id`: deletes it and, for `delete_data`, marks its location `deleted` (with
+/// the image's version bumped). Idempotent.
+pub async fn done(db: &Db, id: u64, now: DateTime<Utc>) -> Result<Done, Error> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(Done::Unknown);
+    };
+    let row = db
+        .sql("SELECT kind, image_id, store_id, url FROM jobs WHERE id = ?")
+        .arg(id)
+        .query()
+        .fetch_optional(db.pool())
+        .await?;
+    let Some(row) = row else {
+        return Ok(Done::Unknown);
+    };
+    let kind = text_required(&row, "kind")?;
+    let raw = text_required(&row, "image_id")?;
+    let image_id: Option<ImageId> = raw.parse().ok();
+    let outcome = done_tx(db, id, &row, now).await;
+    if let Some(image) = image_id {
+        db.cache().invalidate(image);
+    }
+    outcome?;
+    Ok(Done::Finished(match kind.as_str() {
+        DELETE_DATA => DELETE_DATA,
+        _ => "other",
+    }))
+}
+
+async fn done_tx(
+    db: &Db,
+    id: i64,
+    row: &sqlx::any::AnyRow,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let at = to_micros(now);
+    let kind = text_required(row, "kind")?;
+    let image_id = text_required(row, "image_id")?;
+    let mut tx = db.begin().await?;
+    if kind == DELETE_DATA {
+        let store = text_required(row, "store_id")?;
+        let url = text_required(row, "url")?;
+        // the image row first (every writer locks images, then image_locations, then jobs)
+        let bumped = db
+            .sql(
+                "UPDATE images SET version = version + 1 WHERE id = ? AND EXISTS (SELECT 1 \
+                 FROM image_locations WHERE image_id = ? AND url = ? AND store_id = ? AND \
+                 status = 'pending_delete')",
+            )
+            .arg(&image_id)
+            .arg(&image_id)
+            .arg(&url)
+            .arg(&store)
+            .query()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if bumped == 1 {
+            db.sql(
+                "UPDATE image_locations SET status = 'deleted', updated_at = ?, deleted_at = ? \
+                 WHERE image_id = ? AND url = ? AND store_id = ? AND status = 'pending_delete'",
+            )
+            .arg(at)
+            .arg(at)
+            .arg(&image_id)
+            .arg(&url)
+            .arg(&store)
+            .query()
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    db.sql("DELETE FROM jobs WHERE id = ?")
+        .arg(id)
+        .query()
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Job `id` failed this time: back to `pending`, due after [`backoff_seconds`], with `error`
+/// kept. Returns the kind when the job was claimed (a job not claimed, or gone, is left
+/// alone: `None`).
+pub async fn failed(
+    db: &Db,
+    id: u64,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<&'static str>, Error> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    let Some(row) = db
+        .sql("SELECT kind, attempts FROM jobs WHERE id = ? AND state = 'claimed'")
+        .arg(id)
+        .query()
+        .fetch_optional(db.pool())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let attempts = int_required(&row, "attempts")?;
+    let kind = text_required(&row, "kind")?;
+    let wait = backoff_seconds(u32::try_from(attempts).unwrap_or(u32::MAX));
+    let due = now + chrono::Duration::seconds(wait as i64);
+    let mut end = error.len().min(MAX_ERROR_BYTES);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    let n = db
+        .sql(
+            "UPDATE jobs SET state = 'pending', not_before = ?, lease_until = NULL, \
+             last_error = ?, updated_at = ? WHERE id = ? AND state = 'claimed' AND attempts = ?",
+        )
+        .arg(to_micros(due))
+        .arg(&error[..end])
+        .arg(to_micros(now))
+        .arg(id)
+        .arg(attempts)
+        .query()
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok((n == 1).then_some(match kind.as_str() {
+        DELETE_DATA => DELETE_DATA,
+        _ => "other",
+    }))
+}
+
+/// Jobs not done yet (pending or claimed).
+pub async fn open_count(db: &Db) -> Result<i64, Error> {
+    let row = db
+        .sql("SELECT COUNT(*) AS n FROM jobs")
+        .query()
+        .fetch_one(db.pool())
+        .await?;
+    int_required(&row, "n")
+}
+
+/// One `jobs` row as stored (for tests and operators' tools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Id.
+    pub id: u64,
+    /// `delete_data`.
+    pub kind: String,
+    /// The image.
+    pub image_id: String,
+    /// The store id.
+    pub store_id: String,
+    /// The location URL.
+    pub url: String,
+    /// `pending` or `claimed`.
+    pub state: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Not claimable before.
+    pub not_before: DateTime<Utc>,
+    /// End of the current claim's lease.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The last failure's text.
+    pub last_error: Option<String>,
+}
+
+/// Every job, oldest first.
+pub async fn all(db: &Db) -> Result<Vec<JobRow>, Error> {
+    let rows = db
+        .sql("SELECT * FROM jobs ORDER BY id")
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id = int_required(r, "id")?;
+            Ok(JobRow {
+                id: u64::try_from(id).map_err(|_| Error::Corrupt(format!("job id {id}")))?,
+                kind: text_required(r, "kind")?,
+                image_id: text_required(r, "image_id")?,
+                store_id: text_required(r, "store_id")?,
+                url: text_required(r, "url")?,
+                state: text_required(r, "state")?,
+                attempts: int_required(r, "attempts")?,
+                not_before: from_micros(int_required(r, "not_before")?)?,
+                lease_until: super::int(r, "lease_until")?.map(from_micros).transpose()?,
+                last_error: text(r, "last_error")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

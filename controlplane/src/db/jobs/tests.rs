@@ -1,0 +1,197 @@
+//! The job queue on every backend: enqueue idempotency, claims and lease expiry, failure
+//! backoff, done, and two control planes claiming at once.
+
+use super::*;
+use crate::db::images;
+use crate::db::scratch::ScratchDb;
+use crate::domain::image::tests::sample;
+use crate::domain::{Location, LocationStatus};
+use chrono::Duration;
+use shared::image::ImageStatus;
+
+async fn db(backend: Backend) -> (ScratchDb, Db) {
+    let scratch = ScratchDb::create(backend).await;
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
+    db.migrate().await.unwrap();
+    (scratch, db)
+}
+
+/// An active image with one location per url.
+async fn image_with(db: &Db, urls: &[String]) -> crate::domain::Image {
+    let mut img = sample();
+    img.id = ImageId::new_random();
+    img.status = ImageStatus::Active;
+    img.locations = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Location {
+            url: url.clone(),
+            store: "file".into(),
+            status: LocationStatus::Active,
+            position: i as i64,
+        })
+        .collect();
+    images::insert(db, &img).await.unwrap();
+    (*images::get(db, img.id).await.unwrap().unwrap()).clone()
+}
+
+async fn enqueue_one(db: &Db, work: &Work, now: DateTime<Utc>) -> bool {
+    let mut tx = db.begin().await.unwrap();
+    let added = enqueue(db, &mut tx, work, now).await.unwrap();
+    tx.commit().await.unwrap();
+    added
+}
+
+#[test]
+fn backoff_doubles_up_to_an_hour() {
+    let got: Vec<u64> = [0, 1, 2, 3, 10, 11, 12, 64, u32::MAX]
+        .into_iter()
+        .map(backoff_seconds)
+        .collect();
+    assert_eq!(got, [5, 5, 10, 20, 2560, 3600, 3600, 3600, 3600]);
+}
+
+#[tokio::test]
+async fn the_job_lifecycle_on_every_backend() {
+    for backend in Backend::ALL {
+        lifecycle(backend).await;
+    }
+}
+
+async fn lifecycle(backend: Backend) {
+    let (_scratch, db) = db(backend).await;
+    let url = format!("file:///data/{}", ImageId::new_random());
+    let img = image_with(&db, std::slice::from_ref(&url)).await;
+    let t0 = Utc::now();
+
+    // a delete stores the move and enqueues the job in one transaction
+    let mut deleted = img.clone();
+    deleted.delete(t0, false).unwrap();
+    assert!(images::update(&db, &deleted).await.unwrap());
+    let jobs = all(&db).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{backend:?}");
+    assert_eq!(
+        (
+            jobs[0].state.as_str(),
+            jobs[0].attempts,
+            jobs[0].url.as_str()
+        ),
+        ("pending", 0, url.as_str())
+    );
+    assert_eq!(db.jobs_enqueued().get(DELETE_DATA), 1);
+    // the same work again is a no-op (inside a transaction that goes on: PostgreSQL too)
+    let work = Work::DeleteData {
+        image_id: img.id,
+        store: "file".into(),
+        url: url.clone(),
+    };
+    assert!(!enqueue_one(&db, &work, t0).await);
+    assert_eq!(all(&db).await.unwrap().len(), 1);
+    assert_eq!(open_count(&db).await.unwrap(), 1);
+
+    // claimed once, with a lease; nothing more is due meanwhile
+    let claimed = claim(&db, 10, 30, t0).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{backend:?}");
+    assert_eq!(claimed[0].attempt, 0);
+    assert_eq!(claimed[0].work, work);
+    let id = claimed[0].id;
+    assert!(
+        claim(&db, 10, 30, t0 + Duration::seconds(29))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // the claimer died: after the lease another claim takes it again
+    let t1 = t0 + Duration::seconds(31);
+    let again = claim(&db, 10, 30, t1).await.unwrap();
+    assert_eq!((again.len(), again[0].id, again[0].attempt), (1, id, 1));
+
+    // a failure: pending again after the backoff of its second attempt (10 s), error kept
+    assert_eq!(
+        failed(&db, id, "store down", t1).await.unwrap(),
+        Some(DELETE_DATA)
+    );
+    let row = &all(&db).await.unwrap()[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 2));
+    assert_eq!(row.last_error.as_deref(), Some("store down"));
+    assert_eq!(row.lease_until, None);
+    assert!(
+        claim(&db, 10, 30, t1 + Duration::seconds(9))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a failure report for a job not claimed changes nothing
+    assert_eq!(failed(&db, id, "late", t1).await.unwrap(), None);
+    let third = claim(&db, 10, 30, t1 + Duration::seconds(11))
+        .await
+        .unwrap();
+    assert_eq!((third[0].id, third[0].attempt), (id, 2));
+
+    // done: the row goes, the location is deleted, the image's version moves (cache reloads)
+    let before = images::get(&db, img.id).await.unwrap().unwrap();
+    assert_eq!(before.locations[0].status, LocationStatus::PendingDelete);
+    assert_eq!(
+        done(&db, id, t1).await.unwrap(),
+        Done::Finished(DELETE_DATA)
+    );
+    let after = images::get(&db, img.id).await.unwrap().unwrap();
+    assert_eq!(after.locations[0].status, LocationStatus::Deleted);
+    assert_eq!(after.version, before.version + 1);
+    assert!(all(&db).await.unwrap().is_empty());
+    assert_eq!(open_count(&db).await.unwrap(), 0);
+    // idempotent
+    assert_eq!(done(&db, id, t1).await.unwrap(), Done::Unknown);
+    assert_eq!(done(&db, u64::MAX, t1).await.unwrap(), Done::Unknown);
+    assert_eq!(failed(&db, id, "x", t1).await.unwrap(), None);
+    assert_eq!(
+        images::get(&db, img.id).await.unwrap().unwrap().version,
+        after.version
+    );
+    // a long error is cut on a character boundary
+    let work2 = Work::DeleteData {
+        image_id: img.id,
+        store: "file".into(),
+        url: format!("{url}-2"),
+    };
+    assert!(enqueue_one(&db, &work2, t1).await);
+    let j = claim(&db, 1, 30, t1).await.unwrap();
+    let long = "é".repeat(2000);
+    failed(&db, j[0].id, &long, t1).await.unwrap();
+    let kept = all(&db).await.unwrap()[0].last_error.clone().unwrap();
+    assert!(kept.len() <= MAX_ERROR_BYTES && kept.chars().all(|c| c == 'é'));
+    db.close().await;
+}
+
+#[tokio::test]
+async fn two_control_planes_never_claim_one_job_twice() {
+    for backend in Backend::ALL {
+        concurrent_claims(backend).await;
+    }
+}
+
+async fn concurrent_claims(backend: Backend) {
+    let (scratch, a) = db(backend).await;
+    let b = Db::connect(scratch.url(), 4).await.unwrap();
+    let urls: Vec<String> = (0..24).map(|i| format!("file:///d/{i}")).collect();
+    let mut img = image_with(&a, &urls).await;
+    img.delete(Utc::now(), false).unwrap();
+    assert!(images::update(&a, &img).await.unwrap());
+    assert_eq!(open_count(&a).await.unwrap(), 24);
+    let now = Utc::now();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let (x, y) = tokio::join!(claim(&a, 4, 60, now), claim(&b, 4, 60, now));
+        for job in x.unwrap().into_iter().chain(y.unwrap()) {
+            assert!(
+                seen.insert(job.id),
+                "{backend:?}: job {} handed out twice",
+                job.id
+            );
+        }
+    }
+    assert_eq!(seen.len(), 24, "{backend:?}: every job handed out");
+    assert!(claim(&a, 100, 60, now).await.unwrap().is_empty());
+    b.close().await;
+    a.close().await;
+}

@@ -1,0 +1,94 @@
+//! Work the control plane asks of the data plane (deleting an image's data today; cache
+//! prefetch, import, copy-image and location hashing later), run by one task per data plane.
+//!
+//! The jobs live in the control plane's database. This task claims due ones over the channel
+//! (`ClaimJobs`, each leased to this data plane for [`LEASE`]), runs them, and reports each
+//! `JobDone` or `JobFailed` (the control plane retries it later with backoff). A data plane
+//! that dies holding a job simply lets its lease run out: the next claim takes the job again.
+//! So every job is idempotent: deleting data that is already gone is done.
+
+use crate::server::worker::Worker;
+use shared::channel::{Job, Request, Response, Work};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long a claimed job is ours before another claim may take it.
+pub const LEASE: Duration = Duration::from_secs(300);
+/// Jobs claimed at once.
+const BATCH: u32 = 16;
+/// Wait between claims when none was due (or the control plane was away).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Claims and runs jobs until the runtime stops.
+pub async fn run(w: Rc<Worker>) {
+    loop {
+        let claimed = claim(&w).await;
+        let full = claimed.len() as u32 == BATCH;
+        for job in claimed {
+            let outcome = execute(&w, &job).await;
+            w.metrics.job(outcome.is_ok());
+            report(&w, &job, outcome).await;
+        }
+        if !full {
+            compio::time::sleep(IDLE).await;
+        }
+    }
+}
+
+async fn claim(w: &Worker) -> Vec<Job> {
+    let ask: Request<&str> = Request::ClaimJobs {
+        max: BATCH,
+        lease_seconds: LEASE.as_secs() as u32,
+    };
+    match w.link.call_keep(&ask).await {
+        Ok((chan, Response::Jobs(jobs))) => {
+            w.link.give_back(chan);
+            jobs
+        }
+        Ok((chan, other)) => {
+            w.link.give_back(chan);
+            tracing::warn!(answer = ?other, "unexpected answer to ClaimJobs");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot claim jobs now");
+            Vec::new()
+        }
+    }
+}
+
+/// Runs one job.
+async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
+    match &job.work {
+        Work::DeleteData {
+            image_id,
+            store,
+            url,
+        } => {
+            let target = w.stores.resolve(store, url).await.map_err(|e| {
+                format!("no configured store serves this location (store {store:?}): {e}")
+            })?;
+            target.delete(url).await.map_err(|e| e.to_string())?;
+            tracing::info!(%image_id, store = %store, location = %url, attempt = job.attempt, "image data deleted");
+            Ok(())
+        }
+    }
+}
+
+async fn report(w: &Worker, job: &Job, outcome: Result<(), String>) {
+    let msg = match &outcome {
+        Ok(()) => Request::JobDone { id: job.id },
+        Err(e) => {
+            tracing::warn!(job = job.id, attempt = job.attempt, error = %e, "job failed; the control plane retries it later");
+            Request::JobFailed {
+                id: job.id,
+                error: e.as_str(),
+            }
+        }
+    };
+    match w.link.call_keep(&msg).await {
+        Ok((chan, _)) => w.link.give_back(chan),
+        // the lease runs out and the job is claimed again: it is idempotent
+        Err(e) => tracing::warn!(job = job.id, error = %e, "cannot report a job's outcome"),
+    }
+}

@@ -1,0 +1,476 @@
+//! Multi-store end to end: the real `glint serve` with a filesystem store and two real S3
+//! servers at once (Swift's s3api middleware and Ceph radosgw, started by the test command from
+//! `../shared/services/`), driven over HTTP as a Glance client would. What lands in a bucket is
+//! checked on the server itself (signed S3 requests), never through glint.
+//!
+//! The servers' endpoints come from `GLINT_TEST_S3_*` and `GLINT_TEST_S3B_*`; without them
+//! these tests fail loudly (they are `#[ignore]`d so a plain `cargo test` needs no servers; the
+//! test command runs them with `--include-ignored`).
+
+use loadtest::harness::{Glint, binary, md5_hex, random_bytes, raw_request, sha512_hex};
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// One S3 server, as the test command exported it.
+#[derive(Clone)]
+struct Server {
+    endpoint: String,
+    access: String,
+    secret: String,
+}
+
+impl Server {
+    fn from_env(prefix: &str) -> Server {
+        let var = |k: &str| {
+            std::env::var(format!("{prefix}_{k}")).unwrap_or_else(|_| {
+                panic!("{prefix}_{k} is not set: run ./scripts/test (it starts the S3 servers)")
+            })
+        };
+        Server {
+            endpoint: var("ENDPOINT"),
+            access: var("ACCESS_KEY"),
+            secret: var("SECRET_KEY"),
+        }
+    }
+}
+
+/// Looks into a bucket directly.
+struct Probe {
+    bucket: rusty_s3::Bucket,
+    creds: rusty_s3::Credentials,
+    http: Client,
+}
+
+impl Probe {
+    fn new(s: &Server, bucket: &str) -> Probe {
+        Probe {
+            bucket: rusty_s3::Bucket::new(
+                s.endpoint.parse().unwrap(),
+                rusty_s3::UrlStyle::Path,
+                bucket.to_owned(),
+                "us-east-1",
+            )
+            .unwrap(),
+            creds: rusty_s3::Credentials::new(s.access.clone(), s.secret.clone()),
+            http: client(),
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .list_objects_v2(Some(&self.creds))
+            .sign(Duration::from_secs(60));
+        let r = self.http.get(url).send().unwrap();
+        if r.status() == 404 {
+            return Vec::new();
+        }
+        assert_eq!(r.status(), 200, "list objects");
+        let text = r.text().unwrap();
+        rusty_s3::actions::ListObjectsV2::parse_response(&text)
+            .unwrap()
+            .contents
+            .into_iter()
+            .map(|c| c.key)
+            .collect()
+    }
+
+    fn object(&self, key: &str) -> Option<Vec<u8>> {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .get_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(60));
+        let r = self.http.get(url).send().unwrap();
+        match r.status().as_u16() {
+            200 => Some(r.bytes().unwrap().to_vec()),
+            404 => None,
+            s => panic!("GET {key}: {s}"),
+        }
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    fn open_multipart_uploads(&self) -> usize {
+        let url = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Get,
+            self.bucket.base_url().clone(),
+            self.creds.key(),
+            self.creds.secret(),
+            None,
+            self.bucket.region(),
+            60,
+            [("uploads", "")].into_iter(),
+            std::iter::empty(),
+        );
+        let r = self.http.get(url).send().unwrap();
+        assert_eq!(r.status(), 200, "list multipart uploads");
+        r.text().unwrap().matches("<Upload>").count()
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn suffix() -> String {
+    uuid_like()[..12].to_owned()
+}
+
+fn uuid_like() -> String {
+    let b = random_bytes(16);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The stores of the multi-store tests: `fast` (file), `swifts3` and `ceph` (S3), and a
+/// bucket name of their own per run.
+struct Cluster {
+    g: Glint,
+    bucket: String,
+    swift: Server,
+    ceph: Server,
+}
+
+fn config(
+    dir: &std::path::Path,
+    bucket: &str,
+    swift: &Server,
+    ceph: &Server,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+enabled_backends = "fast:file, swifts3:s3, ceph:s3{extra_ids}"
+[glance_store]
+default_backend = "fast"
+[backends.fast]
+filesystem_store_datadir = "{dir}/fast"
+store_description = "Local disk"
+weight = 100
+[backends.swifts3]
+s3_store_host = "{sw}"
+s3_store_access_key = "{swa}"
+s3_store_secret_key = "{sws}"
+s3_store_bucket = "{bucket}"
+s3_store_create_bucket_on_put = true
+s3_store_large_object_size = 5
+s3_store_large_object_chunk_size = 5
+s3_store_thread_pools = 2
+weight = 50
+[backends.ceph]
+s3_store_host = "{ce}"
+s3_store_access_key = "{cea}"
+s3_store_secret_key = "{ces}"
+s3_store_bucket = "{bucket}"
+s3_store_create_bucket_on_put = true
+s3_store_large_object_chunk_size = 5
+store_description = "Ceph radosgw"
+{extra}
+"#,
+        dir = dir.display(),
+        sw = swift.endpoint,
+        swa = swift.access,
+        sws = swift.secret,
+        ce = ceph.endpoint,
+        cea = ceph.access,
+        ces = ceph.secret,
+        extra_ids = if extra.is_empty() { "" } else { ", dead:s3" },
+    )
+}
+
+impl Cluster {
+    fn start(extra: &str) -> Cluster {
+        let swift = Server::from_env("GLINT_TEST_S3");
+        let ceph = Server::from_env("GLINT_TEST_S3B");
+        let bucket = format!("glint-{}", suffix());
+        let dir = tempfile::Builder::new()
+            .prefix("glint-st")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let path = dir.join("glint.toml");
+        std::fs::write(&path, config(&dir, &bucket, &swift, &ceph, extra)).unwrap();
+        let g = Glint::start(
+            &binary(env!("CARGO_BIN_EXE_glint")),
+            &["--config", path.to_str().unwrap()],
+        )
+        .expect("glint starts");
+        Cluster {
+            g,
+            bucket,
+            swift,
+            ceph,
+        }
+    }
+
+    fn probe(&self, store: &str) -> Probe {
+        match store {
+            "swifts3" => Probe::new(&self.swift, &self.bucket),
+            "ceph" => Probe::new(&self.ceph, &self.bucket),
+            other => panic!("{other} is not an S3 store"),
+        }
+    }
+
+    fn create(&self, c: &Client) -> (String, reqwest::header::HeaderMap) {
+        let r = c
+            .post(self.g.url("/v2/images"))
+            .json(&json!({"name": "ms", "disk_format": "raw", "container_format": "bare"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let headers = r.headers().clone();
+        let v: Value = r.json().unwrap();
+        (v["id"].as_str().unwrap().to_owned(), headers)
+    }
+
+    fn show(&self, c: &Client, id: &str) -> Value {
+        let r = c
+            .get(self.g.url(&format!("/v2/images/{id}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().unwrap()
+    }
+
+    fn upload(&self, c: &Client, id: &str, store: Option<&str>, data: &[u8], chunked: bool) -> u16 {
+        let mut req = c
+            .put(self.g.url(&format!("/v2/images/{id}/file")))
+            .header("Content-Type", "application/octet-stream");
+        if let Some(s) = store {
+            req = req.header("X-Image-Meta-Store", s);
+        }
+        let req = if chunked {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                data.chunks(300_000).map(|c| Ok(c.to_vec())).collect();
+            req.body(reqwest::blocking::Body::new(ChunkReader::new(chunks)))
+        } else {
+            req.body(data.to_vec())
+        };
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        if status != 204 {
+            eprintln!("upload answer {status}: {}", r.text().unwrap_or_default());
+        }
+        status
+    }
+
+    fn download(&self, c: &Client, id: &str) -> Vec<u8> {
+        let r = c
+            .get(self.g.url(&format!("/v2/images/{id}/file")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "download {id}\n{}", self.g.log());
+        r.bytes().unwrap().to_vec()
+    }
+}
+
+/// A body of unknown length (sent chunked).
+struct ChunkReader {
+    chunks: std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>,
+    current: std::io::Cursor<Vec<u8>>,
+}
+
+impl ChunkReader {
+    fn new(chunks: Vec<Result<Vec<u8>, std::io::Error>>) -> Self {
+        ChunkReader {
+            chunks: chunks.into_iter(),
+            current: std::io::Cursor::new(Vec::new()),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            match self.chunks.next() {
+                Some(Ok(c)) => self.current = std::io::Cursor::new(c),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs the S3 servers: run through ./scripts/test"]
+fn file_and_two_s3_servers_serve_as_one_multistore_service() {
+    let cl = Cluster::start("");
+    let c = client();
+
+    // the stores, as Glance lists them
+    let r = c.get(cl.g.url("/v2/info/stores")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    let ids: Vec<&str> = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fast", "swifts3", "ceph"]);
+    assert_eq!(v["stores"][0]["default"], "true");
+    assert_eq!(v["stores"][0]["description"], "Local disk");
+
+    // every store: a sized upload and one of unknown size (multipart in S3), bytes identical
+    let data = random_bytes(7 * 1024 * 1024 + 4321);
+    let mut ids = Vec::new();
+    for store in ["fast", "swifts3", "ceph"] {
+        for chunked in [false, true] {
+            let (id, headers) = cl.create(&c);
+            let offered = headers["openstack-image-store-ids"].to_str().unwrap();
+            assert!(offered.contains(store), "{offered}");
+            assert_eq!(
+                cl.upload(&c, &id, Some(store), &data, chunked),
+                204,
+                "{store}\n{}",
+                cl.g.log()
+            );
+            let img = cl.show(&c, &id);
+            assert_eq!(img["status"], "active");
+            assert_eq!(img["stores"], store);
+            assert_eq!(img["checksum"], md5_hex(&data));
+            assert_eq!(img["os_hash_value"], sha512_hex(&data));
+            assert!(
+                cl.download(&c, &id) == data,
+                "{store}: downloaded bytes differ"
+            );
+            // a range from every store (Glance refuses ranges on S3; glint serves them)
+            let r = c
+                .get(cl.g.url(&format!("/v2/images/{id}/file")))
+                .header("Range", "bytes=5000000-5100000")
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 206, "{store}");
+            assert!(
+                r.bytes().unwrap()[..] == data[5_000_000..=5_100_000],
+                "{store}: range bytes"
+            );
+            if store != "fast" {
+                // the object is in the bucket under the image id, with the image's bytes
+                let stored = cl.probe(store).object(&id).expect("object in the bucket");
+                assert!(stored == data, "{store}: object bytes differ");
+            }
+            ids.push((store, id));
+        }
+    }
+    for store in ["swifts3", "ceph"] {
+        assert_eq!(cl.probe(store).open_multipart_uploads(), 0, "{store}");
+    }
+
+    // an unknown store: 400, image stays queued
+    let (id, _) = cl.create(&c);
+    assert_eq!(cl.upload(&c, &id, Some("nowhere"), b"abc", false), 400);
+    assert_eq!(cl.show(&c, &id)["status"], "queued");
+
+    // the last location cannot be deleted from its store (403, as Glance)
+    let (store, id) = &ids[4];
+    let r = c
+        .delete(cl.g.url(&format!("/v2/stores/{store}/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // a store that does not hold the image: 404 ... but with one location 403 comes first
+    let r = c
+        .delete(cl.g.url(&format!("/v2/stores/nowhere/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409, "a store not configured on this node");
+
+    // deleting images removes their objects (checked on the servers)
+    for (store, id) in &ids {
+        let r = c
+            .delete(cl.g.url(&format!("/v2/images/{id}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        if *store != "fast" {
+            let probe = cl.probe(store);
+            eventually("object deleted", || probe.object(id).is_none());
+        }
+    }
+    for store in ["swifts3", "ceph"] {
+        let left = cl.probe(store).keys();
+        assert!(left.is_empty(), "{store}: objects left: {left:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs the S3 servers: run through ./scripts/test"]
+fn an_interrupted_s3_upload_leaves_no_object_and_no_parts() {
+    let cl = Cluster::start("");
+    let c = client();
+    for store in ["swifts3", "ceph"] {
+        let (id, _) = cl.create(&c);
+        // 12 MiB of a chunked body (two 5 MiB parts sent), then the client goes away
+        let mut req = format!(
+            "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nX-Image-Meta-Store: {store}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        let piece = random_bytes(1 << 20);
+        for _ in 0..12 {
+            req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            req.extend_from_slice(&piece);
+            req.extend_from_slice(b"\r\n");
+        }
+        let _ = raw_request(&cl.g.public_addr(), &req, Duration::from_secs(3));
+        eventually("image back to queued", || {
+            cl.show(&c, &id)["status"] == "queued"
+        });
+        let probe = cl.probe(store);
+        eventually("multipart upload aborted", || {
+            probe.open_multipart_uploads() == 0
+        });
+        assert!(probe.object(&id).is_none(), "{store}: object left");
+    }
+}
+
+#[test]
+#[ignore = "needs the S3 servers: run through ./scripts/test"]
+fn a_store_down_at_start_is_named_and_the_others_keep_working() {
+    let extra = r#"[backends.dead]
+s3_store_host = "http://127.0.0.1:9"
+s3_store_access_key = "x"
+s3_store_secret_key = "y"
+s3_store_bucket = "nowhere"
+connect_timeout_seconds = 1
+"#;
+    let cl = Cluster::start(extra);
+    let c = client();
+    assert!(
+        cl.g.log().contains("dead"),
+        "the dead store is named in the log"
+    );
+    let (id, _) = cl.create(&c);
+    assert_eq!(cl.upload(&c, &id, Some("dead"), b"data", false), 503);
+    assert_eq!(cl.show(&c, &id)["status"], "queued");
+    let data = random_bytes(100_000);
+    assert_eq!(cl.upload(&c, &id, Some("ceph"), &data, false), 204);
+    assert!(cl.download(&c, &id) == data);
+}
+
+#[test]
+#[ignore = "needs the client venv and the S3 servers: run through ./scripts/test"]
+fn glance_clients_multistore_calls() {
+    let cl = Cluster::start("");
+    match cl.g.run_compat_script("test_multistore.py", &[]) {
+        Ok(stdout) => println!("{stdout}"),
+        Err(e) => panic!("{e:#}"),
+    }
+}
