@@ -102,6 +102,9 @@ pub struct Round {
     pub glint_upload: Option<Report>,
     /// The hash limit measured right after it.
     pub hash_limit: Option<HashLimit>,
+    /// `openssl speed -bytes 1048576 md5 sha512` right after that (MB/s each): the machine's
+    /// reference for the digests the limit uses.
+    pub openssl_speed: Option<(f64, f64)>,
     /// `GET /v2/images/{id}` through the data plane.
     pub show_dataplane: Option<Report>,
     /// `GET /v2/images/{id}` on `run/api.sock`.
@@ -421,6 +424,22 @@ pub fn table(cfg: &CompareConfig, rounds: &[Round]) -> Vec<Row> {
             Goal::RatioAtLeast(0.85),
         ),
         row(
+            "  (md5 alone, MB/s)",
+            "openssl speed md5",
+            values(rounds, |r| r.hash_limit.map(|h| h.md5_mb_per_second)),
+            values(rounds, |r| r.openssl_speed.map(|s| s.0)),
+            "~1x: the machine's fastest",
+            Goal::None,
+        ),
+        row(
+            "  (sha512 alone, MB/s)",
+            "openssl speed sha512",
+            values(rounds, |r| r.hash_limit.map(|h| h.sha512_mb_per_second)),
+            values(rounds, |r| r.openssl_speed.map(|s| s.1)),
+            "~1x: the machine's fastest",
+            Goal::None,
+        ),
+        row(
             "  (one-core hash limit, MB/s)",
             "two-core hash limit",
             values(rounds, |r| r.hash_limit.map(|h| h.one_core_mb_per_second)),
@@ -704,6 +723,10 @@ fn measure(
             h.sha512_mb_per_second
         );
         r.hash_limit = Some(h);
+        r.openssl_speed = hashlimit::openssl_speed();
+        if let Some((md5, sha512)) = r.openssl_speed {
+            eprintln!("openssl speed: md5 {md5:.0} MB/s, sha512 {sha512:.0} MB/s");
+        }
         settle();
         let show = format!("/v2/images/{id}");
         let list = "/v2/images?limit=25";

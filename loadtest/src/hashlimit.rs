@@ -3,11 +3,15 @@
 //! An upload cannot finish faster than its two digests (`checksum` = md5 and `os_hash_value` =
 //! sha512 by default). With two cores the best a server can do is run them side by side, so the
 //! **two-core limit** is `bytes / max(time(md5), time(sha512))` with both running at once on two
-//! threads; the **one-core limit** is `bytes / (time(md5) + time(sha512))` on one thread. The same
-//! code as the data plane is used — md5 from `md-5` (asm), SHA-512 from ring — in 1 MiB updates
-//! like the data plane's transfer buffer, over the same pattern the upload mode sends.
+//! threads; the **one-core limit** is `bytes / (time(md5) + time(sha512))` on one thread. The
+//! digests are the data plane's own ([`dataplane::hash::Secure`]), which picks the fastest
+//! implementation on the machine (OpenSSL's), in 1 MiB updates like the data plane's transfer
+//! buffer, over the same pattern the upload mode sends. [`openssl_speed`] asks `openssl speed`
+//! for the same two digests, so a run shows that the limit is the machine's, not glint's code.
 
+use dataplane::hash::Secure;
 use serde::Serialize;
+use shared::image::HashAlgo;
 use std::time::{Duration, Instant};
 
 /// What [`measure`] found.
@@ -25,24 +29,8 @@ pub struct HashLimit {
     pub one_core_mb_per_second: f64,
 }
 
-/// One of the two digests of an upload.
-enum Digest {
-    Md5(md5::Md5),
-    Sha512(ring::digest::Context),
-}
-
-impl Digest {
-    fn md5() -> Digest {
-        Digest::Md5(md5::Md5::default())
-    }
-
-    fn sha512() -> Digest {
-        Digest::Sha512(ring::digest::Context::new(&ring::digest::SHA512))
-    }
-}
-
-fn feed(mut d: Digest, bytes: u64, pattern: &[u8], chunk: usize) -> Duration {
-    use md5::Digest as _;
+fn feed(algo: HashAlgo, bytes: u64, pattern: &[u8], chunk: usize) -> Duration {
+    let mut d = Secure::new(algo);
     let start = Instant::now();
     let mut done = 0u64;
     while done < bytes {
@@ -50,21 +38,32 @@ fn feed(mut d: Digest, bytes: u64, pattern: &[u8], chunk: usize) -> Duration {
         let n = (chunk as u64)
             .min(bytes - done)
             .min((pattern.len() - off) as u64) as usize;
-        match &mut d {
-            Digest::Md5(h) => h.update(&pattern[off..off + n]),
-            Digest::Sha512(h) => h.update(&pattern[off..off + n]),
-        }
+        d.update(&pattern[off..off + n]);
         done += n as u64;
     }
-    match d {
-        Digest::Md5(h) => {
-            std::hint::black_box(h.finalize());
-        }
-        Digest::Sha512(h) => {
-            std::hint::black_box(h.finish());
-        }
-    }
+    std::hint::black_box(d.finish());
     start.elapsed()
+}
+
+/// `openssl speed -bytes 1048576` for md5 and sha512, MB/s each, when the command is there.
+pub fn openssl_speed() -> Option<(f64, f64)> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed", "-bytes", "1048576", "-seconds", "2", "md5", "sha512",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // rows "md5   895768.44k": bytes per second in thousands
+    let rate = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.trim_end_matches('k').parse::<f64>().ok())
+            .map(|k| k * 1000.0 / 1e6)
+    };
+    Some((rate("md5")?, rate("sha512")?))
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -77,16 +76,16 @@ pub fn measure(bytes: u64, pattern: &[u8]) -> HashLimit {
     const CHUNK: usize = 1 << 20;
     let start = Instant::now();
     let (t_md5_par, t_sha_par) = std::thread::scope(|s| {
-        let a = s.spawn(|| feed(Digest::md5(), bytes, pattern, CHUNK));
-        let b = s.spawn(|| feed(Digest::sha512(), bytes, pattern, CHUNK));
+        let a = s.spawn(|| feed(HashAlgo::Md5, bytes, pattern, CHUNK));
+        let b = s.spawn(|| feed(HashAlgo::Sha512, bytes, pattern, CHUNK));
         (
             a.join().expect("md5 thread"),
             b.join().expect("sha512 thread"),
         )
     });
     let wall = start.elapsed().max(t_md5_par).max(t_sha_par);
-    let t_md5 = feed(Digest::md5(), bytes, pattern, CHUNK);
-    let t_sha = feed(Digest::sha512(), bytes, pattern, CHUNK);
+    let t_md5 = feed(HashAlgo::Md5, bytes, pattern, CHUNK);
+    let t_sha = feed(HashAlgo::Sha512, bytes, pattern, CHUNK);
     HashLimit {
         bytes,
         md5_mb_per_second: mbps(bytes, t_md5),

@@ -16,7 +16,6 @@
 
 use super::{Digests, Secure};
 use crate::io::AlignedBuf;
-use md5::{Digest, Md5};
 use shared::image::HashAlgo;
 use std::ops::Deref;
 use std::sync::mpsc;
@@ -158,11 +157,11 @@ impl PipelinedHasher {
         let (md5_tx, md5_rx) = mpsc::channel::<SharedChunk>();
         let (secure_tx, secure_rx) = mpsc::channel::<SharedChunk>();
         let md5_task = compio::runtime::spawn_blocking(move || {
-            let mut h = Md5::new();
+            let mut h = Secure::new(HashAlgo::Md5);
             for c in md5_rx {
                 h.update(&c[..]);
             }
-            hex::encode(h.finalize())
+            h.finish().1
         });
         let secure_task = compio::runtime::spawn_blocking(move || {
             let mut h = Secure::new(algo);
