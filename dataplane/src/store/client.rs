@@ -968,6 +968,110 @@ impl Response {
     }
 }
 
+/// Checks a 200/206 answer to `Range: bytes=<offset>-<offset+len-1>`: a 206 must name that
+/// range and a 200 (a server ignoring the Range) is taken only from offset 0; either way the
+/// body must be exactly `len` bytes. The reason when it is not.
+pub fn check_range(r: &Response, offset: u64, len: u64) -> Result<(), String> {
+    match r.status {
+        206 => {
+            let want = format!("bytes {offset}-{}/", offset + len - 1);
+            if !r
+                .header("content-range")
+                .is_some_and(|v| v.starts_with(&want))
+            {
+                return Err(format!(
+                    "answered Content-Range {:?}",
+                    r.header("content-range")
+                ));
+            }
+        }
+        200 if offset == 0 => {}
+        200 => return Err("the server ignored the Range".into()),
+        s => return Err(format!("answered {s}")),
+    }
+    if r.content_length() != Some(len) {
+        return Err(format!("answered Content-Length {:?}", r.content_length()));
+    }
+    Ok(())
+}
+
+// === impl Download ===
+
+/// `len` bytes of a remote object being read (an answer to a ranged GET whose length was
+/// checked): every store's reader. Ending early is an error (a download is cut, never ended
+/// cleanly short); errors name the store.
+pub struct Download {
+    store: Rc<str>,
+    response: Option<Response>,
+    remaining: u64,
+}
+
+impl fmt::Debug for Download {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Download")
+            .field("store", &self.store)
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Download {
+    /// `len` bytes of `response`'s body, from store `store` (`None`, `len` 0: nothing).
+    pub fn new(store: &str, response: Option<Response>, len: u64) -> Download {
+        Download {
+            store: Rc::from(store),
+            response,
+            remaining: len,
+        }
+    }
+
+    /// Bytes still to read.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Appends the next bytes to `buf` (up to its spare capacity: give it some); 0 at the
+    /// end. The buffer comes back emptied only when a timed-out read kept it.
+    pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let Some(r) = self.response.as_mut() else {
+            return (Ok(0), buf);
+        };
+        if self.remaining == 0 {
+            return (Ok(0), buf);
+        }
+        let (res, buf) = r.read(buf).await;
+        let buf = buf.unwrap_or_default();
+        match res {
+            Ok(0) => {
+                self.response = None;
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "store {}: the object ended {} bytes early",
+                        self.store, self.remaining
+                    ),
+                );
+                (Err(e), buf)
+            }
+            Ok(n) => {
+                self.remaining = self.remaining.saturating_sub(n as u64);
+                (Ok(n), buf)
+            }
+            Err(e) => {
+                self.response = None;
+                let kind = match e {
+                    Error::Timeout(_) => io::ErrorKind::TimedOut,
+                    _ => io::ErrorKind::Other,
+                };
+                (
+                    Err(io::Error::new(kind, format!("store {}: {e}", self.store))),
+                    buf,
+                )
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

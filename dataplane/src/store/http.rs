@@ -11,7 +11,6 @@ use shared::config::{StoreConfig, StoreKind};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -78,14 +77,11 @@ impl HttpStore {
     }
 
     /// Opens `len` bytes from `offset` of the resource at `url`.
-    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<HttpBody, Error> {
+    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<client::Download, Error> {
         let parsed = parse(url).ok_or_else(|| Error::ForeignLocation(url.to_owned()))?;
         let origin = Origin::of(&parsed).ok_or_else(|| Error::ForeignLocation(url.to_owned()))?;
         if len == 0 {
-            return Ok(HttpBody {
-                response: None,
-                id: self.0.id.clone(),
-            });
+            return Ok(client::Download::new(&self.0.id, None, 0));
         }
         let target = match parsed.query() {
             Some(q) => format!("{}?{q}", parsed.path()),
@@ -98,22 +94,12 @@ impl HttpStore {
             .send("GET", &target, &[("Range", &range)], Body::Empty)
             .await
             .map_err(|e| Error::Unavailable(format!("{what}: {e}")))?;
-        match r.status {
-            206 => {}
-            200 if offset == 0 && r.content_length() == Some(len) => {}
-            404 | 410 => return Err(Error::Missing(url.to_owned())),
-            s => return Err(Error::Unavailable(format!("{what}: HTTP {s}"))),
+        if matches!(r.status, 404 | 410) {
+            return Err(Error::Missing(url.to_owned()));
         }
-        if r.content_length() != Some(len) {
-            return Err(Error::Unavailable(format!(
-                "{what}: answered Content-Length {:?}",
-                r.content_length()
-            )));
-        }
-        Ok(HttpBody {
-            response: Some(r),
-            id: self.0.id.clone(),
-        })
+        client::check_range(&r, offset, len)
+            .map_err(|why| Error::Unavailable(format!("{what}: {why}")))?;
+        Ok(client::Download::new(&self.0.id, Some(r), len))
     }
 }
 
@@ -125,33 +111,6 @@ fn parse(url: &str) -> Option<url::Url> {
         && u.username().is_empty()
         && u.password().is_none())
     .then_some(u)
-}
-
-/// A ranged read of an HTTP location.
-pub struct HttpBody {
-    response: Option<client::Response>,
-    id: String,
-}
-
-impl fmt::Debug for HttpBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpBody").field("store", &self.id).finish()
-    }
-}
-
-impl HttpBody {
-    /// Appends the next bytes to `buf`; 0 at the end.
-    pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let Some(r) = self.response.as_mut() else {
-            return (Ok(0), buf);
-        };
-        let (res, b) = r.read(buf).await;
-        let b = b.unwrap_or_default();
-        match res {
-            Ok(n) => (Ok(n), b),
-            Err(e) => (Err(io::Error::other(format!("store {}: {e}", self.id))), b),
-        }
-    }
 }
 
 #[cfg(test)]

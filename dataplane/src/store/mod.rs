@@ -191,27 +191,8 @@ impl Upload {
     }
 }
 
-/// A byte range of a remote location being read.
-#[derive(Debug)]
-pub enum Reader {
-    /// An S3 GET.
-    S3(s3::S3Body),
-    /// A Swift GET.
-    Swift(swift::SwiftBody),
-    /// An HTTP GET.
-    Http(http::HttpBody),
-}
-
-impl Reader {
-    /// Appends the next bytes to `buf` (up to its spare capacity); 0 at the end.
-    pub async fn read(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
-        match self {
-            Reader::S3(b) => b.read(buf).await,
-            Reader::Swift(b) => b.read(buf).await,
-            Reader::Http(b) => b.read(buf).await,
-        }
-    }
-}
+/// A byte range of a remote location being read (every remote store's reader).
+pub type Reader = client::Download;
 
 impl Store {
     /// Whether `url` is a location of this store.
@@ -250,9 +231,9 @@ impl Store {
     pub async fn read(&self, url: &str, offset: u64, len: u64) -> Result<Reader, Error> {
         match self {
             Store::File(_) => Err(Error::ForeignLocation(url.to_owned())),
-            Store::S3(s) => Ok(Reader::S3(s.get(url, offset, len).await?)),
-            Store::Swift(s) => Ok(Reader::Swift(s.get(url, offset, len).await?)),
-            Store::Http(s) => Ok(Reader::Http(s.get(url, offset, len).await?)),
+            Store::S3(s) => s.get(url, offset, len).await,
+            Store::Swift(s) => s.get(url, offset, len).await,
+            Store::Http(s) => s.get(url, offset, len).await,
         }
     }
 

@@ -386,18 +386,13 @@ impl S3Store {
 
     /// Opens `len` bytes of the object at `url` from `offset` for reading (a ranged GET; the
     /// answer's range and length are checked). `len` 0 reads nothing and sends nothing.
-    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<S3Body, Error> {
+    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<client::Download, Error> {
         let key = self.key_of(url)?.to_string();
         if len == 0 {
-            return Ok(S3Body {
-                store: self.clone(),
-                response: None,
-                remaining: 0,
-            });
+            return Ok(client::Download::new(&self.0.id, None, 0));
         }
         let what = format!("GET object {key}");
-        let end = offset + len - 1;
-        let range = format!("bytes={offset}-{end}");
+        let range = format!("bytes={offset}-{}", offset + len - 1);
         let target = self.sign(&self.0.bucket.get_object(self.creds(), &key));
         let r = self
             .0
@@ -405,41 +400,18 @@ impl S3Store {
             .send("GET", &target, &[("Range", &range)], Body::Empty)
             .await
             .map_err(|e| self.unreachable(&what, e))?;
-        let bad = |why: String| {
+        match r.status {
+            200 | 206 => {}
+            404 => return Err(Error::Missing(url.to_owned())),
+            _ => return Err(self.failure(r, &what).await),
+        }
+        client::check_range(&r, offset, len).map_err(|why| {
             Error::Io(io::Error::other(format!(
                 "store {}: {what} {range}: {why}",
                 self.0.id
             )))
-        };
-        match r.status {
-            206 => {
-                let want = format!("bytes {offset}-{end}/");
-                if !r
-                    .header("content-range")
-                    .is_some_and(|v| v.starts_with(&want))
-                {
-                    return Err(bad(format!(
-                        "answered Content-Range {:?}",
-                        r.header("content-range")
-                    )));
-                }
-            }
-            200 if offset == 0 => {}
-            200 => return Err(bad("the server ignored the Range".into())),
-            404 => return Err(Error::Missing(url.to_owned())),
-            _ => return Err(self.failure(r, &what).await),
-        }
-        if r.content_length() != Some(len) {
-            return Err(bad(format!(
-                "answered Content-Length {:?}",
-                r.content_length()
-            )));
-        }
-        Ok(S3Body {
-            store: self.clone(),
-            response: Some(r),
-            remaining: len,
-        })
+        })?;
+        Ok(client::Download::new(&self.0.id, Some(r), len))
     }
 
     /// Deletes the object at `url`; one already gone counts as deleted.
@@ -998,75 +970,6 @@ impl Parts {
             && let Err(e) = store.abort_multipart(key, &id).await
         {
             tracing::warn!(store = %store.0.id, key, error = %e, "could not abort a multipart upload: its parts are left for the bucket's lifecycle rules");
-        }
-    }
-}
-
-// === impl S3Body ===
-
-/// Bytes of an object being read ([`S3Store::get`]).
-pub struct S3Body {
-    store: S3Store,
-    response: Option<Response>,
-    remaining: u64,
-}
-
-impl fmt::Debug for S3Body {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Body")
-            .field("store", &self.store.0.id)
-            .field("remaining", &self.remaining)
-            .finish()
-    }
-}
-
-impl S3Body {
-    /// Bytes still to read.
-    pub fn remaining(&self) -> u64 {
-        self.remaining
-    }
-
-    /// Appends the next bytes to `buf` (up to its spare capacity: give it some); 0 at the
-    /// end. The buffer comes back emptied only when a timed-out read kept it.
-    pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let Some(r) = self.response.as_mut() else {
-            return (Ok(0), buf);
-        };
-        if self.remaining == 0 {
-            return (Ok(0), buf);
-        }
-        let (res, buf) = r.read(buf).await;
-        let buf = buf.unwrap_or_default();
-        match res {
-            Ok(0) => {
-                self.response = None;
-                let e = io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "store {}: the object ended {} bytes early",
-                        self.store.0.id, self.remaining
-                    ),
-                );
-                (Err(e), buf)
-            }
-            Ok(n) => {
-                self.remaining = self.remaining.saturating_sub(n as u64);
-                (Ok(n), buf)
-            }
-            Err(e) => {
-                self.response = None;
-                let kind = match e {
-                    client::Error::Timeout(_) => io::ErrorKind::TimedOut,
-                    _ => io::ErrorKind::Other,
-                };
-                (
-                    Err(io::Error::new(
-                        kind,
-                        format!("store {}: {e}", self.store.0.id),
-                    )),
-                    buf,
-                )
-            }
         }
     }
 }

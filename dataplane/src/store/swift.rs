@@ -406,15 +406,13 @@ impl SwiftStore {
     }
 
     /// Opens `len` bytes from `offset` of the object at `url`.
-    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<SwiftBody, Error> {
+    pub async fn get(&self, url: &str, offset: u64, len: u64) -> Result<client::Download, Error> {
         let id = self.key_of(url)?;
         if len == 0 {
-            return Ok(SwiftBody {
-                response: None,
-                id: self.0.id.clone(),
-            });
+            return Ok(client::Download::new(self.id(), None, 0));
         }
         let range = format!("bytes={offset}-{}", offset + len - 1);
+        let what = format!("GET {id} {range}");
         let r = self
             .call(
                 "GET",
@@ -424,24 +422,13 @@ impl SwiftStore {
             )
             .await?;
         match r.status {
-            206 => {}
-            200 if offset == 0 && r.content_length() == Some(len) => {}
+            200 | 206 => {}
             404 => return Err(Error::Missing(url.to_owned())),
-            s => return Err(classify(self.id(), &format!("GET {id} {range}"), s)),
+            s => return Err(classify(self.id(), &what, s)),
         }
-        if r.content_length() != Some(len) {
-            return Err(fail(
-                self.id(),
-                format!(
-                    "GET {id} {range}: answered Content-Length {:?}",
-                    r.content_length()
-                ),
-            ));
-        }
-        Ok(SwiftBody {
-            response: Some(r),
-            id: self.0.id.clone(),
-        })
+        client::check_range(&r, offset, len)
+            .map_err(|why| fail(self.id(), format!("{what}: {why}")))?;
+        Ok(client::Download::new(self.id(), Some(r), len))
     }
 
     /// Deletes the object at `url` (and its segments); already gone counts as deleted.
@@ -741,37 +728,6 @@ async fn join(
     match h.await {
         Ok(r) => r,
         Err(_) => Err(Error::Io(io::Error::other("segment upload task failed"))),
-    }
-}
-
-// === impl SwiftBody ===
-
-/// A ranged read of an object ([`SwiftStore::get`]).
-pub struct SwiftBody {
-    response: Option<client::Response>,
-    id: String,
-}
-
-impl fmt::Debug for SwiftBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SwiftBody")
-            .field("store", &self.id)
-            .finish()
-    }
-}
-
-impl SwiftBody {
-    /// Appends the next bytes to `buf`; 0 at the end.
-    pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let Some(r) = self.response.as_mut() else {
-            return (Ok(0), buf);
-        };
-        let (res, b) = r.read(buf).await;
-        let b = b.unwrap_or_default();
-        match res {
-            Ok(n) => (Ok(n), b),
-            Err(e) => (Err(io::Error::other(format!("store {}: {e}", self.id))), b),
-        }
     }
 }
 
