@@ -249,8 +249,7 @@ impl S3Store {
         let region = r.header("x-amz-bucket-region").map(str::to_owned);
         let body = r.read_to_end(ERROR_BODY_BYTES).await.unwrap_or_default();
         let body = String::from_utf8_lossy(&body);
-        let code = xml_text(&body, "Code").unwrap_or_default();
-        let mut message = xml_text(&body, "Message").unwrap_or_default();
+        let S3ErrorBody { code, mut message } = S3ErrorBody::parse(&body);
         if let Some(region) = region
             && matches!(status, 301 | 307 | 400)
         {
@@ -501,19 +500,21 @@ fn classify(id: &str, what: &str, status: u16, code: &str, message: &str) -> Err
     }
 }
 
-/// The text of the first `<tag>` element of a small XML document, entities decoded.
-fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&format!("</{tag}>"))?;
-    Some(
-        xml[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
+/// S3's error document (`<Error><Code>…</Code><Message>…</Message>…</Error>`), read by
+/// quick-xml; any other body gives empty fields.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct S3ErrorBody {
+    #[serde(rename = "Code")]
+    code: String,
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+impl S3ErrorBody {
+    fn parse(xml: &str) -> S3ErrorBody {
+        quick_xml::de::from_str(xml).unwrap_or_default()
+    }
 }
 
 // === impl S3Upload ===
@@ -853,13 +854,15 @@ impl S3Store {
         let text = String::from_utf8_lossy(&body);
         match rusty_s3::actions::CompleteMultipartUploadResponse::parse(&text) {
             Ok(_) => Ok(()),
-            Err(_) => Err(classify(
-                &self.0.id,
-                &what,
-                500,
-                &xml_text(&text, "Code").unwrap_or_default(),
-                &xml_text(&text, "Message").unwrap_or_else(|| "unreadable answer".into()),
-            )),
+            Err(_) => {
+                let e = S3ErrorBody::parse(&text);
+                let message = if e.message.is_empty() {
+                    "unreadable answer".to_owned()
+                } else {
+                    e.message
+                };
+                Err(classify(&self.0.id, &what, 500, &e.code, &message))
+            }
         }
     }
 }
@@ -1263,14 +1266,14 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(
-            xml_text(
-                "<Error><Code>NoSuchKey</Code><Message>a &amp; b</Message></Error>",
-                "Message"
-            )
-            .as_deref(),
-            Some("a & b")
+        let e = S3ErrorBody::parse(
+            "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>a &amp; b</Message><RequestId>1</RequestId></Error>",
         );
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("NoSuchKey", "a & b")
+        );
+        assert!(S3ErrorBody::parse("not xml").code.is_empty());
     }
 
     #[compio::test]
