@@ -141,11 +141,13 @@ fn config(
     bucket: &str,
     swift: &Server,
     ceph: &Server,
+    native: &Native,
+    extra_ids: &str,
     extra: &str,
 ) -> String {
     format!(
         r#"
-enabled_backends = "fast:file, swifts3:s3, ceph:s3{extra_ids}"
+enabled_backends = "fast:file, swifts3:s3, ceph:s3, sw:swift{extra_ids}"
 [glance_store]
 default_backend = "fast"
 [backends.fast]
@@ -170,6 +172,15 @@ s3_store_bucket = "{bucket}"
 s3_store_create_bucket_on_put = true
 s3_store_large_object_chunk_size = 5
 store_description = "Ceph radosgw"
+[backends.sw]
+swift_store_auth_address = "{swauth}"
+swift_store_auth_version = "1"
+swift_store_user = "{swuser}"
+swift_store_key = "{swkey}"
+swift_store_container = "{bucket}-sw"
+swift_store_create_container_on_put = true
+swift_store_large_object_size = 5
+swift_store_large_object_chunk_size = 5
 {extra}
 "#,
         dir = dir.display(),
@@ -179,14 +190,95 @@ store_description = "Ceph radosgw"
         ce = ceph.endpoint,
         cea = ceph.access,
         ces = ceph.secret,
-        extra_ids = if extra.is_empty() { "" } else { ", dead:s3" },
+        swauth = native.auth,
+        swuser = native.user,
+        swkey = native.key,
     )
+}
+
+/// The Swift all-in-one's native API (tempauth), from `GLINT_TEST_SWIFT_SWIFT_*`.
+#[derive(Clone)]
+struct Native {
+    auth: String,
+    user: String,
+    key: String,
+}
+
+impl Native {
+    fn from_env() -> Native {
+        let var = |k: &str| {
+            std::env::var(format!("GLINT_TEST_SWIFT_SWIFT_{k}")).unwrap_or_else(|_| {
+                panic!(
+                    "GLINT_TEST_SWIFT_SWIFT_{k} is not set: run ./scripts/test (it starts Swift)"
+                )
+            })
+        };
+        Native {
+            auth: var("AUTH_URL"),
+            user: var("USER"),
+            key: var("KEY"),
+        }
+    }
+
+    /// (token, storage URL).
+    fn login(&self) -> (String, String) {
+        let r = client()
+            .get(&self.auth)
+            .header("X-Auth-User", &self.user)
+            .header("X-Auth-Key", &self.key)
+            .send()
+            .unwrap();
+        let h = |n: &str| r.headers()[n].to_str().unwrap().to_owned();
+        (h("x-auth-token"), h("x-storage-url"))
+    }
+
+    /// The objects of a container (segments included).
+    fn names(&self, container: &str) -> Vec<String> {
+        let (token, storage) = self.login();
+        let r = client()
+            .get(format!("{storage}/{container}?format=json"))
+            .header("X-Auth-Token", token)
+            .send()
+            .unwrap();
+        if r.status() == 404 {
+            return Vec::new();
+        }
+        let v: Value = r.json().unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn object(&self, container: &str, name: &str) -> Option<Vec<u8>> {
+        let (token, storage) = self.login();
+        let r = client()
+            .get(format!("{storage}/{container}/{name}"))
+            .header("X-Auth-Token", token)
+            .send()
+            .unwrap();
+        match r.status().as_u16() {
+            200 => Some(r.bytes().unwrap().to_vec()),
+            404 => None,
+            // a Static Large Object whose segments are being deleted: still there
+            409 => Some(Vec::new()),
+            s => panic!("GET {name}: {s}"),
+        }
+    }
 }
 
 impl Cluster {
     fn start(extra: &str) -> Cluster {
+        let ids = if extra.is_empty() { "" } else { ", dead:s3" };
+        Cluster::start_with(ids, extra)
+    }
+
+    /// With more stores (`extra_ids`, e.g. `", dead:s3"`) and more TOML after the stores.
+    fn start_with(extra_ids: &str, extra: &str) -> Cluster {
         let swift = Server::from_env("GLINT_TEST_S3");
         let ceph = Server::from_env("GLINT_TEST_S3B");
+        let native = Native::from_env();
         let bucket = format!("glint-{}", suffix());
         let dir = tempfile::Builder::new()
             .prefix("glint-st")
@@ -194,7 +286,11 @@ impl Cluster {
             .unwrap()
             .keep();
         let path = dir.join("glint.toml");
-        std::fs::write(&path, config(&dir, &bucket, &swift, &ceph, extra)).unwrap();
+        std::fs::write(
+            &path,
+            config(&dir, &bucket, &swift, &ceph, &native, extra_ids, extra),
+        )
+        .unwrap();
         let g = Glint::start(
             &binary(env!("CARGO_BIN_EXE_glint")),
             &["--config", path.to_str().unwrap()],
@@ -324,14 +420,14 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["fast", "swifts3", "ceph"]);
+    assert_eq!(ids, ["fast", "swifts3", "ceph", "sw"]);
     assert_eq!(v["stores"][0]["default"], "true");
     assert_eq!(v["stores"][0]["description"], "Local disk");
 
     // every store: a sized upload and one of unknown size (multipart in S3), bytes identical
     let data = random_bytes(7 * 1024 * 1024 + 4321);
     let mut ids = Vec::new();
-    for store in ["fast", "swifts3", "ceph"] {
+    for store in ["fast", "swifts3", "ceph", "sw"] {
         for chunked in [false, true] {
             let (id, headers) = cl.create(&c);
             let offered = headers["openstack-image-store-ids"].to_str().unwrap();
@@ -362,7 +458,13 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
                 r.bytes().unwrap()[..] == data[5_000_000..=5_100_000],
                 "{store}: range bytes"
             );
-            if store != "fast" {
+            if store == "sw" {
+                // the object (a Static Large Object when chunked) under the image id
+                let stored = Native::from_env()
+                    .object(&format!("{}-sw", cl.bucket), &id)
+                    .expect("object in the container");
+                assert!(stored == data, "{store}: object bytes differ");
+            } else if store != "fast" {
                 // the object is in the bucket under the image id, with the image's bytes
                 let stored = cl.probe(store).object(&id).expect("object in the bucket");
                 assert!(stored == data, "{store}: object bytes differ");
@@ -400,7 +502,11 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
             .send()
             .unwrap();
         assert_eq!(r.status(), 204);
-        if *store != "fast" {
+        if *store == "sw" {
+            let native = Native::from_env();
+            let container = format!("{}-sw", cl.bucket);
+            eventually("object deleted", || native.object(&container, id).is_none());
+        } else if *store != "fast" {
             let probe = cl.probe(store);
             eventually("object deleted", || probe.object(id).is_none());
         }
@@ -409,6 +515,10 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
         let left = cl.probe(store).keys();
         assert!(left.is_empty(), "{store}: objects left: {left:?}");
     }
+    // the Static Large Object's segments went with it
+    let native = Native::from_env();
+    let container = format!("{}-sw", cl.bucket);
+    eventually("segments deleted", || native.names(&container).is_empty());
 }
 
 #[test]
@@ -463,6 +573,33 @@ connect_timeout_seconds = 1
     let data = random_bytes(100_000);
     assert_eq!(cl.upload(&c, &id, Some("ceph"), &data, false), 204);
     assert!(cl.download(&c, &id) == data);
+}
+
+/// With `delayed_delete`, a deleted image keeps its object until the scrubber's pass, which
+/// removes it from the bucket (checked on the server).
+#[test]
+#[ignore = "needs the S3 servers: run through ./scripts/test"]
+fn the_scrubber_removes_remote_objects() {
+    let cl = Cluster::start_with(
+        "",
+        "[controlplane]\ndelayed_delete = true\nscrub_time_seconds = 2\nscrub_wakeup_seconds = 1\n",
+    );
+    let c = client();
+    let (id, _) = cl.create(&c);
+    let data = random_bytes(300_000);
+    assert_eq!(cl.upload(&c, &id, Some("ceph"), &data, false), 204);
+    let r = c
+        .delete(cl.g.url(&format!("/v2/images/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let probe = cl.probe("ceph");
+    // pending_delete: the data is kept for scrub_time
+    assert!(
+        probe.object(&id).is_some(),
+        "object gone before the scrubber's pass"
+    );
+    eventually("object scrubbed", || probe.object(&id).is_none());
 }
 
 #[test]

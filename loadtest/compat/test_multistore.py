@@ -2,7 +2,7 @@
 """glint compatibility: the multi-store calls of the standard clients.
 
 Against a glint with the stores ``fast`` (file, default), ``swifts3`` and ``ceph``
-(S3): python-glanceclient's ``get_stores_info``, ``upload(backend=...)``,
+(S3) and ``sw`` (Swift, native API): python-glanceclient's ``get_stores_info``, ``upload(backend=...)``,
 ``delete_from_store`` (403 for an image's only location, as Glance); the ``glance`` CLI's
 ``stores-info``, ``image-create --store`` and ``stores-delete``; openstacksdk's
 ``conn.image.stores()``. Each upload is downloaded again with checksum
@@ -28,7 +28,7 @@ import openstack  # noqa: E402
 warnings.filterwarnings('ignore', category=DeprecationWarning)
 
 SUITE = 'multistore'
-STORES = ['fast', 'swifts3', 'ceph']
+STORES = ['fast', 'swifts3', 'ceph', 'sw']
 
 
 def main(c):
