@@ -286,8 +286,9 @@ fn values(rounds: &[Round], f: impl Fn(&Round) -> Option<f64>) -> Vec<f64> {
     rounds.iter().filter_map(f).collect()
 }
 
-#[derive(Clone, Copy)]
-enum Goal {
+/// The target of a [`Row`], checked by [`row`].
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
     /// No target.
     None,
     /// ratio ≥ x.
@@ -300,7 +301,8 @@ enum Goal {
     AtMost(f64),
 }
 
-fn row(metric: &str, reference: &str, g: Vec<f64>, r: Vec<f64>, target: &str, goal: Goal) -> Row {
+/// A [`Row`] from glint's and the reference's values (one per round): medians, ratio, verdict.
+pub fn row(metric: &str, reference: &str, g: Vec<f64>, r: Vec<f64>, target: &str, goal: Goal) -> Row {
     let gm = median(&g);
     let rm = median(&r);
     let paired: Vec<f64> = g
