@@ -423,6 +423,17 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
     assert_eq!(ids, ["fast", "swifts3", "ceph", "sw"]);
     assert_eq!(v["stores"][0]["default"], "true");
     assert_eq!(v["stores"][0]["description"], "Local disk");
+    // multi-store's versions are advertised (2.8 … 2.13), as Glance with enabled_backends
+    let versions: Value = c.get(cl.g.url("/versions")).send().unwrap().json().unwrap();
+    let listed: Vec<&str> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    for want in ["v2.8", "v2.9", "v2.10", "v2.11", "v2.12", "v2.13"] {
+        assert!(listed.contains(&want), "{want} not in {listed:?}");
+    }
 
     // every store: a sized upload and one of unknown size (multipart in S3), bytes identical
     let data = random_bytes(7 * 1024 * 1024 + 4321);

@@ -302,7 +302,14 @@ pub enum Goal {
 }
 
 /// A [`Row`] from glint's and the reference's values (one per round): medians, ratio, verdict.
-pub fn row(metric: &str, reference: &str, g: Vec<f64>, r: Vec<f64>, target: &str, goal: Goal) -> Row {
+pub fn row(
+    metric: &str,
+    reference: &str,
+    g: Vec<f64>,
+    r: Vec<f64>,
+    target: &str,
+    goal: Goal,
+) -> Row {
     let gm = median(&g);
     let rm = median(&r);
     let paired: Vec<f64> = g

@@ -9,7 +9,9 @@
 //! - the load generator (the `loadtest` binary, `src/main.rs`), which behaves like a fleet of
 //!   Nova nodes: [`download`] (N concurrent downloads of one or many images, optional `Range`
 //!   resumes, keep-alive or not), [`upload`], [`metadata`] (show, list with filters), and
-//!   [`compare`] (glint against nginx and against its own limits; `benches/compare` runs it).
+//!   [`compare`] (glint against nginx and against its own limits; `benches/compare` runs it),
+//!   and [`compare_stores`] (glint's S3 and Swift stores against rclone on real servers, and the
+//!   data plane's memory per upload; `benches/compare-stores` runs it).
 //!
 //! Every mode is bounded (duration and/or request count, [`run::Bounds`]) and only targets
 //! loopback addresses or Unix sockets ([`target`]). A run reports MB/s, req/s, p50/p99/p999
@@ -20,6 +22,7 @@
 //! Start with [`download::run`] and [`run::Report`].
 
 pub mod compare;
+pub mod compare_stores;
 pub mod download;
 pub mod harness;
 pub mod hashlimit;

@@ -6,11 +6,13 @@
 //! loadtest metadata --endpoint http://127.0.0.1:9292 --op list --query 'limit=25&status=active'
 //! loadtest metadata --unix glint-data/run/api.sock --op show --image ID
 //! loadtest compare  --glint-bin target/release/glint
+//! loadtest compare-stores --glint-bin target/release/glint --size 1GiB --memory-size 4GiB
 //! ```
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use loadtest::compare::{self, CompareConfig};
+use loadtest::compare_stores::{self, StoresConfig};
 use loadtest::download::{self, DownloadConfig};
 use loadtest::http::MetaClient;
 use loadtest::metadata::{self, MetadataConfig};
@@ -167,6 +169,47 @@ enum Mode {
         out: PathBuf,
         /// Nice value for the client and both servers, so that other work on a shared machine
         /// competes less (negative values need root; 0 = leave alone).
+        #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+        nice: i32,
+    },
+    /// glint's S3 (radosgw, Swift s3api) and Swift stores against rclone on the same servers,
+    /// and the data plane's memory per multipart upload; prints a table and writes a JSON summary.
+    CompareStores {
+        /// The glint binary.
+        #[arg(long, default_value = "target/release/glint")]
+        glint_bin: PathBuf,
+        /// The rclone binary.
+        #[arg(long, default_value = "rclone")]
+        rclone_bin: PathBuf,
+        /// Directory of `ceph-rgw-start.sh` and `swift-aio-start.sh`.
+        #[arg(long, env = "GLINT_SERVICES_DIR", default_value = "../shared/services")]
+        services_dir: PathBuf,
+        /// Bytes of each upload and download (`1GiB`, `64MiB`, or bytes).
+        #[arg(long, default_value = "1GiB", value_parser = compare_stores::parse_size)]
+        size: u64,
+        /// Bytes of the large memory run (a chunked upload; the second one is `--size`).
+        #[arg(long, default_value = "4GiB", value_parser = compare_stores::parse_size)]
+        memory_size: u64,
+        /// A/B rounds of uploads and downloads.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Multipart part size of glint's S3 stores and of rclone, MiB (at least 5).
+        #[arg(long, default_value_t = 10)]
+        part_size_mib: u64,
+        /// Parts in flight per upload, glint's S3 stores and rclone.
+        #[arg(long, default_value_t = 10)]
+        parts_in_flight: u64,
+        /// Uploads above this size go multipart, glint's S3 stores and rclone, MiB.
+        #[arg(long, default_value_t = 100)]
+        large_object_size_mib: u64,
+        /// Where the upload file for rclone is written (a temp dir inside it).
+        #[arg(long, default_value = "/tmp")]
+        work_dir: PathBuf,
+        /// Where the JSON summary goes.
+        #[arg(long, default_value = "target/compare-stores/summary.json")]
+        out: PathBuf,
+        /// Nice value for the client, glint and rclone (negative values need root; 0 = leave
+        /// alone).
         #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
         nice: i32,
     },
@@ -458,6 +501,67 @@ fn main() -> anyhow::Result<()> {
                 "summary: {} ({:.0} s)",
                 s.config.out.display(),
                 s.total_seconds
+            );
+            Ok(())
+        }
+        Mode::CompareStores {
+            glint_bin,
+            rclone_bin,
+            services_dir,
+            size,
+            memory_size,
+            rounds,
+            part_size_mib,
+            parts_in_flight,
+            large_object_size_mib,
+            work_dir,
+            out,
+            nice,
+        } => {
+            if part_size_mib < 5 || parts_in_flight == 0 {
+                bail!("--part-size-mib must be at least 5 and --parts-in-flight at least 1");
+            }
+            let cfg = StoresConfig {
+                glint_bin,
+                rclone_bin,
+                services_dir,
+                size_bytes: size,
+                memory_size_bytes: memory_size,
+                rounds: rounds.max(1),
+                part_size_mib,
+                parts_in_flight,
+                large_object_size_mib,
+                work_dir,
+                out,
+                nice,
+            };
+            let s = compare_stores::run(cfg, cli.client_threads)?;
+            let e = &s.environment;
+            let c = &s.config;
+            println!(
+                "\nglint stores vs rclone, medians of {} rounds (ratio: median of the per-round ratios) — {} ({} CPUs), kernel {}, git {}{}, {}",
+                c.rounds,
+                e.cpu_model,
+                e.cpus,
+                e.kernel,
+                &e.git_revision[..e.git_revision.len().min(12)],
+                if e.git_dirty { "+dirty" } else { "" },
+                s.rclone_version
+            );
+            println!(
+                "multipart: parts of {} MiB, {} in flight, above {} MiB — glint s3_store_large_object_chunk_size / \
+                 s3_store_thread_pools / s3_store_large_object_size = rclone {}",
+                c.part_size_mib,
+                c.parts_in_flight,
+                c.large_object_size_mib,
+                s.rclone_upload_flags.join(" ")
+            );
+            print!("{}", compare::render(&s.table));
+            println!(
+                "summary: {} ({:.0} s, load at end {})",
+                c.out.display(),
+                s.total_seconds,
+                s.loadavg_at_end
             );
             Ok(())
         }
