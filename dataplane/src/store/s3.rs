@@ -14,8 +14,9 @@
 //!    (glance_store buffers objects under 100 MB in memory);
 //! 2. otherwise multipart: the chunks are copied into parts of
 //!    `s3_store_large_object_chunk_size` MiB (larger for a declared size that would need more
-//!    than 10,000 parts), each part uploaded by a task of its own, at most
-//!    `s3_store_thread_pools` at once: memory per upload ≤ (that + 1) × part size. The
+//!    than 10,000 parts), each part uploaded by a task of its own, with at most
+//!    `s3_store_thread_pools` part buffers per upload (the one filling included; 2 when it is
+//!    1): memory per upload ≤ that × part size, plus the upload pipeline's buffers. The
 //!    multipart upload is created when the first part is full, so an upload of unknown size
 //!    that fits in one part (a zero-byte one too) is one PutObject at commit;
 //! 3. any failure, [`S3Upload::abort`], or dropping the upload uncommitted cleans up: the
@@ -47,6 +48,12 @@ use std::time::Duration;
 
 /// How long a signed request stays valid (it is sent right after signing).
 const SIGN_SECONDS: u64 = 3600;
+/// First wait before asking a store again to abort a multipart upload.
+const ABORT_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Longest wait between those attempts.
+const ABORT_RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long the attempts go on.
+const ABORT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 const MIB: u64 = 1 << 20;
 /// S3's largest single PUT.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * MIB;
@@ -683,7 +690,13 @@ impl S3Upload {
 
 async fn clean_up(store: &S3Store, key: &str, state: UploadState, written: bool) {
     match state {
-        UploadState::Parts(p) => p.abort(store, key).await,
+        // in a task of its own: the client's answer does not wait for the parts in flight
+        // to end, and a store that is down is asked again until it takes the abort (the
+        // abort names this upload's id: it can never touch a later upload of the image)
+        UploadState::Parts(p) => {
+            let (store, key) = (store.clone(), key.to_owned());
+            compio::runtime::spawn(async move { p.abort(&store, &key).await }).detach();
+        }
         // the whole body went out: wait for the server to store it before deleting it, or
         // the delete could come first
         UploadState::Single(req) if written => {
@@ -923,7 +936,9 @@ impl Parts {
                 id
             }
         };
-        while self.in_flight.len() >= store.0.parts_in_flight {
+        // the part filling next counts too: at most `parts_in_flight` part buffers exist
+        // (one more only with a single part in flight, which must be filled meanwhile)
+        while self.in_flight.len() >= store.0.parts_in_flight.saturating_sub(1).max(1) {
             self.collect_oldest(store).await?;
         }
         let number = self.etags.len() + self.in_flight.len() + 1;
@@ -962,17 +977,33 @@ impl Parts {
         Ok(())
     }
 
-    /// Lets the parts in flight end, then aborts the multipart upload. (Cancelling them
+    /// Lets the parts in flight end, then aborts the multipart upload, asking again with
+    /// backoff while the store refuses or is down (for up to [`ABORT_RETRY_FOR`]; a data
+    /// plane restart forgets it: the bucket's lifecycle rules are the last resort). (Cancelling them
     /// instead could leave a part whose body was already sent to be stored after the abort,
     /// as S3's documentation warns; each part is bounded by the client's timeouts.)
     async fn abort(mut self, store: &S3Store, key: &str) {
         for h in self.in_flight.drain(..) {
             let _ = h.await;
         }
-        if let Some(id) = self.upload_id.take()
-            && let Err(e) = store.abort_multipart(key, &id).await
-        {
-            tracing::warn!(store = %store.0.id, key, error = %e, "could not abort a multipart upload: its parts are left for the bucket's lifecycle rules");
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let mut wait = ABORT_RETRY_FIRST;
+        let give_up = std::time::Instant::now() + ABORT_RETRY_FOR;
+        loop {
+            match store.abort_multipart(key, &id).await {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() + wait > give_up => {
+                    tracing::error!(store = %store.0.id, key, error = %e, "could not abort a multipart upload within a day: its parts are left for the bucket's lifecycle rules");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(store = %store.0.id, key, error = %e, retry_in_s = wait.as_secs(), "could not abort a multipart upload; trying again");
+                    compio::time::sleep(wait).await;
+                    wait = (wait * 2).min(ABORT_RETRY_MAX);
+                }
+            }
         }
     }
 }
@@ -1414,6 +1445,10 @@ mod tests {
                 assert_eq!(uploads_in_progress(&store).await, 1, "{}", s.name);
                 if dropped {
                     drop(up);
+                } else {
+                    up.abort().await;
+                }
+                {
                     // the abort runs as a task of its own: poll for it
                     let mut left = 1;
                     for _ in 0..100 {
@@ -1423,10 +1458,7 @@ mod tests {
                         }
                         compio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    assert_eq!(left, 0, "{}: the dropped upload was not aborted", s.name);
-                } else {
-                    up.abort().await;
-                    assert_eq!(uploads_in_progress(&store).await, 0, "{}", s.name);
+                    assert_eq!(left, 0, "{}: the upload was not aborted", s.name);
                 }
                 let loc = store.location_for(&id);
                 assert!(
