@@ -24,6 +24,21 @@ use std::io;
 use std::os::fd::{AsFd, FromRawFd, RawFd};
 use std::time::Duration;
 
+/// Makes the allocator give large buffers (parts of remote uploads, transfer buffers) back to
+/// the kernel when they are freed. glibc raises its mmap threshold each time a large block is
+/// freed, after which blocks of several MiB come from the heap and their pages stay resident
+/// after use: the data plane's RSS then grew with each upload's part buffers instead of
+/// staying at parts × part size. A fixed threshold keeps every block of 256 KiB or more in a
+/// mapping of its own. Call once at start, before the worker threads.
+pub fn return_large_blocks() {
+    // SAFETY: mallopt only changes allocator parameters; it is called before other threads
+    // allocate (glibc serialises it anyway), and the arguments are valid parameter values.
+    let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
+    if ok != 1 {
+        tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused; large blocks may stay resident");
+    }
+}
+
 /// Adopts the listening socket the supervisor passed as file descriptor `fd`.
 ///
 /// The fd is marked close-on-exec again so it does not leak into anything we spawn.

@@ -386,9 +386,9 @@ async fn open_remote(
     None
 }
 
-/// Copies `len` bytes from a remote store's answer to the client. A store that ends early
-/// cuts the connection (the client sees a short body against its `Content-Length`, never a
-/// clean short answer).
+/// Copies `len` bytes from a remote store's answer to the client, a whole buffer at a time.
+/// A store that ends early cuts the connection (the client sees a short body against its
+/// `Content-Length`, never a clean short answer).
 async fn send_stream(
     conn: &mut Conn<ClientStream>,
     mut reader: crate::store::Reader,
@@ -396,23 +396,34 @@ async fn send_stream(
     w: &Worker,
 ) -> std::io::Result<()> {
     let idle = w.settings.idle_timeout;
-    let mut buf = Vec::with_capacity(w.settings.transfer_buffer_bytes);
+    let cap = w.settings.transfer_buffer_bytes;
+    let mut buf = Vec::with_capacity(cap);
     let mut left = len;
     while left > 0 {
         buf.clear();
-        let (res, b) = reader.read(buf).await;
-        buf = b;
-        let n = res?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.truncate(left.min(buf.len() as u64) as usize);
+        buf = fill_from(&mut reader, buf, left.min(cap as u64) as usize).await?;
         left -= buf.len() as u64;
         let (res, b) = conn.write_all(buf, idle).await;
         buf = b;
         res?;
     }
     Ok(())
+}
+
+/// Reads from a store until `buf` holds `want` bytes.
+async fn fill_from(
+    reader: &mut crate::store::Reader,
+    mut buf: Vec<u8>,
+    want: usize,
+) -> std::io::Result<Vec<u8>> {
+    while buf.len() < want {
+        let (res, b) = reader.read(buf).await;
+        buf = b;
+        if res? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf)
 }
 
 async fn send_file(
