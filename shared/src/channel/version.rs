@@ -1,8 +1,9 @@
 //! Protocol versions and the handshake rule.
 
-/// The oldest channel protocol version this build speaks. Version 2 sends a refusal's
-/// [`Reason`](crate::error::Reason) instead of a bare code; both planes always come from one
-/// build, so version 1 is not spoken any more.
+/// The oldest channel protocol version this build speaks. Version 2 sent a refusal's
+/// [`Reason`](crate::error::Reason) instead of a bare code; version 3 names stores, lists a
+/// download's locations and carries the data plane's jobs. Both planes always come from one
+/// build, so older versions are not spoken any more.
 pub const MIN_VERSION: u16 = 3;
 /// The newest channel protocol version this build speaks.
 pub const MAX_VERSION: u16 = 3;
@@ -20,7 +21,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(2, 2), Some(2));
+        assert_eq!(negotiate(3, 3), Some(3));
+        assert_eq!(negotiate(2, 2), None);
         assert_eq!(negotiate(1, 1), None);
         assert_eq!(negotiate(1, 9), Some(MAX_VERSION));
         assert_eq!(negotiate(MAX_VERSION + 1, MAX_VERSION + 3), None);

@@ -295,6 +295,7 @@ impl StoreSet {
         };
         let mut errors = Vec::new();
         let mut stores: Vec<StoreConfig> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for entry in enabled.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let Some((id, kind)) = entry.split_once(':') else {
                 errors.push(format!(
@@ -307,10 +308,11 @@ impl StoreSet {
                 errors.push(format!("enabled_backends: {e}"));
                 continue;
             }
-            if stores.iter().any(|s| s.id == id) {
+            if seen.contains(&id) {
                 errors.push(format!("enabled_backends: {id:?} is given twice"));
                 continue;
             }
+            seen.push(id);
             let table = config.backends.get(id).cloned().unwrap_or_default();
             match parse_backend(id, kind, table) {
                 Ok(s) => stores.push(s),
