@@ -1,8 +1,10 @@
 //! `GET /v2/images/{id}/file`. [`handle`] runs four steps, each a function: `check` the id,
-//! `authorize` over the channel (and open the location it names), `plan` the range, `send`
-//! the head and then the bytes from the store file into the socket without a user-space copy
-//! (`sendfile` on the worker thread, `splice` through a pipe where sendfile is not
-//! supported, a pooled buffer under TLS).
+//! `authorize` over the channel (and open the best location it lists), `plan` the range,
+//! `send` the head and then the bytes: from a filesystem store's file into the socket without
+//! a user-space copy (`sendfile` on the worker thread, `splice` through a pipe where sendfile
+//! is not supported, a pooled buffer under TLS), or from a remote store's ranged GET. The
+//! locations are tried best first (store weight); one whose store fails is logged, counted and
+//! skipped; none left → 503.
 //!
 //! Answers as Glance does: 200 with `Content-Length`, `Content-Type: application/octet-stream`
 //! and `Content-MD5` (the image's md5 **hex**); 204 when the image has no data; 206 with

@@ -2,20 +2,24 @@
 //! runs five steps, each a function:
 //!
 //! 1. `check`: `Content-Type: application/octet-stream` (else 415), a valid
-//!    `x-openstack-image-size` that agrees with `Content-Length` (else 400).
+//!    `x-openstack-image-size` that agrees with `Content-Length` (else 400), and with
+//!    multi-store an `X-Image-Meta-Store` naming a configured store (else 400) that takes
+//!    uploads (else 410).
 //! 2. `authorize`: `AuthorizeUpload` over the channel; the control plane checks policy and
 //!    status and moves the image `queued → saving`; the channel connection now holds the
 //!    upload lease. A refusal carries its [`Reason`](shared::error::Reason), which gives the
 //!    status and the message.
 //! 3. `receive` (the transfer): answer `100 Continue` if asked, then read the body into pooled,
-//!    aligned buffers; each filled buffer goes to the md5 and `os_hash_algo` threads and is
-//!    written to a temp file at the running offset (with `O_DIRECT` where the file system
-//!    takes it) by a write task of its own, while the next one is read (see
-//!    `hash::pipeline`). At the end the size is checked, the padding of the last direct block
-//!    cut, and the file fsynced and renamed into place.
+//!    aligned buffers; each filled buffer goes to the md5 and `os_hash_algo` threads and to the
+//!    store the grant names (`X-Image-Meta-Store`, else the default) while the next one is read
+//!    (see `hash::pipeline` and [`crate::store::Upload`]): a temp file written with `O_DIRECT`
+//!    by a task of its own, or an S3/Swift object (one streamed PUT, or parts/segments with a
+//!    bounded number in flight). At the end the size is checked and the store commits the data
+//!    (fsync + rename, multipart complete, SLO manifest); any failure aborts what was written.
 //! 4. `commit`: `UploadComplete` on the lease; the control plane moves the image to `active`.
-//!    A failure in step 3 (client gone, bad size, store error) has dropped the temp file;
-//!    `UploadAborted` then puts the image back to `queued`.
+//!    A failure in step 3 (client gone, bad size, store error) has aborted the store's upload
+//!    (temp file removed, multipart upload aborted, segments deleted); `UploadAborted` then
+//!    puts the image back to `queued`.
 //! 5. `answer`: 204.
 
 use super::respond::{Refusal, credentials, no_content, refuse};
