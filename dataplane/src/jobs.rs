@@ -2,7 +2,7 @@
 //! prefetch, import, copy-image and location hashing later), run by one task per data plane.
 //!
 //! The jobs live in the control plane's database. This task claims due ones over the channel
-//! (`ClaimJobs`, each leased to this data plane for [`LEASE`]), runs them, and reports each
+//! (`ClaimJobs`, each leased to this data plane for `[dataplane] job_lease_seconds`), runs them, and reports each
 //! `JobDone` or `JobFailed` (the control plane retries it later with backoff). A data plane
 //! that dies holding a job simply lets its lease run out: the next claim takes the job again.
 //! So every job is idempotent: deleting data that is already gone is done.
@@ -12,8 +12,6 @@ use shared::channel::{Job, Request, Response, Work};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How long a claimed job is ours before another claim may take it.
-pub const LEASE: Duration = Duration::from_secs(300);
 /// Jobs claimed at once.
 const BATCH: u32 = 16;
 /// Wait between claims when none was due (or the control plane was away).
@@ -38,7 +36,7 @@ pub async fn run(w: Rc<Worker>) {
 async fn claim(w: &Worker) -> Vec<Job> {
     let ask: Request<&str> = Request::ClaimJobs {
         max: BATCH,
-        lease_seconds: LEASE.as_secs() as u32,
+        lease_seconds: u32::try_from(w.settings.job_lease.as_secs()).unwrap_or(u32::MAX),
     };
     match w.link.call_keep(&ask).await {
         Ok((chan, Response::Jobs(jobs))) => {

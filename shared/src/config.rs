@@ -216,6 +216,10 @@ pub struct DataPlane {
     /// Most client connections open at once (split evenly across workers); above it new
     /// connections get 503 and are closed. Default 10000.
     pub max_connections: usize,
+    /// How long a job the data plane claimed (deleting data) is its own before another data
+    /// plane may claim it again, in seconds: the longest a crashed node delays its jobs.
+    /// Default 300.
+    pub job_lease_seconds: u64,
 }
 
 /// TLS on the public listener. Both files are PEM; they are re-read on SIGHUP (existing
@@ -311,6 +315,7 @@ impl Default for DataPlane {
             idle_timeout_seconds: 300,
             transfer_buffer_bytes: 1 << 20,
             max_connections: 10_000,
+            job_lease_seconds: 300,
         }
     }
 }
@@ -542,6 +547,9 @@ impl Config {
         }
         if self.dataplane.transfer_buffer_bytes < 4096 {
             errors.push("dataplane.transfer_buffer_bytes: must be at least 4096".into());
+        }
+        if self.dataplane.job_lease_seconds == 0 || self.dataplane.job_lease_seconds > 86_400 {
+            errors.push("dataplane.job_lease_seconds: must be between 1 and 86400".into());
         }
         if self.controlplane.scrub_wakeup_seconds == 0 {
             errors.push("controlplane.scrub_wakeup_seconds: must be at least 1".into());

@@ -28,6 +28,8 @@ pub struct Settings {
     pub www_authenticate: Option<String>,
     /// What the API serves: decides which version prefixes the data routes accept.
     pub features: shared::route::Features,
+    /// How long a claimed job is this data plane's (`[dataplane] job_lease_seconds`).
+    pub job_lease: Duration,
 }
 
 impl Settings {
@@ -42,6 +44,7 @@ impl Settings {
             transfer_buffer_bytes: d.transfer_buffer_bytes,
             max_connections_per_worker: d.max_connections,
             features: shared::route::Features::of(c),
+            job_lease: Duration::from_secs(d.job_lease_seconds),
             www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone)
                 .then(|| c.keystone_authtoken.www_authenticate()),
         }
