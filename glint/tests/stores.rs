@@ -12,119 +12,10 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// One S3 server, as the test command exported it.
-#[derive(Clone)]
-struct Server {
-    endpoint: String,
-    access: String,
-    secret: String,
-}
+#[path = "support/faultproxy.rs"]
+mod faultproxy;
 
-impl Server {
-    fn from_env(prefix: &str) -> Server {
-        let var = |k: &str| {
-            std::env::var(format!("{prefix}_{k}")).unwrap_or_else(|_| {
-                panic!("{prefix}_{k} is not set: run ./scripts/test (it starts the S3 servers)")
-            })
-        };
-        Server {
-            endpoint: var("ENDPOINT"),
-            access: var("ACCESS_KEY"),
-            secret: var("SECRET_KEY"),
-        }
-    }
-}
-
-/// Looks into a bucket directly.
-struct Probe {
-    bucket: rusty_s3::Bucket,
-    creds: rusty_s3::Credentials,
-    http: Client,
-}
-
-impl Probe {
-    fn new(s: &Server, bucket: &str) -> Probe {
-        Probe {
-            bucket: rusty_s3::Bucket::new(
-                s.endpoint.parse().unwrap(),
-                rusty_s3::UrlStyle::Path,
-                bucket.to_owned(),
-                "us-east-1",
-            )
-            .unwrap(),
-            creds: rusty_s3::Credentials::new(s.access.clone(), s.secret.clone()),
-            http: client(),
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        use rusty_s3::S3Action;
-        let url = self
-            .bucket
-            .list_objects_v2(Some(&self.creds))
-            .sign(Duration::from_secs(60));
-        let r = self.http.get(url).send().unwrap();
-        if r.status() == 404 {
-            return Vec::new();
-        }
-        assert_eq!(r.status(), 200, "list objects");
-        let text = r.text().unwrap();
-        rusty_s3::actions::ListObjectsV2::parse_response(&text)
-            .unwrap()
-            .contents
-            .into_iter()
-            .map(|c| c.key)
-            .collect()
-    }
-
-    fn object(&self, key: &str) -> Option<Vec<u8>> {
-        use rusty_s3::S3Action;
-        let url = self
-            .bucket
-            .get_object(Some(&self.creds), key)
-            .sign(Duration::from_secs(60));
-        let r = self.http.get(url).send().unwrap();
-        match r.status().as_u16() {
-            200 => Some(r.bytes().unwrap().to_vec()),
-            404 => None,
-            s => panic!("GET {key}: {s}"),
-        }
-    }
-
-    /// Whether the object exists (HEAD: a GET could race the deletion it waits for and be
-    /// cut mid-body).
-    fn exists(&self, key: &str) -> bool {
-        use rusty_s3::S3Action;
-        let url = self
-            .bucket
-            .head_object(Some(&self.creds), key)
-            .sign(Duration::from_secs(60));
-        match self.http.head(url).send().unwrap().status().as_u16() {
-            200 => true,
-            404 => false,
-            s => panic!("HEAD {key}: {s}"),
-        }
-    }
-
-    /// Multipart uploads started and neither completed nor aborted.
-    fn open_multipart_uploads(&self) -> usize {
-        let url = rusty_s3::signing::sign(
-            &jiff::Timestamp::now(),
-            rusty_s3::Method::Get,
-            self.bucket.base_url().clone(),
-            self.creds.key(),
-            self.creds.secret(),
-            None,
-            self.bucket.region(),
-            60,
-            [("uploads", "")].into_iter(),
-            std::iter::empty(),
-        );
-        let r = self.http.get(url).send().unwrap();
-        assert_eq!(r.status(), 200, "list multipart uploads");
-        r.text().unwrap().matches("<Upload>").count()
-    }
-}
+use faultproxy::{Bucket, Server};
 
 fn client() -> Client {
     Client::builder()
@@ -320,10 +211,11 @@ impl Cluster {
         }
     }
 
-    fn probe(&self, store: &str) -> Probe {
+    /// The bucket of an S3 store, looked at on its server (glint made it; left alone).
+    fn probe(&self, store: &str) -> Bucket {
         match store {
-            "swifts3" => Probe::new(&self.swift, &self.bucket),
-            "ceph" => Probe::new(&self.ceph, &self.bucket),
+            "swifts3" => Bucket::open(&self.swift, &self.bucket),
+            "ceph" => Bucket::open(&self.ceph, &self.bucket),
             other => panic!("{other} is not an S3 store"),
         }
     }
@@ -500,7 +392,7 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
         }
     }
     for store in ["swifts3", "ceph"] {
-        assert_eq!(cl.probe(store).open_multipart_uploads(), 0, "{store}");
+        assert_eq!(cl.probe(store).multipart_uploads().len(), 0, "{store}");
     }
 
     // an unknown store: 400, image stays queued
@@ -572,7 +464,7 @@ fn an_interrupted_s3_upload_leaves_no_object_and_no_parts() {
         });
         let probe = cl.probe(store);
         eventually("multipart upload aborted", || {
-            probe.open_multipart_uploads() == 0
+            probe.multipart_uploads().is_empty()
         });
         assert!(!probe.exists(&id), "{store}: object left");
     }
@@ -590,9 +482,13 @@ connect_timeout_seconds = 1
 "#;
     let cl = Cluster::start(extra);
     let c = client();
+    // the log names it as unavailable (not only in the list of stores every start prints)
     assert!(
-        cl.g.log().contains("dead"),
-        "the dead store is named in the log"
+        cl.g.log()
+            .lines()
+            .any(|l| l.contains("store unavailable") && l.contains("store=dead")),
+        "the dead store is named in the log:\n{}",
+        cl.g.log()
     );
     let (id, _) = cl.create(&c);
     assert_eq!(cl.upload(&c, &id, Some("dead"), b"data", false), 503);

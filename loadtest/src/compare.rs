@@ -282,10 +282,6 @@ fn nginx_version(bin: &Path) -> String {
 
 const MIB: f64 = 1048576.0;
 
-fn values(rounds: &[Round], f: impl Fn(&Round) -> Option<f64>) -> Vec<f64> {
-    rounds.iter().filter_map(f).collect()
-}
-
 /// The target of a [`Row`], checked by [`row`].
 #[derive(Debug, Clone, Copy)]
 pub enum Goal {
@@ -566,27 +562,26 @@ fn other_cores(r: &Report) -> Option<f64> {
     r.other_cpu_seconds.map(|o| o / r.elapsed_seconds.max(1e-9))
 }
 
-/// Pause between runs so that the previous run's connections are gone on the server.
-fn settle() {
+/// Pause between runs so that the previous run's connections (and deletions) are done on the
+/// server.
+pub fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-/// Runs the whole comparison, printing progress to stderr and the table to stdout.
-pub fn run(cfg: CompareConfig, client_threads: usize) -> anyhow::Result<Summary> {
-    let started = Instant::now();
-    // Set before any thread or child exists: threads and children inherit it.
-    if cfg.nice != 0
-        && let Err(e) = rustix::process::setpriority_process(None, cfg.nice)
+/// Sets the nice value of this process; call before any thread or child exists (they inherit
+/// it). A refusal is reported on stderr, prefixed with `tool`.
+pub fn set_nice(tool: &str, nice: i32) {
+    if nice != 0
+        && let Err(e) = rustix::process::setpriority_process(None, nice)
     {
-        eprintln!(
-            "compare: cannot set nice {} ({e}); other work on this machine will compete",
-            cfg.nice
-        );
+        eprintln!("{tool}: cannot set nice {nice} ({e}); other work on this machine will compete");
     }
-    let environment = machine::environment();
-    let nginx_version = nginx_version(&cfg.nginx_bin);
+}
+
+/// Prints the machine and revision a comparison runs on, and the reference's version.
+pub fn announce(tool: &str, environment: &machine::Environment, reference: &str) {
     eprintln!(
-        "compare: {} ({} CPUs, kernel {}, load {}), git {}{}, {nginx_version}",
+        "{tool}: {} ({} CPUs, kernel {}, load {}), git {}{}, {reference}",
         environment.cpu_model,
         environment.cpus,
         environment.kernel,
@@ -598,10 +593,29 @@ pub fn run(cfg: CompareConfig, client_threads: usize) -> anyhow::Result<Summary>
             ""
         },
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
+}
+
+/// The load clients' runtime.
+pub fn client_runtime(client_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads.max(1))
         .enable_all()
-        .build()?;
+        .build()
+}
+
+/// One value per round, where the round has it.
+pub fn values<R>(rounds: &[R], f: impl Fn(&R) -> Option<f64>) -> Vec<f64> {
+    rounds.iter().filter_map(f).collect()
+}
+
+/// Runs the whole comparison, printing progress to stderr and the table to stdout.
+pub fn run(cfg: CompareConfig, client_threads: usize) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    set_nice("compare", cfg.nice);
+    let environment = machine::environment();
+    let nginx_version = nginx_version(&cfg.nginx_bin);
+    announce("compare", &environment, &nginx_version);
+    let rt = client_runtime(client_threads)?;
 
     let glint = Glint::start(&cfg.glint_bin, &[])?;
     measure(cfg, &glint, &rt, environment, nginx_version, started).map_err(|e| {

@@ -32,7 +32,7 @@
 //!    (`radosgw-admin gc process`, best effort), and write the table ([`compare::render`])
 //!    and the JSON summary.
 
-use crate::compare::{self, Goal, Row};
+use crate::compare::{self, Goal, Row, settle, values};
 use crate::download::{self, DownloadConfig};
 use crate::harness::Glint;
 use crate::hashlimit::{self, HashLimit};
@@ -866,11 +866,6 @@ fn with_log<T>(glint: &Glint, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::
     })
 }
 
-/// Pause between runs, so that the previous one's connections and deletions are done.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(300));
-}
-
 fn suffix() -> String {
     use rand::RngCore;
     let mut b = [0u8; 6];
@@ -879,10 +874,6 @@ fn suffix() -> String {
 }
 
 // === the table ===
-
-fn values(rounds: &[Round], f: impl Fn(&Round) -> Option<f64>) -> Vec<f64> {
-    rounds.iter().filter_map(f).collect()
-}
 
 /// Builds the result table.
 pub fn table(cfg: &StoresConfig, rounds: &[Round], memory: &[MemoryRun]) -> Vec<Row> {
@@ -984,15 +975,8 @@ pub fn table(cfg: &StoresConfig, rounds: &[Round], memory: &[MemoryRun]) -> Vec<
 /// Runs the whole comparison, printing progress to stderr; the caller prints the table.
 pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    // Before any thread or child exists: glint and rclone inherit it.
-    if cfg.nice != 0
-        && let Err(e) = rustix::process::setpriority_process(None, cfg.nice)
-    {
-        eprintln!(
-            "compare-stores: cannot set nice {} ({e}); other work on this machine will compete",
-            cfg.nice
-        );
-    }
+    // before any thread or child exists: glint and rclone inherit it
+    compare::set_nice("compare-stores", cfg.nice);
     if !cfg.glint_bin.is_file() {
         bail!(
             "{} not found: cargo build -p glint",
@@ -1003,23 +987,8 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
     let services = Services::start(&cfg.services_dir)?;
     let rclone = Rclone::new(&cfg.rclone_bin, &services, &cfg);
     let rclone_version = rclone.version()?;
-    eprintln!(
-        "compare-stores: {} ({} CPUs, kernel {}, load {}), git {}{}, {rclone_version}",
-        environment.cpu_model,
-        environment.cpus,
-        environment.kernel,
-        environment.loadavg_at_start,
-        environment.git_revision,
-        if environment.git_dirty {
-            " (dirty)"
-        } else {
-            ""
-        },
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(client_threads.max(1))
-        .enable_all()
-        .build()?;
+    compare::announce("compare-stores", &environment, &rclone_version);
+    let rt = compare::client_runtime(client_threads)?;
 
     let tag = suffix();
     let bucket = format!("glint-bench-{tag}");

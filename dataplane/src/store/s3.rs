@@ -240,6 +240,24 @@ impl S3Store {
         url[url::Position::BeforePath..].to_owned()
     }
 
+    /// Signs `action` and sends it; no answer at all is an [`Error::Unavailable`] naming
+    /// `what`.
+    async fn call<'a>(
+        &self,
+        method: &str,
+        action: &impl S3Action<'a>,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        what: &str,
+    ) -> Result<Response, Error> {
+        let target = self.sign(action);
+        self.0
+            .client
+            .send(method, &target, headers, body)
+            .await
+            .map_err(|e| self.unreachable(what, e))
+    }
+
     fn creds(&self) -> Option<&Credentials> {
         Some(&self.0.credentials)
     }
@@ -269,12 +287,15 @@ impl S3Store {
     async fn check_bucket(&self, create: bool) -> Result<(), Error> {
         let i = &self.0;
         let what = format!("HEAD bucket {}", i.bucket.name());
-        let target = self.sign(&i.bucket.head_bucket(self.creds()));
-        let r = i
-            .client
-            .send("HEAD", &target, &[], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+        let r = self
+            .call(
+                "HEAD",
+                &i.bucket.head_bucket(self.creds()),
+                &[],
+                Body::Empty,
+                &what,
+            )
+            .await?;
         match r.status {
             200 => Ok(()),
             404 if create => self.create_bucket().await,
@@ -295,13 +316,10 @@ impl S3Store {
         let i = &self.0;
         let what = format!("PUT bucket {}", i.bucket.name());
         let action = i.bucket.create_bucket(&i.credentials);
-        let target = self.sign(&action);
         let mut body = action.body().into_bytes();
-        let r = i
-            .client
-            .send("PUT", &target, &[], Body::Bytes(&mut body))
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+        let r = self
+            .call("PUT", &action, &[], Body::Bytes(&mut body), &what)
+            .await?;
         match r.status {
             200 => {
                 r.finish().await;
@@ -371,13 +389,15 @@ impl S3Store {
     pub async fn size(&self, url: &str) -> Result<u64, Error> {
         let key = self.key_of(url)?.to_string();
         let what = format!("HEAD object {key}");
-        let target = self.sign(&self.0.bucket.head_object(self.creds(), &key));
         let r = self
-            .0
-            .client
-            .send("HEAD", &target, &[], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+            .call(
+                "HEAD",
+                &self.0.bucket.head_object(self.creds(), &key),
+                &[],
+                Body::Empty,
+                &what,
+            )
+            .await?;
         match r.status {
             200 => r.content_length().ok_or_else(|| {
                 Error::Io(io::Error::other(format!(
@@ -399,13 +419,10 @@ impl S3Store {
         }
         let what = format!("GET object {key}");
         let range = format!("bytes={offset}-{}", offset + len - 1);
-        let target = self.sign(&self.0.bucket.get_object(self.creds(), &key));
+        let action = self.0.bucket.get_object(self.creds(), &key);
         let r = self
-            .0
-            .client
-            .send("GET", &target, &[("Range", &range)], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+            .call("GET", &action, &[("Range", &range)], Body::Empty, &what)
+            .await?;
         match r.status {
             200 | 206 => {}
             404 => return Err(Error::Missing(url.to_owned())),
@@ -428,20 +445,8 @@ impl S3Store {
 
     async fn delete_key(&self, key: &str) -> Result<(), Error> {
         let what = format!("DELETE object {key}");
-        let target = self.sign(&self.0.bucket.delete_object(self.creds(), key));
-        let r = self
-            .0
-            .client
-            .send("DELETE", &target, &[], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
-        match r.status {
-            200 | 204 | 404 => {
-                r.finish().await;
-                Ok(())
-            }
-            _ => Err(self.failure(r, &what).await),
-        }
+        let action = self.0.bucket.delete_object(self.creds(), key);
+        self.call_delete(&action, &what).await
     }
 
     /// Aborts a multipart upload (already gone counts as aborted).
@@ -451,19 +456,18 @@ impl S3Store {
             .0
             .bucket
             .abort_multipart_upload(self.creds(), key, upload_id);
-        let target = self.sign(&action);
-        let r = self
-            .0
-            .client
-            .send("DELETE", &target, &[], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+        self.call_delete(&action, &what).await
+    }
+
+    /// A DELETE, done when the server says so or has nothing to delete (404).
+    async fn call_delete<'a>(&self, action: &impl S3Action<'a>, what: &str) -> Result<(), Error> {
+        let r = self.call("DELETE", action, &[], Body::Empty, what).await?;
         match r.status {
             200 | 204 | 404 => {
                 r.finish().await;
                 Ok(())
             }
-            _ => Err(self.failure(r, &what).await),
+            _ => Err(self.failure(r, what).await),
         }
     }
 }
@@ -757,13 +761,15 @@ impl S3Store {
     /// PutObject of a body in memory (an upload of unknown size that fit in one part).
     async fn put_bytes(&self, key: &str, body: &mut Vec<u8>) -> Result<(), Error> {
         let what = format!("PUT object {key}");
-        let target = self.sign(&self.0.bucket.put_object(self.creds(), key));
         let r = self
-            .0
-            .client
-            .send("PUT", &target, &[], Body::Bytes(body))
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+            .call(
+                "PUT",
+                &self.0.bucket.put_object(self.creds(), key),
+                &[],
+                Body::Bytes(body),
+                &what,
+            )
+            .await?;
         if r.status != 200 {
             return Err(self.failure(r, &what).await);
         }
@@ -773,13 +779,15 @@ impl S3Store {
 
     async fn create_multipart(&self, key: &str) -> Result<Rc<str>, Error> {
         let what = format!("create multipart upload of {key}");
-        let target = self.sign(&self.0.bucket.create_multipart_upload(self.creds(), key));
         let r = self
-            .0
-            .client
-            .send("POST", &target, &[], Body::Empty)
-            .await
-            .map_err(|e| self.unreachable(&what, e))?;
+            .call(
+                "POST",
+                &self.0.bucket.create_multipart_upload(self.creds(), key),
+                &[],
+                Body::Empty,
+                &what,
+            )
+            .await?;
         if r.status != 200 {
             return Err(self.failure(r, &what).await);
         }
@@ -809,15 +817,12 @@ impl S3Store {
             .0
             .bucket
             .upload_part(self.creds(), &key, number, &upload_id);
-        let target = self.sign(&action);
         let r = match self
-            .0
-            .client
-            .send("PUT", &target, &[], Body::Bytes(&mut buf))
+            .call("PUT", &action, &[], Body::Bytes(&mut buf), &what)
             .await
         {
             Ok(r) => r,
-            Err(e) => return (Err(self.unreachable(&what, e)), buf),
+            Err(e) => return (Err(e), buf),
         };
         if r.status != 200 {
             return (Err(self.failure(r, &what).await), buf);
@@ -849,6 +854,7 @@ impl S3Store {
             etags.iter().map(String::as_str),
         );
         let target = self.sign(&action);
+        // the body consumes the action: signed first
         let mut body = action.body().into_bytes();
         let r = self
             .0

@@ -400,11 +400,13 @@ pub(crate) fn hex_suffix(n: usize) -> String {
 }
 
 /// One bucket of a [`Server`], looked at directly (never through glint). Created by
-/// [`Bucket::create`]; dropping it removes what is left in it (objects, multipart uploads)
-/// and the bucket itself.
+/// [`Bucket::create`] (dropping it then removes what is left in it, objects and multipart
+/// uploads, and the bucket itself) or [`Bucket::open`]ed by name (left alone).
 #[derive(Debug)]
 pub(crate) struct Bucket {
     pub(crate) name: String,
+    /// Made by [`Bucket::create`]: removed on drop.
+    owned: bool,
     bucket: rusty_s3::Bucket,
     creds: rusty_s3::Credentials,
     http: Client,
@@ -413,7 +415,8 @@ pub(crate) struct Bucket {
 impl Bucket {
     /// A new bucket `glint-<suffix>` on `server`, created now.
     pub(crate) fn create(server: &Server) -> Bucket {
-        let b = Bucket::open(server, &format!("glint-{}", hex_suffix(12)));
+        let mut b = Bucket::open(server, &format!("glint-{}", hex_suffix(12)));
+        b.owned = true;
         use rusty_s3::S3Action;
         let url = b
             .bucket
@@ -428,6 +431,7 @@ impl Bucket {
     pub(crate) fn open(server: &Server, name: &str) -> Bucket {
         Bucket {
             name: name.to_owned(),
+            owned: false,
             bucket: rusty_s3::Bucket::new(
                 server.endpoint.parse().unwrap(),
                 rusty_s3::UrlStyle::Path,
@@ -482,6 +486,20 @@ impl Bucket {
         }
     }
 
+    /// Whether the object exists (HEAD: a GET could race the deletion it waits for).
+    pub(crate) fn exists(&self, key: &str) -> bool {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .head_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(60));
+        match self.http.head(url).send().unwrap().status().as_u16() {
+            200 => true,
+            404 => false,
+            s => panic!("HEAD {key}: {s}"),
+        }
+    }
+
     /// Writes an object.
     pub(crate) fn put(&self, key: &str, data: &[u8]) {
         use rusty_s3::S3Action;
@@ -518,11 +536,26 @@ impl Bucket {
             200 => {}
             s => return Err(format!("list multipart uploads of {}: {s}", self.name)),
         }
+        /// ListMultipartUploads' answer, the parts read here.
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Listing {
+            #[serde(rename = "Upload")]
+            uploads: Vec<Upload>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Upload {
+            #[serde(rename = "Key")]
+            key: String,
+            #[serde(rename = "UploadId")]
+            upload_id: String,
+        }
         let text = r.text().map_err(|e| e.to_string())?;
-        Ok(text
-            .split("<Upload>")
-            .skip(1)
-            .map(|u| (xml_text(u, "Key"), xml_text(u, "UploadId")))
+        let listing: Listing = quick_xml::de::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(listing
+            .uploads
+            .into_iter()
+            .map(|u| (u.key, u.upload_id))
             .collect())
     }
 
@@ -558,19 +591,10 @@ impl Bucket {
 
 impl Drop for Bucket {
     fn drop(&mut self) {
-        if let Err(e) = self.remove() {
+        if self.owned
+            && let Err(e) = self.remove()
+        {
             eprintln!("could not remove bucket {}: {e}", self.name);
         }
     }
-}
-
-fn xml_text(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let Some(start) = xml.find(&open).map(|i| i + open.len()) else {
-        return String::new();
-    };
-    let end = xml[start..]
-        .find(&format!("</{tag}>"))
-        .map_or(xml.len(), |i| start + i);
-    xml[start..end].to_owned()
 }
