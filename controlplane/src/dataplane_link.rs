@@ -37,6 +37,13 @@
 //! 4. If the connection closes (EOF, error, or our shutdown) while it holds leases, every
 //!    leased image still `saving` goes back to `queued`
 //!    (`glint_channel_leases_reverted_total`).
+//! 5. `UploadLeftover`, sent by the data plane before its upload can leave anything in the
+//!    store (the object at the URL, an S3 multipart upload, Swift segments), records that as
+//!    a held `abort_upload` job of the lease ([`db::jobs::record_leftover`]). The commit of
+//!    step 2 drops the lease's held jobs in its transaction (and refuses with 409
+//!    `CleanupPending` while a delete of the same URL is queued or running); every other end
+//!    of the lease (refused commit, abort, closed connection) makes them due at once, so a
+//!    data plane claims and removes what the upload left.
 //!
 //! `AuthorizeDownload` answers the image's active locations best first (store weight, then
 //! position) as a [`shared::location::List`], empty when it has no data.
@@ -106,6 +113,7 @@ fn kind_label(req: &Request) -> &'static str {
         Request::Hello { .. } => "hello",
         Request::AuthorizeUpload { .. } => "authorize_upload",
         Request::UploadComplete { .. } => "upload_complete",
+        Request::UploadLeftover { .. } => "upload_leftover",
         Request::UploadAborted { .. } => "upload_aborted",
         Request::AuthorizeDownload { .. } => "authorize_download",
         Request::ClaimJobs { .. } => "claim_jobs",
@@ -119,11 +127,18 @@ fn internal(e: db::Error) -> Reason {
     Reason::Internal
 }
 
-/// One data-plane connection and the upload leases it holds (image → store granted).
+/// One data-plane connection and the upload leases it holds.
 struct Connection {
     app: App,
-    leases: HashMap<ImageId, String>,
+    leases: HashMap<ImageId, Lease>,
     handshaken: bool,
+}
+
+/// An upload lease: the store granted and the held jobs recording what the upload may leave.
+#[derive(Debug)]
+struct Lease {
+    store: String,
+    leftovers: Vec<u64>,
 }
 
 /// What to do after answering a frame.
@@ -270,6 +285,16 @@ impl Connection {
                         .instrument(span)
                         .await
                 }
+                Request::UploadLeftover {
+                    image_id,
+                    url,
+                    upload,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %image_id);
+                    self.upload_leftover(image_id, &url, upload.as_deref())
+                        .instrument(span)
+                        .await
+                }
                 Request::UploadAborted {
                     request_id,
                     image_id,
@@ -392,7 +417,13 @@ impl Connection {
                 .unwrap_or(ImageStatus::Deleted);
             return Err(Reason::Transition { from, to: begin.to });
         }
-        self.leases.insert(id, store.clone());
+        self.leases.insert(
+            id,
+            Lease {
+                store: store.clone(),
+                leftovers: Vec::new(),
+            },
+        );
         self.log_transition(request_id, id, begin.from, begin.to);
         Ok(Response::UploadGranted {
             hash_algo: app.config.image.hashing_algorithm,
@@ -401,13 +432,57 @@ impl Connection {
         })
     }
 
+    /// Records what the upload under the lease of `id` may leave at `url`.
+    async fn upload_leftover(
+        &mut self,
+        id: ImageId,
+        url: &str,
+        upload: Option<&str>,
+    ) -> Result<Response, Reason> {
+        let Some(lease) = self.leases.get_mut(&id) else {
+            tracing::warn!(image_id = %id, "UploadLeftover without a lease on this connection");
+            return Err(Reason::Protocol);
+        };
+        if let Err(e) = domain::location::check_url(url) {
+            tracing::error!(image_id = %id, error = %e, "UploadLeftover with a location that cannot be stored");
+            return Err(Reason::Protocol);
+        }
+        let job =
+            db::jobs::record_leftover(&self.app.db, id, &lease.store, url, upload, Utc::now())
+                .await
+                .map_err(internal)?;
+        lease.leftovers.push(job);
+        tracing::debug!(image_id = %id, job_id = job, multipart = upload.is_some(), "upload leftover recorded");
+        Ok(Response::Ack)
+    }
+
+    /// Ends the lease of `id` without a commit: what its upload left is due for removal.
+    async fn end_lease(&mut self, id: ImageId) {
+        let Some(lease) = self.leases.remove(&id) else {
+            return;
+        };
+        if lease.leftovers.is_empty() {
+            return;
+        }
+        match db::jobs::release(&self.app.db, &lease.leftovers, Utc::now()).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(image_id = %id, jobs = n, "upload ended uncommitted; its leftovers are due for removal")
+            }
+            Ok(_) => {}
+            // held jobs are released at the next start-up at the latest
+            Err(e) => {
+                tracing::error!(image_id = %id, error = %e, "could not release an upload's leftovers")
+            }
+        }
+    }
+
     /// Puts a leased image back to `queued` (the lease is gone either way).
+    /// The image first: an object abort due while its image is still `saving` would wait.
     async fn revert(&mut self, request_id: &str, id: ImageId) -> Result<bool, Reason> {
-        self.leases.remove(&id);
         let revert = Move::revert_upload();
-        let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now())
-            .await
-            .map_err(internal)?;
+        let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await;
+        self.end_lease(id).await;
+        let moved = moved.map_err(internal)?;
         if moved {
             self.log_transition(request_id, id, revert.from, revert.to);
         }
@@ -420,7 +495,7 @@ impl Connection {
         id: ImageId,
         data: UploadedData,
     ) -> Result<Response, Reason> {
-        let Some(granted) = self.leases.get(&id) else {
+        let Some(granted) = self.leases.get(&id).map(|l| &l.store) else {
             // out of order: no AuthorizeUpload granted this upload on this connection
             tracing::warn!(image_id = %id, "UploadComplete without a lease on this connection");
             return Err(Reason::Protocol);
@@ -443,14 +518,25 @@ impl Connection {
             return Err(Reason::TooLarge);
         }
         let commit = Move::commit_upload(data);
-        let committed = db::images::apply_move(&app.db, id, &commit, Utc::now())
-            .await
-            .map_err(internal)?;
-        self.leases.remove(&id);
+        let committed = match db::images::apply_move(&app.db, id, &commit, Utc::now()).await {
+            Ok(c) => c,
+            Err(db::Error::CleanupPending) => {
+                tracing::warn!(image_id = %id, request_id, "upload not committed: earlier data at its location is still being deleted");
+                self.revert(request_id, id).await?;
+                return Err(Reason::CleanupPending);
+            }
+            Err(e) => {
+                self.end_lease(id).await;
+                return Err(internal(e));
+            }
+        };
         if committed {
+            // the commit dropped the lease's held jobs
+            self.leases.remove(&id);
             self.log_transition(request_id, id, commit.from, commit.to);
             return Ok(Response::UploadCommitted);
         }
+        self.end_lease(id).await;
         match db::images::status(&app.db, id).await.map_err(internal)? {
             None | Some(ImageStatus::Deleted) => {
                 tracing::info!(image_id = %id, request_id, "image deleted during upload");
@@ -552,8 +638,12 @@ impl Connection {
 
     async fn revert_leases(&mut self) {
         let revert = Move::revert_upload();
-        for id in std::mem::take(&mut self.leases).into_keys() {
-            match db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await {
+        let ids: Vec<ImageId> = self.leases.keys().copied().collect();
+        for id in ids {
+            let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await;
+            // after the image: an object abort due while its image is `saving` would wait
+            self.end_lease(id).await;
+            match moved {
                 Ok(true) => {
                     self.app.metrics.lease_reverted();
                     self.app.metrics.transition(revert.from, revert.to);

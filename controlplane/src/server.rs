@@ -5,7 +5,9 @@
 //!    directory (its sockets, and the SQLite database whose image cache is exclusive).
 //! 2. Open the database (create if missing, WAL, foreign keys) and apply migrations.
 //! 3. Reset every `saving` image to `queued`: no upload survives a control-plane restart
-//!    (the data plane aborts the upload whose channel broke).
+//!    (the data plane aborts the upload whose channel broke); every held upload leftover
+//!    becomes due for removal. With multi-store, locations of the legacy store `file` move
+//!    to the filesystem store whose directory holds them.
 //! 4. Remove stale socket files; bind the API socket, the channel socket and the admin TCP
 //!    listener; write the admin address to `<run_dir>/admin.addr` (temp file + rename).
 //! 5. Start the scrubber (delayed delete) and the metrics upkeep, and serve until SIGTERM/SIGINT (or the shutdown signal given to [`serve`]), shut the three
@@ -187,6 +189,32 @@ pub async fn serve(
             shared::image::ImageStatus::Queued,
         );
         tracing::warn!(image_id = %id, from = "saving", to = "queued", "upload interrupted by restart; image back to queued");
+    }
+    let released = db::jobs::release_all_held(&db, chrono::Utc::now()).await?;
+    if released > 0 {
+        tracing::warn!(
+            jobs = released,
+            "leftovers of uploads interrupted by restart are due for removal"
+        );
+    }
+    let stores = config.stores();
+    if stores.multistore {
+        let owner = |url: &str| {
+            let loc = shared::location::FileLocation::parse(url).ok()?;
+            stores.stores.iter().find_map(|s| match &s.kind {
+                shared::config::StoreKind::File(f) if loc.is_in(&f.filesystem_store_datadir) => {
+                    Some(s.id.clone())
+                }
+                _ => None,
+            })
+        };
+        let adopted = db::images::adopt_legacy_locations(&db, owner, chrono::Utc::now()).await?;
+        if adopted > 0 {
+            tracing::info!(
+                locations = adopted,
+                "locations of the legacy store `file` now name the filesystem store holding them"
+            );
+        }
     }
 
     let api_path = config.api_socket();

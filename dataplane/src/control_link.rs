@@ -224,6 +224,17 @@ pub fn owned(r: Response<&str>) -> Response {
                             store: store.to_owned(),
                             url: url.to_owned(),
                         },
+                        Work::AbortUpload {
+                            image_id,
+                            store,
+                            url,
+                            upload,
+                        } => Work::AbortUpload {
+                            image_id,
+                            store: store.to_owned(),
+                            url: url.to_owned(),
+                            upload: upload.map(str::to_owned),
+                        },
                     },
                 })
                 .collect(),

@@ -1,11 +1,13 @@
-//! Work the control plane asks of the data plane (deleting an image's data today; cache
-//! prefetch, import, copy-image and location hashing later), run by one task per data plane.
+//! Work the control plane asks of the data plane (deleting an image's data, removing what a
+//! failed upload left; cache prefetch, import, copy-image and location hashing later), run by
+//! one task per data plane.
 //!
 //! The jobs live in the control plane's database. This task claims due ones over the channel
 //! (`ClaimJobs`, each leased to this data plane for `[dataplane] job_lease_seconds`), runs them, and reports each
 //! `JobDone` or `JobFailed` (the control plane retries it later with backoff). A data plane
 //! that dies holding a job simply lets its lease run out: the next claim takes the job again.
-//! So every job is idempotent: deleting data that is already gone is done.
+//! So every job is idempotent: deleting data that is already gone, or aborting a multipart
+//! upload that no longer exists, is done.
 
 use crate::server::worker::Worker;
 use shared::channel::{Job, Request, Response, Work};
@@ -24,7 +26,11 @@ pub async fn run(w: Rc<Worker>) {
         let full = claimed.len() as u32 == BATCH;
         for job in claimed {
             let outcome = execute(&w, &job).await;
-            w.metrics.job(outcome.is_ok());
+            let kind = match job.work {
+                Work::DeleteData { .. } => "delete_data",
+                Work::AbortUpload { .. } => "abort_upload",
+            };
+            w.metrics.job(kind, outcome.is_ok());
             report(&w, &job, outcome).await;
         }
         if !full {
@@ -68,6 +74,27 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             })?;
             target.delete(url).await.map_err(|e| e.to_string())?;
             tracing::info!(%image_id, store = %store, location = %url, attempt = job.attempt, "image data deleted");
+            Ok(())
+        }
+        Work::AbortUpload {
+            image_id,
+            store,
+            url,
+            upload,
+        } => {
+            let target = w.stores.resolve(store, url).await.map_err(|e| {
+                format!("no configured store serves this location (store {store:?}): {e}")
+            })?;
+            target
+                .abort_leftover(url, upload.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let what = match upload {
+                None => "object",
+                Some(_) if target.is_local() => "nothing",
+                Some(_) => "multipart upload or segments",
+            };
+            tracing::info!(%image_id, store = %store, location = %url, removed = what, attempt = job.attempt, "failed upload's leftover removed");
             Ok(())
         }
     }

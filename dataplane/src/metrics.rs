@@ -114,16 +114,13 @@ impl Metrics {
         self.add(idx::FAILOVERS, 1);
     }
 
-    /// A job ended: done, or failed (to be retried).
-    pub fn job(&self, done: bool) {
-        self.add(
-            if done {
-                idx::JOBS_DONE
-            } else {
-                idx::JOBS_FAILED
-            },
-            1,
-        );
+    /// A job of `kind` (a [`shm::JOB_KINDS`] name) ended: done, or failed
+    /// (to be retried).
+    pub fn job(&self, kind: &str, done: bool) {
+        use shm::{JOB_KINDS, job_index};
+        if let Some(k) = JOB_KINDS.iter().position(|n| *n == kind) {
+            self.add(job_index(k, done), 1);
+        }
     }
 }
 

@@ -445,8 +445,10 @@ fn a_stalled_store_times_out_and_never_holds_the_worker() {
         },
     );
     assert_eq!(status, Some(503), "{}", rig.g.log());
+    // one read timeout: the object a whole body may have made is its leftover's job, not
+    // a second wait here
     assert!(
-        took >= READ_TIMEOUT && took < READ_TIMEOUT * 5,
+        took >= READ_TIMEOUT && took < READ_TIMEOUT * 8 / 5,
         "upload into a stalled store ended after {took:?}"
     );
     assert_eq!(rig.status(&id), "queued");

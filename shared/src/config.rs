@@ -23,7 +23,7 @@ mod auth;
 pub mod stores;
 
 pub use auth::{Auth, AuthMode, KeystoneAuthtoken};
-pub use stores::{GlanceStore, StoreConfig, StoreKind, StoreSet};
+pub use stores::{GlanceStore, LEGACY_STORE_ID, StoreConfig, StoreKind, StoreSet};
 
 use crate::image::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS, HashAlgo};
 use serde::{Deserialize, Serialize};

@@ -176,6 +176,10 @@ pub enum Reason {
     UnknownStore,
     /// The store asked for takes no uploads (410, as Glance's `StoreAddDisabled`).
     ReadOnlyStore,
+    /// The data this upload would replace is still being deleted from its store (after an
+    /// earlier failed upload, or a store removal): committing now could lose the new data to
+    /// that delete (409; the client uploads again in a moment).
+    CleanupPending,
     /// The control plane failed (500).
     Internal,
 }
@@ -207,7 +211,7 @@ impl Reason {
             Reason::IdentityUnavailable => ErrorCode::ServiceUnavailable,
             Reason::NoSuchImage => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
-            Reason::Transition { .. } => ErrorCode::Conflict,
+            Reason::Transition { .. } | Reason::CleanupPending => ErrorCode::Conflict,
             Reason::FormatsMissing { .. } | Reason::Protocol | Reason::UnknownStore => {
                 ErrorCode::BadRequest
             }
@@ -239,6 +243,10 @@ impl Reason {
             Reason::Protocol => "Malformed request between glint's planes.".into(),
             Reason::UnknownStore => "Unknown scheme found in URI".into(),
             Reason::ReadOnlyStore => STORE_ADD_DISABLED.into(),
+            Reason::CleanupPending => format!(
+                "Earlier data of image {image_id} is still being removed from its store; upload the image again."
+            )
+            .into(),
             Reason::Internal => INTERNAL.into(),
         }
     }

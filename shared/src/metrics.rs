@@ -147,10 +147,16 @@ pub mod shm {
         pub const FAILURES: usize = REQUESTS + 12;
         /// Download failovers.
         pub const FAILOVERS: usize = FAILURES + 4;
-        /// Jobs done.
-        pub const JOBS_DONE: usize = FAILOVERS + 1;
-        /// Jobs failed.
-        pub const JOBS_FAILED: usize = JOBS_DONE + 1;
+        /// First of the `JOB_KINDS × 2` job counters (kind-major: done, failed).
+        pub const JOBS: usize = FAILOVERS + 1;
+    }
+
+    /// The kinds of data-plane jobs, in counter order.
+    pub const JOB_KINDS: [&str; 2] = ["delete_data", "abort_upload"];
+
+    /// The counter of a job of kind `kind` (a [`JOB_KINDS`] index) that ended `done` or not.
+    pub fn job_index(kind: usize, done: bool) -> usize {
+        idx::JOBS + kind * 2 + usize::from(!done)
     }
 
     /// Total file length for `workers` slots.
@@ -249,13 +255,15 @@ pub mod shm {
             v[idx::FAILOVERS]
         );
         let _ = writeln!(out, "# TYPE {} counter", dp::JOBS_TOTAL);
-        for (outcome, i) in [("done", idx::JOBS_DONE), ("failed", idx::JOBS_FAILED)] {
-            let _ = writeln!(
-                out,
-                "{}{{kind=\"delete_data\",outcome=\"{outcome}\"}} {}",
-                dp::JOBS_TOTAL,
-                v[i]
-            );
+        for (k, kind) in JOB_KINDS.iter().enumerate() {
+            for (outcome, done) in [("done", true), ("failed", false)] {
+                let _ = writeln!(
+                    out,
+                    "{}{{kind=\"{kind}\",outcome=\"{outcome}\"}} {}",
+                    dp::JOBS_TOTAL,
+                    v[job_index(k, done)]
+                );
+            }
         }
     }
 

@@ -811,3 +811,121 @@ async fn jobs_are_claimed_failed_and_done_over_the_channel() {
         assert!(text.contains(line), "{line} in {text}");
     }
 }
+
+fn leftover(id: ImageId, upload: Option<&str>) -> Request {
+    Request::UploadLeftover {
+        image_id: id,
+        url: format!("file:///data/{id}"),
+        upload: upload.map(str::to_owned),
+    }
+}
+
+/// The jobs of `id`: (state, payload).
+async fn jobs_of(ch: &Channel, id: ImageId) -> Vec<(String, Option<String>)> {
+    db::jobs::all(&ch.t.app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.image_id == id.to_string())
+        .map(|j| (j.state, j.payload))
+        .collect()
+}
+
+#[tokio::test]
+async fn upload_leftovers_are_held_by_the_lease() {
+    let ch = start().await;
+    let mut p = Peer::ready(&ch).await;
+
+    // without a lease on this connection: refused, nothing recorded
+    let id = image(&ch, true).await;
+    assert_eq!(
+        p.call(leftover(id, None)).await,
+        Some(Response::Denied(Reason::Protocol))
+    );
+    assert!(jobs_of(&ch, id).await.is_empty());
+
+    // recorded held; the commit drops them
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(leftover(id, None)).await, Some(Response::Ack));
+    assert_eq!(
+        p.call(leftover(id, Some("up-1"))).await,
+        Some(Response::Ack)
+    );
+    assert_eq!(
+        jobs_of(&ch, id).await,
+        vec![("held".into(), None), ("held".into(), Some("up-1".into()))]
+    );
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+    assert!(jobs_of(&ch, id).await.is_empty());
+
+    // an aborted upload's leftovers are due at once
+    let id = image(&ch, true).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(
+        p.call(leftover(id, Some("up-2"))).await,
+        Some(Response::Ack)
+    );
+    let abort = Request::UploadAborted {
+        request_id: "req-t".into(),
+        image_id: id,
+        code: ErrorCode::ServiceUnavailable,
+    };
+    assert_eq!(p.call(abort).await, Some(Response::Ack));
+    assert_eq!(
+        jobs_of(&ch, id).await,
+        vec![("pending".into(), Some("up-2".into()))]
+    );
+
+    // a refused commit's too (the image was deleted meanwhile)
+    let id = image(&ch, true).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(leftover(id, None)).await, Some(Response::Ack));
+    let router = crate::api::router(ch.t.app.clone());
+    let req = axum::http::Request::delete(format!("/v2/images/{id}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::NO_CONTENT);
+    assert_eq!(
+        p.call(complete(id)).await,
+        Some(Response::Denied(Reason::DeletedDuringUpload))
+    );
+    assert_eq!(jobs_of(&ch, id).await, vec![("pending".into(), None)]);
+
+    // and those of a connection that closes mid-upload, after its image is back to queued
+    let id = image(&ch, true).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(leftover(id, None)).await, Some(Response::Ack));
+    drop(p);
+    wait_status(&ch, id, ImageStatus::Queued).await;
+    let mut jobs = Vec::new();
+    for _ in 0..100 {
+        jobs = jobs_of(&ch, id).await;
+        if jobs.iter().all(|(state, _)| state == "pending") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(jobs, vec![("pending".into(), None)]);
+    // claimed as soon as it is due: the image is queued, no location has the URL
+    let claimed = db::jobs::claim(&ch.t.app.db, 10, 60, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        claimed.iter().any(|j| matches!(&j.work,
+            shared::channel::Work::AbortUpload { image_id, upload: None, .. } if *image_id == id)),
+        "{claimed:?}"
+    );
+}

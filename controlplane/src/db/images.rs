@@ -586,6 +586,8 @@ async fn apply_move_tx(
     }
     match &m.data {
         DataChange::Record(data) => {
+            // a delete of this URL queued or running would take the new data with it
+            super::jobs::settle_commit(db, &mut tx, id, &data.location).await?;
             append_location(db, &mut tx, id, &data.store, &data.location, now).await?;
         }
         DataChange::RetireLocations => {
@@ -614,6 +616,55 @@ pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId
         if apply_move(db, id, &Move::revert_upload(), now).await? {
             moved.push(id);
         }
+    }
+    Ok(moved)
+}
+
+/// Locations recorded before multi-store name the legacy store `file`
+/// ([`shared::config::LEGACY_STORE_ID`]). Once `enabled_backends` is set, each such location
+/// that `owner` gives another store (the filesystem store whose directory holds it) moves to
+/// that store, with its image's version bumped. Returns how many moved.
+pub async fn adopt_legacy_locations(
+    db: &Db,
+    owner: impl Fn(&str) -> Option<String>,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
+    let legacy = shared::config::LEGACY_STORE_ID;
+    let rows = db
+        .sql("SELECT id, image_id, url FROM image_locations WHERE store_id = ? AND status <> 'deleted'")
+        .arg(legacy)
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    let mut moved = 0;
+    for row in rows {
+        let url = super::text_required(&row, "url")?;
+        let Some(store) = owner(&url).filter(|s| s != legacy) else {
+            continue;
+        };
+        let loc = super::int_required(&row, "id")?;
+        let image = super::text_required(&row, "image_id")?;
+        let mut tx = db.begin().await?;
+        db.sql("UPDATE images SET version = version + 1 WHERE id = ?")
+            .arg(&image)
+            .query()
+            .execute(&mut *tx)
+            .await?;
+        let n = db
+            .sql("UPDATE image_locations SET store_id = ?, updated_at = ? WHERE id = ? AND store_id = ?")
+            .arg(&store)
+            .arg(to_micros(now))
+            .arg(loc)
+            .arg(legacy)
+            .query()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        if let Ok(id) = image.parse::<ImageId>() {
+            db.cache().invalidate(id);
+        }
+        moved += n;
     }
     Ok(moved)
 }

@@ -1,5 +1,6 @@
-//! The `jobs` table: work the control plane asks of the data plane (today only `delete_data`),
-//! persisted so that nothing is lost when either process dies.
+//! The `jobs` table: work the control plane asks of the data plane (`delete_data`, and
+//! `abort_upload`: removing what a failed upload left), persisted so that nothing is lost
+//! when either process dies.
 //!
 //! Lifecycle of a row (every step a conditional statement, so several control planes on one
 //! PostgreSQL or MariaDB never hand one job to two claimers at once):
@@ -7,14 +8,25 @@
 //! 1. `enqueue` inserts it `pending`, due at once, inside the caller's transaction (the one
 //!    that moves its location to `pending_delete`). `dedup_key` (sha256 of kind and url) is
 //!    unique, so enqueuing the same work twice is a no-op on all three databases.
+//!    An upload's leftovers ([`record_leftover`]) are inserted `held` instead: not claimable
+//!    while the upload runs. The commit of the upload deletes them ([`settle_commit`]); any
+//!    other end of the upload lease makes them due at once ([`release`]; at start-up, when no
+//!    lease survived, [`release_all_held`]).
 //! 2. [`claim`] takes up to `max` due rows — `pending` with `not_before <= now`, or `claimed`
 //!    whose lease ran out (`lease_until < now`: the data plane that held it died) — each by
 //!    `UPDATE … WHERE id = ? AND attempts = <read> AND <due>`; only a row actually changed
-//!    is handed out, with `lease_until = now + lease` and `attempts + 1`.
+//!    is handed out, with `lease_until = now + lease` and `attempts + 1`. An `abort_upload`
+//!    of the object itself (no payload) is first checked against the image: while it is
+//!    `saving` the job waits ([`BUSY_RETRY_SECONDS`]); when a location of the image has that
+//!    URL (a later upload committed there) the job is dropped unrun.
 //! 3. [`done`] deletes the row and, for `delete_data`, marks its location `deleted` (bumping
 //!    the image's version, so image caches reload); a job already gone is fine.
 //! 4. [`failed`] puts a claimed row back to `pending` with `not_before = now + backoff`
 //!    ([`backoff_seconds`]) and keeps the error text.
+//!
+//! Deletes never race a commit: [`settle_commit`], in the commit's transaction, drops the
+//! pending object aborts its data supersedes, and refuses the commit while a delete of that
+//! URL is queued or running (the upload is answered 409 and may be sent again).
 
 use super::row::{from_micros, to_micros};
 use super::{Backend, Db, Error, int_required, text, text_required};
@@ -27,9 +39,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The `kind` of a `delete_data` job.
 pub const DELETE_DATA: &str = "delete_data";
+/// The `kind` of an `abort_upload` job.
+pub const ABORT_UPLOAD: &str = "abort_upload";
 
 /// Every job kind (metric labels).
-pub const KINDS: [&str; 1] = [DELETE_DATA];
+pub const KINDS: [&str; 2] = [DELETE_DATA, ABORT_UPLOAD];
+
+/// How long an `abort_upload` of an object waits while its image is `saving` again.
+pub const BUSY_RETRY_SECONDS: i64 = 30;
 
 /// Longest `last_error` kept, in bytes.
 const MAX_ERROR_BYTES: usize = 1024;
@@ -41,6 +58,7 @@ pub const MAX_BACKOFF_SECONDS: u64 = 3600;
 #[derive(Debug, Default)]
 pub struct Enqueued {
     delete_data: AtomicU64,
+    abort_upload: AtomicU64,
 }
 
 impl Enqueued {
@@ -48,28 +66,48 @@ impl Enqueued {
     pub fn get(&self, kind: &str) -> u64 {
         match kind {
             DELETE_DATA => self.delete_data.load(Ordering::Relaxed),
+            ABORT_UPLOAD => self.abort_upload.load(Ordering::Relaxed),
             _ => 0,
         }
     }
 
     fn add(&self, kind: &str) {
-        if kind == DELETE_DATA {
-            self.delete_data.fetch_add(1, Ordering::Relaxed);
-        }
+        match kind {
+            DELETE_DATA => self.delete_data.fetch_add(1, Ordering::Relaxed),
+            ABORT_UPLOAD => self.abort_upload.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 }
 
 fn kind_of(work: &Work) -> &'static str {
     match work {
         Work::DeleteData { .. } => DELETE_DATA,
+        Work::AbortUpload { .. } => ABORT_UPLOAD,
+    }
+}
+
+/// The static name of a stored kind (metric labels).
+fn known_kind(kind: &str) -> &'static str {
+    match kind {
+        DELETE_DATA => DELETE_DATA,
+        ABORT_UPLOAD => ABORT_UPLOAD,
+        _ => "other",
     }
 }
 
 fn dedup_key(kind: &str, url: &str) -> String {
+    dedup_key_of(&[kind, url])
+}
+
+fn dedup_key_of(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    h.update(kind.as_bytes());
-    h.update([0]);
-    h.update(url.as_bytes());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0]);
+        }
+        h.update(p.as_bytes());
+    }
     let digest = h.finalize();
     let mut out = String::with_capacity(64);
     for b in digest {
@@ -99,7 +137,12 @@ pub(crate) async fn enqueue(
         image_id,
         store,
         url,
-    } = work;
+    } = work
+    else {
+        return Err(Error::Corrupt(
+            "upload leftovers are recorded with record_leftover".into(),
+        ));
+    };
     let now = to_micros(now);
     let key = dedup_key(kind, url);
     if db.backend() == Backend::Mysql {
@@ -148,9 +191,181 @@ pub(crate) async fn enqueue(
     Ok(n == 1)
 }
 
+/// Records what a running upload of `image_id` into `store` may leave at `url` (`upload`: a
+/// multipart upload id or segment prefix; `None`: the object itself) as a `held` job; returns
+/// its id, for [`release`] when the upload does not commit.
+pub async fn record_leftover(
+    db: &Db,
+    image_id: ImageId,
+    store: &str,
+    url: &str,
+    upload: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
+    let at = to_micros(now);
+    // never deduplicated: each upload attempt has its own (an attempt's object abort may wait
+    // beside an earlier attempt's)
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let key = dedup_key_of(&[ABORT_UPLOAD, url, upload.unwrap_or(""), &nonce]);
+    let mut sql = db.sql(
+        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, payload, state, attempts, \
+         not_before, lease_until, last_error, created_at, updated_at) VALUES (",
+    );
+    sql.bind(ABORT_UPLOAD)
+        .push(", ")
+        .bind(&key)
+        .push(", ")
+        .bind(image_id.to_string())
+        .push(", ")
+        .bind(store)
+        .push(", ")
+        .bind(url)
+        .push(", ")
+        .bind(upload)
+        .push(", 'held', 0, ")
+        .bind(at)
+        .push(", NULL, NULL, ")
+        .bind(at)
+        .push(", ")
+        .bind(at)
+        .push(")");
+    sql.query().execute(db.pool()).await?;
+    let row = db
+        .sql("SELECT id FROM jobs WHERE dedup_key = ?")
+        .arg(&key)
+        .query()
+        .fetch_one(db.pool())
+        .await?;
+    let id = int_required(&row, "id")?;
+    db.jobs_enqueued().add(ABORT_UPLOAD);
+    u64::try_from(id).map_err(|_| Error::Corrupt(format!("job id {id}")))
+}
+
+/// The upload that held jobs `ids` ended without committing: they are due at once.
+/// Returns how many were still held.
+pub async fn release(db: &Db, ids: &[u64], now: DateTime<Utc>) -> Result<u64, Error> {
+    let at = to_micros(now);
+    let mut released = 0;
+    for &id in ids {
+        let Ok(id) = i64::try_from(id) else { continue };
+        released += db
+            .sql(
+                "UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ? \
+                 WHERE id = ? AND state = 'held'",
+            )
+            .arg(at)
+            .arg(at)
+            .arg(id)
+            .query()
+            .execute(db.pool())
+            .await?
+            .rows_affected();
+    }
+    Ok(released)
+}
+
+/// At start-up no upload lease survives (as in [`super::images::reset_all_saving`]): every
+/// held job is due at once. Returns how many.
+pub async fn release_all_held(db: &Db, now: DateTime<Utc>) -> Result<u64, Error> {
+    let at = to_micros(now);
+    Ok(db
+        .sql(
+            "UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ? \
+             WHERE state = 'held'",
+        )
+        .arg(at)
+        .arg(at)
+        .query()
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}
+
+/// In the transaction that commits an upload of `image_id` to `url` (after the image row is
+/// updated, so every writer locks images before jobs): drops the upload's held jobs and the
+/// pending object aborts of `url` (the new data replaced that object), then fails with
+/// [`Error::CleanupPending`] while a delete of `url` is queued (`delete_data`) or running
+/// (a claimed object abort). The deletes come before the look, so a claim racing this commit
+/// either is seen here or finds its row gone.
+pub(crate) async fn settle_commit(
+    db: &Db,
+    conn: &mut AnyConnection,
+    image_id: ImageId,
+    url: &str,
+) -> Result<(), Error> {
+    let image = image_id.to_string();
+    db.sql("DELETE FROM jobs WHERE image_id = ? AND state = 'held'")
+        .arg(&image)
+        .query()
+        .execute(&mut *conn)
+        .await?;
+    db.sql(
+        "DELETE FROM jobs WHERE image_id = ? AND url = ? AND kind = 'abort_upload' \
+         AND payload IS NULL AND state = 'pending'",
+    )
+    .arg(&image)
+    .arg(url)
+    .query()
+    .execute(&mut *conn)
+    .await?;
+    let row = db
+        .sql(
+            "SELECT COUNT(*) AS n FROM jobs WHERE image_id = ? AND url = ? AND \
+             (kind = 'delete_data' OR (kind = 'abort_upload' AND payload IS NULL))",
+        )
+        .arg(&image)
+        .arg(url)
+        .query()
+        .fetch_one(&mut *conn)
+        .await?;
+    if int_required(&row, "n")? > 0 {
+        return Err(Error::CleanupPending);
+    }
+    Ok(())
+}
+
 /// The condition of a job that may be claimed at `?` (bound twice: now, now).
 const DUE: &str =
     "((state = 'pending' AND not_before <= ?) OR (state = 'claimed' AND lease_until < ?))";
+
+/// What [`claim`] does with an object abort, seen against its image.
+enum ObjectAbort {
+    /// Hand it out.
+    Run,
+    /// The image is `saving` again: look later.
+    Wait,
+    /// A location of the image has this URL: the object is live data, the job is void.
+    Drop,
+}
+
+async fn check_object_abort(db: &Db, image_id: &str, url: &str) -> Result<ObjectAbort, Error> {
+    let saving = db
+        .sql("SELECT status FROM images WHERE id = ?")
+        .arg(image_id)
+        .query()
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| text_required(&r, "status"))
+        .transpose()?
+        .is_some_and(|s| s == "saving");
+    if saving {
+        return Ok(ObjectAbort::Wait);
+    }
+    let live = db
+        .sql(
+            "SELECT id FROM image_locations WHERE image_id = ? AND url = ? AND status <> 'deleted'",
+        )
+        .arg(image_id)
+        .arg(url)
+        .query()
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(if live.is_some() {
+        ObjectAbort::Drop
+    } else {
+        ObjectAbort::Run
+    })
+}
 
 /// Claims up to `max` due jobs for `lease_seconds` (see the module docs); each comes with the
 /// number of claims before this one.
@@ -167,7 +382,7 @@ pub async fn claim(
     let until = to_micros(now + chrono::Duration::seconds(i64::from(lease_seconds.max(1))));
     let rows = db
         .sql(&format!(
-            "SELECT id, kind, image_id, store_id, url, attempts FROM jobs WHERE {DUE} \
+            "SELECT id, kind, image_id, store_id, url, payload, attempts FROM jobs WHERE {DUE} \
              ORDER BY not_before, id LIMIT ?"
         ))
         .arg(at)
@@ -182,10 +397,69 @@ pub async fn claim(
         let attempts = int_required(&row, "attempts")?;
         let kind = text_required(&row, "kind")?;
         let raw = text_required(&row, "image_id")?;
-        let (Ok(image_id), DELETE_DATA) = (raw.parse::<ImageId>(), kind.as_str()) else {
+        let Ok(image_id) = raw.parse::<ImageId>() else {
             tracing::error!(job_id = id, %kind, image_id = %raw, "job row not understood; left alone");
             continue;
         };
+        let store = text_required(&row, "store_id")?;
+        let url = text_required(&row, "url")?;
+        let payload = text(&row, "payload")?;
+        let work = match kind.as_str() {
+            DELETE_DATA => Work::DeleteData {
+                image_id,
+                store,
+                url,
+            },
+            ABORT_UPLOAD => Work::AbortUpload {
+                image_id,
+                store,
+                url,
+                upload: payload,
+            },
+            _ => {
+                tracing::error!(job_id = id, %kind, "job kind not understood; left alone");
+                continue;
+            }
+        };
+        if let Work::AbortUpload {
+            url, upload: None, ..
+        } = &work
+        {
+            match check_object_abort(db, &raw, url).await? {
+                ObjectAbort::Run => {}
+                ObjectAbort::Wait => {
+                    let later = to_micros(now + chrono::Duration::seconds(BUSY_RETRY_SECONDS));
+                    db.sql(&format!(
+                        "UPDATE jobs SET not_before = ?, updated_at = ? WHERE id = ? \
+                         AND attempts = ? AND state = 'pending' AND {DUE}"
+                    ))
+                    .arg(later)
+                    .arg(at)
+                    .arg(id)
+                    .arg(attempts)
+                    .arg(at)
+                    .arg(at)
+                    .query()
+                    .execute(db.pool())
+                    .await?;
+                    continue;
+                }
+                ObjectAbort::Drop => {
+                    db.sql(&format!(
+                        "DELETE FROM jobs WHERE id = ? AND attempts = ? AND {DUE}"
+                    ))
+                    .arg(id)
+                    .arg(attempts)
+                    .arg(at)
+                    .arg(at)
+                    .query()
+                    .execute(db.pool())
+                    .await?;
+                    tracing::debug!(job_id = id, image_id = %raw, "object abort void: a location has its URL");
+                    continue;
+                }
+            }
+        }
         let n = db
             .sql(&format!(
                 "UPDATE jobs SET state = 'claimed', lease_until = ?, attempts = attempts + 1, \
@@ -208,11 +482,7 @@ pub async fn claim(
         claimed.push(Job {
             id: u64::try_from(id).map_err(|_| Error::Corrupt(format!("job id {id}")))?,
             attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-            work: Work::DeleteData {
-                image_id,
-                store: text_required(&row, "store_id")?,
-                url: text_required(&row, "url")?,
-            },
+            work,
         });
     }
     Ok(claimed)
@@ -250,10 +520,7 @@ pub async fn done(db: &Db, id: u64, now: DateTime<Utc>) -> Result<Done, Error> {
         db.cache().invalidate(image);
     }
     outcome?;
-    Ok(Done::Finished(match kind.as_str() {
-        DELETE_DATA => DELETE_DATA,
-        _ => "other",
-    }))
+    Ok(Done::Finished(known_kind(&kind)))
 }
 
 async fn done_tx(
@@ -351,10 +618,7 @@ pub async fn failed(
         .execute(db.pool())
         .await?
         .rows_affected();
-    Ok((n == 1).then_some(match kind.as_str() {
-        DELETE_DATA => DELETE_DATA,
-        _ => "other",
-    }))
+    Ok((n == 1).then_some(known_kind(&kind)))
 }
 
 /// Jobs not done yet (pending or claimed).
@@ -372,7 +636,7 @@ pub async fn open_count(db: &Db) -> Result<i64, Error> {
 pub struct JobRow {
     /// Id.
     pub id: u64,
-    /// `delete_data`.
+    /// `delete_data` or `abort_upload`.
     pub kind: String,
     /// The image.
     pub image_id: String,
@@ -380,7 +644,9 @@ pub struct JobRow {
     pub store_id: String,
     /// The location URL.
     pub url: String,
-    /// `pending` or `claimed`.
+    /// `abort_upload`: the multipart upload id or segment prefix (`None`: the object).
+    pub payload: Option<String>,
+    /// `held`, `pending` or `claimed`.
     pub state: String,
     /// Claims so far.
     pub attempts: i64,
@@ -408,6 +674,7 @@ pub async fn all(db: &Db) -> Result<Vec<JobRow>, Error> {
                 image_id: text_required(r, "image_id")?,
                 store_id: text_required(r, "store_id")?,
                 url: text_required(r, "url")?,
+                payload: text(r, "payload")?,
                 state: text_required(r, "state")?,
                 attempts: int_required(r, "attempts")?,
                 not_before: from_micros(int_required(r, "not_before")?)?,

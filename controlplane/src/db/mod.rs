@@ -63,6 +63,10 @@ pub enum Error {
     /// A value does not fit the column.
     #[error("value out of range for column {0}")]
     OutOfRange(&'static str),
+    /// An upload cannot commit: a delete of data at its location is queued or running
+    /// ([`jobs::settle_commit`]).
+    #[error("earlier data at this location is still being deleted")]
+    CleanupPending,
 }
 
 /// Which database server a URL names.
@@ -498,7 +502,7 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 3, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 4, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
@@ -543,7 +547,7 @@ mod tests {
             .unwrap();
             ids.push(id);
         }
-        assert_eq!(db.migrate().await.unwrap(), 1, "{backend:?}");
+        assert_eq!(db.migrate().await.unwrap(), 2, "{backend:?}");
         let want = [
             Some(LocationStatus::Active),
             Some(LocationStatus::Active),

@@ -14,12 +14,18 @@
 //!    store the grant names (`X-Image-Meta-Store`, else the default) while the next one is read
 //!    (see `hash::pipeline` and [`crate::store::Upload`]): a temp file written with `O_DIRECT`
 //!    by a task of its own, or an S3/Swift object (one streamed PUT, or parts/segments with a
-//!    bounded number in flight). At the end the size is checked and the store commits the data
+//!    bounded number in flight). Before the store can hold anything of the upload, each
+//!    [`Leftover`](crate::store::Leftover) the driver names (the object at the location, a
+//!    multipart upload, a segment prefix) is recorded on the lease (`UploadLeftover`): if the
+//!    upload never commits, whatever it left is removed by a job, even after a crash of
+//!    either plane. At the end the size is checked and the store commits the data
 //!    (fsync + rename, multipart complete, SLO manifest); any failure aborts what was written.
-//! 4. `commit`: `UploadComplete` on the lease; the control plane moves the image to `active`.
-//!    A failure in step 3 (client gone, bad size, store error) has aborted the store's upload
-//!    (temp file removed, multipart upload aborted, segments deleted); `UploadAborted` then
-//!    puts the image back to `queued`.
+//! 4. `commit`: `UploadComplete` on the lease; the control plane moves the image to `active`
+//!    (or refuses: then the data just written is its recorded leftover, removed by a job, not
+//!    here, since another upload of the image may own the location by the time this one
+//!    could delete it). A failure in step 3 (client gone, bad size, store error) has aborted
+//!    the store's upload (temp file removed, multipart upload aborted, segments deleted);
+//!    `UploadAborted` then puts the image back to `queued`.
 //! 5. `answer`: 204.
 
 use super::respond::{Refusal, credentials, no_content, refuse};
@@ -52,12 +58,12 @@ pub async fn handle(
         Ok(c) => c,
         Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
-    let grant = match authorize(head, &checked, rid, w).await {
+    let mut grant = match authorize(head, &checked, rid, w).await {
         Ok(g) => g,
         Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
     let started = Instant::now();
-    let stored = receive(conn, head, &checked, &grant, w).await;
+    let stored = receive(conn, head, &checked, &mut grant, w).await;
     match commit(grant, stored, &checked, rid, w).await {
         Ok(size) => answer(conn, head, &checked, size, started, rid, w).await,
         Err(Ended::ClientGone) => {
@@ -209,13 +215,13 @@ enum Ended {
 /// is already gone). Returns the size committed.
 async fn commit(
     grant: Grant,
-    stored: Result<(crate::store::Store, String, Digests), Failure>,
+    stored: Result<(String, Digests), Failure>,
     c: &Checked,
     rid: &str,
     w: &Worker,
 ) -> Result<u64, Ended> {
     let image_id = c.image_id;
-    let (store, location, digests) = match stored {
+    let (location, digests) = match stored {
         Ok(x) => x,
         Err(failure) => return Err(abort(grant.lease, failure, image_id, rid, w).await),
     };
@@ -238,10 +244,7 @@ async fn commit(
         Ok(Response::Denied(reason)) => {
             w.link.give_back(lease);
             w.metrics.upload_failed(Side::Control);
-            if let Err(e) = store.delete(&location).await {
-                tracing::warn!(%image_id, error = %e, "could not remove refused upload's data");
-            }
-            tracing::info!(%image_id, request_id = rid, ?reason, "upload refused at commit; data removed");
+            tracing::info!(%image_id, request_id = rid, ?reason, "upload refused at commit; its data is left to its abort_upload job");
             Err(Ended::Refused(Refusal::denied(reason, &image_id, false)))
         }
         Ok(other) => Err(Ended::Refused(Refusal::unexpected(
@@ -250,8 +253,8 @@ async fn commit(
         ))),
         Err(e) => {
             w.metrics.upload_failed(Side::Control);
-            // The control plane may or may not have committed; keep the data (it is
-            // overwritten by the next upload if the image went back to queued).
+            // The control plane may or may not have committed: if not, the lease ended with
+            // the connection and the data is its recorded leftover's job.
             tracing::warn!(%image_id, error = %e, "channel lost while committing an upload");
             Err(Ended::Refused(Refusal::unavailable(
                 "UploadComplete",
@@ -354,9 +357,9 @@ async fn receive(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     c: &Checked,
-    grant: &Grant,
+    grant: &mut Grant,
     w: &Worker,
-) -> Result<(crate::store::Store, String, Digests), Failure> {
+) -> Result<(String, Digests), Failure> {
     let idle = w.settings.idle_timeout;
     if head.expects_continue() {
         let (res, _) = conn
@@ -378,6 +381,10 @@ async fn receive(
         .create_upload(&c.image_id, c.expected)
         .await
         .map_err(store_failed)?;
+    if let Err(f) = record_leftovers(&mut upload, grant, c.image_id).await {
+        upload.abort().await;
+        return Err(f);
+    }
     let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
     match transfer(conn, head, c, grant, &mut upload, &mut hasher, idle).await {
         Ok(()) => {}
@@ -394,7 +401,41 @@ async fn receive(
         }
     };
     let location = upload.commit(digests.size).await.map_err(store_failed)?;
-    Ok((store, location, digests))
+    Ok((location, digests))
+}
+
+/// Records on the lease (`UploadLeftover`) what the upload has named since the last call,
+/// then lets it go on with what waited for the record.
+async fn record_leftovers(
+    upload: &mut crate::store::Upload,
+    grant: &mut Grant,
+    image_id: ImageId,
+) -> Result<(), Failure> {
+    let mut recorded = false;
+    while let Some(l) = upload.take_leftover() {
+        recorded = true;
+        let ask = Request::UploadLeftover {
+            image_id,
+            url: l.url.as_str(),
+            upload: l.upload.as_deref(),
+        };
+        match grant.lease.call(&ask).await {
+            Ok(Response::Ack) => {}
+            other => {
+                let refusal = Refusal::from_channel("UploadLeftover", other, false);
+                return Err(Failure {
+                    code: ErrorCode::ServiceUnavailable,
+                    message: refusal.message.into_owned(),
+                    client_gone: false,
+                    side: Side::Control,
+                });
+            }
+        }
+    }
+    if recorded {
+        upload.resume().await.map_err(store_failed)?;
+    }
+    Ok(())
 }
 
 /// The body into the hasher and the store, with the size checks.
@@ -402,7 +443,7 @@ async fn transfer(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
     c: &Checked,
-    grant: &Grant,
+    grant: &mut Grant,
     upload: &mut crate::store::Upload,
     hasher: &mut PipelinedHasher,
     idle: std::time::Duration,
@@ -433,6 +474,7 @@ async fn transfer(
         let pad = direct && !len.is_multiple_of(crate::io::ALIGN);
         let chunk = hasher.submit(buf, pad);
         upload.push(chunk, len).await.map_err(store_failed)?;
+        record_leftovers(upload, grant, c.image_id).await?;
     }
     if let Some(e) = c.expected
         && hasher.size() != e

@@ -455,7 +455,17 @@ impl Client {
     async fn connect(&self) -> Result<Conn<Stream>, Error> {
         let o = &self.0.origin;
         let timeout = self.0.options.connect_timeout;
-        let tcp = compio::time::timeout(timeout, TcpStream::connect((o.host.as_str(), o.port)))
+        let connect = async {
+            if is_localhost_name(&o.host) {
+                // RFC 6761 §6.3: names under `localhost.` are the loopback address, whatever
+                // the resolver says (glibc does not know them; curl and browsers do this too).
+                // S3 virtual-host style names a bucket `<bucket>.localhost` on a local server.
+                TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, o.port)).await
+            } else {
+                TcpStream::connect((o.host.as_str(), o.port)).await
+            }
+        };
+        let tcp = compio::time::timeout(timeout, connect)
             .await
             .map_err(|_| Error::ConnectTimeout(self.0.name.clone()))?
             .map_err(|source| Error::Connect {
@@ -1072,6 +1082,14 @@ impl Download {
     }
 }
 
+/// Whether `host` is a name under `localhost.` (not `localhost` itself, which the system's
+/// hosts file answers).
+fn is_localhost_name(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    h.len() > ".localhost".len()
+        && h[h.len() - ".localhost".len()..].eq_ignore_ascii_case(".localhost")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1117,6 +1135,16 @@ mod tests {
 
     fn url(s: &str) -> url::Url {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_under_localhost_are_loopback() {
+        for yes in ["b.localhost", "glint-x.LOCALHOST", "a.b.localhost."] {
+            assert!(is_localhost_name(yes), "{yes}");
+        }
+        for no in ["localhost", "localhost.", "notlocalhost", "b.localhost.example", ".localhost"] {
+            assert!(!is_localhost_name(no), "{no}");
+        }
     }
 
     #[test]

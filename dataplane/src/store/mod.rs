@@ -13,6 +13,15 @@
 //! claims its URL ([`Stores::for_location`]). Each driver refuses a URL outside its own
 //! directory, bucket or container, so no location can address anything else.
 //!
+//! What an upload may leave in a store if it never commits (the object at its location, an
+//! S3 multipart upload, Swift segments) is a [`Leftover`]: the upload handler takes each from
+//! [`Upload::take_leftover`] after creating the upload and after every push, and records it
+//! with the control plane (`UploadLeftover`) before the upload goes on, so the driver never
+//! writes anything unrecorded. A failed upload removes its own multipart upload or segments
+//! at once (they are its own, whatever happens next); the object at the location is removed
+//! only by the job the control plane makes of the record ([`Store::abort_leftover`]), since a
+//! later upload of the same image may own it by then.
+//!
 //! Drivers: [`fs`] (the filesystem), [`s3`], [`swift`], [`http`] (read-only); the remote ones' HTTP connections come from [`client`].
 
 pub mod client;
@@ -96,6 +105,15 @@ pub enum Store {
 /// Store writes one filesystem upload may have in flight before reading waits for the oldest.
 const MAX_FILE_WRITES: usize = 2;
 
+/// Something an upload may leave in its store if it never commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// The location the upload writes.
+    pub url: String,
+    /// An S3 multipart upload id, a Swift segment name prefix; `None`: the object at `url`.
+    pub upload: Option<String>,
+}
+
 /// An upload being written.
 #[derive(Debug)]
 pub enum Upload {
@@ -115,6 +133,8 @@ pub struct FileUpload {
     upload: fs::Upload,
     offset: u64,
     writes: VecDeque<compio::runtime::JoinHandle<std::io::Result<()>>>,
+    /// The file at the location, once renamed into place, until recorded.
+    leftover: Option<Leftover>,
 }
 
 impl FileUpload {
@@ -135,6 +155,25 @@ impl FileUpload {
 }
 
 impl Upload {
+    /// The next thing this upload may leave behind that the control plane has not been told
+    /// of yet; the caller records it before pushing more.
+    pub fn take_leftover(&mut self) -> Option<Leftover> {
+        match self {
+            Upload::File(f) => f.leftover.take(),
+            Upload::S3(u) => u.take_leftover(),
+            Upload::Swift(u) => u.take_leftover(),
+        }
+    }
+
+    /// Goes on with what waited for its leftovers to be recorded (an S3 upload's chunk that
+    /// created the multipart upload). May wait for earlier writes.
+    pub async fn resume(&mut self) -> Result<(), Error> {
+        match self {
+            Upload::S3(u) => u.resume().await,
+            Upload::File(_) | Upload::Swift(_) => Ok(()),
+        }
+    }
+
     /// Whether every buffer but the last must be whole [`crate::io::ALIGN`] blocks and the
     /// last zero-padded (a filesystem upload written with `O_DIRECT`).
     pub fn direct(&self) -> bool {
@@ -217,6 +256,10 @@ impl Store {
                 upload: f.create_upload(image_id).await?,
                 offset: 0,
                 writes: VecDeque::new(),
+                leftover: Some(Leftover {
+                    url: f.location_for(image_id),
+                    upload: None,
+                }),
             })),
             Store::S3(s) => Ok(Upload::S3(s.create_upload(image_id, size).await?)),
             Store::Swift(s) => Ok(Upload::Swift(s.create_upload(image_id, size).await?)),
@@ -245,6 +288,18 @@ impl Store {
             Store::Swift(s) => s.delete(url).await,
             // Glance leaves the data of an HTTP location alone
             Store::Http(_) => Ok(()),
+        }
+    }
+
+    /// Removes what a failed upload left ([`Leftover`]): with `upload`, that multipart upload
+    /// or those segments; without, the object at `url`. Already gone counts as done.
+    pub async fn abort_leftover(&self, url: &str, upload: Option<&str>) -> Result<(), Error> {
+        match (self, upload) {
+            (_, None) => self.delete(url).await,
+            (Store::S3(s), Some(id)) => s.abort_upload(url, id).await,
+            (Store::Swift(s), Some(prefix)) => s.delete_segments(url, prefix).await,
+            // nothing of a filesystem or HTTP upload is named apart from its location
+            (Store::File(_) | Store::Http(_), Some(_)) => Ok(()),
         }
     }
 

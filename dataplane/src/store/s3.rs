@@ -19,11 +19,15 @@
 //!    1): memory per upload ≤ that × part size, plus the upload pipeline's buffers. The
 //!    multipart upload is created when the first part is full, so an upload of unknown size
 //!    that fits in one part (a zero-byte one too) is one PutObject at commit;
-//! 3. any failure, [`S3Upload::abort`], or dropping the upload uncommitted cleans up: the
-//!    multipart upload is aborted once its parts in flight have ended, so no parts are left
-//!    behind; a single PUT cut short dies with its connection, and one whose body went out
-//!    whole (the object exists) is deleted once the server has answered. A drop spawns
-//!    this as a task.
+//! 3. what the upload may leave is a [`Leftover`] for the control plane to record before it
+//!    can exist: the object (from the start), and the multipart upload (once created, before
+//!    its first part is sent: the chunk that needs it waits for the next push);
+//! 4. any failure, [`S3Upload::abort`], or dropping the upload uncommitted cleans up: the
+//!    multipart upload is aborted once its parts in flight have ended (once; if the store
+//!    refuses, the recorded `abort_upload` job asks again); a single PUT cut short dies with
+//!    its connection. An object whose body went out whole is left to its job, which the
+//!    control plane hands out only while no later upload owns the key. A drop spawns this
+//!    as a task.
 //!
 //! Errors name the store and carry S3's error code and message. 403 (AccessDenied, a bad
 //! signature or key) is [`Error::Denied`] (503); EntityTooLarge, QuotaExceeded, 413 and 507
@@ -31,8 +35,8 @@
 //! redirects (a wrong region or endpoint) are [`Error::Unavailable`] (503); 404 of an image's
 //! object is [`Error::Missing`]; anything else is [`Error::Io`].
 
-use super::Error;
 use super::client::{self, Body, Client, Options, Origin, Response};
+use super::{Error, Leftover};
 use crate::hash::pipeline::SharedChunk;
 use compio::buf::IoBuf;
 use compio::runtime::JoinHandle;
@@ -48,12 +52,6 @@ use std::time::Duration;
 
 /// How long a signed request stays valid (it is sent right after signing).
 const SIGN_SECONDS: u64 = 3600;
-/// First wait before asking a store again to abort a multipart upload.
-const ABORT_RETRY_FIRST: Duration = Duration::from_secs(2);
-/// Longest wait between those attempts.
-const ABORT_RETRY_MAX: Duration = Duration::from_secs(300);
-/// How long the attempts go on.
-const ABORT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 const MIB: u64 = 1 << 20;
 /// S3's largest single PUT.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * MIB;
@@ -343,11 +341,8 @@ impl S3Store {
     ) -> Result<S3Upload, Error> {
         let i = &self.0;
         let key = image_id.to_string();
-        let mut written = false;
         let state = match size {
             Some(n) if n <= i.large_object_bytes.min(MAX_SINGLE_PUT) => {
-                // a zero-byte PUT is whole once its head is sent
-                written = n == 0;
                 let target = self.sign(&i.bucket.put_object(self.creds(), &key));
                 let req = i
                     .client
@@ -381,7 +376,11 @@ impl S3Store {
             size,
             pushed: 0,
             state,
-            written,
+            unrecorded: VecDeque::from([Leftover {
+                url: self.location_for(image_id),
+                upload: None,
+            }]),
+            deferred: None,
         })
     }
 
@@ -447,6 +446,19 @@ impl S3Store {
         let what = format!("DELETE object {key}");
         let action = self.0.bucket.delete_object(self.creds(), key);
         self.call_delete(&action, &what).await
+    }
+
+    /// Aborts the multipart upload `upload_id` of the object at `url` (a failed upload's
+    /// leftover; already gone counts as aborted).
+    pub async fn abort_upload(&self, url: &str, upload_id: &str) -> Result<(), Error> {
+        let key = self.key_of(url)?.to_string();
+        if upload_id.is_empty() || upload_id.bytes().any(|b| b.is_ascii_control()) {
+            return Err(Error::Io(io::Error::other(format!(
+                "store {}: not a multipart upload id: {upload_id:?}",
+                self.0.id
+            ))));
+        }
+        self.abort_multipart(&key, upload_id).await
     }
 
     /// Aborts a multipart upload (already gone counts as aborted).
@@ -540,9 +552,10 @@ pub struct S3Upload {
     size: Option<u64>,
     pushed: u64,
     state: UploadState,
-    /// Whether the object may exist: a single PUT's body was sent whole, or the upload was
-    /// being completed. A failure then deletes it.
-    written: bool,
+    /// What the control plane has not been told of yet ([`S3Upload::take_leftover`]).
+    unrecorded: VecDeque<Leftover>,
+    /// The chunk that made the multipart upload, held until that is recorded.
+    deferred: Option<SharedChunk>,
 }
 
 enum UploadState {
@@ -607,12 +620,28 @@ impl S3Upload {
             return Err(self.fail(e).await);
         }
         self.pushed += len as u64;
-        let result = match &mut self.state {
-            UploadState::Single(req) => match req.write(chunk.slice(..len)).await {
-                Ok(()) => {
-                    self.written = req.remaining() == 0;
+        if let Err(e) = self.push_deferred().await {
+            return Err(self.fail(e).await);
+        }
+        if let UploadState::Parts(p) = &mut self.state
+            && p.needs_multipart_for(len)
+        {
+            // the multipart upload is recorded before any part of it is sent
+            return match p.start(&self.store, &self.key).await {
+                Ok(id) => {
+                    self.unrecorded.push_back(Leftover {
+                        url: self.store.location_for(&self.image_id),
+                        upload: Some(id.to_string()),
+                    });
+                    self.deferred = Some(chunk);
                     Ok(())
                 }
+                Err(e) => Err(self.fail(e).await),
+            };
+        }
+        let result = match &mut self.state {
+            UploadState::Single(req) => match req.write(chunk.slice(..len)).await {
+                Ok(()) => Ok(()),
                 Err(e) => {
                     let UploadState::Single(req) =
                         std::mem::replace(&mut self.state, UploadState::Done)
@@ -631,9 +660,36 @@ impl S3Upload {
         }
     }
 
+    /// The next thing this upload may leave that the control plane has not recorded yet.
+    pub fn take_leftover(&mut self) -> Option<Leftover> {
+        self.unrecorded.pop_front()
+    }
+
+    /// Sends the chunk held back until its multipart upload was recorded (else the next
+    /// push or the commit does). On an error the upload has been cleaned up.
+    pub async fn resume(&mut self) -> Result<(), Error> {
+        match self.push_deferred().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// Sends the chunk held back until its multipart upload was recorded.
+    async fn push_deferred(&mut self) -> Result<(), Error> {
+        if let Some(chunk) = self.deferred.take()
+            && let UploadState::Parts(p) = &mut self.state
+        {
+            p.push(&self.store, &self.key, &chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Finishes the upload (the last part, CompleteMultipartUpload) and returns the
     /// location. A size declared at the start must have been pushed exactly.
     pub async fn commit(mut self) -> Result<String, Error> {
+        if let Err(e) = self.push_deferred().await {
+            return Err(self.fail(e).await);
+        }
         if let Some(size) = self.size
             && self.pushed != size
         {
@@ -657,83 +713,64 @@ impl S3Upload {
                 };
                 store.finish_put(req, &key).await
             }
-            UploadState::Parts(p) => {
-                self.written = true;
-                p.commit(&store, &key).await
-            }
+            UploadState::Parts(p) => p.commit(&store, &key).await,
             UploadState::Done => Err(Error::Io(io::Error::other("upload already finished"))),
         };
         match result {
             Ok(()) => {
                 self.state = UploadState::Done;
-                self.written = false;
                 Ok(store.location_for(&self.image_id))
             }
             Err(e) => Err(self.fail(e).await),
         }
     }
 
-    /// Drops what was written: parts in flight are cancelled and the multipart upload
-    /// aborted, a single PUT's connection closed — or, when its body was sent whole, the
-    /// object deleted once the server has answered.
+    /// Drops what this upload owns alone: the multipart upload is aborted once its parts in
+    /// flight end, a single PUT's connection is closed. (An object whose body went out whole
+    /// is its recorded leftover's job.)
     pub async fn abort(mut self) {
-        self.clean_up().await;
+        self.clean_up();
     }
 
-    async fn clean_up(&mut self) {
+    fn clean_up(&mut self) {
         let state = std::mem::replace(&mut self.state, UploadState::Done);
-        let written = std::mem::take(&mut self.written);
-        clean_up(&self.store, &self.key, state, written).await;
+        clean_up(&self.store, &self.key, state);
     }
 
     async fn fail(&mut self, e: Error) -> Error {
-        self.clean_up().await;
+        self.clean_up();
         e
     }
 }
 
-async fn clean_up(store: &S3Store, key: &str, state: UploadState, written: bool) {
-    match state {
-        // in a task of its own: the client's answer does not wait for the parts in flight
-        // to end, and a store that is down is asked again until it takes the abort (the
-        // abort names this upload's id: it can never touch a later upload of the image)
-        UploadState::Parts(p) => {
-            let (store, key) = (store.clone(), key.to_owned());
-            compio::runtime::spawn(async move { p.abort(&store, &key).await }).detach();
-        }
-        // the whole body went out: wait for the server to store it before deleting it, or
-        // the delete could come first
-        UploadState::Single(req) if written => {
-            if let Ok(r) = req.finish().await {
-                r.finish().await;
-            }
-        }
-        UploadState::Single(_) | UploadState::Done => {}
+/// Cleans up an uncommitted upload's own state: a multipart upload is aborted by a task of
+/// its own (the client's answer does not wait for the parts in flight to end; the abort
+/// names this upload's id, so it can never touch a later upload of the image); a single PUT
+/// dies with its connection (dropped here).
+fn clean_up(store: &S3Store, key: &str, state: UploadState) {
+    let UploadState::Parts(p) = state else {
+        return;
+    };
+    if p.upload_id.is_none() {
+        return;
     }
-    if written && let Err(e) = store.delete_key(key).await {
-        tracing::warn!(store = %store.0.id, key, error = %e, "could not delete the object of a failed upload");
+    let (owner, name) = (store.clone(), key.to_owned());
+    let spawned = compio::runtime::Runtime::try_with_current(|rt| {
+        rt.spawn(async move { p.abort(&owner, &name).await })
+            .detach()
+    });
+    if spawned.is_err() {
+        tracing::warn!(
+            key,
+            "upload dropped off its runtime: its multipart upload is left to its abort_upload job"
+        );
     }
 }
 
 impl Drop for S3Upload {
     fn drop(&mut self) {
         let state = std::mem::replace(&mut self.state, UploadState::Done);
-        let leaves_data = match &state {
-            UploadState::Parts(p) => p.upload_id.is_some(),
-            UploadState::Single(_) | UploadState::Done => false,
-        };
-        if !leaves_data && !self.written {
-            // a partial single PUT dies with its connection
-            return;
-        }
-        let (store, key, written) = (self.store.clone(), self.key.clone(), self.written);
-        let spawned = compio::runtime::Runtime::try_with_current(|rt| {
-            rt.spawn(async move { clean_up(&store, &key, state, written).await })
-                .detach()
-        });
-        if spawned.is_err() {
-            tracing::warn!(store = %self.store.0.id, key = %self.key, "upload dropped off its runtime: its parts or object are left behind");
-        }
+        clean_up(&self.store, &self.key, state);
     }
 }
 
@@ -983,11 +1020,11 @@ impl Parts {
         Ok(())
     }
 
-    /// Lets the parts in flight end, then aborts the multipart upload, asking again with
-    /// backoff while the store refuses or is down (for up to [`ABORT_RETRY_FOR`]; a data
-    /// plane restart forgets it: the bucket's lifecycle rules are the last resort). (Cancelling them
-    /// instead could leave a part whose body was already sent to be stored after the abort,
-    /// as S3's documentation warns; each part is bounded by the client's timeouts.)
+    /// Lets the parts in flight end, then aborts the multipart upload, once: if the store
+    /// refuses or is down, the upload's recorded `abort_upload` job asks again with backoff,
+    /// from whichever data plane claims it. (Cancelling the parts instead could leave one
+    /// whose body was already sent to be stored after the abort, as S3's documentation warns;
+    /// each part is bounded by the client's timeouts.)
     async fn abort(mut self, store: &S3Store, key: &str) {
         for h in self.in_flight.drain(..) {
             let _ = h.await;
@@ -995,22 +1032,21 @@ impl Parts {
         let Some(id) = self.upload_id.take() else {
             return;
         };
-        let mut wait = ABORT_RETRY_FIRST;
-        let give_up = std::time::Instant::now() + ABORT_RETRY_FOR;
-        loop {
-            match store.abort_multipart(key, &id).await {
-                Ok(()) => return,
-                Err(e) if std::time::Instant::now() + wait > give_up => {
-                    tracing::error!(store = %store.0.id, key, error = %e, "could not abort a multipart upload within a day: its parts are left for the bucket's lifecycle rules");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(store = %store.0.id, key, error = %e, retry_in_s = wait.as_secs(), "could not abort a multipart upload; trying again");
-                    compio::time::sleep(wait).await;
-                    wait = (wait * 2).min(ABORT_RETRY_MAX);
-                }
-            }
+        if let Err(e) = store.abort_multipart(key, &id).await {
+            tracing::warn!(store = %store.0.id, key, error = %e, "could not abort a multipart upload; its abort_upload job asks again");
         }
+    }
+
+    /// Whether pushing `len` more bytes needs the multipart upload, which does not exist yet.
+    fn needs_multipart_for(&self, len: usize) -> bool {
+        self.upload_id.is_none() && self.filling.len() + len > self.part_bytes
+    }
+
+    /// Creates the multipart upload.
+    async fn start(&mut self, store: &S3Store, key: &Rc<str>) -> Result<Rc<str>, Error> {
+        let id = store.create_multipart(key).await?;
+        self.upload_id = Some(id.clone());
+        Ok(id)
     }
 }
 
@@ -1473,8 +1509,9 @@ mod tests {
                     s.name
                 );
             }
-            // a single PUT: aborted part-way (the connection dies), or dropped once its
-            // body went out whole (the object exists until the spawned clean-up deletes it)
+            // a single PUT: aborted part-way, it dies with its connection; dropped once its
+            // body went out whole, the object may exist: that is its recorded leftover's, which
+            // the job removes
             let small = data(3 << 20, 7);
             for whole in [false, true] {
                 let id = ImageId::new_random();
@@ -1482,14 +1519,18 @@ mod tests {
                     .create_upload(&id, Some(small.len() as u64))
                     .await
                     .unwrap();
+                let loc = store.location_for(&id);
                 if whole {
                     push_all(&mut up, &small).await.unwrap();
                     drop(up);
+                    super::super::Store::S3(store.clone())
+                        .abort_leftover(&loc, None)
+                        .await
+                        .unwrap();
                 } else {
                     push_all(&mut up, &small[..1 << 20]).await.unwrap();
                     up.abort().await;
                 }
-                let loc = store.location_for(&id);
                 let mut gone = false;
                 for _ in 0..100 {
                     if matches!(store.size(&loc).await, Err(Error::Missing(_))) {
@@ -1500,6 +1541,71 @@ mod tests {
                 }
                 assert!(gone, "{}: the object of a dropped PUT is left", s.name);
             }
+            remove_bucket(&store).await;
+        }
+    }
+
+    /// Parts sent of the multipart upload `upload_id` of `key` (ListParts).
+    async fn parts_of(store: &S3Store, key: &str, upload_id: &str) -> usize {
+        let mut action = store.0.bucket.get_object(store.creds(), key);
+        action.query_mut().insert("uploadId", upload_id);
+        let (status, body, _) = raw(store, "GET", action).await;
+        assert_eq!(status, 200, "{body}");
+        body.matches("<PartNumber>").count()
+    }
+
+    /// What an upload may leave is named before it exists: the object from the start, the
+    /// multipart upload once created and before any part of it is sent; the job's abort
+    /// (`abort_upload`) removes it, and again is fine.
+    #[compio::test]
+    #[ignore = "needs S3 servers (GLINT_TEST_S3_*): run through ./scripts/test"]
+    async fn leftovers_are_named_before_they_exist() {
+        for s in servers() {
+            let store = S3Store::open(&config(&s, &fresh_bucket(), |_| {}))
+                .await
+                .unwrap();
+            let id = ImageId::new_random();
+            let loc = store.location_for(&id);
+            let mut up = store.create_upload(&id, None).await.unwrap();
+            assert_eq!(
+                up.take_leftover(),
+                Some(Leftover {
+                    url: loc.clone(),
+                    upload: None
+                })
+            );
+            assert_eq!(up.take_leftover(), None);
+            let mut hasher =
+                PipelinedHasher::start(HashAlgo::Sha256, BufferPool::new(1 << 20, 8), 8);
+            let bytes = data(12 * (1 << 20), 8);
+            let mut multipart = None;
+            for piece in bytes.chunks(1 << 20) {
+                let mut buf = hasher.buffer().await;
+                buf.push_slice(piece);
+                up.push(hasher.submit(buf, false)).await.unwrap();
+                if let Some(l) = up.take_leftover() {
+                    assert_eq!(l.url, loc, "{}", s.name);
+                    let upload_id = l.upload.expect("a multipart upload");
+                    assert_eq!(uploads_in_progress(&store).await, 1, "{}", s.name);
+                    assert_eq!(
+                        parts_of(&store, &id.to_string(), &upload_id).await,
+                        0,
+                        "{}: a part went out before its upload was named",
+                        s.name
+                    );
+                    multipart = Some(upload_id);
+                }
+            }
+            let upload_id = multipart.expect("the upload named its multipart upload");
+            store.abort_upload(&loc, &upload_id).await.unwrap();
+            assert_eq!(uploads_in_progress(&store).await, 0, "{}", s.name);
+            store.abort_upload(&loc, &upload_id).await.unwrap();
+            drop(up);
+            hasher.finish().await.unwrap();
+            assert!(
+                store.abort_upload(&loc, "").await.is_err(),
+                "an empty upload id is refused"
+            );
             remove_bucket(&store).await;
         }
     }

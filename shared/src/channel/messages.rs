@@ -105,6 +105,20 @@ pub enum Request<S = String> {
         /// Id of the store holding it (the one granted).
         store: S,
     },
+    /// What this upload may leave in its store if it never commits, told before it can
+    /// exist (the control plane records it as a held `abort_upload` job of the lease: dropped
+    /// when the upload commits, due at once when the lease ends any other way, so a crash of
+    /// either plane leaves nothing behind). Answered `Ack`, or `Denied(Protocol)` without a
+    /// lease for `image_id` on this connection.
+    UploadLeftover {
+        /// Target image (the lease).
+        image_id: ImageId,
+        /// The location the data is written to.
+        url: S,
+        /// What else the upload makes before it commits, by driver: an S3 multipart upload's
+        /// id, a Swift segment name prefix. `None`: the object at `url` itself.
+        upload: Option<S>,
+    },
     /// The upload failed; put the image back to `queued`.
     UploadAborted {
         /// `x-openstack-request-id` of the client request.
@@ -169,6 +183,20 @@ pub enum Work<S = String> {
         /// The location.
         url: S,
     },
+    /// Remove what a failed upload left ([`Request::UploadLeftover`]): with `upload`, that
+    /// multipart upload or those segments (never the object at `url`); without, the object at
+    /// `url` (the control plane hands this out only while no committed location, and no upload in
+    /// progress, has that URL). Already gone counts as done.
+    AbortUpload {
+        /// The image uploaded to.
+        image_id: ImageId,
+        /// The store's id.
+        store: S,
+        /// The location the upload wrote to.
+        url: S,
+        /// As in [`Request::UploadLeftover`].
+        upload: Option<S>,
+    },
 }
 
 /// Control plane → data plane.
@@ -200,7 +228,7 @@ pub enum Response<S = String> {
         /// md5 hex digest for `Content-MD5`, when known.
         checksum: Option<S>,
     },
-    /// Acknowledged (reply to `UploadAborted`, `JobDone`, `JobFailed`).
+    /// Acknowledged (reply to `UploadLeftover`, `UploadAborted`, `JobDone`, `JobFailed`).
     Ack,
     /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
     Jobs(Vec<Job<S>>),

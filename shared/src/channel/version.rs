@@ -2,11 +2,12 @@
 
 /// The oldest channel protocol version this build speaks. Version 2 sent a refusal's
 /// [`Reason`](crate::error::Reason) instead of a bare code; version 3 names stores, lists a
-/// download's locations and carries the data plane's jobs. Both planes always come from one
+/// download's locations and carries the data plane's jobs; version 4 records what an upload
+/// may leave behind (`UploadLeftover`, `Work::AbortUpload`). Both planes always come from one
 /// build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 3;
+pub const MIN_VERSION: u16 = 4;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 3;
+pub const MAX_VERSION: u16 = 4;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -21,7 +22,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(3, 3), Some(3));
+        assert_eq!(negotiate(4, 4), Some(4));
+        assert_eq!(negotiate(3, 3), None);
         assert_eq!(negotiate(2, 2), None);
         assert_eq!(negotiate(1, 1), None);
         assert_eq!(negotiate(1, 9), Some(MAX_VERSION));

@@ -5,7 +5,7 @@ use super::*;
 use crate::db::images;
 use crate::db::scratch::ScratchDb;
 use crate::domain::image::tests::sample;
-use crate::domain::{Location, LocationStatus};
+use crate::domain::{Location, LocationStatus, Move, UploadedData};
 use chrono::Duration;
 use shared::image::ImageStatus;
 
@@ -194,4 +194,208 @@ async fn concurrent_claims(backend: Backend) {
     assert!(claim(&a, 100, 60, now).await.unwrap().is_empty());
     b.close().await;
     a.close().await;
+}
+
+/// A queued image (formats set), moved to `saving` as an upload grant does.
+async fn saving_image(db: &Db) -> ImageId {
+    let mut img = sample();
+    img.id = ImageId::new_random();
+    img.status = ImageStatus::Queued;
+    img.locations.clear();
+    images::insert(db, &img).await.unwrap();
+    let begin = Move::between(ImageStatus::Queued, ImageStatus::Saving).unwrap();
+    assert!(
+        images::apply_move(db, img.id, &begin, Utc::now())
+            .await
+            .unwrap()
+    );
+    img.id
+}
+
+fn uploaded(url: &str) -> Move {
+    Move::commit_upload(UploadedData {
+        size: 3,
+        checksum: "c".into(),
+        os_hash_algo: "sha512".into(),
+        os_hash_value: "h".into(),
+        location: url.to_owned(),
+        store: "s3".into(),
+    })
+}
+
+#[tokio::test]
+async fn upload_leftovers_on_every_backend() {
+    for backend in Backend::ALL {
+        leftovers(backend).await;
+    }
+}
+
+/// Held while the upload runs, due when it ends uncommitted, dropped by its commit; an
+/// object abort waits while its image is `saving` and is void once a location has its URL;
+/// a commit is refused while a delete of its URL is queued or running.
+async fn leftovers(backend: Backend) {
+    let (_scratch, db) = db(backend).await;
+    let t0 = Utc::now();
+
+    // held jobs are not claimable; the commit drops them
+    let id = saving_image(&db).await;
+    let url = format!("s3://host/bucket/{id}");
+    let object = record_leftover(&db, id, "s3", &url, None, t0)
+        .await
+        .unwrap();
+    let parts = record_leftover(&db, id, "s3", &url, Some("up-1"), t0)
+        .await
+        .unwrap();
+    assert_ne!(object, parts);
+    let rows = all(&db).await.unwrap();
+    assert_eq!(rows.len(), 2, "{backend:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.state == "held" && r.kind == ABORT_UPLOAD)
+    );
+    assert_eq!(rows[1].payload.as_deref(), Some("up-1"));
+    assert!(
+        claim(&db, 10, 60, t0 + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        images::apply_move(&db, id, &uploaded(&url), t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        all(&db).await.unwrap().is_empty(),
+        "{backend:?}: the commit drops them"
+    );
+
+    // an upload that ends otherwise: released, its image back to queued, then claimed
+    let id = saving_image(&db).await;
+    let url = format!("s3://host/bucket/{id}");
+    let object = record_leftover(&db, id, "s3", &url, None, t0)
+        .await
+        .unwrap();
+    let parts = record_leftover(&db, id, "s3", &url, Some("up-2"), t0)
+        .await
+        .unwrap();
+    assert!(
+        images::apply_move(&db, id, &Move::revert_upload(), t0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(release(&db, &[object, parts], t0).await.unwrap(), 2);
+    assert_eq!(release(&db, &[object, parts], t0).await.unwrap(), 0, "once");
+    let mut got = claim(&db, 10, 60, t0).await.unwrap();
+    got.sort_by_key(|j| j.id);
+    assert_eq!(
+        got.iter().map(|j| j.work.clone()).collect::<Vec<_>>(),
+        vec![
+            Work::AbortUpload {
+                image_id: id,
+                store: "s3".into(),
+                url: url.clone(),
+                upload: None
+            },
+            Work::AbortUpload {
+                image_id: id,
+                store: "s3".into(),
+                url: url.clone(),
+                upload: Some("up-2".into())
+            },
+        ],
+        "{backend:?}"
+    );
+    // while the object abort runs, a new upload of the image cannot commit to that URL
+    let begin = Move::between(ImageStatus::Queued, ImageStatus::Saving).unwrap();
+    assert!(images::apply_move(&db, id, &begin, t0).await.unwrap());
+    let again = record_leftover(&db, id, "s3", &url, None, t0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        images::apply_move(&db, id, &uploaded(&url), t0).await,
+        Err(Error::CleanupPending)
+    ));
+    assert_eq!(
+        images::status(&db, id).await.unwrap(),
+        Some(ImageStatus::Saving),
+        "{backend:?}: a refused commit changes nothing"
+    );
+    assert!(
+        all(&db)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == again && r.state == "held")
+    );
+    for j in &got {
+        assert_eq!(
+            done(&db, j.id, t0).await.unwrap(),
+            Done::Finished(ABORT_UPLOAD)
+        );
+    }
+    // once it is done, the commit goes through (and supersedes a pending object abort
+    // of an earlier attempt, since the new data replaced that object)
+    let earlier = record_leftover(&db, id, "s3", &url, None, t0)
+        .await
+        .unwrap();
+    release(&db, &[earlier], t0).await.unwrap();
+    assert!(
+        images::apply_move(&db, id, &uploaded(&url), t0)
+            .await
+            .unwrap()
+    );
+    assert!(all(&db).await.unwrap().is_empty(), "{backend:?}");
+
+    // an object abort waits while its image is saving, and is void once a location of
+    // the image has its URL (a later upload committed there)
+    let id = saving_image(&db).await;
+    let url = format!("s3://host/bucket/{id}");
+    let object = record_leftover(&db, id, "s3", &url, None, t0)
+        .await
+        .unwrap();
+    release(&db, &[object], t0).await.unwrap();
+    assert!(
+        claim(&db, 10, 60, t0).await.unwrap().is_empty(),
+        "{backend:?}: saving"
+    );
+    let row = all(&db).await.unwrap().remove(0);
+    assert_eq!(row.state, "pending");
+    assert!(row.not_before >= t0 + Duration::seconds(BUSY_RETRY_SECONDS - 1));
+    // (a multipart abort of the same upload would not wait: it names its own upload)
+    assert!(
+        images::apply_move(&db, id, &Move::revert_upload(), t0)
+            .await
+            .unwrap()
+    );
+    images::add_location(&db, id, "s3", &url, t0).await.unwrap();
+    let later = t0 + Duration::seconds(BUSY_RETRY_SECONDS + 1);
+    assert!(claim(&db, 10, 60, later).await.unwrap().is_empty());
+    assert!(
+        all(&db).await.unwrap().is_empty(),
+        "{backend:?}: void, dropped"
+    );
+
+    // a queued delete of the URL refuses the commit too
+    let id = saving_image(&db).await;
+    let url = format!("s3://host/bucket/{id}");
+    let work = Work::DeleteData {
+        image_id: id,
+        store: "s3".into(),
+        url: url.clone(),
+    };
+    assert!(enqueue_one(&db, &work, t0).await);
+    assert!(matches!(
+        images::apply_move(&db, id, &uploaded(&url), t0).await,
+        Err(Error::CleanupPending)
+    ));
+
+    // at start-up every held job is due
+    let id = saving_image(&db).await;
+    let url = format!("s3://host/bucket/{id}");
+    record_leftover(&db, id, "s3", &url, Some("up-3"), t0)
+        .await
+        .unwrap();
+    assert_eq!(release_all_held(&db, t0).await.unwrap(), 1, "{backend:?}");
+    assert!(all(&db).await.unwrap().iter().all(|r| r.state == "pending"));
 }
