@@ -505,6 +505,12 @@ impl Client {
     }
 
     fn give_back(&self, mut c: Conn<Stream>) {
+        if !c.buffered().is_empty() {
+            // bytes past the answer (a server that framed a HEAD's or a 401's empty body as
+            // chunked, as Swift behind keystonemiddleware does): the next answer read on this
+            // connection would start with them
+            return;
+        }
         let mut idle = self.0.idle.borrow_mut();
         if idle.len() < self.0.options.max_idle {
             c.trim(IDLE_BUFFER_BYTES);
@@ -1142,7 +1148,13 @@ mod tests {
         for yes in ["b.localhost", "glint-x.LOCALHOST", "a.b.localhost."] {
             assert!(is_localhost_name(yes), "{yes}");
         }
-        for no in ["localhost", "localhost.", "notlocalhost", "b.localhost.example", ".localhost"] {
+        for no in [
+            "localhost",
+            "localhost.",
+            "notlocalhost",
+            "b.localhost.example",
+            ".localhost",
+        ] {
             assert!(!is_localhost_name(no), "{no}");
         }
     }
@@ -1160,6 +1172,45 @@ mod tests {
             ("::1", "[::1]:8080".into())
         );
         assert!(Origin::of(&url("ftp://h/")).is_none());
+    }
+
+    /// A HEAD answered with a chunked empty body (Swift behind keystonemiddleware sends
+    /// `0\r\n\r\n` after a HEAD's 401): those bytes are not the next answer; the connection
+    /// is not pooled.
+    #[compio::test]
+    async fn bytes_past_an_answer_keep_its_connection_out_of_the_pool() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = compio::runtime::spawn(async move {
+            let mut connections = 0;
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                connections += 1;
+                let mut c = Conn::new(s, 8192);
+                while let Some((line, _)) = read_request(&mut c).await {
+                    let resp: &[u8] = if line.starts_with("HEAD") {
+                        b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    };
+                    let (r, _) = c.write_all(resp.to_vec(), Duration::from_secs(5)).await;
+                    r.unwrap();
+                    if line.starts_with("GET") {
+                        return connections;
+                    }
+                }
+            }
+        });
+        let client = Client::new(origin(addr, Scheme::Http), None, options());
+        let r = client.send("HEAD", "/x", &[], Body::Empty).await.unwrap();
+        assert_eq!(r.status, 401);
+        r.finish().await;
+        // the stray bytes may arrive after the head: give them time to be read with it
+        compio::time::sleep(Duration::from_millis(50)).await;
+        let r = client.send("GET", "/y", &[], Body::Empty).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.read_to_end(100).await.unwrap(), b"ok");
+        assert_eq!(server.await.unwrap(), 2, "a fresh connection for the GET");
     }
 
     /// A server that answers 503 twice, then 200; that closes a kept-alive connection when

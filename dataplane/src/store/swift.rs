@@ -63,7 +63,14 @@ struct Session {
     account_path: String,
     /// `swift+<storage url>/<container>/`: every location of this store starts with it.
     location_prefix: String,
+    /// When the token runs out, if the auth service said (Keystone's `expires_at`,
+    /// tempauth's `X-Auth-Token-Expires`).
+    expires: Option<std::time::SystemTime>,
 }
+
+/// A token this close to its end is replaced before use (keystoneauth's
+/// `will_expire_soon` does the same), so an upload never starts with a dying one.
+const TOKEN_REFRESH_BEFORE: Duration = Duration::from_secs(120);
 
 impl fmt::Debug for SwiftStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -153,9 +160,19 @@ impl SwiftStore {
             .ok_or_else(|| fail(self.id(), "not authenticated"))
     }
 
+    /// The session, logged in again first when its token is about to run out.
+    async fn fresh_session(&self) -> Result<Session, Error> {
+        let session = self.session()?;
+        let soon = std::time::SystemTime::now() + TOKEN_REFRESH_BEFORE;
+        if session.expires.is_some_and(|t| t <= soon) {
+            return self.login().await;
+        }
+        Ok(session)
+    }
+
     /// Gets a token and the storage URL.
     async fn login(&self) -> Result<Session, Error> {
-        let (token, storage_url) = match self.0.config.swift_store_auth_version {
+        let (token, storage_url, expires) = match self.0.config.swift_store_auth_version {
             SwiftAuthVersion::V1 => self.login_v1().await?,
             SwiftAuthVersion::V3 => self.login_v3().await?,
         };
@@ -179,6 +196,7 @@ impl SwiftStore {
         let account_path = url.path().trim_end_matches('/').to_owned();
         let session = Session {
             token,
+            expires,
             storage,
             location_prefix: format!(
                 "swift+{}/{}/",
@@ -191,7 +209,7 @@ impl SwiftStore {
         Ok(session)
     }
 
-    async fn login_v1(&self) -> Result<(String, String), Error> {
+    async fn login_v1(&self) -> Result<(String, String, Option<std::time::SystemTime>), Error> {
         let path = self.0.auth_url.path().to_owned();
         let r = self
             .0
@@ -210,9 +228,13 @@ impl SwiftStore {
         let status = r.status;
         let token = r.header("x-auth-token").map(str::to_owned);
         let storage = r.header("x-storage-url").map(str::to_owned);
+        let expires = r
+            .header("x-auth-token-expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| std::time::SystemTime::now() + Duration::from_secs(secs));
         r.finish().await;
         match (status, token, storage) {
-            (200..=299, Some(t), Some(s)) => Ok((t, s)),
+            (200..=299, Some(t), Some(s)) => Ok((t, s, expires)),
             (200..=299, ..) => Err(fail(
                 self.id(),
                 "auth answered without a token or storage URL",
@@ -221,7 +243,7 @@ impl SwiftStore {
         }
     }
 
-    async fn login_v3(&self) -> Result<(String, String), Error> {
+    async fn login_v3(&self) -> Result<(String, String, Option<std::time::SystemTime>), Error> {
         let sw = &self.0.config;
         let (project, user) = sw
             .swift_store_user
@@ -292,7 +314,11 @@ impl SwiftStore {
                     "no object-store endpoint in the Keystone catalog",
                 )
             })?;
-        Ok((token, url.to_owned()))
+        let expires = doc["token"]["expires_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(std::time::SystemTime::from);
+        Ok((token, url.to_owned(), expires))
     }
 
     /// One storage request with the token; a 401 logs in again and repeats it once.
@@ -303,7 +329,7 @@ impl SwiftStore {
         headers: &[(&str, &str)],
         mut body: Option<&mut Vec<u8>>,
     ) -> Result<client::Response, Error> {
-        let mut session = self.session()?;
+        let mut session = self.fresh_session().await?;
         for attempt in 0..2 {
             let target = format!("{}{rest}", session.account_path);
             let mut all: Vec<(&str, &str)> = vec![("X-Auth-Token", session.token.as_str())];
@@ -390,7 +416,7 @@ impl SwiftStore {
         }]);
         let state = match size {
             Some(n) if n <= self.0.large_object_bytes => {
-                let session = self.session()?;
+                let session = self.fresh_session().await?;
                 let target = format!(
                     "{}{}",
                     session.account_path,
@@ -467,10 +493,17 @@ impl SwiftStore {
             200..=299 => {}
             s => return Err(classify(self.id(), &format!("HEAD {id}"), s)),
         }
+        // `X-Object-Manifest` is `<container>/<prefix>`, percent-encoded
         if let Some(manifest) = dlo
             && let Some((container, prefix)) = manifest.split_once('/')
         {
-            self.delete_prefixed(container, prefix).await?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            self.delete_prefixed(&decode(container), &decode(prefix))
+                .await?;
         }
         let rest = if slo {
             format!("{path}?multipart-manifest=delete")
@@ -511,36 +544,42 @@ impl SwiftStore {
     }
 
     /// Deletes every object of `container` whose name starts with `prefix` (a Dynamic Large
-    /// Object's segments, or a failed upload's).
+    /// Object's segments, or a failed upload's), a listing page (at most 10,000 names) at a
+    /// time.
     async fn delete_prefixed(&self, container: &str, prefix: &str) -> Result<(), Error> {
-        let encode =
-            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let rest = format!(
-            "/{}?format=json&prefix={}",
-            encode(container),
-            encode(prefix)
-        );
-        let r = self.call("GET", &rest, &[], None).await?;
-        if r.status == 404 {
-            r.finish().await;
-            return Ok(());
-        }
-        let status = r.status;
-        let doc = r
-            .read_to_end(16 << 20)
-            .await
-            .map_err(|e| fail(self.id(), format!("list segments: {e}")))?;
-        if !(200..=299).contains(&status) {
-            return Err(classify(self.id(), "list segments", status));
-        }
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&doc).unwrap_or_default();
-        for obj in list {
-            if let Some(name) = obj["name"].as_str() {
-                self.delete_path(&format!("/{}/{}", encode(container), name))
+        let mut marker = String::new();
+        loop {
+            let rest = format!(
+                "/{}?format=json&prefix={}&marker={}",
+                encode(container),
+                encode(prefix),
+                encode(&marker)
+            );
+            let r = self.call("GET", &rest, &[], None).await?;
+            if r.status == 404 {
+                r.finish().await;
+                return Ok(());
+            }
+            let status = r.status;
+            let doc = r
+                .read_to_end(16 << 20)
+                .await
+                .map_err(|e| fail(self.id(), format!("list segments: {e}")))?;
+            if !(200..=299).contains(&status) {
+                return Err(classify(self.id(), "list segments", status));
+            }
+            let list: Vec<serde_json::Value> = serde_json::from_slice(&doc)
+                .map_err(|e| fail(self.id(), format!("list segments: {e}")))?;
+            let names: Vec<&str> = list.iter().filter_map(|o| o["name"].as_str()).collect();
+            let Some(last) = names.last() else {
+                return Ok(());
+            };
+            for name in &names {
+                self.delete_path(&format!("/{}/{}", encode(container), encode(name)))
                     .await?;
             }
+            marker = (*last).to_owned();
         }
-        Ok(())
     }
 
     async fn put_segment(&self, name: &str, data: &mut Vec<u8>) -> Result<(), Error> {
@@ -554,6 +593,11 @@ impl SwiftStore {
             s => Err(classify(self.id(), &format!("PUT segment {name}"), s)),
         }
     }
+}
+
+/// Percent-encodes a container or object name (or a query value) for a request target.
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn needs_tls(url: &url::Url) -> bool {
@@ -670,6 +714,13 @@ impl SwiftUpload {
                     .map_err(|e| fail(&id, format!("PUT {}: {e}", self.image_id)))?;
                 let status = r.status;
                 r.finish().await;
+                if status == 401 {
+                    // the streamed body cannot be sent again, but the next upload gets a
+                    // token that works
+                    if let Err(e) = self.store.login().await {
+                        tracing::warn!(store = %id, error = %e, "could not log in again after a 401");
+                    }
+                }
                 if !(200..=299).contains(&status) {
                     return Err(classify(&id, &format!("PUT {}", self.image_id), status));
                 }
@@ -1120,18 +1171,10 @@ mod tests {
     }
 
     /// A single PUT refused with 401 (the token expired or was revoked) cannot be repeated (its
-    /// body was streamed), but the driver must log in again so that the next upload is stored.
-    ///
-    /// KNOWN BUG, pinned by `should_panic` so that the suite stays green until it is fixed
-    /// (then this test fails: remove the attribute). `create_upload` sends the single PUT with
-    /// the session's token outside `call`, and `commit` turns its 401 into `Denied` without
-    /// logging in, so the store keeps the dead token: every later single PUT is refused too,
-    /// until some request through `call` (a GET, a segment, a DELETE) meets a 401. With
-    /// Keystone's default one-hour tokens and the default `swift_store_large_object_size`
-    /// (5 GiB), a worker that only takes sized uploads fails them all after the first hour.
+    /// body was streamed), but the driver logs in again so that the next upload is stored; and a
+    /// token about to run out is replaced before an upload starts.
     #[compio::test]
     #[ignore = "needs the Swift servers: run through ./scripts/test"]
-    #[should_panic(expected = "the driver kept the refused token")]
     async fn a_single_put_refused_with_401_logs_in_again_for_the_next() {
         let s = server("SWIFT").expect(
             "GLINT_TEST_SWIFT_SWIFT_AUTH_URL/USER/KEY are not set: run ./scripts/test, which \
@@ -1163,8 +1206,68 @@ mod tests {
             store.delete(loc).await.unwrap();
         }
         assert!(eventually_names(&store, 0).await.is_empty());
-        store.delete_path(&format!("/{container}")).await.unwrap();
         let next = next.map(|loc| store.key_of(&loc).unwrap());
         assert!(next.is_ok(), "the driver kept the refused token: {next:?}");
+
+        // a token said to expire within the refresh margin is not used
+        if let Some(sess) = store.0.session.borrow_mut().as_mut() {
+            sess.token = "AUTH_tkexpiring".into();
+            sess.expires = Some(std::time::SystemTime::now() + Duration::from_secs(30));
+        }
+        let loc = put(ImageId::new_random())
+            .await
+            .expect("stored with a fresh token");
+        assert!(store.session().unwrap().token != "AUTH_tkexpiring");
+        assert!(
+            store.session().unwrap().expires.is_some(),
+            "tempauth says when its token runs out"
+        );
+        store.delete(&loc).await.unwrap();
+        store.delete_path(&format!("/{container}")).await.unwrap();
+    }
+
+    /// A segmented upload names its object and its attempt's segment prefix before writing;
+    /// the job's `delete_segments` removes that attempt's segments (and only a prefix of that
+    /// image's segment names is taken).
+    #[compio::test]
+    #[ignore = "needs the Swift servers: run through ./scripts/test"]
+    async fn an_uploads_segments_are_named_and_removed_by_their_prefix() {
+        let s = servers().remove(0);
+        let container = format!("glint-left-{}", uuid::Uuid::new_v4().simple());
+        let store = SwiftStore::open(&config(&s, &container)).await.unwrap();
+        let id = ImageId::new_random();
+        let loc = store.location_for(&id).unwrap();
+        let mut up = store.create_upload(&id, None).await.unwrap();
+        let object = up.take_leftover().unwrap();
+        let segments = up.take_leftover().unwrap();
+        assert_eq!(up.take_leftover(), None);
+        assert_eq!((object.url.as_str(), object.upload), (loc.as_str(), None));
+        assert_eq!(segments.url, loc);
+        let prefix = segments.upload.unwrap();
+        assert!(
+            prefix.starts_with(&format!("{id}-")) && prefix.ends_with('-'),
+            "{prefix}"
+        );
+        push_all(&mut up, &data(3 << 20, 9)).await.unwrap();
+        // as if the data plane died here: nothing cleans up but the job
+        std::mem::forget(up);
+        let written = eventually_names(&store, 2).await;
+        assert!(written.len() >= 2, "{written:?}");
+        assert!(
+            written.iter().all(|n| n.starts_with(&prefix)),
+            "{written:?}"
+        );
+        for bad in [
+            format!("{}-", ImageId::new_random()),
+            format!("{id}-"),
+            format!("{id}-../x"),
+            format!("{id}"),
+        ] {
+            assert!(store.delete_segments(&loc, &bad).await.is_err(), "{bad}");
+        }
+        store.delete_segments(&loc, &prefix).await.unwrap();
+        assert!(eventually_names(&store, 0).await.is_empty());
+        store.delete_segments(&loc, &prefix).await.unwrap();
+        store.delete_path(&format!("/{container}")).await.unwrap();
     }
 }
