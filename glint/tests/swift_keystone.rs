@@ -697,7 +697,7 @@ fn a_single_put_refused_for_a_revoked_token_is_answered_503_and_the_retry_is_sto
     );
     assert_eq!(
         u.names(&container),
-        [first_id.clone()],
+        std::slice::from_ref(&first_id),
         "the container holds only the first image"
     );
     upload_ok(&g, &id, &data);
