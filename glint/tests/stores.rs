@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/faultproxy.rs"]
 mod faultproxy;
+#[path = "support/swiftproxy.rs"]
+mod swiftproxy;
 
 use faultproxy::{Bucket, Server};
 
@@ -716,5 +718,136 @@ url = "sqlite://{db}?mode=rwc"
         show(&g2, &a)["checksum"].as_str().unwrap(),
         md5_hex(&da),
         "hashes of the fast store's upload"
+    );
+}
+
+/// S3 with virtual-host-style addressing (`<bucket>.localhost:<port>`) and a region of the
+/// server's own: a Swift proxy with s3api (`storage_domain = localhost`, `location =
+/// glint-test-1`) over the all-in-one. Uploads (one PUT, multipart) and ranged downloads work,
+/// the objects are where path style on the all-in-one's own s3api finds them, and a store
+/// signing for another region is refused by the server and named unavailable.
+#[test]
+#[ignore = "needs the Swift all-in-one: run through ./scripts/test"]
+fn s3_virtual_host_style_and_a_region_of_the_servers_own() {
+    let region = "glint-test-1";
+    let vh = swiftproxy::SwiftProxy::start(
+        "vh",
+        "s3api tempauth",
+        &format!(
+            "[filter:s3api]\nuse = egg:swift#s3api\nlocation = {region}\nstorage_domain = localhost\n\n\
+             [filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n"
+        ),
+        "swift.common.middleware.s3api",
+    );
+    let aio = Server::from_env("GLINT_TEST_S3");
+    let bucket = format!("glint-vh-{}", suffix());
+    let dir = tempfile::Builder::new()
+        .prefix("glint-vh")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let store = |id: &str, style: &str, region: &str| {
+        format!(
+            r#"[backends.{id}]
+s3_store_host = "http://localhost:{port}"
+s3_store_access_key = "{access}"
+s3_store_secret_key = "{secret}"
+s3_store_bucket = "{bucket}"
+s3_store_create_bucket_on_put = true
+s3_store_bucket_url_format = "{style}"
+s3_store_region_name = "{region}"
+s3_store_large_object_size = 5
+s3_store_large_object_chunk_size = 5
+connect_timeout_seconds = 5
+read_timeout_seconds = 30
+"#,
+            port = vh.port,
+            access = aio.access,
+            secret = aio.secret,
+        )
+    };
+    let path = dir.path().join("glint.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "enabled_backends = \"vh:s3, elsewhere:s3\"\n[glance_store]\ndefault_backend = \"vh\"\n{}{}",
+            store("vh", "virtual", region),
+            store("elsewhere", "path", "us-east-1"),
+        ),
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", path.to_str().unwrap()],
+    )
+    .expect("glint starts");
+    let c = client();
+    let create = || -> String {
+        let r = c
+            .post(g.url("/v2/images"))
+            .json(&json!({"name": "vh", "disk_format": "raw", "container_format": "bare"}))
+            .send()
+            .unwrap();
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let put = |id: &str, store: &str, data: &[u8]| -> u16 {
+        c.put(g.url(&format!("/v2/images/{id}/file")))
+            .header("Content-Type", "application/octet-stream")
+            .header("X-Image-Meta-Store", store)
+            .body(data.to_vec())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let probe = Bucket::open(&aio, &bucket);
+    for len in [300_000, 12 << 20] {
+        let id = create();
+        let data = random_bytes(len);
+        assert_eq!(put(&id, "vh", &data), 204, "{}\n{}", g.log(), vh.log());
+        let r = c
+            .get(g.url(&format!("/v2/images/{id}/file")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().unwrap() == data);
+        let r = c
+            .get(g.url(&format!("/v2/images/{id}/file")))
+            .header("Range", "bytes=5242870-5242889")
+            .send()
+            .unwrap();
+        if len > 5242889 {
+            assert_eq!(r.status(), 206);
+            assert!(r.bytes().unwrap() == data[5242870..5242890]);
+        }
+        assert!(
+            probe.object(&id).unwrap() == data,
+            "object in the bucket, path style"
+        );
+        assert!(probe.multipart_uploads().is_empty());
+        let r = c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap();
+        assert_eq!(r.status(), 204);
+        eventually("object deleted", || !probe.exists(&id));
+    }
+    // the vh store's requests (signed for its region) went to <bucket>.localhost: the proxy
+    // saw the bucket in the host, never in the path
+    assert!(
+        !vh.log()
+            .lines()
+            .any(|l| l.contains(&format!(" /{bucket}/")) && l.contains(region)),
+        "a path-style request reached the virtual-host proxy:\n{}",
+        vh.log()
+    );
+    // signed for us-east-1, the server refuses: named unavailable, the upload 503
+    let id = create();
+    assert_eq!(put(&id, "elsewhere", b"data"), 503);
+    assert!(
+        g.log()
+            .lines()
+            .any(|l| l.contains("store=elsewhere") && l.contains("unavailable")),
+        "{}",
+        g.log()
     );
 }

@@ -19,30 +19,24 @@
 
 #[path = "support/keystone.rs"]
 mod support;
+#[path = "support/swiftproxy.rs"]
+mod swiftproxy;
 
 use loadtest::harness::{Glint, binary, md5_hex, random_bytes, sha512_hex};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use support::{client, keystone};
+use swiftproxy::SwiftProxy;
 
 const MIB: usize = 1 << 20;
 
 // === the Keystone-backed Swift proxy ===
 
 /// The Swift proxy of this test binary, authenticating with the fixture Keystone.
-struct Proxy {
-    /// `http://127.0.0.1:<port>`.
-    base: String,
-    /// Its directory (config and log).
-    dir: PathBuf,
-    _child: Mutex<Child>,
-    _stdin: Mutex<ChildStdin>,
-}
+type Proxy = SwiftProxy;
 
 static PROXY: OnceLock<Proxy> = OnceLock::new();
 
@@ -51,75 +45,12 @@ fn proxy() -> &'static Proxy {
     PROXY.get_or_init(start_proxy)
 }
 
-/// Runs the proxy until stdin reaches EOF, then stops it: `$1` config, `$2` log, `$3` dir.
-const WRAPPER: &str = r#"
-swift-proxy-server "$1" -v </dev/null >>"$2" 2>&1 &
-pid=$!
-cat >/dev/null
-kill -TERM "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-[ "${GLINT_KEEP_SWIFT_PROXY:-0}" = 1 ] || rm -rf "$3"
-"#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_proxy() -> Proxy {
     let ks = keystone();
-    let aio = std::env::var("GLINT_TEST_SWIFT_SWIFT_AIO_DIR").expect(
-        "GLINT_TEST_SWIFT_SWIFT_AIO_DIR is not set: run ./scripts/test (it starts the Swift \
-         all-in-one whose rings and storage servers this proxy uses)",
-    );
-    let rings = PathBuf::from(&aio).join("etc");
-    assert!(
-        rings.join("object.ring.gz").is_file(),
-        "no Swift rings in {}",
-        rings.display()
-    );
-    // Debian's swift-proxy-server runs under the system python, which must have the middleware
-    let usable = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import swift.proxy.server, keystonemiddleware.auth_token",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        usable,
-        "/usr/bin/python3 cannot import swift and keystonemiddleware: install swift-proxy and \
-         python3-keystonemiddleware (./scripts/test does)"
-    );
-    let dir = std::env::temp_dir().join(format!("glint-swift-ks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let me = Command::new("id").arg("-un").output().unwrap();
-    let me = String::from_utf8(me.stdout).unwrap().trim().to_owned();
     // authtoken validates every token with Keystone (token_cache_time = -1): a revoked token
-    // is refused at once, which the refresh test needs; memcached is the all-in-one's
-    let conf = format!(
-        r#"[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = {port}
-workers = 0
-user = {me}
-swift_dir = {rings}
-log_level = INFO
-
-[pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats authtoken keystoneauth copy slo dlo proxy-logging proxy-server
-
-[app:proxy-server]
-use = egg:swift#proxy
-account_autocreate = true
-
-[filter:authtoken]
+    // is refused at once, which the refresh test needs
+    let filters = format!(
+        r#"[filter:authtoken]
 paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 www_authenticate_uri = {ks_base}/v3
 auth_url = {ks_base}/v3
@@ -138,74 +69,18 @@ service_token_roles_required = true
 use = egg:swift#keystoneauth
 operator_roles = admin, member
 reseller_prefix = AUTH_
-
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:19011
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
 "#,
-        rings = rings.display(),
         ks_base = ks.base,
         password = ks.password,
     );
-    let conf_path = dir.join("proxy-server.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let log = dir.join("proxy.log");
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(WRAPPER)
-        .arg("swift-ks-proxy")
-        .arg(&conf_path)
-        .arg(&log)
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start swift-proxy-server");
-    let stdin = child.stdin.take().unwrap();
-    let c = client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let up = c
-            .get(format!("{base}/healthcheck"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .is_ok_and(|r| r.status() == 200);
-        if up {
-            break;
-        }
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline && !log.contains("Traceback"),
-            "the Keystone Swift proxy did not come up (is python3-keystonemiddleware \
-             installed? ./scripts/test installs it); its log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    register(&base);
-    Proxy {
-        base,
-        dir,
-        _child: Mutex::new(child),
-        _stdin: Mutex::new(stdin),
-    }
+    let p = SwiftProxy::start(
+        "ks",
+        "authtoken keystoneauth",
+        &filters,
+        "keystonemiddleware.auth_token",
+    );
+    register(&p.base);
+    p
 }
 
 /// Keystone API call with the admin's system-scoped token; the answer's JSON.
@@ -256,20 +131,13 @@ fn register(base: &str) {
     }
 }
 
-impl Proxy {
-    /// The proxy's log so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
-    }
-
-    /// How many requests under `/<container>/` the proxy answered with 401.
-    fn refused(&self, container: &str) -> usize {
-        let needle = format!("/{container}/");
-        self.log()
-            .lines()
-            .filter(|l| l.contains(&needle) && l.contains(" 401 "))
-            .count()
-    }
+/// How many requests under `/<container>/` the proxy answered with 401.
+fn refusals(p: &Proxy, container: &str) -> usize {
+    let needle = format!("/{container}/");
+    p.log()
+        .lines()
+        .filter(|l| l.contains(&needle) && l.contains(" 401 "))
+        .count()
 }
 
 // === a user of project alpha, and what it sees in Swift ===
@@ -628,22 +496,25 @@ fn swift_with_keystone_v3_round_trips_and_survives_revoked_tokens() {
     );
 
     // revoked tokens: glint's next requests are refused once, then it logs in again
-    let refused = p.refused(&container);
+    let refused = refusals(p, &container);
     u.revoke_tokens();
     let big2 = random_bytes(2 * MIB + 7);
     let big2_id = create(&g);
     upload_ok(&g, &big2_id, &big2);
     assert!(
-        p.refused(&container) > refused,
+        refusals(p, &container) > refused,
         "no 401 seen by the proxy: the token was not revoked"
     );
     download_ok(&g, &big2_id, &big2);
 
-    let refused = p.refused(&container);
+    let refused = refusals(p, &container);
     u.revoke_tokens();
     download_ok(&g, &small_id, &small);
     download_ok(&g, &big_id, &big);
-    assert!(p.refused(&container) > refused, "no 401 seen by the proxy");
+    assert!(
+        refusals(p, &container) > refused,
+        "no 401 seen by the proxy"
+    );
 
     // deleting the images removes the objects and the segments (on the server)
     for id in [&small_id, &big_id, &big2_id] {
@@ -683,12 +554,15 @@ fn a_single_put_refused_for_a_revoked_token_is_answered_503_and_the_retry_is_sto
     let first_id = create(&g);
     upload_ok(&g, &first_id, &first);
 
-    let refused = p.refused(&container);
+    let refused = refusals(p, &container);
     u.revoke_tokens();
     let data = random_bytes(200_000);
     let id = create(&g);
     let status = upload(&g, &id, &data);
-    assert!(p.refused(&container) > refused, "no 401 seen by the proxy");
+    assert!(
+        refusals(p, &container) > refused,
+        "no 401 seen by the proxy"
+    );
     assert_eq!(status, 503, "{}", g.log());
     assert_eq!(show(&g, &id)["status"], "queued");
     assert!(
