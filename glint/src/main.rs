@@ -7,6 +7,9 @@
 //! stops both on SIGINT/SIGTERM. See [`supervisor`].
 //!
 //! `glint serve --check-config` prints the effective configuration (secrets redacted).
+//!
+//! `glint manage …` runs the operator commands of `glance-manage` against the configured
+//! database (see [`controlplane::manage`]).
 
 mod supervisor;
 
@@ -29,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run the image service (control plane + data plane).
     Serve(ServeArgs),
+    /// Operator commands, as glance-manage's: the database schema and purge.
+    Manage(ManageArgs),
     /// Internal: run the control plane (started by `glint serve`).
     #[command(hide = true)]
     Controlplane,
@@ -72,6 +77,88 @@ struct ServeArgs {
     check_config: bool,
 }
 
+/// `glint manage`: where the database is, and what to do.
+#[derive(Debug, clap::Args)]
+struct ManageArgs {
+    /// TOML configuration file.
+    #[arg(short, long, env = "GLINT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./glint-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://<data-dir>/glint.db].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    what: ManageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ManageCommand {
+    /// The database schema.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply the pending schema migrations.
+    Sync,
+    /// Print the schema version and any pending migrations.
+    Version,
+    /// Remove what images deleted long ago leave in the database (image rows stay: an id is
+    /// never free again).
+    Purge {
+        /// Rows of images deleted more than this many days ago go.
+        #[arg(long, alias = "age_in_days", default_value_t = 30)]
+        age_in_days: u32,
+        /// At most this many rows per table; -1 for all.
+        #[arg(
+            long,
+            alias = "max_rows",
+            default_value_t = 100,
+            allow_negative_numbers = true
+        )]
+        max_rows: i64,
+    },
+}
+
+fn manage(args: ManageArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        ..Overrides::default()
+    };
+    let config = match Config::load(args.config.as_deref(), &ProcessEnv, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let command = match args.what {
+        ManageCommand::Db(DbCommand::Sync) => controlplane::manage::Command::DbSync,
+        ManageCommand::Db(DbCommand::Version) => controlplane::manage::Command::DbVersion,
+        ManageCommand::Db(DbCommand::Purge {
+            age_in_days,
+            max_rows,
+        }) => controlplane::manage::Command::DbPurge {
+            age_in_days,
+            max_rows: u64::try_from(max_rows).ok(),
+        },
+    };
+    match controlplane::manage::run(&config, command) {
+        Ok(out) => {
+            print!("{out}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("glint manage: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -101,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             shared::telemetry::abort_on_panic("glint");
             supervisor::serve(config)
         }
+        Command::Manage(args) => manage(args),
         Command::Controlplane => {
             let config = supervisor::plane_config()?;
             supervisor::die_with_parent()?;

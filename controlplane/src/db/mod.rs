@@ -25,6 +25,7 @@ pub mod images;
 pub mod jobs;
 mod list;
 pub mod members;
+pub mod purge;
 mod row;
 #[cfg(any(test, feature = "test-util"))]
 pub mod scratch;
@@ -67,6 +68,17 @@ pub enum Error {
     /// ([`jobs::settle_commit`]).
     #[error("earlier data at this location is still being deleted")]
     CleanupPending,
+}
+
+/// One schema migration ([`Db::migrations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// Its version (the timestamp that orders them).
+    pub version: i64,
+    /// What it does (from its file name).
+    pub description: String,
+    /// Whether the database has it.
+    pub applied: bool,
 }
 
 /// Which database server a URL names.
@@ -222,6 +234,25 @@ impl Db {
         migrator.run(&self.pool).await?;
         let after = self.applied_migrations().await?;
         Ok(after.saturating_sub(before))
+    }
+
+    /// The schema's migrations, each with whether it is applied (oldest first); `glint manage
+    /// db version` prints them. A database never migrated has none applied.
+    pub async fn migrations(&self) -> Result<Vec<Migration>, Error> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        Ok(self
+            .migrator()
+            .iter()
+            .map(|m| Migration {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect())
     }
 
     async fn applied_migrations(&self) -> Result<usize, Error> {
