@@ -11,7 +11,7 @@
 use super::extract::NoBody;
 use crate::app::App;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 use shared::config::ImageOptions;
 
@@ -238,6 +238,17 @@ pub(crate) async fn tasks(_: NoBody) -> Json<Value> {
 /// `GET /v2/schemas/image`.
 pub(crate) async fn image(State(app): State<App>, _: NoBody) -> Json<Value> {
     Json(image_schema(&app.config.image))
+}
+
+/// `GET /v2/schemas/metadefs/{name}`: the ten metadata-definition documents
+/// ([`super::metadef_schemas`]); any other name is 404, as Glance's router.
+pub(crate) async fn metadef(
+    Path(name): Path<String>,
+    _: NoBody,
+) -> Result<Json<Value>, super::ApiError> {
+    super::metadef_schemas::by_name(&name)
+        .map(Json)
+        .ok_or_else(|| super::ApiError::NotFound("The resource could not be found.".into()))
 }
 
 /// `GET /v2/schemas/images`.
