@@ -1205,9 +1205,15 @@ async fn tags() {
 async fn the_metadef_schemas_are_served_by_name() {
     let h = harness().await;
     for name in super::metadef_schemas::NAMES {
-        let r = h.get(&format!("/v2/schemas/metadefs/{name}"), &member("p1")).await;
+        let r = h
+            .get(&format!("/v2/schemas/metadefs/{name}"), &member("p1"))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{name}");
-        assert_eq!(r.body, super::metadef_schemas::by_name(name).unwrap(), "{name}");
+        assert_eq!(
+            r.body,
+            super::metadef_schemas::by_name(name).unwrap(),
+            "{name}"
+        );
     }
     let r = h.get("/v2/schemas/metadefs/namespace", &member("p1")).await;
     assert_eq!(r.body["name"], "namespace");
