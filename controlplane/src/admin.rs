@@ -6,7 +6,8 @@
 //!   counts, the jobs enqueued and the number of open jobs are copied in at each scrape),
 //!   followed by the data
 //!   plane's counters read from its shared-memory file (`run/dataplane.metrics`, layout in
-//!   `shared::metrics::shm`) and summed over its workers.
+//!   `shared::metrics::shm`) and summed over its workers, and the supervisor's restart counts
+//!   (`run/supervisor.prom`, `shared::metrics::supervisor`).
 
 use crate::app::App;
 use axum::Router;
@@ -55,6 +56,14 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
         && let Some(totals) = shared::metrics::shm::parse(&bytes)
     {
         shared::metrics::shm::render(&totals, &mut text);
+    }
+    // the supervisor's restart counts (absent when the control plane runs on its own)
+    let path = app
+        .config
+        .run_dir()
+        .join(shared::metrics::supervisor::FILE_NAME);
+    if let Ok(published) = tokio::fs::read_to_string(&path).await {
+        text.push_str(&published);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -108,6 +108,19 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
+pub const KINDS: [&str; 9] = [
+    "hello",
+    "authorize_upload",
+    "upload_leftover",
+    "upload_complete",
+    "upload_aborted",
+    "authorize_download",
+    "claim_jobs",
+    "job_done",
+    "job_failed",
+];
+
 fn kind_label(req: &Request) -> &'static str {
     match req {
         Request::Hello { .. } => "hello",

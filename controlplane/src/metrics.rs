@@ -17,15 +17,7 @@ use shared::metrics as names;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Jobs enqueued for the data plane, label `kind` (controlplane-local: `shared::metrics` is
-/// another owner's; move it there with the next change to it).
-pub const JOBS_ENQUEUED_TOTAL: &str = "glint_db_jobs_enqueued_total";
-/// Jobs the data plane reported done, label `kind`.
-pub const JOBS_DONE_TOTAL: &str = "glint_db_jobs_done_total";
-/// Job attempts the data plane reported failed (each retried after a backoff), label `kind`.
-pub const JOBS_FAILED_TOTAL: &str = "glint_db_jobs_failed_total";
-/// Jobs not done yet (pending or claimed), read from the database at each scrape.
-pub const JOBS_OPEN: &str = "glint_db_jobs_open";
+use names::{JOBS_DONE_TOTAL, JOBS_ENQUEUED_TOTAL, JOBS_FAILED_TOTAL, JOBS_OPEN};
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -88,6 +80,7 @@ impl Metrics {
             upkeeps: Arc::new(AtomicU64::new(0)),
         };
         m.describe();
+        m.zero_known();
         m.recorder
             .register_gauge(
                 &Key::from_parts(
@@ -100,9 +93,48 @@ impl Metrics {
         m
     }
 
+    /// Registers every known label set of the counters at 0, so that `rate()` and
+    /// `increase()` see the first event of each (a series that appears at 1 hides it).
+    fn zero_known(&self) {
+        let r = &self.recorder;
+        let zero = |name: &'static str, labels: Vec<Label>| {
+            r.register_counter(&Key::from_parts(name, labels), &METADATA)
+                .absolute(0);
+        };
+        zero(names::CHANNEL_LEASES_REVERTED_TOTAL, Vec::new());
+        for kind in crate::dataplane_link::KINDS {
+            zero(
+                names::CHANNEL_REQUESTS_TOTAL,
+                vec![Label::new("kind", kind), Label::new("result", "ok")],
+            );
+        }
+        for kind in crate::db::jobs::KINDS {
+            zero(JOBS_DONE_TOTAL, vec![Label::new("kind", kind)]);
+            zero(JOBS_FAILED_TOTAL, vec![Label::new("kind", kind)]);
+        }
+        for from in ImageStatus::ALL {
+            for to in ImageStatus::ALL {
+                if from.can_become(to) {
+                    zero(
+                        names::IMAGE_TRANSITIONS_TOTAL,
+                        vec![
+                            Label::new("from", from.as_str()),
+                            Label::new("to", to.as_str()),
+                        ],
+                    );
+                }
+            }
+        }
+    }
+
     fn describe(&self) {
         let r = &self.recorder;
         let d = |s: &'static str| SharedString::from(s);
+        r.describe_gauge(
+            KeyName::from_const_str(names::BUILD_INFO),
+            None,
+            d("Always 1; the label `version` is glint's version."),
+        );
         r.describe_counter(
             KeyName::from_const_str(names::API_REQUESTS_TOTAL),
             None,

@@ -117,6 +117,20 @@ impl Supervisor {
         }
     }
 
+    /// Publishes the restart counts (`glint_supervisor_restarts_total`) for the control
+    /// plane's `/metrics` (temp file + rename: a scrape never reads half of it).
+    fn write_restarts(&self, restarts: [u64; 2]) {
+        let path = self
+            .config
+            .run_dir()
+            .join(shared::metrics::supervisor::FILE_NAME);
+        let tmp = path.with_extension("prom.tmp");
+        let text = shared::metrics::supervisor::render(restarts);
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot publish the restart counts");
+        }
+    }
+
     fn write_addresses(&self, admin: &str) -> anyhow::Result<()> {
         let json = serde_json::json!({ "public": self.public.to_string(), "admin": admin });
         let path = self.config.addresses_file();
@@ -201,19 +215,24 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
             restarts: 0,
         },
     ];
+    // every restart since start, by plane (`restarts` above counts quick ones for the pause)
+    let mut total = [0u64; 2];
+    sup.write_restarts(total);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: asking the data plane to reload its TLS certificate");
             signal(&planes[1].child, Signal::HUP);
         }
-        for p in planes.iter_mut() {
+        for (i, p) in planes.iter_mut().enumerate() {
             let Some(status) = p.child.try_wait()? else {
                 continue;
             };
             if stop.load(Ordering::Relaxed) {
                 break;
             }
+            total[i] += 1;
+            sup.write_restarts(total);
             // A plane that keeps dying right after start gets a growing pause (max 5 s).
             if p.started.elapsed() < Duration::from_secs(10) {
                 p.restarts += 1;

@@ -21,6 +21,41 @@ pub const IMAGE_CACHE_LOOKUPS_TOTAL: &str = "glint_db_image_cache_lookups_total"
 pub const IMAGE_CACHE_ENTRIES: &str = "glint_db_image_cache_entries";
 /// Plane restarts by the supervisor, label `plane`.
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "glint_supervisor_restarts_total";
+/// Jobs enqueued for the data plane (through this control plane), label `kind`.
+pub const JOBS_ENQUEUED_TOTAL: &str = "glint_db_jobs_enqueued_total";
+/// Jobs the data plane reported done, label `kind`.
+pub const JOBS_DONE_TOTAL: &str = "glint_db_jobs_done_total";
+/// Job attempts the data plane reported failed (each retried after a backoff), label `kind`.
+pub const JOBS_FAILED_TOTAL: &str = "glint_db_jobs_failed_total";
+/// Jobs not done yet (held, pending or claimed), read from the database at each scrape.
+pub const JOBS_OPEN: &str = "glint_db_jobs_open";
+
+/// What the supervisor publishes: its restart counts, in Prometheus text in a file of the
+/// run directory ([`supervisor::FILE_NAME`]) that the control plane's `/metrics` appends, so
+/// the counts outlive a control-plane restart (the supervisor owns them).
+pub mod supervisor {
+    use super::SUPERVISOR_RESTARTS_TOTAL;
+    use std::fmt::Write;
+
+    /// The file, in the run directory.
+    pub const FILE_NAME: &str = "supervisor.prom";
+
+    /// The planes, as the `plane` label has them.
+    pub const PLANES: [&str; 2] = ["controlplane", "dataplane"];
+
+    /// The text for restart counts per plane (in [`PLANES`] order).
+    pub fn render(restarts: [u64; 2]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP {SUPERVISOR_RESTARTS_TOTAL} Planes restarted by the supervisor after they exited, by plane.\n# TYPE {SUPERVISOR_RESTARTS_TOTAL} counter"
+        );
+        for (plane, n) in PLANES.iter().zip(restarts) {
+            let _ = writeln!(out, "{SUPERVISOR_RESTARTS_TOTAL}{{plane=\"{plane}\"}} {n}");
+        }
+        out
+    }
+}
 
 /// Every metric name (for the README table and the dashboard check).
 pub const ALL: &[&str] = &[
@@ -41,6 +76,10 @@ pub const ALL: &[&str] = &[
     IMAGE_CACHE_LOOKUPS_TOTAL,
     IMAGE_CACHE_ENTRIES,
     SUPERVISOR_RESTARTS_TOTAL,
+    JOBS_ENQUEUED_TOTAL,
+    JOBS_DONE_TOTAL,
+    JOBS_FAILED_TOTAL,
+    JOBS_OPEN,
 ];
 
 #[cfg(test)]
@@ -188,33 +227,49 @@ pub mod shm {
         Some(Totals(t))
     }
 
+    /// The `# HELP` and `# TYPE` lines of a family.
+    fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
     /// Prometheus text for the totals.
     pub fn render(t: &Totals, out: &mut String) {
         use super::dp;
         use std::fmt::Write;
         let v = &t.0;
-        let _ = writeln!(
+        family(
             out,
-            "# TYPE {} counter\n{} {}",
             dp::CONNECTIONS_TOTAL,
-            dp::CONNECTIONS_TOTAL,
-            v[idx::CONNECTIONS]
+            "counter",
+            "Client connections the data plane accepted.",
         );
-        let _ = writeln!(
+        let _ = writeln!(out, "{} {}", dp::CONNECTIONS_TOTAL, v[idx::CONNECTIONS]);
+        family(
             out,
-            "# TYPE {} gauge\n{} {}",
             dp::CONNECTIONS_ACTIVE,
-            dp::CONNECTIONS_ACTIVE,
-            v[idx::ACTIVE] as i64
+            "gauge",
+            "Client connections open now.",
         );
-        let _ = writeln!(
+        let _ = writeln!(out, "{} {}", dp::CONNECTIONS_ACTIVE, v[idx::ACTIVE] as i64);
+        family(
             out,
-            "# TYPE {} counter\n{} {}",
             dp::CONNECTIONS_REJECTED_TOTAL,
+            "counter",
+            "Client connections refused at a worker's connection limit.",
+        );
+        let _ = writeln!(
+            out,
+            "{} {}",
             dp::CONNECTIONS_REJECTED_TOTAL,
             v[idx::REJECTED]
         );
-        let _ = writeln!(out, "# TYPE {} counter", dp::REQUESTS_TOTAL);
+        family(
+            out,
+            dp::REQUESTS_TOTAL,
+            "counter",
+            "Data-plane requests answered, by route and status class.",
+        );
         for (r, route) in ROUTES.iter().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
                 let n = v[idx::REQUESTS + r * CLASSES.len() + c];
@@ -225,7 +280,12 @@ pub mod shm {
                 );
             }
         }
-        let _ = writeln!(out, "# TYPE {} counter", dp::TRANSFER_BYTES_TOTAL);
+        family(
+            out,
+            dp::TRANSFER_BYTES_TOTAL,
+            "counter",
+            "Image bytes moved by the data plane, by direction and store.",
+        );
         let _ = writeln!(
             out,
             "{}{{direction=\"in\",store=\"file\"}} {}",
@@ -238,7 +298,12 @@ pub mod shm {
             dp::TRANSFER_BYTES_TOTAL,
             v[idx::BYTES_OUT]
         );
-        let _ = writeln!(out, "# TYPE {} counter", dp::UPLOAD_FAILURES_TOTAL);
+        family(
+            out,
+            dp::UPLOAD_FAILURES_TOTAL,
+            "counter",
+            "Uploads that failed, by the side that failed.",
+        );
         for (s, side) in SIDES.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -247,14 +312,24 @@ pub mod shm {
                 v[idx::FAILURES + s]
             );
         }
+        family(
+            out,
+            dp::DOWNLOAD_FAILOVERS_TOTAL,
+            "counter",
+            "Download locations skipped because their store failed (the next was tried).",
+        );
         let _ = writeln!(
             out,
-            "# TYPE {} counter\n{} {}",
-            dp::DOWNLOAD_FAILOVERS_TOTAL,
+            "{} {}",
             dp::DOWNLOAD_FAILOVERS_TOTAL,
             v[idx::FAILOVERS]
         );
-        let _ = writeln!(out, "# TYPE {} counter", dp::JOBS_TOTAL);
+        family(
+            out,
+            dp::JOBS_TOTAL,
+            "counter",
+            "Jobs the data plane ran for the control plane, by kind and outcome.",
+        );
         for (k, kind) in JOB_KINDS.iter().enumerate() {
             for (outcome, done) in [("done", true), ("failed", false)] {
                 let _ = writeln!(

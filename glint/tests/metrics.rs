@@ -1,0 +1,107 @@
+//! `/metrics` as Prometheus reads it: the real `glint serve` after a little of everything,
+//! checked by `promtool check metrics` (Debian's prometheus package, which the test command
+//! installs), with the restart counter and the zero-initialised series an operator's first
+//! `rate()` needs.
+
+use loadtest::harness::{Glint, binary, random_bytes};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scrape(g: &Glint) -> String {
+    reqwest::blocking::get(g.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// `promtool check metrics` of `text`: its complaints (empty when clean).
+fn promtool(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus package (./scripts/test does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        said
+    } else {
+        format!("exit {}: {said}", out.status)
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_restarts_from_zero() {
+    let g = Glint::start(&binary(env!("CARGO_BIN_EXE_glint")), &[]).unwrap();
+    let text = scrape(&g);
+    assert_eq!(promtool(&text), "", "{text}");
+    for series in [
+        "glint_supervisor_restarts_total{plane=\"dataplane\"} 0",
+        "glint_supervisor_restarts_total{plane=\"controlplane\"} 0",
+        "glint_channel_leases_reverted_total 0",
+        "glint_db_image_transitions_total{from=\"saving\",to=\"queued\"} 0",
+        "glint_db_jobs_done_total{kind=\"abort_upload\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing at start:\n{text}");
+    }
+
+    // a little of everything
+    let c = reqwest::blocking::Client::new();
+    let r = c
+        .post(g.url("/v2/images"))
+        .json(&json!({"name": "m", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = random_bytes(300_000);
+    let r = c
+        .put(g.url(&format!("/v2/images/{id}/file")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
+    assert!(r.bytes().unwrap() == data);
+    assert_eq!(c.get(g.url("/v2/nothing")).send().unwrap().status(), 404);
+
+    // the data plane killed: the restart shows, counted by the supervisor
+    let dp = g.plane_pid("dataplane").unwrap();
+    Glint::kill(dp, rustix::process::Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while g.plane_pid("dataplane").is_none_or(|p| p == dp) {
+        assert!(Instant::now() < deadline, "data plane not restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.wait_public(Duration::from_secs(60)).unwrap();
+    let text = scrape(&g);
+    assert_eq!(promtool(&text), "", "{text}");
+    assert!(
+        text.contains("glint_supervisor_restarts_total{plane=\"dataplane\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("glint_db_image_transitions_total{from=\"saving\",to=\"active\"} 1"),
+        "{text}"
+    );
+}
