@@ -7,7 +7,8 @@
 //!   followed by the data
 //!   plane's counters read from its shared-memory file (`run/dataplane.metrics`, layout in
 //!   `shared::metrics::shm`) and summed over its workers, and the supervisor's restart counts
-//!   (`run/supervisor.prom`, `shared::metrics::supervisor`).
+//!   (`run/supervisor.prom`, `shared::metrics::supervisor`), and the `process_*` metrics of
+//!   the three processes ([`crate::process_metrics`]).
 
 use crate::app::App;
 use axum::Router;
@@ -65,6 +66,13 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     if let Ok(published) = tokio::fs::read_to_string(&path).await {
         text.push_str(&published);
     }
+    let run_dir = app.config.run_dir();
+    let text = tokio::task::spawn_blocking(move || {
+        crate::process_metrics::render(&run_dir, &mut text);
+        text
+    })
+    .await
+    .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

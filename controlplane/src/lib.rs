@@ -33,6 +33,7 @@ pub mod domain;
 pub mod manage;
 pub mod metrics;
 pub mod policy;
+pub mod process_metrics;
 pub mod scrubber;
 mod server;
 #[cfg(any(test, feature = "test-util"))]

@@ -131,6 +131,24 @@ impl Supervisor {
         }
     }
 
+    /// Publishes the pids of the three processes (for the `process_*` metrics).
+    fn write_pids(&self, planes: &[Supervised]) {
+        let mut pids = serde_json::Map::new();
+        pids.insert("supervisor".into(), std::process::id().into());
+        for p in planes {
+            pids.insert(p.plane.name().into(), p.child.id().into());
+        }
+        let path = self
+            .config
+            .run_dir()
+            .join(shared::metrics::supervisor::PIDS_FILE);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::Value::Object(pids).to_string();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot publish the pids");
+        }
+    }
+
     fn write_addresses(&self, admin: &str) -> anyhow::Result<()> {
         let json = serde_json::json!({ "public": self.public.to_string(), "admin": admin });
         let path = self.config.addresses_file();
@@ -218,12 +236,14 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
     // every restart since start, by plane (`restarts` above counts quick ones for the pause)
     let mut total = [0u64; 2];
     sup.write_restarts(total);
+    sup.write_pids(&planes);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: asking the data plane to reload its TLS certificate");
             signal(&planes[1].child, Signal::HUP);
         }
+        let mut respawned = false;
         for (i, p) in planes.iter_mut().enumerate() {
             let Some(status) = p.child.try_wait()? else {
                 continue;
@@ -244,12 +264,16 @@ pub(crate) fn serve(mut config: Config) -> anyhow::Result<()> {
             std::thread::sleep(pause);
             p.child = sup.spawn(p.plane)?;
             p.started = Instant::now();
+            respawned = true;
             if p.plane == Plane::Control {
                 match sup.wait_control_ready(&mut p.child) {
                     Ok(admin) => sup.write_addresses(&admin)?,
                     Err(e) => tracing::error!(error = %e, "control plane restart failed; retrying"),
                 }
             }
+        }
+        if respawned {
+            sup.write_pids(&planes);
         }
     }
 

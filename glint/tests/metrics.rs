@@ -59,6 +59,26 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         assert!(text.contains(series), "{series} missing at start:\n{text}");
     }
 
+    for process in ["supervisor", "controlplane", "dataplane"] {
+        for family in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(
+                text.contains(&format!("{family}{{process=\"{process}\"}}")),
+                "{family} of {process} missing:\n{text}"
+            );
+        }
+    }
+    let started = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with("process_start_time_seconds{process=\"dataplane\"}"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = started(&text);
+
     // a little of everything
     let c = reqwest::blocking::Client::new();
     let r = c
@@ -102,6 +122,11 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     );
     assert!(
         text.contains("glint_db_image_transitions_total{from=\"saving\",to=\"active\"} 1"),
+        "{text}"
+    );
+    // the new data plane's start time, so its counters' return to 0 reads as a reset
+    assert!(
+        !started(&text).is_empty() && started(&text) != before,
         "{text}"
     );
 }

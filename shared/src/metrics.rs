@@ -40,6 +40,10 @@ pub mod supervisor {
     /// The file, in the run directory.
     pub const FILE_NAME: &str = "supervisor.prom";
 
+    /// The pids of glint's processes, `{"supervisor": …, "controlplane": …, "dataplane": …}`,
+    /// in the run directory (for the `process_*` metrics).
+    pub const PIDS_FILE: &str = "pids.json";
+
     /// The planes, as the `plane` label has them.
     pub const PLANES: [&str; 2] = ["controlplane", "dataplane"];
 
