@@ -55,3 +55,11 @@ fn hashing_algorithms_match_hashlib() {
         }
     }
 }
+
+/// The metadata definitions catalog through python-glanceclient (its schema-validated
+/// controllers), the `glance md-*` CLI, `openstack image metadef …` and openstacksdk.
+#[test]
+#[ignore = "needs the client venv: run through ./scripts/test"]
+fn metadefs_through_every_client() {
+    run_script("test_metadefs.py");
+}

@@ -22,6 +22,7 @@ pub mod info;
 pub mod list_params;
 pub mod members;
 pub mod metadef_schemas;
+pub mod metadefs;
 pub mod middleware;
 pub mod schemas;
 pub mod stores;
@@ -107,6 +108,7 @@ pub fn router(app: App) -> Router {
         .route("/v2/schemas/members", get(schemas::members))
         .route("/v2/schemas/task", get(schemas::task))
         .route("/v2/schemas/tasks", get(schemas::tasks))
+        .merge(metadefs::routes())
         .route("/v2/schemas/metadefs/{name}", get(schemas::metadef))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

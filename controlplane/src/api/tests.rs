@@ -1267,7 +1267,7 @@ async fn metrics_use_route_templates() {
         "{text}"
     );
     assert!(
-        text.contains(r#"route="unmatched",status="404"} 1"#),
+        text.contains(r#"route="unmatched:other",status="404"} 1"#),
         "{text}"
     );
     assert!(!text.contains(&id.to_string()));

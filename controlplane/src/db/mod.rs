@@ -14,6 +14,8 @@
 //!   [`images::update`]) or a status move conditional on the current status
 //!   (`… WHERE id = ? AND status = ?`, see [`images::apply_move`]; the domain decides the
 //!   move), so concurrent writers never lose each other's changes — across processes too.
+//! - [`metadefs`] holds the metadata definitions catalog (namespaces and their objects,
+//!   properties, tags and resource type associations; one write function per operation).
 //! - [`ImageRow`] is the row shape; it converts to [`crate::domain::Image`] at this edge.
 //! - [`cache`] keeps images read recently, so hot reads skip the database (or most of it);
 //!   every image write in [`images`] invalidates its entry.
@@ -25,6 +27,7 @@ pub mod images;
 pub mod jobs;
 mod list;
 pub mod members;
+pub mod metadefs;
 pub mod purge;
 mod row;
 #[cfg(any(test, feature = "test-util"))]
@@ -533,7 +536,7 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 4, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 5, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
@@ -578,7 +581,7 @@ mod tests {
             .unwrap();
             ids.push(id);
         }
-        assert_eq!(db.migrate().await.unwrap(), 2, "{backend:?}");
+        assert_eq!(db.migrate().await.unwrap(), 3, "{backend:?}");
         let want = [
             Some(LocationStatus::Active),
             Some(LocationStatus::Active),

@@ -9,6 +9,8 @@
 //! - [`location`] holds where the data lives ([`Location`]: one per store copy) and the
 //!   rules for removing copies.
 //! - [`member`] holds image members (sharing) and their statuses.
+//! - [`metadef`] holds the metadata definitions catalog (namespaces, objects, properties,
+//!   tags, resource types): Glance's body checks and JSON.
 //! - [`patch`] parses both JSON-patch media types and applies them to an [`Image`]
 //!   (Glance's `_do_add`/`_do_replace`/`_do_remove`).
 //!
@@ -18,6 +20,7 @@ pub mod create;
 pub mod image;
 pub mod location;
 pub mod member;
+pub mod metadef;
 pub mod patch;
 pub mod property;
 pub mod status;

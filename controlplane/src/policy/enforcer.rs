@@ -1,6 +1,10 @@
 //! The [`Enforcer`]: Glance's rule table (names and default check strings from
-//! `glance/policies/{base,image,discovery}.py`), overridable by an operator policy file, plus Glance's
-//! image-visibility rule (`is_image_visible`), which no policy can widen.
+//! `glance/policies/{base,image,discovery,metadef}.py`), overridable by an operator policy
+//! file, plus Glance's image-visibility rule (`is_image_visible`), which no policy can widen.
+//!
+//! The metadef rules are checked against the namespace ([`Target::of_namespace`]: its owner
+//! as `%(project_id)s`, its visibility); a check with no namespace (list, create) targets the
+//! caller's own project ([`Target::caller`]), as Glance's `MetadefAPIPolicy` does.
 
 use super::Context;
 use super::language::{self, Check};
@@ -56,6 +60,60 @@ pub enum Rule {
     RestoreImage,
     /// `GET /v2/info/stores/detail` (`glance/policies/discovery.py`): admin or service.
     StoresInfoDetail,
+    /// See one metadef namespace (and, by the namespace, what it holds).
+    GetMetadefNamespace,
+    /// List metadef namespaces at all (each listed one is also checked with
+    /// `get_metadef_namespace`).
+    GetMetadefNamespaces,
+    /// Update (or rename) a metadef namespace.
+    ModifyMetadefNamespace,
+    /// Create a metadef namespace.
+    AddMetadefNamespace,
+    /// Delete a metadef namespace (also checked to delete all of its objects, properties or
+    /// tags).
+    DeleteMetadefNamespace,
+    /// See one metadef object.
+    GetMetadefObject,
+    /// List a namespace's metadef objects.
+    GetMetadefObjects,
+    /// Update (or rename) a metadef object.
+    ModifyMetadefObject,
+    /// Create a metadef object.
+    AddMetadefObject,
+    /// Delete a metadef object.
+    DeleteMetadefObject,
+    /// List the metadef resource types (and a namespace's associations).
+    ListMetadefResourceTypes,
+    /// See a namespace's resource type associations.
+    GetMetadefResourceType,
+    /// Associate a resource type with a namespace.
+    AddMetadefResourceTypeAssociation,
+    /// Remove a resource type association.
+    RemoveMetadefResourceTypeAssociation,
+    /// See one metadef property.
+    GetMetadefProperty,
+    /// List a namespace's metadef properties.
+    GetMetadefProperties,
+    /// Update (or rename) a metadef property.
+    ModifyMetadefProperty,
+    /// Create a metadef property.
+    AddMetadefProperty,
+    /// Delete a metadef property.
+    RemoveMetadefProperty,
+    /// See one metadef tag.
+    GetMetadefTag,
+    /// List a namespace's metadef tags.
+    GetMetadefTags,
+    /// Rename a metadef tag.
+    ModifyMetadefTag,
+    /// Create one metadef tag.
+    AddMetadefTag,
+    /// Create several metadef tags at once (appending or replacing).
+    AddMetadefTags,
+    /// Delete one metadef tag.
+    DeleteMetadefTag,
+    /// Delete every tag of a namespace.
+    DeleteMetadefTags,
 }
 
 /// The rules that exist only to be referenced (`rule:context_is_admin`, …), with defaults.
@@ -63,6 +121,9 @@ const BASE_RULES: &[(&str, &str)] = &[
     ("context_is_admin", "role:admin"),
     ("default", ""),
     ("service_api", "role:service or role:admin"),
+    // glance/policies/metadef.py
+    ("metadef_default", ""),
+    ("metadef_admin", ADMIN),
 ];
 
 const ADMIN: &str = "rule:context_is_admin";
@@ -70,10 +131,16 @@ const ADMIN_OR_PROJECT_MEMBER: &str =
     "rule:context_is_admin or (role:member and project_id:%(project_id)s)";
 const ADMIN_OR_PROJECT_READER: &str =
     "rule:context_is_admin or (role:reader and project_id:%(project_id)s)";
+/// Glance's `ADMIN_OR_PROJECT_READER_GET_NAMESPACE`: the owner project's readers, or a public
+/// namespace.
+const ADMIN_OR_PROJECT_READER_GET_NAMESPACE: &str = "rule:context_is_admin or (role:reader and \
+     (project_id:%(project_id)s or 'public':%(visibility)s))";
+/// Glance's `METADEF_ADMIN`.
+const METADEF_ADMIN: &str = "rule:metadef_admin";
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 47] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -95,6 +162,32 @@ impl Rule {
         Rule::DeleteImageLocation,
         Rule::RestoreImage,
         Rule::StoresInfoDetail,
+        Rule::GetMetadefNamespace,
+        Rule::GetMetadefNamespaces,
+        Rule::ModifyMetadefNamespace,
+        Rule::AddMetadefNamespace,
+        Rule::DeleteMetadefNamespace,
+        Rule::GetMetadefObject,
+        Rule::GetMetadefObjects,
+        Rule::ModifyMetadefObject,
+        Rule::AddMetadefObject,
+        Rule::DeleteMetadefObject,
+        Rule::ListMetadefResourceTypes,
+        Rule::GetMetadefResourceType,
+        Rule::AddMetadefResourceTypeAssociation,
+        Rule::RemoveMetadefResourceTypeAssociation,
+        Rule::GetMetadefProperty,
+        Rule::GetMetadefProperties,
+        Rule::ModifyMetadefProperty,
+        Rule::AddMetadefProperty,
+        Rule::RemoveMetadefProperty,
+        Rule::GetMetadefTag,
+        Rule::GetMetadefTags,
+        Rule::ModifyMetadefTag,
+        Rule::AddMetadefTag,
+        Rule::AddMetadefTags,
+        Rule::DeleteMetadefTag,
+        Rule::DeleteMetadefTags,
     ];
 
     /// Glance's rule name.
@@ -121,6 +214,34 @@ impl Rule {
             Rule::DeleteImageLocation => "delete_image_location",
             Rule::RestoreImage => "restore_image",
             Rule::StoresInfoDetail => "stores_info_detail",
+            Rule::GetMetadefNamespace => "get_metadef_namespace",
+            Rule::GetMetadefNamespaces => "get_metadef_namespaces",
+            Rule::ModifyMetadefNamespace => "modify_metadef_namespace",
+            Rule::AddMetadefNamespace => "add_metadef_namespace",
+            Rule::DeleteMetadefNamespace => "delete_metadef_namespace",
+            Rule::GetMetadefObject => "get_metadef_object",
+            Rule::GetMetadefObjects => "get_metadef_objects",
+            Rule::ModifyMetadefObject => "modify_metadef_object",
+            Rule::AddMetadefObject => "add_metadef_object",
+            Rule::DeleteMetadefObject => "delete_metadef_object",
+            Rule::ListMetadefResourceTypes => "list_metadef_resource_types",
+            Rule::GetMetadefResourceType => "get_metadef_resource_type",
+            Rule::AddMetadefResourceTypeAssociation => "add_metadef_resource_type_association",
+            Rule::RemoveMetadefResourceTypeAssociation => {
+                "remove_metadef_resource_type_association"
+            }
+            Rule::GetMetadefProperty => "get_metadef_property",
+            Rule::GetMetadefProperties => "get_metadef_properties",
+            Rule::ModifyMetadefProperty => "modify_metadef_property",
+            Rule::AddMetadefProperty => "add_metadef_property",
+            Rule::RemoveMetadefProperty => "remove_metadef_property",
+            Rule::GetMetadefTag => "get_metadef_tag",
+            Rule::GetMetadefTags => "get_metadef_tags",
+            Rule::ModifyMetadefTag => "modify_metadef_tag",
+            Rule::AddMetadefTag => "add_metadef_tag",
+            Rule::AddMetadefTags => "add_metadef_tags",
+            Rule::DeleteMetadefTag => "delete_metadef_tag",
+            Rule::DeleteMetadefTags => "delete_metadef_tags",
         }
     }
 
@@ -160,6 +281,32 @@ impl Rule {
             }
             Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
             Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
+            Rule::GetMetadefNamespace
+            | Rule::GetMetadefObject
+            | Rule::GetMetadefObjects
+            | Rule::ListMetadefResourceTypes
+            | Rule::GetMetadefResourceType
+            | Rule::GetMetadefProperty
+            | Rule::GetMetadefProperties
+            | Rule::GetMetadefTag
+            | Rule::GetMetadefTags => ADMIN_OR_PROJECT_READER_GET_NAMESPACE,
+            Rule::GetMetadefNamespaces => ADMIN_OR_PROJECT_READER,
+            Rule::ModifyMetadefNamespace
+            | Rule::AddMetadefNamespace
+            | Rule::DeleteMetadefNamespace
+            | Rule::ModifyMetadefObject
+            | Rule::AddMetadefObject
+            | Rule::DeleteMetadefObject
+            | Rule::AddMetadefResourceTypeAssociation
+            | Rule::RemoveMetadefResourceTypeAssociation
+            | Rule::ModifyMetadefProperty
+            | Rule::AddMetadefProperty
+            | Rule::RemoveMetadefProperty
+            | Rule::ModifyMetadefTag
+            | Rule::AddMetadefTag
+            | Rule::AddMetadefTags
+            | Rule::DeleteMetadefTag
+            | Rule::DeleteMetadefTags => METADEF_ADMIN,
         }
     }
 }
@@ -184,6 +331,22 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
+    /// The target of a metadef rule on a namespace with this owner and visibility (only
+    /// `public` and `private` exist for namespaces).
+    pub fn of_namespace(owner: Option<&'a str>, visibility: Visibility) -> Target<'a> {
+        Target { owner, visibility }
+    }
+
+    /// The target of a metadef rule naming no namespace: the caller's own project, and no
+    /// visibility (Glance's target has none, so `'public':%(visibility)s` is false; `private`
+    /// makes it false here).
+    pub fn caller(ctx: &'a Context) -> Target<'a> {
+        Target {
+            owner: ctx.project_id.as_deref(),
+            visibility: Visibility::Private,
+        }
+    }
+
     /// The target describing an existing image.
     pub fn of(image: &'a Image) -> Target<'a> {
         Target {
@@ -331,6 +494,26 @@ impl Enforcer {
         }
     }
 
+    /// Enforces a metadef `rule` as Glance's `MetadefAPIPolicy._enforce` does: refused, and
+    /// `get_metadef_namespace` refused on the same target too → [`Denied::NotFound`] (the
+    /// namespace is not shown to the caller), refused but visible → [`Denied::Forbidden`].
+    pub fn authorize_metadef(
+        &self,
+        ctx: &Context,
+        rule: Rule,
+        target: &Target<'_>,
+    ) -> Result<(), Denied> {
+        if self.check(ctx, rule, target) {
+            return Ok(());
+        }
+        if rule == Rule::GetMetadefNamespace || !self.check(ctx, Rule::GetMetadefNamespace, target)
+        {
+            Err(Denied::NotFound)
+        } else {
+            Err(Denied::Forbidden(rule))
+        }
+    }
+
     /// The visibility rule a change to `visibility` needs, if any.
     pub fn visibility_rule(visibility: Visibility) -> Option<Rule> {
         match visibility {
@@ -462,6 +645,65 @@ mod tests {
         assert_eq!(
             Denied::Forbidden(Rule::DeleteImage).to_string(),
             "You are not authorized to complete delete_image action."
+        );
+    }
+
+    #[test]
+    fn metadef_rules_follow_glance() {
+        use Rule::*;
+        use Visibility::*;
+        let e = Enforcer::default();
+        let owner_reader = ctx("p1", "reader");
+        let owner_member = ctx("p1", "member");
+        let other = ctx("p2", "reader");
+        let admin = ctx("p9", "admin");
+        let none = ctx("p1", "");
+        // (who, rule, visibility of p1's namespace, allowed)
+        let table: Vec<(&Context, Rule, Visibility, bool)> = vec![
+            (&owner_reader, GetMetadefNamespace, Private, true),
+            (&other, GetMetadefNamespace, Private, false),
+            (&other, GetMetadefNamespace, Public, true),
+            (&none, GetMetadefNamespace, Public, false),
+            (&admin, GetMetadefNamespace, Private, true),
+            (&other, GetMetadefObjects, Public, true),
+            (&other, GetMetadefTag, Private, false),
+            (&owner_member, ModifyMetadefNamespace, Private, false),
+            (&owner_member, AddMetadefProperty, Private, false),
+            (&owner_member, DeleteMetadefTags, Public, false),
+            (&admin, DeleteMetadefNamespace, Private, true),
+            (&admin, AddMetadefResourceTypeAssociation, Private, true),
+            (&owner_reader, GetMetadefNamespaces, Private, true),
+            (&none, GetMetadefNamespaces, Private, false),
+        ];
+        for (who, rule, vis, want) in table {
+            assert_eq!(
+                e.check(who, rule, &t("p1", vis)),
+                want,
+                "{rule:?} {vis:?} {who:?}"
+            );
+        }
+        // a write refused on a namespace the caller sees is 403, on one it cannot see 404
+        assert_eq!(
+            e.authorize_metadef(&owner_member, AddMetadefObject, &t("p1", Private)),
+            Err(Denied::Forbidden(AddMetadefObject))
+        );
+        assert_eq!(
+            e.authorize_metadef(&other, AddMetadefObject, &t("p1", Private)),
+            Err(Denied::NotFound)
+        );
+        // no namespace: the caller's own project is the target
+        assert!(e.check(
+            &owner_reader,
+            ListMetadefResourceTypes,
+            &Target::caller(&owner_reader)
+        ));
+        assert!(!e.check(&none, ListMetadefResourceTypes, &Target::caller(&none)));
+        // metadef_admin can be widened by an operator, as in Glance
+        let e = Enforcer::with_overrides("metadef_admin: \"role:member\"\n").unwrap();
+        assert!(e.check(&owner_member, AddMetadefTag, &t("p1", Private)));
+        assert_eq!(
+            Denied::Forbidden(AddMetadefTags).to_string(),
+            "You are not authorized to complete add_metadef_tags action."
         );
     }
 

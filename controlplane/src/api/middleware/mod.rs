@@ -3,7 +3,7 @@
 //! 1. [`request_id`]: read `x-openstack-request-id` (the data plane forwards the client's),
 //!    prefix `req-`, refuse more than 64 bytes with 431, or generate `req-<uuid4>`; echo it.
 //! 2. [`observe`]: one `request{method, route, request_id}` span per request, where `route` is
-//!    the matched template or `unmatched`; logs the error report once (4xx at debug, 5xx at
+//!    the matched template, or for a path no route matched its `unmatched:<family>` (the Glance APIs not served yet, else `unmatched:other`); logs the error report once (4xx at debug, 5xx at
 //!    error); counts `glint_api_requests_total` and `glint_api_request_duration_seconds`.
 //!
 //! 3. [`auth`]: authenticate the caller (Keystone token or noauth headers), or answer 401/503;
