@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run the image service (control plane + data plane).
     Serve(ServeArgs),
-    /// Operator commands, as glance-manage's: the database schema and purge.
+    /// Operator commands, as glance-manage's: the database schema, purge, metadefs files.
     Manage(ManageArgs),
     /// Internal: run the control plane (started by `glint serve`).
     #[command(hide = true)]
@@ -98,6 +98,37 @@ enum ManageCommand {
     /// The database schema.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The metadata definitions catalog and Glance's definition files.
+    #[command(subcommand)]
+    Metadefs(MetadefsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MetadefsCommand {
+    /// Load Glance's metadata definition files (a directory of *.json, e.g. the
+    /// etc/glance/metadefs of a Glance installation), all in one transaction.
+    Load {
+        /// The directory (or one file).
+        #[arg(long)]
+        path: PathBuf,
+        /// Add to namespaces that exist what the files have and they lack.
+        #[arg(long)]
+        merge: bool,
+        /// With --merge: what both have takes the files' version.
+        #[arg(long, alias = "prefer_new")]
+        prefer_new: bool,
+        /// Replace namespaces that exist with the files' versions.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Remove every namespace with its content (the standard resource types stay).
+    Unload,
+    /// Write every namespace to <path>/<namespace>.json, in the format load reads.
+    Export {
+        /// The directory (made if missing).
+        #[arg(long)]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +177,25 @@ fn manage(args: ManageArgs) -> anyhow::Result<()> {
             age_in_days,
             max_rows: u64::try_from(max_rows).ok(),
         },
+        ManageCommand::Metadefs(MetadefsCommand::Load {
+            path,
+            merge,
+            prefer_new,
+            overwrite,
+        }) => controlplane::manage::Command::MetadefsLoad {
+            path,
+            options: controlplane::db::metadefs::LoadOptions {
+                merge,
+                prefer_new,
+                overwrite,
+            },
+        },
+        ManageCommand::Metadefs(MetadefsCommand::Unload) => {
+            controlplane::manage::Command::MetadefsUnload
+        }
+        ManageCommand::Metadefs(MetadefsCommand::Export { path }) => {
+            controlplane::manage::Command::MetadefsExport { path }
+        }
     };
     match controlplane::manage::run(&config, command) {
         Ok(out) => {

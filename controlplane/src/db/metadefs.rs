@@ -18,6 +18,9 @@
 //! - Property definitions and an object's properties are stored as JSON text (Glance's
 //!   `json_schema`), an object's `required` as comma-joined names (Glance's `required`).
 
+mod load;
+pub use load::{LoadOptions, LoadReport, STANDARD_RESOURCE_TYPES, Unloaded, load, to_file, unload};
+
 use super::row::{from_micros, to_micros};
 use super::{
     Backend, Db, Error, SortDir, Sql, SqlValue, int, int_required, is_unique_violation, text,
