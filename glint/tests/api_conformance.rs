@@ -160,6 +160,7 @@ fn suite(backend: Backend) {
     data_and_lifecycle_1_4(&api);
     members_1_6(&api);
     schemas_1_7(&api);
+    metadefs_1_10(&api);
     concurrency(&api);
 }
 
@@ -795,6 +796,116 @@ fn schemas_1_7(api: &Api) {
         let r = api.get(&format!("/v2/schemas/{name}"), Who::Stranger);
         assert_eq!(r.status, 200, "{name}");
         assert_eq!(r.body["name"], name);
+    }
+}
+
+// === 1.10 metadata definitions: as each role sees them ===
+
+fn metadefs_1_10(api: &Api) {
+    let ns = "/v2/metadefs/namespaces";
+    // writes are metadef_admin's
+    let body = json!({"namespace": "Conf::Private", "visibility": "private",
+                      "owner": "p1", "properties": {"speed": {"title": "Speed", "type": "integer"}}});
+    for who in [Who::Owner, Who::Reader, Who::Member, Who::Stranger] {
+        assert_eq!(
+            api.post(ns, who, body.clone()).status,
+            403,
+            "{who:?} creates"
+        );
+    }
+    assert_eq!(api.post(ns, Who::Admin, body.clone()).status, 201);
+    assert_eq!(api.post(ns, Who::Admin, body).status, 409, "a duplicate");
+    let public = json!({"namespace": "Conf::Public", "visibility": "public", "owner": "p1",
+                        "tags": [{"name": "a"}], "resource_type_associations": [
+                            {"name": "OS::Glance::Image", "prefix": "conf_"}]});
+    assert_eq!(api.post(ns, Who::Admin, public).status, 201);
+
+    // reads: admin, the owner's project (member or reader), public namespaces
+    let names = |who: Who| -> Vec<String> {
+        let r = api.get(ns, who);
+        assert_eq!(r.status, 200, "{who:?}: {}", r.body);
+        let mut v: Vec<String> = r.body["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["namespace"].as_str().unwrap().to_owned())
+            .filter(|n| n.starts_with("Conf::"))
+            .collect();
+        v.sort();
+        v
+    };
+    let both = vec!["Conf::Private".to_owned(), "Conf::Public".to_owned()];
+    assert_eq!(names(Who::Admin), both);
+    assert_eq!(names(Who::Owner), both);
+    assert_eq!(names(Who::Reader), both);
+    assert_eq!(names(Who::Stranger), ["Conf::Public"]);
+    for (who, want) in [
+        (Who::Owner, 200),
+        (Who::Reader, 200),
+        (Who::Stranger, 404),
+        (Who::Admin, 200),
+    ] {
+        let r = api.get(&format!("{ns}/Conf::Private/properties/speed"), who);
+        assert_eq!(
+            r.status, want,
+            "{who:?} reads a private namespace's property: {}",
+            r.body
+        );
+    }
+    let r = api.get(
+        &format!("{ns}/Conf::Public?resource_type=OS::Glance::Image"),
+        Who::Stranger,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["tags"][0]["name"], "a");
+    // the owner's project may not write either (writes are admin's)
+    let r = api.call(
+        Method::POST,
+        &format!("{ns}/Conf::Private/tags/b"),
+        Who::Owner,
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api.get("/v2/metadefs/resource_types", Who::Stranger);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["resource_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "OS::Nova::Flavor")
+    );
+    for name in [
+        "namespace",
+        "namespaces",
+        "object",
+        "objects",
+        "property",
+        "properties",
+        "resource_type",
+        "resource_types",
+        "tag",
+        "tags",
+    ] {
+        assert_eq!(
+            api.get(&format!("/v2/schemas/metadefs/{name}"), Who::Stranger)
+                .status,
+            200,
+            "{name}"
+        );
+    }
+    // a stranger cannot see the private one (404) and may not delete the public one (403)
+    for (n, stranger) in [("Conf::Private", 404), ("Conf::Public", 403)] {
+        assert_eq!(
+            api.delete(&format!("{ns}/{n}"), Who::Stranger).status,
+            stranger,
+            "{n}"
+        );
+        assert_eq!(
+            api.delete(&format!("{ns}/{n}"), Who::Admin).status,
+            204,
+            "{n}"
+        );
     }
 }
 
