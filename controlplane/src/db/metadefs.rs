@@ -639,8 +639,20 @@ pub async fn update_object(
 
 /// Deletes one object; whether it existed.
 pub async fn delete_object(db: &Db, namespace_id: i64, name: &str) -> Result<bool, Error> {
+    delete_named(db, "metadef_objects", namespace_id, name).await
+}
+
+/// Deletes every object of a namespace; how many there were.
+pub async fn delete_objects(db: &Db, namespace_id: i64) -> Result<u64, Error> {
+    delete_content(db, "metadef_objects", namespace_id).await
+}
+
+/// Deletes the row of `table` named `name` in a namespace; whether it existed.
+async fn delete_named(db: &Db, table: &str, namespace_id: i64, name: &str) -> Result<bool, Error> {
     let n = db
-        .sql("DELETE FROM metadef_objects WHERE namespace_id = ? AND name = ?")
+        .sql(&format!(
+            "DELETE FROM {table} WHERE namespace_id = ? AND name = ?"
+        ))
         .arg(namespace_id)
         .arg(name)
         .query()
@@ -648,11 +660,6 @@ pub async fn delete_object(db: &Db, namespace_id: i64, name: &str) -> Result<boo
         .await?
         .rows_affected();
     Ok(n == 1)
-}
-
-/// Deletes every object of a namespace; how many there were.
-pub async fn delete_objects(db: &Db, namespace_id: i64) -> Result<u64, Error> {
-    delete_content(db, "metadef_objects", namespace_id).await
 }
 
 async fn delete_content(db: &Db, table: &str, namespace_id: i64) -> Result<u64, Error> {
@@ -762,15 +769,7 @@ pub async fn update_property(
 
 /// Deletes one property; whether it existed.
 pub async fn delete_property(db: &Db, namespace_id: i64, name: &str) -> Result<bool, Error> {
-    let n = db
-        .sql("DELETE FROM metadef_properties WHERE namespace_id = ? AND name = ?")
-        .arg(namespace_id)
-        .arg(name)
-        .query()
-        .execute(db.pool())
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+    delete_named(db, "metadef_properties", namespace_id, name).await
 }
 
 /// Deletes every property of a namespace; how many there were.
@@ -1012,15 +1011,7 @@ pub async fn update_tag(
 
 /// Deletes one tag; whether it existed.
 pub async fn delete_tag(db: &Db, namespace_id: i64, name: &str) -> Result<bool, Error> {
-    let n = db
-        .sql("DELETE FROM metadef_tags WHERE namespace_id = ? AND name = ?")
-        .arg(namespace_id)
-        .arg(name)
-        .query()
-        .execute(db.pool())
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+    delete_named(db, "metadef_tags", namespace_id, name).await
 }
 
 /// Deletes every tag of a namespace; how many there were.
