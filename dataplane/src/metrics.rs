@@ -16,7 +16,7 @@ pub enum Route {
     Forward = 2,
 }
 
-/// Who caused an upload to fail (label `side`): decides whether a retry can help.
+/// Who caused a transfer to fail (label `side`): decides whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The client (went away, sent bad data).
@@ -27,6 +27,18 @@ pub enum Side {
     Control = 2,
     /// Our own bug.
     Internal = 3,
+}
+
+/// A transfer in flight ([`Metrics::in_flight`]); dropping it ends it.
+#[derive(Debug)]
+pub struct InFlight {
+    slot: &'static AtomicU64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.slot.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One worker's counters.
@@ -94,14 +106,29 @@ impl Metrics {
         );
     }
 
-    /// Upload bytes stored.
+    /// Upload bytes received (counted as they arrive: a dropped upload counts what it moved).
     pub fn bytes_in(&self, n: u64) {
         self.add(idx::BYTES_IN, n);
     }
 
-    /// Download bytes sent.
+    /// Download bytes sent (counted as they go: a dropped download counts what it moved).
     pub fn bytes_out(&self, n: u64) {
         self.add(idx::BYTES_OUT, n);
+    }
+
+    /// A download that was granted failed.
+    pub fn download_failed(&self, side: Side) {
+        self.add(idx::DOWNLOAD_FAILURES + side as usize, 1);
+    }
+
+    /// A transfer on `route` (upload or download) starts moving bytes; it counts as in
+    /// flight until the guard is dropped.
+    pub fn in_flight(&self, route: Route) -> InFlight {
+        let i = idx::IN_FLIGHT + (route as usize).min(1);
+        self.add(i, 1);
+        InFlight {
+            slot: &self.slot[i],
+        }
     }
 
     /// An upload failed.

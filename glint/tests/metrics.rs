@@ -105,6 +105,89 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     assert!(r.bytes().unwrap() == data);
     assert_eq!(c.get(g.url("/v2/nothing")).send().unwrap().status(), 404);
 
+    // transfers cut short count the bytes they moved
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    let out = "glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"}";
+    let inn = "glint_dp_transfer_bytes_total{direction=\"in\",store=\"file\"}";
+    let snapshot = scrape(&g);
+    let big = {
+        let r = c
+            .post(g.url("/v2/images"))
+            .json(&json!({"name": "big", "disk_format": "raw", "container_format": "bare"}))
+            .send()
+            .unwrap();
+        let id = r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = c
+            .put(g.url(&format!("/v2/images/{id}/file")))
+            .header("Content-Type", "application/octet-stream")
+            .body(random_bytes(16 << 20))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        id
+    };
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET /v2/images/{big}/file HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 65536];
+        while got < 2 << 20 {
+            got += s.read(&mut buf).unwrap();
+        }
+    }
+    let r = c
+        .post(g.url("/v2/images"))
+        .json(&json!({"name": "cut", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    let cut = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
+        write!(
+            s,
+            "PUT /v2/images/{cut}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            8 << 20
+        )
+        .unwrap();
+        s.write_all(&random_bytes(4 << 20)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let t = scrape(&g);
+        let settled = t.contains("glint_dp_transfers_in_flight{route=\"download\"} 0")
+            && t.contains("glint_dp_transfers_in_flight{route=\"upload\"} 0")
+            && value(&t, "glint_dp_download_failures_total{side=\"client\"}") >= 1.0;
+        if settled {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "transfers did not end:\n{t}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sent = value(&after, out) - value(&snapshot, out);
+    assert!(
+        sent >= (1 << 20) as f64,
+        "the dropped download's bytes: {sent}"
+    );
+    let received = value(&after, inn) - value(&snapshot, inn);
+    assert!(
+        received >= (16 << 20) as f64 + (2 << 20) as f64,
+        "the dropped upload's bytes: {received}"
+    );
+
     // the data plane killed: the restart shows, counted by the supervisor
     let dp = g.plane_pid("dataplane").unwrap();
     Glint::kill(dp, rustix::process::Signal::KILL);
@@ -121,7 +204,7 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         "{text}"
     );
     assert!(
-        text.contains("glint_db_image_transitions_total{from=\"saving\",to=\"active\"} 1"),
+        text.contains("glint_db_image_transitions_total{from=\"saving\",to=\"active\"} 2"),
         "{text}"
     );
     // the new data plane's start time, so its counters' return to 0 reads as a reset

@@ -71,6 +71,8 @@ pub const ALL: &[&str] = &[
     dp::UPLOAD_FAILURES_TOTAL,
     dp::DOWNLOAD_FAILOVERS_TOTAL,
     dp::JOBS_TOTAL,
+    dp::DOWNLOAD_FAILURES_TOTAL,
+    dp::TRANSFERS_IN_FLIGHT,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -141,6 +143,11 @@ pub mod dp {
     pub const DOWNLOAD_FAILOVERS_TOTAL: &str = "glint_dp_download_failovers_total";
     /// Jobs the data plane ran for the control plane, labels `kind`, `outcome` (done, failed).
     pub const JOBS_TOTAL: &str = "glint_dp_jobs_total";
+    /// Downloads that failed after they were granted, label `side` (client, store, control,
+    /// internal).
+    pub const DOWNLOAD_FAILURES_TOTAL: &str = "glint_dp_download_failures_total";
+    /// Image transfers moving bytes now, label `route` (upload, download).
+    pub const TRANSFERS_IN_FLIGHT: &str = "glint_dp_transfers_in_flight";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -192,6 +199,10 @@ pub mod shm {
         pub const FAILOVERS: usize = FAILURES + 4;
         /// First of the `JOB_KINDS × 2` job counters (kind-major: done, failed).
         pub const JOBS: usize = FAILOVERS + 1;
+        /// First of the `SIDES` download-failure counters.
+        pub const DOWNLOAD_FAILURES: usize = JOBS + 2 * super::JOB_KINDS.len();
+        /// Transfers in flight: upload, then download (gauges: added at start, taken at end).
+        pub const IN_FLIGHT: usize = DOWNLOAD_FAILURES + 4;
     }
 
     /// The kinds of data-plane jobs, in counter order.
@@ -334,6 +345,34 @@ pub mod shm {
             "counter",
             "Jobs the data plane ran for the control plane, by kind and outcome.",
         );
+        family(
+            out,
+            dp::DOWNLOAD_FAILURES_TOTAL,
+            "counter",
+            "Downloads that failed after they were granted, by the side that failed.",
+        );
+        for (s, side) in SIDES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{side=\"{side}\"}} {}",
+                dp::DOWNLOAD_FAILURES_TOTAL,
+                v[idx::DOWNLOAD_FAILURES + s]
+            );
+        }
+        family(
+            out,
+            dp::TRANSFERS_IN_FLIGHT,
+            "gauge",
+            "Image transfers moving bytes now, by route.",
+        );
+        for (r, route) in ["upload", "download"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{route=\"{route}\"}} {}",
+                dp::TRANSFERS_IN_FLIGHT,
+                v[idx::IN_FLIGHT + r] as i64
+            );
+        }
         for (k, kind) in JOB_KINDS.iter().enumerate() {
             for (outcome, done) in [("done", true), ("failed", false)] {
                 let _ = writeln!(

@@ -168,12 +168,13 @@ pub async fn sendfile_to_socket(
     len: u64,
     sock: &TcpStream,
     idle: Duration,
+    progress: &dyn Fn(u64),
 ) -> io::Result<()> {
     let fd = sock.as_fd();
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
     let _ = rustix::net::sockopt::set_tcp_cork(fd, true);
-    let res = sendfile_loop(file, offset, len, sock, idle).await;
+    let res = sendfile_loop(file, offset, len, sock, idle, progress).await;
     let _ = rustix::net::sockopt::set_tcp_cork(fd, false);
     let _ = rustix::fs::fcntl_setfl(fd, flags);
     res
@@ -185,6 +186,7 @@ async fn sendfile_loop(
     len: u64,
     sock: &TcpStream,
     idle: Duration,
+    progress: &dyn Fn(u64),
 ) -> io::Result<()> {
     let mut poll = None;
     let mut off = offset;
@@ -198,7 +200,7 @@ async fn sendfile_loop(
                     "image file shorter than its recorded size",
                 ));
             }
-            Ok(_) => {}
+            Ok(n) => progress(n as u64),
             Err(rustix::io::Errno::AGAIN) => {
                 let poll = match &mut poll {
                     Some(p) => p,
@@ -241,8 +243,9 @@ impl Splicer {
         Ok(Splicer { rx, tx, capacity })
     }
 
-    /// Sends `len` bytes of `file` starting at `offset` to `sock`.
-    /// Each splice must make progress within `idle`, or the transfer fails with `TimedOut`.
+    /// Sends `len` bytes of `file` starting at `offset` to `sock`, telling `progress` each
+    /// part that reached the socket. Each splice must make progress within `idle`, or the
+    /// transfer fails with `TimedOut`.
     pub async fn file_to_socket(
         &mut self,
         file: &File,
@@ -250,6 +253,7 @@ impl Splicer {
         len: u64,
         sock: &TcpStream,
         idle: Duration,
+        progress: &dyn Fn(u64),
     ) -> io::Result<()> {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading");
         let mut offset = offset;
@@ -278,6 +282,7 @@ impl Splicer {
                 if m == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }
+                progress(m as u64);
                 in_pipe -= m;
             }
             offset += n as u64;

@@ -17,7 +17,7 @@ use super::tls::ClientStream;
 use super::worker::Worker;
 use crate::http::{Conn, Framing, RequestHead, response_head_into};
 use crate::io::Splicer;
-use crate::metrics::Route;
+use crate::metrics::{Route, Side};
 use compio::io::AsyncReadAt;
 use shared::channel::{Request, Response};
 use shared::image::ImageId;
@@ -170,11 +170,10 @@ async fn authorize(
         image_id,
         credentials: credentials(head),
     };
-    let chan = w
-        .link
-        .exchange(&ask)
-        .await
-        .map_err(|e| Refusal::unavailable("AuthorizeDownload", &e, keep))?;
+    let chan = w.link.exchange(&ask).await.map_err(|e| {
+        w.metrics.download_failed(Side::Control);
+        Refusal::unavailable("AuthorizeDownload", &e, keep)
+    })?;
     let (locations, size, checksum) = match chan.response() {
         Ok(Response::DownloadGranted {
             locations,
@@ -296,6 +295,7 @@ async fn send(
         Source::Remote(locations) => match open_remote(&locations, offset, len, w).await {
             Some(reader) => Body::Remote(reader),
             None => {
+                w.metrics.download_failed(Side::Store);
                 let refusal = Refusal::new(503, "The image data is temporarily unavailable.", keep);
                 return refuse(conn, Route::Download, refusal, rid, w).await;
             }
@@ -343,16 +343,19 @@ async fn send(
     if len == 0 {
         return keep;
     }
+    let _moving = w.metrics.in_flight(Route::Download);
+    // counted as they go: a download cut short counts what it moved
+    let progress = |n: u64| w.metrics.bytes_out(n);
     let sent = match body {
-        Body::File(file) => send_file(conn, file, offset, len, w, splicer).await,
-        Body::Remote(reader) => send_stream(conn, reader, len, w).await,
+        Body::File(file) => send_file(conn, file, offset, len, w, splicer, &progress).await,
+        Body::Remote(reader) => send_stream(conn, reader, len, w, &progress).await,
         Body::Empty => Ok(()),
     };
     if let Err(e) = sent {
         tracing::debug!(%image_id, error = %e, "download ended early");
+        w.metrics.download_failed(e.side);
         return false;
     }
-    w.metrics.bytes_out(len);
     tracing::debug!(%image_id, request_id = rid, bytes = len, "download sent");
     keep
 }
@@ -396,20 +399,54 @@ async fn send_stream(
     mut reader: crate::store::Reader,
     len: u64,
     w: &Worker,
-) -> std::io::Result<()> {
+    progress: &dyn Fn(u64),
+) -> Result<(), Cut> {
     let idle = w.settings.idle_timeout;
     let cap = w.settings.transfer_buffer_bytes;
     let mut buf = Vec::with_capacity(cap);
     let mut left = len;
     while left > 0 {
         buf.clear();
-        buf = fill_from(&mut reader, buf, left.min(cap as u64) as usize).await?;
+        buf = fill_from(&mut reader, buf, left.min(cap as u64) as usize)
+            .await
+            .map_err(|e| Cut::by(Side::Store, e))?;
         left -= buf.len() as u64;
+        let n = buf.len() as u64;
         let (res, b) = conn.write_all(buf, idle).await;
         buf = b;
-        res?;
+        res.map_err(|e| Cut::by(Side::Client, e))?;
+        progress(n);
     }
     Ok(())
+}
+
+/// Why a download stopped before its last byte, and whose side failed.
+#[derive(Debug)]
+struct Cut {
+    side: Side,
+    error: std::io::Error,
+}
+
+impl Cut {
+    fn by(side: Side, error: std::io::Error) -> Cut {
+        Cut { side, error }
+    }
+
+    /// A local file transfer's failure: the file ending early is ours (its recorded size is
+    /// wrong), anything else the client's (gone, stopped reading).
+    fn of_file(error: std::io::Error) -> Cut {
+        let side = match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => Side::Internal,
+            _ => Side::Client,
+        };
+        Cut { side, error }
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?} side)", self.error, self.side)
+    }
 }
 
 /// Reads from a store until `buf` holds `want` bytes.
@@ -435,15 +472,16 @@ async fn send_file(
     len: u64,
     w: &Worker,
     splicer: &mut Option<Splicer>,
-) -> std::io::Result<()> {
+    progress: &dyn Fn(u64),
+) -> Result<(), Cut> {
     use std::os::fd::AsFd;
     let idle = w.settings.idle_timeout;
     if let Some(sock) = conn.stream.plain() {
-        match crate::io::sendfile_to_socket(file.as_fd(), offset, len, sock, idle).await {
+        match crate::io::sendfile_to_socket(file.as_fd(), offset, len, sock, idle, progress).await {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                 tracing::debug!(error = %e, "sendfile not supported here; splicing instead");
             }
-            other => return other,
+            other => return other.map_err(Cut::of_file),
         }
         if splicer.is_none() {
             match Splicer::new(w.settings.transfer_buffer_bytes).await {
@@ -455,12 +493,14 @@ async fn send_file(
         }
         if let Some(s) = splicer.as_mut() {
             let file = crate::io::into_compio(file);
-            let res = s.file_to_socket(&file, offset, len, sock, idle).await;
+            let res = s
+                .file_to_socket(&file, offset, len, sock, idle, progress)
+                .await;
             if res.is_err() {
                 // The pipe may still hold bytes of this response: never reuse it.
                 *splicer = None;
             }
-            return res;
+            return res.map_err(Cut::of_file);
         }
     }
     // TLS (bytes must be encrypted in user space) or no pipe: copy through a pooled buffer.
@@ -477,16 +517,23 @@ async fn send_file(
         let (res, b) = file.read_at(buf, pos).await.into();
         buf = b;
         match res {
-            Ok(0) => break Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => {
+                break Err(Cut::by(
+                    Side::Internal,
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
             Ok(n) => buf.truncate(want.min(n)),
-            Err(e) => break Err(e),
+            Err(e) => break Err(Cut::by(Side::Internal, e)),
         }
         pos += buf.len() as u64;
+        let n = buf.len() as u64;
         let (res, b) = conn.write_all(buf, idle).await;
         buf = b;
         if let Err(e) = res {
-            break Err(e);
+            break Err(Cut::by(Side::Client, e));
         }
+        progress(n);
     };
     w.scratch.put(buf);
     res

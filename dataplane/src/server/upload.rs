@@ -63,8 +63,11 @@ pub async fn handle(
         Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
     let started = Instant::now();
+    let moving = w.metrics.in_flight(Route::Upload);
     let stored = receive(conn, head, &checked, &mut grant, w).await;
-    match commit(grant, stored, &checked, rid, w).await {
+    let committed = commit(grant, stored, &checked, rid, w).await;
+    drop(moving);
+    match committed {
         Ok(size) => answer(conn, head, &checked, size, started, rid, w).await,
         Err(Ended::ClientGone) => {
             w.metrics.request(Route::Upload, 400);
@@ -311,7 +314,6 @@ async fn answer(
         mb_per_s = format!("{:.1}", size as f64 / 1e6 / secs.max(1e-9)),
         "upload stored"
     );
-    w.metrics.bytes_in(size);
     no_content(conn, Route::Upload, rid, head.keep_alive, w).await
 }
 
@@ -386,7 +388,7 @@ async fn receive(
         return Err(f);
     }
     let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
-    match transfer(conn, head, c, grant, &mut upload, &mut hasher, idle).await {
+    match transfer(conn, head, c, grant, &mut upload, &mut hasher, w).await {
         Ok(()) => {}
         Err(f) => {
             upload.abort().await;
@@ -446,13 +448,16 @@ async fn transfer(
     grant: &mut Grant,
     upload: &mut crate::store::Upload,
     hasher: &mut PipelinedHasher,
-    idle: std::time::Duration,
+    w: &Worker,
 ) -> Result<(), Failure> {
+    let idle = w.settings.idle_timeout;
     let direct = upload.direct();
     let mut state = BodyState::new(head.framing);
     let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
     while !state.is_done() {
         let buf = fill(conn, &mut state, hasher, idle).await?;
+        // counted as they arrive: an upload cut short counts what it moved
+        w.metrics.bytes_in(buf.len() as u64);
         if buf.is_empty() {
             hasher.give_back(Some(buf));
             continue;
