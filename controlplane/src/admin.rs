@@ -51,6 +51,10 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
         }
     };
     app.metrics.jobs(app.db.jobs_enqueued(), open);
+    let pool = app.db.pool();
+    let idle = pool.num_idle();
+    app.metrics
+        .db_pool(idle, (pool.size() as usize).saturating_sub(idle));
     let mut text = app.metrics.render();
     let path = app.config.run_dir().join(shared::metrics::shm::FILE_NAME);
     if let Ok(bytes) = tokio::fs::read(&path).await

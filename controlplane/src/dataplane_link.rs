@@ -227,6 +227,7 @@ impl Connection {
 
     async fn handle(&mut self, req: Request) -> (Response, Next) {
         let kind = kind_label(&req);
+        let started = std::time::Instant::now();
         let (response, next) = if !self.handshaken {
             match req {
                 Request::Hello {
@@ -341,6 +342,9 @@ impl Connection {
             _ => "ok",
         };
         self.app.metrics.channel_request(kind, result);
+        self.app
+            .metrics
+            .channel_duration(kind, started.elapsed().as_secs_f64());
         (response, next)
     }
 

@@ -71,6 +71,12 @@ impl Metrics {
                 Matcher::Full(names::API_REQUEST_DURATION_SECONDS.into()),
                 DURATION_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::CHANNEL_REQUEST_DURATION_SECONDS.into()),
+                    DURATION_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -102,6 +108,12 @@ impl Metrics {
                 .absolute(0);
         };
         zero(names::CHANNEL_LEASES_REVERTED_TOTAL, Vec::new());
+        for result in ["ok", "failed"] {
+            zero(
+                names::SCRUBBER_RUNS_TOTAL,
+                vec![Label::new("result", result)],
+            );
+        }
         for kind in crate::dataplane_link::KINDS {
             zero(
                 names::CHANNEL_REQUESTS_TOTAL,
@@ -149,6 +161,26 @@ impl Metrics {
             KeyName::from_const_str(names::CHANNEL_REQUESTS_TOTAL),
             None,
             d("Channel requests from the data plane by kind and result."),
+        );
+        r.describe_histogram(
+            KeyName::from_const_str(names::CHANNEL_REQUEST_DURATION_SECONDS),
+            Some(Unit::Seconds),
+            d("Time the control plane took to answer a data-plane channel request, by kind."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(names::DB_POOL_CONNECTIONS),
+            None,
+            d("Database connections of the control plane's pool, by state (idle, in_use)."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(names::IMAGES),
+            None,
+            d("Images by status (read from the database every few seconds)."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::SCRUBBER_RUNS_TOTAL),
+            None,
+            d("Scrubber passes, by result."),
         );
         r.describe_counter(
             KeyName::from_const_str(names::CHANNEL_LEASES_REVERTED_TOTAL),
@@ -264,6 +296,46 @@ impl Metrics {
         let key = Key::from_parts(
             names::CHANNEL_REQUESTS_TOTAL,
             vec![Label::new("kind", kind), Label::new("result", result)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// Records how long a channel request of `kind` took to answer.
+    pub fn channel_duration(&self, kind: &'static str, seconds: f64) {
+        let key = Key::from_parts(
+            names::CHANNEL_REQUEST_DURATION_SECONDS,
+            vec![Label::new("kind", kind)],
+        );
+        self.recorder
+            .register_histogram(&key, &METADATA)
+            .record(seconds);
+    }
+
+    /// Publishes the pool's connections (read at each scrape).
+    pub fn db_pool(&self, idle: usize, in_use: usize) {
+        for (state, n) in [("idle", idle), ("in_use", in_use)] {
+            let key = Key::from_parts(names::DB_POOL_CONNECTIONS, vec![Label::new("state", state)]);
+            self.recorder.register_gauge(&key, &METADATA).set(n as f64);
+        }
+    }
+
+    /// Publishes the number of images per status (every status, 0 included).
+    pub fn images(&self, counts: &[(ImageStatus, i64)]) {
+        for status in ImageStatus::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            let key = Key::from_parts(names::IMAGES, vec![Label::new("status", status.as_str())]);
+            self.recorder.register_gauge(&key, &METADATA).set(n as f64);
+        }
+    }
+
+    /// Counts one scrubber pass.
+    pub fn scrubber_run(&self, ok: bool) {
+        let key = Key::from_parts(
+            names::SCRUBBER_RUNS_TOTAL,
+            vec![Label::new("result", if ok { "ok" } else { "failed" })],
         );
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }

@@ -58,7 +58,9 @@ pub async fn scrub_once(app: &App) -> Result<usize, db::Error> {
 pub async fn run(app: App, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_secs(app.config.controlplane.scrub_wakeup_seconds.max(1));
     loop {
-        if let Err(e) = scrub_once(&app).await {
+        let pass = scrub_once(&app).await;
+        app.metrics.scrubber_run(pass.is_ok());
+        if let Err(e) = pass {
             tracing::warn!(error = %e, "scrubber pass failed");
         }
         tokio::select! {

@@ -252,6 +252,7 @@ pub async fn serve(
             .into_future(),
     );
     let scrubber = tokio::spawn(crate::scrubber::run(app.clone(), shutdown.clone()));
+    tokio::spawn(count_images(app.clone(), shutdown.clone()));
     // Histogram samples wait in the recorder until upkeep folds them into buckets.
     tokio::spawn(
         app.metrics
@@ -289,6 +290,26 @@ pub async fn serve(
     tracing::info!("control plane stopped");
     failure.map_or(Ok(()), Err)
 }
+
+/// Publishes the images per status every [`IMAGE_COUNT_EVERY`] (a `GROUP BY` on the status
+/// index, so that a scrape never scans the table), until `shutdown` turns true.
+async fn count_images(app: App, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(IMAGE_COUNT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        match db::images::status_counts(&app.db).await {
+            Ok(counts) => app.metrics.images(&counts),
+            Err(e) => tracing::debug!(error = %e, "cannot count images by status"),
+        }
+    }
+}
+
+/// How often the images per status are counted.
+const IMAGE_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -79,6 +79,20 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     };
     let before = started(&text);
 
+    // the database gauges (images by status are counted in the background)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = scrape(&g);
+        if t.contains("glint_db_images{status=\"queued\"}")
+            && t.contains("glint_db_pool_connections{state=\"idle\"}")
+            && t.contains("glint_scrubber_runs_total{result=\"ok\"}")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "database gauges missing:\n{t}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // a little of everything
     let c = reqwest::blocking::Client::new();
     let r = c
@@ -205,6 +219,10 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     );
     assert!(
         text.contains("glint_db_image_transitions_total{from=\"saving\",to=\"active\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("glint_channel_request_duration_seconds_bucket{kind=\"authorize_upload\""),
         "{text}"
     );
     // the new data plane's start time, so its counters' return to 0 reads as a reset

@@ -21,6 +21,15 @@ pub const IMAGE_CACHE_LOOKUPS_TOTAL: &str = "glint_db_image_cache_lookups_total"
 pub const IMAGE_CACHE_ENTRIES: &str = "glint_db_image_cache_entries";
 /// Plane restarts by the supervisor, label `plane`.
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "glint_supervisor_restarts_total";
+/// Time the control plane took to answer a channel request, histogram, label `kind`.
+pub const CHANNEL_REQUEST_DURATION_SECONDS: &str = "glint_channel_request_duration_seconds";
+/// Database connections of the control plane's pool, label `state` (idle, in_use).
+pub const DB_POOL_CONNECTIONS: &str = "glint_db_pool_connections";
+/// Images by status, read from the database every few seconds (not at each scrape), label
+/// `status`.
+pub const IMAGES: &str = "glint_db_images";
+/// Scrubber passes, label `result` (ok, failed).
+pub const SCRUBBER_RUNS_TOTAL: &str = "glint_scrubber_runs_total";
 /// Jobs enqueued for the data plane (through this control plane), label `kind`.
 pub const JOBS_ENQUEUED_TOTAL: &str = "glint_db_jobs_enqueued_total";
 /// Jobs the data plane reported done, label `kind`.
@@ -82,6 +91,10 @@ pub const ALL: &[&str] = &[
     IMAGE_CACHE_LOOKUPS_TOTAL,
     IMAGE_CACHE_ENTRIES,
     SUPERVISOR_RESTARTS_TOTAL,
+    CHANNEL_REQUEST_DURATION_SECONDS,
+    DB_POOL_CONNECTIONS,
+    IMAGES,
+    SCRUBBER_RUNS_TOTAL,
     JOBS_ENQUEUED_TOTAL,
     JOBS_DONE_TOTAL,
     JOBS_FAILED_TOTAL,

@@ -599,6 +599,25 @@ async fn apply_move_tx(
     Ok(true)
 }
 
+/// How many images have each status (one `GROUP BY` over the status index; the metrics
+/// task reads it every few seconds).
+pub async fn status_counts(db: &Db) -> Result<Vec<(ImageStatus, i64)>, Error> {
+    let rows = db
+        .sql("SELECT status, COUNT(*) AS n FROM images GROUP BY status")
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let raw = super::text_required(&row, "status")?;
+        let status: ImageStatus = raw
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("image status {raw:?}")))?;
+        out.push((status, super::int_required(&row, "n")?));
+    }
+    Ok(out)
+}
+
 /// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
 /// Returns the ids that moved.
 pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId>, Error> {
