@@ -9,6 +9,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/workload.rs"]
+mod workload;
+
 fn scrape(g: &Glint) -> String {
     reqwest::blocking::get(g.admin_url("/metrics"))
         .unwrap()
@@ -130,55 +133,10 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     let out = "glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"}";
     let inn = "glint_dp_transfer_bytes_total{direction=\"in\",store=\"file\"}";
     let snapshot = scrape(&g);
-    let big = {
-        let r = c
-            .post(g.url("/v2/images"))
-            .json(&json!({"name": "big", "disk_format": "raw", "container_format": "bare"}))
-            .send()
-            .unwrap();
-        let id = r.json::<Value>().unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let r = c
-            .put(g.url(&format!("/v2/images/{id}/file")))
-            .header("Content-Type", "application/octet-stream")
-            .body(random_bytes(16 << 20))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 204);
-        id
-    };
-    {
-        use std::io::Read;
-        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET /v2/images/{big}/file HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut got = 0;
-        let mut buf = vec![0u8; 65536];
-        while got < 2 << 20 {
-            got += s.read(&mut buf).unwrap();
-        }
-    }
-    let r = c
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "cut", "disk_format": "raw", "container_format": "bare"}))
-        .send()
-        .unwrap();
-    let cut = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    {
-        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
-        write!(
-            s,
-            "PUT /v2/images/{cut}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            8 << 20
-        )
-        .unwrap();
-        s.write_all(&random_bytes(4 << 20)).unwrap();
-    }
+    let big = workload::uploaded(&g, "big", 16 << 20);
+    workload::download_part_of(&g, &big, 2 << 20);
+    let cut = workload::create(&g, "cut");
+    drop(workload::upload_part_of(&g, &cut, 8 << 20, 4 << 20));
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
         let t = scrape(&g);
@@ -203,14 +161,7 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     );
 
     // the data plane killed: the restart shows, counted by the supervisor
-    let dp = g.plane_pid("dataplane").unwrap();
-    Glint::kill(dp, rustix::process::Signal::KILL);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while g.plane_pid("dataplane").is_none_or(|p| p == dp) {
-        assert!(Instant::now() < deadline, "data plane not restarted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    g.wait_public(Duration::from_secs(60)).unwrap();
+    workload::kill_dataplane(&g);
     let text = scrape(&g);
     assert_eq!(promtool(&text), "", "{text}");
     assert!(

@@ -6,11 +6,13 @@
 //! parse and return data through Prometheus's HTTP API, and the restart and the lease revert
 //! must be visible in what Prometheus stored.
 
-use loadtest::harness::{Glint, binary, random_bytes};
-use serde_json::{Value, json};
-use std::io::Write;
+use loadtest::harness::{Glint, binary};
+use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/workload.rs"]
+mod workload;
 
 /// A Prometheus of this test, stopped on drop.
 struct Prometheus {
@@ -148,26 +150,9 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus() {
 
     // the workload: uploads, downloads, listings, a 404, an unserved API
     let c = reqwest::blocking::Client::new();
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let r = c
-            .post(g.url("/v2/images"))
-            .json(&json!({"name": "p", "disk_format": "raw", "container_format": "bare"}))
-            .send()
-            .unwrap();
-        let id = r.json::<Value>().unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let r = c
-            .put(g.url(&format!("/v2/images/{id}/file")))
-            .header("Content-Type", "application/octet-stream")
-            .body(random_bytes(4 << 20))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 204);
-        ids.push(id);
-    }
+    let ids: Vec<String> = (0..3)
+        .map(|_| workload::uploaded(&g, "p", 4 << 20))
+        .collect();
     for id in &ids {
         assert_eq!(
             c.get(g.url(&format!("/v2/images/{id}/file")))
@@ -182,56 +167,13 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus() {
     let _ = c.get(g.url("/v2/images?limit=2")).send().unwrap();
     let _ = c.get(g.url("/v2/tasks")).send().unwrap();
     // a download the client drops after a little
-    {
-        use std::io::Read;
-        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
-        write!(
-            s,
-            "GET /v2/images/{}/file HTTP/1.1\r\nHost: x\r\n\r\n",
-            ids[0]
-        )
-        .unwrap();
-        let mut buf = vec![0u8; 130_000];
-        let _ = s.read(&mut buf);
-    }
+    workload::download_part_of(&g, &ids[0], 130_000);
     // an upload the client drops half-way: the image goes back to queued
-    let r = c
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "dropped", "disk_format": "raw", "container_format": "bare"}))
-        .send()
-        .unwrap();
-    let dropped = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    {
-        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
-        write!(
-            s,
-            "PUT /v2/images/{dropped}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            8 << 20
-        )
-        .unwrap();
-        s.write_all(&random_bytes(4 << 20)).unwrap();
-    }
+    let dropped = workload::create(&g, "dropped");
+    drop(workload::upload_part_of(&g, &dropped, 8 << 20, 4 << 20));
     // an upload in flight when the data plane is killed: its lease is reverted
-    let r = c
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "killed", "disk_format": "raw", "container_format": "bare"}))
-        .send()
-        .unwrap();
-    let killed = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
-    write!(
-        s,
-        "PUT /v2/images/{killed}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        8 << 20
-    )
-    .unwrap();
-    s.write_all(&random_bytes(2 << 20)).unwrap();
+    let killed = workload::create(&g, "killed");
+    let s = workload::upload_part_of(&g, &killed, 8 << 20, 2 << 20);
     let saving = Instant::now() + Duration::from_secs(10);
     while c
         .get(g.url(&format!("/v2/images/{killed}")))
@@ -244,15 +186,8 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus() {
         assert!(Instant::now() < saving, "upload never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dp = g.plane_pid("dataplane").unwrap();
-    Glint::kill(dp, rustix::process::Signal::KILL);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while g.plane_pid("dataplane").is_none_or(|p| p == dp) {
-        assert!(Instant::now() < deadline, "data plane not restarted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    workload::kill_dataplane(&g);
     drop(s);
-    g.wait_public(Duration::from_secs(60)).unwrap();
     // more traffic after the restart, so every rate has two samples on both sides of it
     for _ in 0..5 {
         let _ = c

@@ -1,0 +1,78 @@
+//! Steps of the workloads the metrics tests drive through a real `glint serve`: images made
+//! and uploaded as a client would, and transfers cut short at the socket.
+
+#![allow(dead_code)]
+
+use loadtest::harness::{Glint, random_bytes};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// Creates a raw/bare image named `name`; its id.
+pub(crate) fn create(g: &Glint, name: &str) -> String {
+    let r = reqwest::blocking::Client::new()
+        .post(g.url("/v2/images"))
+        .json(&json!({"name": name, "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Creates an image with `len` random bytes uploaded (204); its id.
+pub(crate) fn uploaded(g: &Glint, name: &str, len: usize) -> String {
+    let id = create(g, name);
+    let r = reqwest::blocking::Client::new()
+        .put(g.url(&format!("/v2/images/{id}/file")))
+        .header("Content-Type", "application/octet-stream")
+        .body(random_bytes(len))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    id
+}
+
+/// Starts an upload of `declared` bytes and sends `sent` of them; the connection stays open
+/// while the returned stream lives.
+pub(crate) fn upload_part_of(
+    g: &Glint,
+    id: &str,
+    declared: usize,
+    sent: usize,
+) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
+    write!(
+        s,
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(&random_bytes(sent)).unwrap();
+    s
+}
+
+/// Downloads at least `at_least` bytes of `id`, then drops the connection.
+pub(crate) fn download_part_of(g: &Glint, id: &str, at_least: usize) {
+    let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    while got < at_least {
+        got += s.read(&mut buf).unwrap();
+    }
+}
+
+/// Kills the data plane (SIGKILL) and waits until the supervisor has a new one serving.
+pub(crate) fn kill_dataplane(g: &Glint) {
+    let dp = g.plane_pid("dataplane").expect("data plane pid");
+    Glint::kill(dp, rustix::process::Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while g.plane_pid("dataplane").is_none_or(|p| p == dp) {
+        assert!(Instant::now() < deadline, "data plane not restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.wait_public(Duration::from_secs(60)).unwrap();
+}
