@@ -300,11 +300,12 @@ impl Connection {
                         .await
                 }
                 Request::UploadLeftover {
+                    request_id,
                     image_id,
                     url,
                     upload,
                 } => {
-                    let span = tracing::info_span!("channel_request", kind, %image_id);
+                    let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     self.upload_leftover(image_id, &url, upload.as_deref())
                         .instrument(span)
                         .await
@@ -601,6 +602,7 @@ impl Connection {
             }
         }
         let locations = list.into_string();
+        tracing::debug!(image_id = %id, status = %image.status, "download authorized");
         if locations.is_empty() {
             return Ok(Response::DownloadGranted {
                 locations,

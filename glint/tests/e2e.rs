@@ -941,3 +941,75 @@ fn a_refused_body_never_poisons_the_connection() {
         );
     }
 }
+
+/// A request's id, the client's or the one the data plane makes, is on the control plane's
+/// log lines for that request: the API request it forwarded, and every channel request made
+/// for a transfer (authorization, leftovers, commit).
+#[test]
+fn request_ids_reach_the_control_planes_log_lines() {
+    let g = Glint::start_with_env(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &[],
+        &[("GLINT_LOG", "info,controlplane=debug")],
+    )
+    .unwrap();
+    let c = reqwest::blocking::Client::new();
+    let r = c
+        .post(g.url("/v2/images"))
+        .header("X-Openstack-Request-Id", "trace-create")
+        .json(&serde_json::json!({"name": "t", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .put(g.url(&format!("/v2/images/{id}/file")))
+        .header("X-Openstack-Request-Id", "trace-upload")
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![7u8; 100_000])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .header("X-Openstack-Request-Id", "trace-download")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // no id sent: the data plane makes one, and answers with it
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap();
+    let made = r.headers()["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(made.starts_with("req-"), "{made}");
+    let _ = r.bytes();
+    let r = c
+        .get(g.url(&format!("/v2/images/{id}")))
+        .header("X-Openstack-Request-Id", "trace-show")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = g.log();
+    let cp = |needle: &str| {
+        log.lines()
+            .any(|l| l.contains("controlplane") && l.contains(needle))
+    };
+    for needle in [
+        "route=/v2/images request_id=req-trace-create",
+        "kind=\"authorize_upload\" request_id=req-trace-upload",
+        "kind=\"upload_leftover\" request_id=req-trace-upload",
+        "kind=\"upload_complete\" request_id=req-trace-upload",
+        "kind=\"authorize_download\" request_id=req-trace-download",
+        &format!("kind=\"authorize_download\" request_id={made}"),
+        "route=/v2/images/{image_id} request_id=req-trace-show",
+    ] {
+        assert!(cp(needle), "no control-plane line with {needle}:\n{log}");
+    }
+}

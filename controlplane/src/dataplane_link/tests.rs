@@ -814,6 +814,7 @@ async fn jobs_are_claimed_failed_and_done_over_the_channel() {
 
 fn leftover(id: ImageId, upload: Option<&str>) -> Request {
     Request::UploadLeftover {
+        request_id: "req-t".into(),
         image_id: id,
         url: format!("file:///data/{id}"),
         upload: upload.map(str::to_owned),

@@ -161,6 +161,8 @@ struct Grant {
     max_size: u64,
     /// The store to write to.
     store: String,
+    /// The client request's id (for the channel requests made under the lease).
+    request_id: String,
 }
 
 /// Step 2: `AuthorizeUpload`. The control plane checks policy and status and moves the image
@@ -191,6 +193,7 @@ async fn authorize(
             hash_algo,
             max_size: max_size_bytes,
             store,
+            request_id: rid.to_owned(),
         }),
         Ok((chan, Response::Denied(reason))) => {
             w.link.give_back(chan);
@@ -417,6 +420,7 @@ async fn record_leftovers(
     while let Some(l) = upload.take_leftover() {
         recorded = true;
         let ask = Request::UploadLeftover {
+            request_id: grant.request_id.as_str(),
             image_id,
             url: l.url.as_str(),
             upload: l.upload.as_deref(),

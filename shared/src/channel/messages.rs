@@ -111,6 +111,8 @@ pub enum Request<S = String> {
     /// either plane leaves nothing behind). Answered `Ack`, or `Denied(Protocol)` without a
     /// lease for `image_id` on this connection.
     UploadLeftover {
+        /// `x-openstack-request-id` of the client request.
+        request_id: S,
         /// Target image (the lease).
         image_id: ImageId,
         /// The location the data is written to.
