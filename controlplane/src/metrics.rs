@@ -77,6 +77,12 @@ impl Metrics {
                     DURATION_BUCKETS,
                 )
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::KEYSTONE_VALIDATION_DURATION_SECONDS.into()),
+                    DURATION_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -111,6 +117,18 @@ impl Metrics {
         for result in ["ok", "failed"] {
             zero(
                 names::SCRUBBER_RUNS_TOTAL,
+                vec![Label::new("result", result)],
+            );
+        }
+        for outcome in crate::auth::keystone::OUTCOMES {
+            zero(
+                names::KEYSTONE_VALIDATIONS_TOTAL,
+                vec![Label::new("outcome", outcome)],
+            );
+        }
+        for result in ["hit", "miss"] {
+            zero(
+                names::KEYSTONE_CACHE_LOOKUPS_TOTAL,
                 vec![Label::new("result", result)],
             );
         }
@@ -166,6 +184,21 @@ impl Metrics {
             KeyName::from_const_str(names::CHANNEL_REQUEST_DURATION_SECONDS),
             Some(Unit::Seconds),
             d("Time the control plane took to answer a data-plane channel request, by kind."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::KEYSTONE_VALIDATIONS_TOTAL),
+            None,
+            d("Token validations asked of Keystone, by outcome (valid, invalid, unavailable)."),
+        );
+        r.describe_histogram(
+            KeyName::from_const_str(names::KEYSTONE_VALIDATION_DURATION_SECONDS),
+            Some(Unit::Seconds),
+            d("How long Keystone took to validate a token, by outcome."),
+        );
+        r.describe_counter(
+            KeyName::from_const_str(names::KEYSTONE_CACHE_LOOKUPS_TOTAL),
+            None,
+            d("Token validations answered by the token cache (hit) or sent to Keystone (miss)."),
         );
         r.describe_gauge(
             KeyName::from_const_str(names::DB_POOL_CONNECTIONS),

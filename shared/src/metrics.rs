@@ -30,6 +30,14 @@ pub const DB_POOL_CONNECTIONS: &str = "glint_db_pool_connections";
 pub const IMAGES: &str = "glint_db_images";
 /// Scrubber passes, label `result` (ok, failed).
 pub const SCRUBBER_RUNS_TOTAL: &str = "glint_scrubber_runs_total";
+/// Keystone token validations the control plane asked Keystone for, label `outcome`
+/// (valid, invalid, unavailable).
+pub const KEYSTONE_VALIDATIONS_TOTAL: &str = "glint_keystone_validations_total";
+/// How long asking Keystone to validate a token took, histogram, label `outcome`.
+pub const KEYSTONE_VALIDATION_DURATION_SECONDS: &str = "glint_keystone_validation_duration_seconds";
+/// Token validations answered by the token cache (hit) or sent to Keystone (miss), label
+/// `result`.
+pub const KEYSTONE_CACHE_LOOKUPS_TOTAL: &str = "glint_keystone_token_cache_lookups_total";
 /// Jobs enqueued for the data plane (through this control plane), label `kind`.
 pub const JOBS_ENQUEUED_TOTAL: &str = "glint_db_jobs_enqueued_total";
 /// Jobs the data plane reported done, label `kind`.
@@ -92,6 +100,9 @@ pub const ALL: &[&str] = &[
     IMAGE_CACHE_ENTRIES,
     SUPERVISOR_RESTARTS_TOTAL,
     CHANNEL_REQUEST_DURATION_SECONDS,
+    KEYSTONE_VALIDATIONS_TOTAL,
+    KEYSTONE_VALIDATION_DURATION_SECONDS,
+    KEYSTONE_CACHE_LOOKUPS_TOTAL,
     DB_POOL_CONNECTIONS,
     IMAGES,
     SCRUBBER_RUNS_TOTAL,

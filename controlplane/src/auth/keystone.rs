@@ -58,6 +58,15 @@ enum Validation {
 /// Refresh our own token this long before it expires.
 const SERVICE_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// The `outcome` labels of `glint_keystone_validations_total`.
+pub const OUTCOMES: [&str; 3] = ["valid", "invalid", "unavailable"];
+
+/// Counts a token cache lookup (the process's global recorder; none in unit tests).
+fn cache_lookup(result: &'static str) {
+    metrics::counter!(shared::metrics::KEYSTONE_CACHE_LOOKUPS_TOTAL, "result" => result)
+        .increment(1);
+}
+
 /// Validates tokens against one Keystone, with a cache.
 #[derive(Debug)]
 pub struct Keystone {
@@ -127,9 +136,24 @@ impl Keystone {
         let key = Key::new(token, allow_expired);
         let now = Instant::now();
         let found = match self.cache.get(&key, now) {
-            Some(v) => v,
+            Some(v) => {
+                cache_lookup("hit");
+                v
+            }
             None => {
-                let v = self.fetch(token, allow_expired).await?;
+                cache_lookup("miss");
+                let asked = Instant::now();
+                let fetched = self.fetch(token, allow_expired).await;
+                let outcome = match &fetched {
+                    Ok(Validation::Valid(_)) => "valid",
+                    Ok(Validation::Invalid) | Err(Error::Invalid(_)) => "invalid",
+                    Err(Error::Unavailable(_)) => "unavailable",
+                };
+                metrics::counter!(shared::metrics::KEYSTONE_VALIDATIONS_TOTAL, "outcome" => outcome)
+                    .increment(1);
+                metrics::histogram!(shared::metrics::KEYSTONE_VALIDATION_DURATION_SECONDS, "outcome" => outcome)
+                    .record(asked.elapsed().as_secs_f64());
+                let v = fetched?;
                 self.remember(key, &v, allow_expired);
                 v
             }
