@@ -116,6 +116,27 @@ impl Metrics {
         self.add(idx::BYTES_OUT, n);
     }
 
+    /// One sample of `took` into the latency histogram starting at `at`.
+    fn latency(&self, at: usize, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.add(at + shm::latency_bucket(us), 1);
+        self.add(at + shm::LATENCY_BOUNDS_US.len() + 1, us);
+        self.add(at + shm::LATENCY_BOUNDS_US.len() + 2, 1);
+    }
+
+    /// A request on `route` took `took`, from its head to the last byte answered.
+    pub fn request_duration(&self, route: Route, took: std::time::Duration) {
+        self.latency(
+            idx::DURATION + route as usize * shm::HISTOGRAM_COUNTERS,
+            took,
+        );
+    }
+
+    /// A download's answer head went out `took` after its request head arrived.
+    pub fn time_to_first_byte(&self, took: std::time::Duration) {
+        self.latency(idx::TTFB, took);
+    }
+
     /// A download that was granted failed.
     pub fn download_failed(&self, side: Side) {
         self.add(idx::DOWNLOAD_FAILURES + side as usize, 1);

@@ -149,6 +149,14 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         assert!(Instant::now() < deadline, "transfers did not end:\n{t}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    for series in [
+        "glint_dp_request_duration_seconds_count{route=\"download\"}",
+        "glint_dp_request_duration_seconds_count{route=\"upload\"}",
+        "glint_dp_request_duration_seconds_count{route=\"forward\"}",
+        "glint_dp_time_to_first_byte_seconds_count{route=\"download\"}",
+    ] {
+        assert!(value(&after, series) >= 1.0, "{series}:\n{after}");
+    }
     let sent = value(&after, out) - value(&snapshot, out);
     assert!(
         sent >= (1 << 20) as f64,

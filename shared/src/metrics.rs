@@ -90,6 +90,8 @@ pub const ALL: &[&str] = &[
     dp::JOBS_TOTAL,
     dp::DOWNLOAD_FAILURES_TOTAL,
     dp::TRANSFERS_IN_FLIGHT,
+    dp::REQUEST_DURATION_SECONDS,
+    dp::TIME_TO_FIRST_BYTE_SECONDS,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -172,6 +174,10 @@ pub mod dp {
     pub const DOWNLOAD_FAILURES_TOTAL: &str = "glint_dp_download_failures_total";
     /// Image transfers moving bytes now, label `route` (upload, download).
     pub const TRANSFERS_IN_FLIGHT: &str = "glint_dp_transfers_in_flight";
+    /// Data-plane request duration histogram, label `route`.
+    pub const REQUEST_DURATION_SECONDS: &str = "glint_dp_request_duration_seconds";
+    /// Downloads' time to first byte histogram, label `route` (download).
+    pub const TIME_TO_FIRST_BYTE_SECONDS: &str = "glint_dp_time_to_first_byte_seconds";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -187,12 +193,12 @@ pub mod shm {
     pub const FILE_NAME: &str = "dataplane.metrics";
     /// First 8 bytes of the file.
     pub const MAGIC: [u8; 8] = *b"GLINTDPM";
-    /// Layout version.
-    pub const VERSION: u32 = 1;
+    /// Layout version (2: 128 counters per slot, with the latency histograms).
+    pub const VERSION: u32 = 2;
     /// Bytes before the first slot.
     pub const HEADER_BYTES: usize = 64;
     /// Counters per worker slot.
-    pub const SLOT_COUNTERS: usize = 64;
+    pub const SLOT_COUNTERS: usize = 128;
     /// Bytes per worker slot.
     pub const SLOT_BYTES: usize = SLOT_COUNTERS * 8;
 
@@ -227,6 +233,70 @@ pub mod shm {
         pub const DOWNLOAD_FAILURES: usize = JOBS + 2 * super::JOB_KINDS.len();
         /// Transfers in flight: upload, then download (gauges: added at start, taken at end).
         pub const IN_FLIGHT: usize = DOWNLOAD_FAILURES + 4;
+        /// First of the `ROUTES` request-duration histograms ([`super::HISTOGRAM_COUNTERS`]
+        /// each, route-major).
+        pub const DURATION: usize = IN_FLIGHT + 2;
+        /// The downloads' time-to-first-byte histogram.
+        pub const TTFB: usize = DURATION + 3 * super::HISTOGRAM_COUNTERS;
+    }
+
+    const _: () = assert!(idx::TTFB + HISTOGRAM_COUNTERS <= SLOT_COUNTERS);
+
+    /// Upper bounds of the latency histograms' buckets, in microseconds: from a 1 KiB show
+    /// (half a millisecond) to a 100 GiB download (an hour); one more bucket takes the rest.
+    pub const LATENCY_BOUNDS_US: [u64; 19] = [
+        500,
+        1_000,
+        2_500,
+        5_000,
+        10_000,
+        25_000,
+        50_000,
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_500_000,
+        5_000_000,
+        10_000_000,
+        30_000_000,
+        60_000_000,
+        300_000_000,
+        900_000_000,
+        3_600_000_000,
+    ];
+
+    /// Counters of one histogram: a count per bucket (not cumulative; `+Inf` last), then the
+    /// sum in microseconds, then the count.
+    pub const HISTOGRAM_COUNTERS: usize = LATENCY_BOUNDS_US.len() + 1 + 2;
+
+    /// The offsets, within a histogram, of the counters one sample of `us` microseconds adds
+    /// to: its bucket, the sum, the count.
+    pub fn latency_bucket(us: u64) -> usize {
+        LATENCY_BOUNDS_US.partition_point(|b| *b < us)
+    }
+
+    /// Renders the histogram starting at `at` as family `name` with `labels` (`k="v"`, …).
+    fn histogram(out: &mut String, v: &[u64], at: usize, name: &str, labels: &str) {
+        use std::fmt::Write;
+        let mut cumulative = 0u64;
+        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += v[at + i];
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        cumulative += v[at + LATENCY_BOUNDS_US.len()];
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = v[at + LATENCY_BOUNDS_US.len() + 1] as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{{{labels}}} {}",
+            v[at + LATENCY_BOUNDS_US.len() + 2]
+        );
     }
 
     /// The kinds of data-plane jobs, in counter order.
@@ -383,6 +453,34 @@ pub mod shm {
                 v[idx::DOWNLOAD_FAILURES + s]
             );
         }
+        family(
+            out,
+            dp::REQUEST_DURATION_SECONDS,
+            "histogram",
+            "Data-plane request duration, from the request head to the last byte answered, by route.",
+        );
+        for (r, route) in ROUTES.iter().enumerate() {
+            histogram(
+                out,
+                v,
+                idx::DURATION + r * HISTOGRAM_COUNTERS,
+                dp::REQUEST_DURATION_SECONDS,
+                &format!("route=\"{route}\""),
+            );
+        }
+        family(
+            out,
+            dp::TIME_TO_FIRST_BYTE_SECONDS,
+            "histogram",
+            "Downloads' time from the request head to the answer's head being sent.",
+        );
+        histogram(
+            out,
+            v,
+            idx::TTFB,
+            dp::TIME_TO_FIRST_BYTE_SECONDS,
+            "route=\"download\"",
+        );
         family(
             out,
             dp::TRANSFERS_IN_FLIGHT,

@@ -114,6 +114,7 @@ pub async fn handle(
     rid: &str,
     w: &Worker,
     splicer: &mut Option<Splicer>,
+    started: std::time::Instant,
 ) -> bool {
     let keep = head.keep_alive && head.framing == Framing::Empty;
     let planned = async {
@@ -124,7 +125,9 @@ pub async fn handle(
             .map(|p| (image_id, p))
     };
     match planned.await {
-        Ok((image_id, Some(plan))) => send(conn, image_id, plan, rid, keep, w, splicer).await,
+        Ok((image_id, Some(plan))) => {
+            send(conn, image_id, plan, rid, keep, w, splicer, started).await
+        }
         Ok((_, None)) => no_content(conn, Route::Download, rid, keep, w).await,
         Err(refusal) => refuse(conn, Route::Download, refusal, rid, w).await,
     }
@@ -274,6 +277,7 @@ fn plan(head: &RequestHead, data: Data, keep: bool) -> Result<Plan, Refusal> {
 
 /// Step 4: the head (in a pooled buffer, `Content-Range` written on the stack: no
 /// allocation), then the bytes.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     conn: &mut Conn<ClientStream>,
     image_id: ImageId,
@@ -282,6 +286,7 @@ async fn send(
     keep: bool,
     w: &Worker,
     splicer: &mut Option<Splicer>,
+    started: std::time::Instant,
 ) -> bool {
     let Plan { data, span } = plan;
     let size = data.size;
@@ -340,6 +345,7 @@ async fn send(
     if res.is_err() {
         return false;
     }
+    w.metrics.time_to_first_byte(started.elapsed());
     if len == 0 {
         return keep;
     }

@@ -117,13 +117,22 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
             head.header("accept"),
             worker.settings.features,
         );
-        let keep = match route {
-            Route::Upload(id) => upload::handle(&mut conn, &head, id, &rid, &worker).await,
-            Route::Download(id) => {
-                download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer).await
-            }
-            Route::Forward => proxy::handle(&mut conn, &head, &rid, &worker).await,
+        let started = std::time::Instant::now();
+        let (keep, which) = match route {
+            Route::Upload(id) => (
+                upload::handle(&mut conn, &head, id, &rid, &worker).await,
+                crate::metrics::Route::Upload,
+            ),
+            Route::Download(id) => (
+                download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer, started).await,
+                crate::metrics::Route::Download,
+            ),
+            Route::Forward => (
+                proxy::handle(&mut conn, &head, &rid, &worker).await,
+                crate::metrics::Route::Forward,
+            ),
         };
+        worker.metrics.request_duration(which, started.elapsed());
         if !keep || !head.keep_alive {
             return;
         }
