@@ -25,9 +25,10 @@
 //! 4. any failure, [`S3Upload::abort`], or dropping the upload uncommitted cleans up: the
 //!    multipart upload is aborted once its parts in flight have ended (once; if the store
 //!    refuses, the recorded `abort_upload` job asks again); a single PUT cut short dies with
-//!    its connection. An object whose body went out whole is left to its job, which the
-//!    control plane hands out only while no later upload owns the key. A drop spawns this
-//!    as a task.
+//!    its connection; one whose body went out whole is let finish in the background (so the
+//!    server has stored it before anything deletes it), and the object is left to its job,
+//!    which the control plane hands out only while no later upload owns the key. A drop
+//!    spawns this as a task.
 //!
 //! Errors name the store and carry S3's error code and message. 403 (AccessDenied, a bad
 //! signature or key) is [`Error::Denied`] (503); EntityTooLarge, QuotaExceeded, 413 and 507
@@ -743,26 +744,30 @@ impl S3Upload {
     }
 }
 
-/// Cleans up an uncommitted upload's own state: a multipart upload is aborted by a task of
-/// its own (the client's answer does not wait for the parts in flight to end; the abort
-/// names this upload's id, so it can never touch a later upload of the image); a single PUT
-/// dies with its connection (dropped here).
+/// Cleans up an uncommitted upload's own state, in a task of its own (the client's answer
+/// never waits for it): a multipart upload is aborted (the abort names this upload's id, so
+/// it can never touch a later upload of the image); a single PUT cut short dies with its
+/// connection, and one whose body went out whole is let finish, so that the server has stored
+/// (or refused) the object before its recorded leftover's job deletes it — a DELETE that
+/// overtook the PUT's last step would leave the object behind.
 fn clean_up(store: &S3Store, key: &str, state: UploadState) {
-    let UploadState::Parts(p) = state else {
-        return;
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match state {
+        UploadState::Parts(p) if p.upload_id.is_some() => {
+            let (owner, name) = (store.clone(), key.to_owned());
+            Box::pin(async move { p.abort(&owner, &name).await })
+        }
+        UploadState::Single(req) if req.remaining() == 0 => Box::pin(async move {
+            if let Ok(r) = req.finish().await {
+                r.finish().await;
+            }
+        }),
+        UploadState::Parts(_) | UploadState::Single(_) | UploadState::Done => return,
     };
-    if p.upload_id.is_none() {
-        return;
-    }
-    let (owner, name) = (store.clone(), key.to_owned());
-    let spawned = compio::runtime::Runtime::try_with_current(|rt| {
-        rt.spawn(async move { p.abort(&owner, &name).await })
-            .detach()
-    });
+    let spawned = compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach());
     if spawned.is_err() {
         tracing::warn!(
             key,
-            "upload dropped off its runtime: its multipart upload is left to its abort_upload job"
+            "upload dropped off its runtime: what it wrote is left to its abort_upload job"
         );
     }
 }
@@ -1523,6 +1528,14 @@ mod tests {
                 if whole {
                     push_all(&mut up, &small).await.unwrap();
                     drop(up);
+                    // the dropped upload lets the server finish storing it; the job that
+                    // removes it runs later (here: once the object is there)
+                    for _ in 0..100 {
+                        if store.size(&loc).await.is_ok() {
+                            break;
+                        }
+                        compio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     super::super::Store::S3(store.clone())
                         .abort_leftover(&loc, None)
                         .await
