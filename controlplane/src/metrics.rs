@@ -210,6 +210,21 @@ impl Metrics {
             None,
             d("Images by status (read from the database every few seconds)."),
         );
+        r.describe_gauge(
+            KeyName::from_const_str(names::STORE_CAPACITY_BYTES),
+            Some(Unit::Bytes),
+            d("Size of a filesystem store's file system, by store."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(names::STORE_FREE_BYTES),
+            Some(Unit::Bytes),
+            d("Space left on a filesystem store's file system, by store."),
+        );
+        r.describe_gauge(
+            KeyName::from_const_str(names::STORE_IMAGE_BYTES),
+            Some(Unit::Bytes),
+            d("Image data at rest in a store (its active locations' image sizes), by store."),
+        );
         r.describe_counter(
             KeyName::from_const_str(names::SCRUBBER_RUNS_TOTAL),
             None,
@@ -360,6 +375,32 @@ impl Metrics {
                 .find(|(s, _)| *s == status)
                 .map_or(0, |(_, n)| *n);
             let key = Key::from_parts(names::IMAGES, vec![Label::new("status", status.as_str())]);
+            self.recorder.register_gauge(&key, &METADATA).set(n as f64);
+        }
+    }
+
+    /// Publishes a filesystem store's capacity and free space.
+    pub fn store_space(&self, store: &str, capacity: u64, free: u64) {
+        for (name, n) in [
+            (names::STORE_CAPACITY_BYTES, capacity),
+            (names::STORE_FREE_BYTES, free),
+        ] {
+            let key = Key::from_parts(name, vec![Label::new("store", store.to_owned())]);
+            self.recorder.register_gauge(&key, &METADATA).set(n as f64);
+        }
+    }
+
+    /// Publishes the image data at rest in each of `stores` (0 for those `bytes` lacks).
+    pub fn store_bytes<'a>(&self, stores: impl Iterator<Item = &'a str>, bytes: &[(String, i64)]) {
+        for store in stores {
+            let n = bytes
+                .iter()
+                .find(|(s, _)| s == store)
+                .map_or(0, |(_, n)| *n);
+            let key = Key::from_parts(
+                names::STORE_IMAGE_BYTES,
+                vec![Label::new("store", store.to_owned())],
+            );
             self.recorder.register_gauge(&key, &METADATA).set(n as f64);
         }
     }

@@ -291,8 +291,9 @@ pub async fn serve(
     failure.map_or(Ok(()), Err)
 }
 
-/// Publishes the images per status every [`IMAGE_COUNT_EVERY`] (a `GROUP BY` on the status
-/// index, so that a scrape never scans the table), until `shutdown` turns true.
+/// Publishes the images per status, the image data at rest per store (each a `GROUP BY`, so
+/// that a scrape never scans a table) and the filesystem stores' capacity and free space every
+/// [`IMAGE_COUNT_EVERY`], until `shutdown` turns true.
 async fn count_images(app: App, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(IMAGE_COUNT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,6 +305,24 @@ async fn count_images(app: App, mut shutdown: watch::Receiver<bool>) {
         match db::images::status_counts(&app.db).await {
             Ok(counts) => app.metrics.images(&counts),
             Err(e) => tracing::debug!(error = %e, "cannot count images by status"),
+        }
+        let stores = &app.stores;
+        match db::images::bytes_by_store(&app.db).await {
+            Ok(bytes) => app
+                .metrics
+                .store_bytes(stores.stores.iter().map(|s| s.id.as_str()), &bytes),
+            Err(e) => tracing::debug!(error = %e, "cannot sum image data per store"),
+        }
+        for s in &stores.stores {
+            if let shared::config::StoreKind::File(f) = &s.kind
+                && let Ok(v) = rustix::fs::statvfs(&f.filesystem_store_datadir)
+            {
+                app.metrics.store_space(
+                    &s.id,
+                    v.f_blocks.saturating_mul(v.f_frsize),
+                    v.f_bavail.saturating_mul(v.f_frsize),
+                );
+            }
         }
     }
 }

@@ -89,6 +89,11 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         if t.contains("glint_db_images{status=\"queued\"}")
             && t.contains("glint_db_pool_connections{state=\"idle\"}")
             && t.contains("glint_scrubber_runs_total{result=\"ok\"}")
+            && t.contains("glint_store_image_bytes{store=\"file\"}")
+            && t.contains("glint_store_free_bytes{store=\"file\"}")
+            && t.lines().any(|l| {
+                l.starts_with("glint_store_capacity_bytes{store=\"file\"}") && !l.ends_with(" 0")
+            })
         {
             break;
         }

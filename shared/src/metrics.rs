@@ -28,6 +28,13 @@ pub const DB_POOL_CONNECTIONS: &str = "glint_db_pool_connections";
 /// Images by status, read from the database every few seconds (not at each scrape), label
 /// `status`.
 pub const IMAGES: &str = "glint_db_images";
+/// Size of a filesystem store's file system, label `store`.
+pub const STORE_CAPACITY_BYTES: &str = "glint_store_capacity_bytes";
+/// Space left on a filesystem store's file system (for unprivileged writers), label `store`.
+pub const STORE_FREE_BYTES: &str = "glint_store_free_bytes";
+/// Image data at rest in a store (sum of the sizes of its active locations' images), label
+/// `store`, counted with the images per status.
+pub const STORE_IMAGE_BYTES: &str = "glint_store_image_bytes";
 /// Scrubber passes, label `result` (ok, failed).
 pub const SCRUBBER_RUNS_TOTAL: &str = "glint_scrubber_runs_total";
 /// Keystone token validations the control plane asked Keystone for, label `outcome`
@@ -107,6 +114,9 @@ pub const ALL: &[&str] = &[
     KEYSTONE_CACHE_LOOKUPS_TOTAL,
     DB_POOL_CONNECTIONS,
     IMAGES,
+    STORE_CAPACITY_BYTES,
+    STORE_FREE_BYTES,
+    STORE_IMAGE_BYTES,
     SCRUBBER_RUNS_TOTAL,
     JOBS_ENQUEUED_TOTAL,
     JOBS_DONE_TOTAL,

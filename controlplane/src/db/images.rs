@@ -618,6 +618,34 @@ pub async fn status_counts(db: &Db) -> Result<Vec<(ImageStatus, i64)>, Error> {
     Ok(out)
 }
 
+/// Image data at rest per store: the sizes of the images behind each store's active
+/// locations, summed (one `GROUP BY`; the metrics task reads it every few seconds).
+pub async fn bytes_by_store(db: &Db) -> Result<Vec<(String, i64)>, Error> {
+    // SUM of a BIGINT is NUMERIC on PostgreSQL and DECIMAL on MySQL: cast it back
+    let int = match db.backend() {
+        super::Backend::Mysql => "SIGNED",
+        super::Backend::Postgres => "BIGINT",
+        super::Backend::Sqlite => "INTEGER",
+    };
+    let rows = db
+        .sql(&format!(
+            "SELECT l.store_id AS store, CAST(COALESCE(SUM(i.size), 0) AS {int}) AS bytes \
+             FROM image_locations l JOIN images i ON i.id = l.image_id \
+             WHERE l.status = 'active' GROUP BY l.store_id"
+        ))
+        .query()
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                super::text_required(r, "store")?,
+                super::int_required(r, "bytes")?,
+            ))
+        })
+        .collect()
+}
+
 /// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
 /// Returns the ids that moved.
 pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId>, Error> {
@@ -749,6 +777,35 @@ mod tests {
             tie_break_dir: SortDir::Desc,
             limit,
             marker,
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_by_status_and_bytes_by_store_on_every_backend() {
+        for backend in Backend::ALL {
+            let (_scratch, db) = db(backend).await;
+            for (store, size) in [("a", 100i64), ("a", 50), ("b", 7)] {
+                let mut img = sample();
+                img.id = ImageId::new_random();
+                img.status = ImageStatus::Active;
+                img.size = Some(size as u64);
+                img.locations = vec![crate::domain::Location {
+                    url: format!("file:///d/{}", img.id),
+                    store: store.into(),
+                    status: crate::domain::LocationStatus::Active,
+                    position: 0,
+                }];
+                insert(&db, &img).await.unwrap();
+            }
+            let mut bytes = bytes_by_store(&db).await.unwrap();
+            bytes.sort();
+            assert_eq!(
+                bytes,
+                [("a".to_owned(), 150), ("b".to_owned(), 7)],
+                "{backend:?}"
+            );
+            let counts = status_counts(&db).await.unwrap();
+            assert_eq!(counts, [(ImageStatus::Active, 3)], "{backend:?}");
         }
     }
 
