@@ -130,7 +130,6 @@ mod tests {
     #[test]
     fn this_process_is_reported_and_pids_json_adds_others() {
         let dir = tempfile::tempdir().unwrap();
-        let me = std::process::id();
         // the parent (cargo's test runner) stands in for a plane
         let parent = std::os::unix::process::parent_id();
         std::fs::write(
@@ -166,6 +165,5 @@ mod tests {
             start <= now + 1.0 && start > now - 3600.0,
             "{start} vs {now}"
         );
-        let _ = me;
     }
 }

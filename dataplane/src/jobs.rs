@@ -26,11 +26,7 @@ pub async fn run(w: Rc<Worker>) {
         let full = claimed.len() as u32 == BATCH;
         for job in claimed {
             let outcome = execute(&w, &job).await;
-            let kind = match job.work {
-                Work::DeleteData { .. } => "delete_data",
-                Work::AbortUpload { .. } => "abort_upload",
-            };
-            w.metrics.job(kind, outcome.is_ok());
+            w.metrics.job(job.work.kind(), outcome.is_ok());
             report(&w, &job, outcome).await;
         }
         if !full {
@@ -61,6 +57,14 @@ async fn claim(w: &Worker) -> Vec<Job> {
     }
 }
 
+/// The configured store that serves `url` (named `store` when it was recorded).
+async fn target(w: &Worker, store: &str, url: &str) -> Result<crate::store::Store, String> {
+    w.stores
+        .resolve(store, url)
+        .await
+        .map_err(|e| format!("no configured store serves this location (store {store:?}): {e}"))
+}
+
 /// Runs one job.
 async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
     match &job.work {
@@ -69,9 +73,7 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             store,
             url,
         } => {
-            let target = w.stores.resolve(store, url).await.map_err(|e| {
-                format!("no configured store serves this location (store {store:?}): {e}")
-            })?;
+            let target = target(w, store, url).await?;
             target.delete(url).await.map_err(|e| e.to_string())?;
             tracing::info!(%image_id, store = %store, location = %url, attempt = job.attempt, "image data deleted");
             Ok(())
@@ -82,9 +84,7 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             url,
             upload,
         } => {
-            let target = w.stores.resolve(store, url).await.map_err(|e| {
-                format!("no configured store serves this location (store {store:?}): {e}")
-            })?;
+            let target = target(w, store, url).await?;
             target
                 .abort_leftover(url, upload.as_deref())
                 .await

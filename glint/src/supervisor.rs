@@ -118,15 +118,16 @@ impl Supervisor {
     }
 
     /// Publishes the restart counts (`glint_supervisor_restarts_total`) for the control
-    /// plane's `/metrics` (temp file + rename: a scrape never reads half of it).
+    /// plane's `/metrics`.
     fn write_restarts(&self, restarts: [u64; 2]) {
         let path = self
             .config
             .run_dir()
             .join(shared::metrics::supervisor::FILE_NAME);
-        let tmp = path.with_extension("prom.tmp");
-        let text = shared::metrics::supervisor::render(restarts);
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = publish(
+            &path,
+            shared::metrics::supervisor::render(restarts).as_bytes(),
+        ) {
             tracing::warn!(error = %e, path = %path.display(), "cannot publish the restart counts");
         }
     }
@@ -142,21 +143,29 @@ impl Supervisor {
             .config
             .run_dir()
             .join(shared::metrics::supervisor::PIDS_FILE);
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::Value::Object(pids).to_string();
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = publish(&path, text.as_bytes()) {
             tracing::warn!(error = %e, path = %path.display(), "cannot publish the pids");
         }
     }
 
     fn write_addresses(&self, admin: &str) -> anyhow::Result<()> {
         let json = serde_json::json!({ "public": self.public.to_string(), "admin": admin });
-        let path = self.config.addresses_file();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
-        std::fs::rename(tmp, path)?;
+        publish(
+            &self.config.addresses_file(),
+            &serde_json::to_vec_pretty(&json)?,
+        )?;
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename, so a reader (a scrape, a test
+/// harness) never sees half of it.
+fn publish(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn signal(child: &Child, sig: Signal) {

@@ -278,6 +278,9 @@ pub fn unknown_store(store: &dyn std::fmt::Display) -> String {
     format!("Unknown scheme '{store}' found in URI")
 }
 
+/// 503 when no location of an image's data can be read now.
+pub const DATA_UNAVAILABLE: &str = "The image data is temporarily unavailable.";
+
 /// 503 when the other plane cannot be reached.
 pub const PLANE_UNAVAILABLE: &str = "The image service is temporarily unavailable.";
 

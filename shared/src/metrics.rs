@@ -310,7 +310,7 @@ pub mod shm {
     }
 
     /// The kinds of data-plane jobs, in counter order.
-    pub const JOB_KINDS: [&str; 2] = ["delete_data", "abort_upload"];
+    pub const JOB_KINDS: [&str; 2] = crate::channel::Work::<String>::KINDS;
 
     /// The counter of a job of kind `kind` (a [`JOB_KINDS`] index) that ended `done` or not.
     pub fn job_index(kind: usize, done: bool) -> usize {

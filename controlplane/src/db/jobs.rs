@@ -38,12 +38,12 @@ use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The `kind` of a `delete_data` job.
-pub const DELETE_DATA: &str = "delete_data";
+pub const DELETE_DATA: &str = Work::<String>::KINDS[0];
 /// The `kind` of an `abort_upload` job.
-pub const ABORT_UPLOAD: &str = "abort_upload";
+pub const ABORT_UPLOAD: &str = Work::<String>::KINDS[1];
 
 /// Every job kind (metric labels).
-pub const KINDS: [&str; 2] = [DELETE_DATA, ABORT_UPLOAD];
+pub const KINDS: [&str; 2] = Work::<String>::KINDS;
 
 /// How long an `abort_upload` of an object waits while its image is `saving` again.
 pub const BUSY_RETRY_SECONDS: i64 = 30;
@@ -77,13 +77,6 @@ impl Enqueued {
             ABORT_UPLOAD => self.abort_upload.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
-    }
-}
-
-fn kind_of(work: &Work) -> &'static str {
-    match work {
-        Work::DeleteData { .. } => DELETE_DATA,
-        Work::AbortUpload { .. } => ABORT_UPLOAD,
     }
 }
 
@@ -132,7 +125,7 @@ pub(crate) async fn enqueue(
     work: &Work,
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let kind = kind_of(work);
+    let kind = work.kind();
     let Work::DeleteData {
         image_id,
         store,

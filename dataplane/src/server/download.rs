@@ -233,11 +233,7 @@ async fn authorize(
         }));
     }
     if failed {
-        return Err(Refusal::new(
-            503,
-            "The image data is temporarily unavailable.",
-            keep,
-        ));
+        return Err(Refusal::new(503, shared::error::DATA_UNAVAILABLE, keep));
     }
     if missing {
         tracing::warn!(%image_id, "image data missing from the store");
@@ -301,7 +297,7 @@ async fn send(
             Some(reader) => Body::Remote(reader),
             None => {
                 w.metrics.download_failed(Side::Store);
-                let refusal = Refusal::new(503, "The image data is temporarily unavailable.", keep);
+                let refusal = Refusal::new(503, shared::error::DATA_UNAVAILABLE, keep);
                 return refuse(conn, Route::Download, refusal, rid, w).await;
             }
         },

@@ -1530,12 +1530,19 @@ mod tests {
                     drop(up);
                     // the dropped upload lets the server finish storing it; the job that
                     // removes it runs later (here: once the object is there)
+                    let mut stored = false;
                     for _ in 0..100 {
                         if store.size(&loc).await.is_ok() {
+                            stored = true;
                             break;
                         }
                         compio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    assert!(
+                        stored,
+                        "{}: the dropped whole PUT was not let finish",
+                        s.name
+                    );
                     super::super::Store::S3(store.clone())
                         .abort_leftover(&loc, None)
                         .await

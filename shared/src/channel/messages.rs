@@ -201,6 +201,19 @@ pub enum Work<S = String> {
     },
 }
 
+impl<S> Work<S> {
+    /// Every job kind, as the database, logs and metric labels name them.
+    pub const KINDS: [&'static str; 2] = ["delete_data", "abort_upload"];
+
+    /// This work's kind (one of [`Work::KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Work::DeleteData { .. } => Self::KINDS[0],
+            Work::AbortUpload { .. } => Self::KINDS[1],
+        }
+    }
+}
+
 /// Control plane → data plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response<S = String> {
