@@ -109,31 +109,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 9] = [
-    "hello",
-    "authorize_upload",
-    "upload_leftover",
-    "upload_complete",
-    "upload_aborted",
-    "authorize_download",
-    "claim_jobs",
-    "job_done",
-    "job_failed",
-];
-
-fn kind_label(req: &Request) -> &'static str {
-    match req {
-        Request::Hello { .. } => "hello",
-        Request::AuthorizeUpload { .. } => "authorize_upload",
-        Request::UploadComplete { .. } => "upload_complete",
-        Request::UploadLeftover { .. } => "upload_leftover",
-        Request::UploadAborted { .. } => "upload_aborted",
-        Request::AuthorizeDownload { .. } => "authorize_download",
-        Request::ClaimJobs { .. } => "claim_jobs",
-        Request::JobDone { .. } => "job_done",
-        Request::JobFailed { .. } => "job_failed",
-    }
-}
+pub const KINDS: [&str; 9] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -226,7 +202,7 @@ impl Connection {
     }
 
     async fn handle(&mut self, req: Request) -> (Response, Next) {
-        let kind = kind_label(&req);
+        let kind = req.kind();
         let started = std::time::Instant::now();
         let (response, next) = if !self.handshaken {
             match req {

@@ -9,6 +9,7 @@
 //! (`Request<&str>`), encoded into the connection's reused write buffer, and the answer is
 //! read in place from its read buffer (`Response<&str>`, [`Conn::response`]).
 
+use crate::metrics::Metrics;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::UnixStream;
 use serde::Serialize;
@@ -44,11 +45,14 @@ pub struct Conn {
     next_corr: u32,
     /// Correlation id and length of the answer frame at the front of `rbuf`, if one is there.
     answer: Option<(u32, usize)>,
+    /// Where round trips are timed (`glint_dp_channel_round_trip_seconds`).
+    metrics: Metrics,
 }
 
 impl Conn {
-    /// Connects to `path` and performs the version handshake.
-    pub async fn connect(path: &std::path::Path) -> Result<Conn, Error> {
+    /// Connects to `path` and performs the version handshake; round trips are timed into
+    /// `metrics`.
+    pub async fn connect(path: &std::path::Path, metrics: Metrics) -> Result<Conn, Error> {
         let stream = UnixStream::connect(path).await?;
         let mut conn = Conn {
             stream,
@@ -56,6 +60,7 @@ impl Conn {
             wbuf: Vec::with_capacity(512),
             next_corr: 1,
             answer: None,
+            metrics,
         };
         let hello: Request<&str> = Request::Hello {
             min_version: version::MIN_VERSION,
@@ -75,6 +80,7 @@ impl Conn {
     /// Sends one request and waits until its whole answer is buffered; read it with
     /// [`Conn::response`] (borrowed, no allocation) or use [`Conn::call`].
     pub async fn exchange<S: Serialize>(&mut self, req: &Request<S>) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         if let Some((_, used)) = self.answer.take() {
             self.rbuf.drain(..used);
         }
@@ -91,6 +97,8 @@ impl Conn {
                 && self.rbuf.len() >= frame::HEADER_BYTES + len
             {
                 self.answer = Some((corr, frame::HEADER_BYTES + len));
+                self.metrics
+                    .channel_round_trip(req.kind_index(), started.elapsed());
                 return Ok(());
             }
             let mut rbuf = std::mem::take(&mut self.rbuf);
@@ -129,15 +137,17 @@ pub struct Link {
     path: PathBuf,
     idle: Rc<RefCell<Vec<Conn>>>,
     max_idle: usize,
+    metrics: Metrics,
 }
 
 impl Link {
-    /// A pool connecting to the channel socket at `path`.
-    pub fn new(path: PathBuf, max_idle: usize) -> Self {
+    /// A pool connecting to the channel socket at `path`, timing round trips into `metrics`.
+    pub fn new(path: PathBuf, max_idle: usize, metrics: Metrics) -> Self {
         Link {
             path,
             idle: Rc::new(RefCell::new(Vec::new())),
             max_idle,
+            metrics,
         }
     }
 
@@ -167,7 +177,7 @@ impl Link {
             // stale: so are the others, opened before the same restart
             self.idle.borrow_mut().clear();
         }
-        let mut c = Conn::connect(&self.path).await?;
+        let mut c = Conn::connect(&self.path, self.metrics).await?;
         c.exchange(req).await?;
         Ok(c)
     }

@@ -55,12 +55,14 @@ impl Metrics {
         Metrics { slot }
     }
 
-    /// Maps `run_dir/dataplane.metrics` and returns one [`Metrics`] per worker.
-    pub fn create(run_dir: &std::path::Path, workers: usize) -> std::io::Result<Vec<Metrics>> {
-        let mut header = Vec::with_capacity(16);
-        header.extend_from_slice(&shm::MAGIC);
-        header.extend_from_slice(&shm::VERSION.to_le_bytes());
-        header.extend_from_slice(&(workers as u32).to_le_bytes());
+    /// Maps `run_dir/dataplane.metrics` and returns one [`Metrics`] per worker; `stores` are
+    /// the node's store ids in configuration order (the `store` labels).
+    pub fn create<'a>(
+        run_dir: &std::path::Path,
+        workers: usize,
+        stores: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<Vec<Metrics>> {
+        let header = shm::header(workers, stores);
         let words = crate::io::map_counters(
             &run_dir.join(shm::FILE_NAME),
             shm::file_len(workers),
@@ -106,30 +108,54 @@ impl Metrics {
         );
     }
 
-    /// Upload bytes received (counted as they arrive: a dropped upload counts what it moved).
-    pub fn bytes_in(&self, n: u64) {
-        self.add(idx::BYTES_IN, n);
+    /// The worker accepts at most `n` connections (set once at start).
+    pub fn connection_limit(&self, n: usize) {
+        self.slot[idx::CONNECTION_LIMIT].store(n as u64, Ordering::Relaxed);
     }
 
-    /// Download bytes sent (counted as they go: a dropped download counts what it moved).
-    pub fn bytes_out(&self, n: u64) {
-        self.add(idx::BYTES_OUT, n);
+    /// Upload bytes received for store slot `store` ([`crate::store::Stores::metric_slot`];
+    /// counted as they arrive: a dropped upload counts what it moved).
+    pub fn bytes_in(&self, store: usize, n: u64) {
+        self.add(idx::STORE_BYTES + 2 * store, n);
+    }
+
+    /// Download bytes sent from store slot `store` (counted as they go: a dropped download
+    /// counts what it moved).
+    pub fn bytes_out(&self, store: usize, n: u64) {
+        self.add(idx::STORE_BYTES + 2 * store + 1, n);
     }
 
     /// One sample of `took` into the latency histogram starting at `at`.
     fn latency(&self, at: usize, took: std::time::Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.add(at + shm::latency_bucket(us), 1);
-        self.add(at + shm::LATENCY_BOUNDS_US.len() + 1, us);
-        self.add(at + shm::LATENCY_BOUNDS_US.len() + 2, 1);
+        shm::record(
+            &self.slot[at..at + shm::HISTOGRAM_COUNTERS],
+            &shm::LATENCY_BOUNDS_US,
+            us,
+        );
     }
 
-    /// A request on `route` took `took`, from its head to the last byte answered.
-    pub fn request_duration(&self, route: Route, took: std::time::Duration) {
-        self.latency(
-            idx::DURATION + route as usize * shm::HISTOGRAM_COUNTERS,
-            took,
+    /// A request on `route` answered `status` took `took`, from its head to the last byte
+    /// answered.
+    pub fn request_duration(&self, route: Route, status: u16, took: std::time::Duration) {
+        self.latency(shm::duration_index(route as usize, status), took);
+    }
+
+    /// An upload or download (`route`) ended having moved `bytes` image bytes.
+    pub fn transfer_size(&self, route: Route, bytes: u64) {
+        let at = idx::TRANSFER_SIZE + (route as usize).min(1) * shm::SIZE_COUNTERS;
+        shm::record(
+            &self.slot[at..at + shm::SIZE_COUNTERS],
+            &shm::SIZE_BOUNDS,
+            bytes,
         );
+    }
+
+    /// A channel round trip of request kind `kind` (a `Request::kind_index`) took `took`.
+    pub fn channel_round_trip(&self, kind: usize, took: std::time::Duration) {
+        if kind < shm::CHANNEL_KINDS.len() {
+            self.latency(idx::CHANNEL + kind * shm::HISTOGRAM_COUNTERS, took);
+        }
     }
 
     /// A download's answer head went out `took` after its request head arrived.
@@ -179,18 +205,24 @@ mod tests {
     #[test]
     fn counters_land_in_the_file_the_control_plane_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Metrics::create(dir.path(), 2).unwrap();
+        let m = Metrics::create(dir.path(), 2, ["file"]).unwrap();
         m[0].request(Route::Download, 200);
         m[1].request(Route::Download, 206);
         m[1].request(Route::Upload, 503);
-        m[0].bytes_out(5);
+        m[0].bytes_out(0, 5);
+        m[1].bytes_out(shm::store_slot(None), 1); // a store the node lacks: `other`
+        m[0].request_duration(Route::Download, 206, std::time::Duration::from_micros(300));
         m[1].connection_opened();
         m[1].upload_failed(Side::Store);
         let bytes = std::fs::read(dir.path().join(shm::FILE_NAME)).unwrap();
-        let t = shm::parse(&bytes).unwrap().0;
+        let totals = shm::parse(&bytes).unwrap();
+        assert_eq!(totals.stores, ["file"]);
+        let t = &totals.counters;
         assert_eq!(t[idx::REQUESTS + shm::CLASSES.len()], 2);
         assert_eq!(t[idx::REQUESTS + 3], 1);
-        assert_eq!(t[idx::BYTES_OUT], 5);
+        assert_eq!(t[idx::STORE_BYTES + 1], 5);
+        assert_eq!(t[idx::STORE_BYTES + 2 * (shm::MAX_STORES - 1) + 1], 1);
+        assert_eq!(t[shm::duration_index(1, 206) + 2], 1);
         assert_eq!(t[idx::ACTIVE], 1);
         assert_eq!(t[idx::FAILURES + 1], 1);
     }

@@ -155,13 +155,32 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         std::thread::sleep(Duration::from_millis(100));
     };
     for series in [
-        "glint_dp_request_duration_seconds_count{route=\"download\"}",
-        "glint_dp_request_duration_seconds_count{route=\"upload\"}",
-        "glint_dp_request_duration_seconds_count{route=\"forward\"}",
+        "glint_dp_request_duration_seconds_count{route=\"download\",status_class=\"2xx\"}",
+        "glint_dp_request_duration_seconds_count{route=\"upload\",status_class=\"2xx\"}",
+        "glint_dp_request_duration_seconds_count{route=\"forward\",status_class=\"2xx\"}",
+        "glint_dp_request_duration_seconds_count{route=\"forward\",status_class=\"4xx\"}",
         "glint_dp_time_to_first_byte_seconds_count{route=\"download\"}",
+        "glint_dp_channel_round_trip_seconds_count{kind=\"authorize_download\"}",
+        "glint_dp_channel_round_trip_seconds_count{kind=\"upload_complete\"}",
+        "glint_dp_connections_limit",
+        "glint_db_pool_max_connections",
+        "glint_db_pool_acquire_duration_seconds_count",
     ] {
         assert!(value(&after, series) >= 1.0, "{series}:\n{after}");
     }
+    assert!(after.contains("glint_db_pool_waiters "), "{after}");
+    // bytes per transfer: the two downloads and two uploads since the snapshot, the cut-short
+    // ones with what they moved
+    let moved = |route: &str, what: &str| {
+        let series = format!("glint_dp_transfer_size_bytes_{what}{{route=\"{route}\"}}");
+        value(&after, &series) - value(&snapshot, &series)
+    };
+    assert!(moved("download", "count") >= 1.0, "{after}");
+    assert!(moved("upload", "count") >= 2.0, "{after}");
+    assert!(
+        moved("upload", "sum") >= (16 << 20) as f64 + (2 << 20) as f64,
+        "{after}"
+    );
     let sent = value(&after, out) - value(&snapshot, out);
     assert!(
         sent >= (1 << 20) as f64,

@@ -396,6 +396,33 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
     for store in ["swifts3", "ceph"] {
         assert_eq!(cl.probe(store).multipart_uploads().len(), 0, "{store}");
     }
+    // the data plane's bytes are counted by store: two uploads in, two downloads and a range
+    // out of each
+    let metrics = c
+        .get(cl.g.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let bytes = |direction: &str, store: &str| -> u64 {
+        let series = format!(
+            "glint_dp_transfer_bytes_total{{direction=\"{direction}\",store=\"{store}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    for store in ["fast", "swifts3", "ceph", "sw"] {
+        assert_eq!(bytes("in", store), 2 * data.len() as u64, "{store}");
+        assert_eq!(
+            bytes("out", store),
+            2 * (data.len() as u64 + 100_001),
+            "{store}"
+        );
+    }
+    assert_eq!(bytes("out", "other"), 0);
 
     // an unknown store: 400, image stays queued
     let (id, _) = cl.create(&c);

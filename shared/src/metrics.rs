@@ -25,6 +25,12 @@ pub const SUPERVISOR_RESTARTS_TOTAL: &str = "glint_supervisor_restarts_total";
 pub const CHANNEL_REQUEST_DURATION_SECONDS: &str = "glint_channel_request_duration_seconds";
 /// Database connections of the control plane's pool, label `state` (idle, in_use).
 pub const DB_POOL_CONNECTIONS: &str = "glint_db_pool_connections";
+/// Most connections the control plane's pool opens (gauge).
+pub const DB_POOL_MAX_CONNECTIONS: &str = "glint_db_pool_max_connections";
+/// Tasks waiting for a connection of the control plane's pool now (gauge).
+pub const DB_POOL_WAITERS: &str = "glint_db_pool_waiters";
+/// How long taking a connection from the pool took, histogram.
+pub const DB_POOL_ACQUIRE_DURATION_SECONDS: &str = "glint_db_pool_acquire_duration_seconds";
 /// Images by status, read from the database every few seconds (not at each scrape), label
 /// `status`.
 pub const IMAGES: &str = "glint_db_images";
@@ -53,6 +59,34 @@ pub const JOBS_DONE_TOTAL: &str = "glint_db_jobs_done_total";
 pub const JOBS_FAILED_TOTAL: &str = "glint_db_jobs_failed_total";
 /// Jobs not done yet (held, pending or claimed), read from the database at each scrape.
 pub const JOBS_OPEN: &str = "glint_db_jobs_open";
+
+/// A latency histogram in atomics with the data plane's buckets ([`shm::LATENCY_BOUNDS_US`]),
+/// for a sample recorded from many tasks and rendered at scrape (the control plane's database
+/// pool).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    counters: [std::sync::atomic::AtomicU64; shm::HISTOGRAM_COUNTERS],
+}
+
+impl LatencyHistogram {
+    /// Adds one sample.
+    pub fn record(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        shm::record(&self.counters, &shm::LATENCY_BOUNDS_US, us);
+    }
+
+    /// Renders it as family `name` (with its `# HELP` `help` and `# TYPE`), no labels.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        use std::fmt::Write;
+        let v: Vec<u64> = self
+            .counters
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        shm::render_histogram(out, name, "", &shm::LATENCY_BOUNDS_US, 1e6, &v);
+    }
+}
 
 /// What the supervisor publishes: its restart counts, in Prometheus text in a file of the
 /// run directory ([`supervisor::FILE_NAME`]) that the control plane's `/metrics` appends, so
@@ -99,6 +133,9 @@ pub const ALL: &[&str] = &[
     dp::TRANSFERS_IN_FLIGHT,
     dp::REQUEST_DURATION_SECONDS,
     dp::TIME_TO_FIRST_BYTE_SECONDS,
+    dp::TRANSFER_SIZE_BYTES,
+    dp::CONNECTIONS_LIMIT,
+    dp::CHANNEL_ROUND_TRIP_SECONDS,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -113,6 +150,9 @@ pub const ALL: &[&str] = &[
     KEYSTONE_VALIDATION_DURATION_SECONDS,
     KEYSTONE_CACHE_LOOKUPS_TOTAL,
     DB_POOL_CONNECTIONS,
+    DB_POOL_MAX_CONNECTIONS,
+    DB_POOL_WAITERS,
+    DB_POOL_ACQUIRE_DURATION_SECONDS,
     IMAGES,
     STORE_CAPACITY_BYTES,
     STORE_FREE_BYTES,
@@ -157,6 +197,25 @@ mod tests {
         }
         assert!(checked > 5, "no metrics found in dashboards");
     }
+
+    /// README's metric table has a row for every metric.
+    #[test]
+    fn readme_lists_every_metric() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let section = &readme[readme.find("## Metrics").expect("a Metrics section")..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+        let missing: Vec<&str> = super::ALL
+            .iter()
+            .filter(|name| !rows.iter().any(|r| r.contains(&format!("`{name}`"))))
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in README's metric table: {missing:?}"
+        );
+    }
 }
 
 /// Data-plane metric names (rendered by the control plane from [`shm`]).
@@ -184,33 +243,57 @@ pub mod dp {
     pub const DOWNLOAD_FAILURES_TOTAL: &str = "glint_dp_download_failures_total";
     /// Image transfers moving bytes now, label `route` (upload, download).
     pub const TRANSFERS_IN_FLIGHT: &str = "glint_dp_transfers_in_flight";
-    /// Data-plane request duration histogram, label `route`.
+    /// Data-plane request duration histogram, labels `route`, `status_class`.
     pub const REQUEST_DURATION_SECONDS: &str = "glint_dp_request_duration_seconds";
     /// Downloads' time to first byte histogram, label `route` (download).
     pub const TIME_TO_FIRST_BYTE_SECONDS: &str = "glint_dp_time_to_first_byte_seconds";
+    /// Image bytes per upload or download histogram, label `route` (upload, download).
+    pub const TRANSFER_SIZE_BYTES: &str = "glint_dp_transfer_size_bytes";
+    /// Client connections the data plane accepts at most (gauge).
+    pub const CONNECTIONS_LIMIT: &str = "glint_dp_connections_limit";
+    /// The data plane's channel round trips histogram, label `kind`.
+    pub const CHANNEL_ROUND_TRIP_SECONDS: &str = "glint_dp_channel_round_trip_seconds";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
 /// data plane maps and its workers update with relaxed atomic adds (each worker in its own
-/// 512-byte slot, so the hot path shares no cache line), and that the control plane reads and
-/// sums at scrape time. Values are little-endian `u64`.
+/// slot, so the hot path shares no cache line), and that the control plane reads and sums at
+/// scrape time. Values are little-endian `u64`.
 ///
 /// ```text
-/// [0..8) magic "GLINTDPM" | [8..12) version | [12..16) workers | pad to 64 | slot 0 | slot 1 | …
+/// [0..8) magic "GLINTDPM" | [8..12) version | [12..16) workers | [16..20) stores
+/// [64..64+16·256) store ids (a length byte, then up to 255 bytes each)
+/// pad to 8192 | slot 0 | slot 1 | …
 /// ```
+///
+/// The file is made anew at each data-plane start, so its counters start again from 0: the
+/// data plane's `process_start_time_seconds` changes at the same time, and Prometheus's
+/// `rate()`/`increase()` treat the drop as a counter reset.
 pub mod shm {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     /// File name inside the run directory.
     pub const FILE_NAME: &str = "dataplane.metrics";
     /// First 8 bytes of the file.
     pub const MAGIC: [u8; 8] = *b"GLINTDPM";
-    /// Layout version (2: 128 counters per slot, with the latency histograms).
-    pub const VERSION: u32 = 2;
+    /// Layout version (3: 1024 counters per slot, store ids in the header, durations by
+    /// status class, bytes per transfer, channel round trips).
+    pub const VERSION: u32 = 3;
+    /// Stores with their own `store` label; the last of them is `other` when a node has more
+    /// (or a location names a store this node does not have).
+    pub const MAX_STORES: usize = 16;
+    /// Bytes of one store id field in the header.
+    const STORE_FIELD: usize = 256;
+    /// Where the store ids start.
+    const STORES_AT: usize = 64;
     /// Bytes before the first slot.
-    pub const HEADER_BYTES: usize = 64;
+    pub const HEADER_BYTES: usize = 8192;
     /// Counters per worker slot.
-    pub const SLOT_COUNTERS: usize = 128;
+    pub const SLOT_COUNTERS: usize = 1024;
     /// Bytes per worker slot.
     pub const SLOT_BYTES: usize = SLOT_COUNTERS * 8;
+
+    const _: () = assert!(STORES_AT + MAX_STORES * STORE_FIELD <= HEADER_BYTES);
 
     /// Routes of the data plane, for `glint_dp_requests_total{route}`.
     pub const ROUTES: [&str; 3] = ["upload", "download", "forward"];
@@ -218,23 +301,28 @@ pub mod shm {
     pub const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
     /// Error sides, for `glint_dp_upload_failures_total{side}`.
     pub const SIDES: [&str; 4] = ["client", "store", "control", "internal"];
+    /// Image transfers, for `glint_dp_transfers_in_flight{route}` and the bytes per transfer.
+    pub const TRANSFERS: [&str; 2] = ["upload", "download"];
+    /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
+    pub const CHANNEL_KINDS: [&str; 9] = crate::channel::Request::<String>::KINDS;
 
     /// Counter indexes inside a slot.
     pub mod idx {
+        use super::{
+            CHANNEL_KINDS, CLASSES, HISTOGRAM_COUNTERS, MAX_STORES, ROUTES, SIZE_COUNTERS,
+        };
         /// Connections accepted.
         pub const CONNECTIONS: usize = 0;
         /// Connections open (incremented on accept, decremented on close).
         pub const ACTIVE: usize = 1;
         /// Connections refused at the limit.
         pub const REJECTED: usize = 2;
-        /// Upload body bytes stored.
-        pub const BYTES_IN: usize = 3;
-        /// Download bytes sent.
-        pub const BYTES_OUT: usize = 4;
-        /// First of `ROUTES × CLASSES` request counters (route-major).
+        /// The worker's connection limit (set once at start; summed, the node's).
+        pub const CONNECTION_LIMIT: usize = 3;
+        /// First of the `ROUTES × CLASSES` request counters (route-major).
         pub const REQUESTS: usize = 8;
         /// First of the `SIDES` upload-failure counters.
-        pub const FAILURES: usize = REQUESTS + 12;
+        pub const FAILURES: usize = REQUESTS + ROUTES.len() * CLASSES.len();
         /// Download failovers.
         pub const FAILOVERS: usize = FAILURES + 4;
         /// First of the `JOB_KINDS × 2` job counters (kind-major: done, failed).
@@ -243,18 +331,31 @@ pub mod shm {
         pub const DOWNLOAD_FAILURES: usize = JOBS + 2 * super::JOB_KINDS.len();
         /// Transfers in flight: upload, then download (gauges: added at start, taken at end).
         pub const IN_FLIGHT: usize = DOWNLOAD_FAILURES + 4;
-        /// First of the `ROUTES` request-duration histograms ([`super::HISTOGRAM_COUNTERS`]
-        /// each, route-major).
-        pub const DURATION: usize = IN_FLIGHT + 2;
+        /// Image bytes moved, `MAX_STORES × 2` (store-major: in = uploaded, out = downloaded).
+        pub const STORE_BYTES: usize = 48;
+        /// First of the `ROUTES × CLASSES` request-duration histograms
+        /// ([`HISTOGRAM_COUNTERS`] each, route-major).
+        pub const DURATION: usize = STORE_BYTES + 2 * MAX_STORES;
         /// The downloads' time-to-first-byte histogram.
-        pub const TTFB: usize = DURATION + 3 * super::HISTOGRAM_COUNTERS;
+        pub const TTFB: usize = DURATION + ROUTES.len() * CLASSES.len() * HISTOGRAM_COUNTERS;
+        /// The bytes-per-transfer histograms, upload then download ([`SIZE_COUNTERS`] each).
+        pub const TRANSFER_SIZE: usize = TTFB + HISTOGRAM_COUNTERS;
+        /// The channel round-trip histograms, by `CHANNEL_KINDS`.
+        pub const CHANNEL: usize = TRANSFER_SIZE + 2 * SIZE_COUNTERS;
+        /// One past the last counter in use.
+        pub const END: usize = CHANNEL + CHANNEL_KINDS.len() * HISTOGRAM_COUNTERS;
+
+        const _: () = assert!(IN_FLIGHT + 2 <= STORE_BYTES);
     }
 
-    const _: () = assert!(idx::TTFB + HISTOGRAM_COUNTERS <= SLOT_COUNTERS);
+    const _: () = assert!(idx::END <= SLOT_COUNTERS);
 
-    /// Upper bounds of the latency histograms' buckets, in microseconds: from a 1 KiB show
-    /// (half a millisecond) to a 100 GiB download (an hour); one more bucket takes the rest.
-    pub const LATENCY_BOUNDS_US: [u64; 19] = [
+    /// Upper bounds of the latency histograms' buckets, in microseconds: from a channel round
+    /// trip or a 1 KiB show (a tenth of a millisecond) to a 100 GiB download (an hour); one
+    /// more bucket takes the rest.
+    pub const LATENCY_BOUNDS_US: [u64; 21] = [
+        100,
+        250,
         500,
         1_000,
         2_500,
@@ -276,37 +377,78 @@ pub mod shm {
         3_600_000_000,
     ];
 
-    /// Counters of one histogram: a count per bucket (not cumulative; `+Inf` last), then the
-    /// sum in microseconds, then the count.
-    pub const HISTOGRAM_COUNTERS: usize = LATENCY_BOUNDS_US.len() + 1 + 2;
+    /// Upper bounds of the bytes-per-transfer buckets: from a 1 KiB image to a 256 GiB one.
+    pub const SIZE_BOUNDS: [u64; 11] = [
+        1 << 10,
+        64 << 10,
+        1 << 20,
+        16 << 20,
+        64 << 20,
+        256 << 20,
+        1 << 30,
+        4 << 30,
+        16 << 30,
+        64 << 30,
+        256 << 30,
+    ];
 
-    /// The offsets, within a histogram, of the counters one sample of `us` microseconds adds
-    /// to: its bucket, the sum, the count.
-    pub fn latency_bucket(us: u64) -> usize {
-        LATENCY_BOUNDS_US.partition_point(|b| *b < us)
+    /// Counters of one latency histogram: a count per bucket (not cumulative; `+Inf` last),
+    /// then the sum in microseconds, then the count.
+    pub const HISTOGRAM_COUNTERS: usize = LATENCY_BOUNDS_US.len() + 1 + 2;
+    /// Counters of one bytes-per-transfer histogram (laid out as a latency one; sum in bytes).
+    pub const SIZE_COUNTERS: usize = SIZE_BOUNDS.len() + 1 + 2;
+
+    /// The bucket (offset within a histogram) a sample `v` lands in, for bucket bounds
+    /// `bounds`; the sum is at `bounds.len() + 1`, the count after it.
+    pub fn bucket(bounds: &[u64], v: u64) -> usize {
+        bounds.partition_point(|b| *b < v)
     }
 
-    /// Renders the histogram starting at `at` as family `name` with `labels` (`k="v"`, …).
-    fn histogram(out: &mut String, v: &[u64], at: usize, name: &str, labels: &str) {
+    /// Adds one sample `v` to the histogram `h` (a bucket count per bound of `bounds`, `+Inf`,
+    /// sum, count), with relaxed atomic adds.
+    pub fn record(h: &[AtomicU64], bounds: &[u64], v: u64) {
+        h[bucket(bounds, v)].fetch_add(1, Ordering::Relaxed);
+        h[bounds.len() + 1].fetch_add(v, Ordering::Relaxed);
+        h[bounds.len() + 2].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders the histogram `v` (a bucket count per bound, `+Inf`, sum, count) as family
+    /// `name` with `labels` (`k="v"`, …); bounds and sum are divided by `scale` (1e6 for
+    /// microseconds into seconds, 1 for bytes).
+    pub fn render_histogram(
+        out: &mut String,
+        name: &str,
+        labels: &str,
+        bounds: &[u64],
+        scale: f64,
+        v: &[u64],
+    ) {
         use std::fmt::Write;
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += v[at + i];
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += v[i];
             let _ = writeln!(
                 out,
-                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
+                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
+                *bound as f64 / scale
             );
         }
-        cumulative += v[at + LATENCY_BOUNDS_US.len()];
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = v[at + LATENCY_BOUNDS_US.len() + 1] as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        cumulative += v[bounds.len()];
         let _ = writeln!(
             out,
-            "{name}_count{{{labels}}} {}",
-            v[at + LATENCY_BOUNDS_US.len() + 2]
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
         );
+        let sum = v[bounds.len() + 1] as f64 / scale;
+        let count = v[bounds.len() + 2];
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
+            );
+        }
     }
 
     /// The kinds of data-plane jobs, in counter order.
@@ -317,33 +459,79 @@ pub mod shm {
         idx::JOBS + kind * 2 + usize::from(!done)
     }
 
+    /// The first counter of the duration histogram of requests with `status` on route
+    /// `route` (a [`ROUTES`] index).
+    pub fn duration_index(route: usize, status: u16) -> usize {
+        let class = (status / 100).clamp(2, 5) as usize - 2;
+        idx::DURATION + (route * CLASSES.len() + class) * HISTOGRAM_COUNTERS
+    }
+
     /// Total file length for `workers` slots.
     pub fn file_len(workers: usize) -> usize {
         HEADER_BYTES + workers * SLOT_BYTES
     }
 
-    /// Counters summed over all workers, indexed like a slot.
+    /// The store slot of the store at position `i` of the node's configuration (`None`: a
+    /// store the node does not have): its own up to `MAX_STORES - 1`, then the last slot,
+    /// labelled `other`.
+    pub fn store_slot(i: Option<usize>) -> usize {
+        i.unwrap_or(MAX_STORES - 1).min(MAX_STORES - 1)
+    }
+
+    /// The header of a file for `workers` slots and stores `ids` (the data plane writes it).
+    pub fn header<'a>(workers: usize, ids: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+        let labels: Vec<&str> = ids.into_iter().take(MAX_STORES - 1).collect();
+        let mut h = vec![0u8; HEADER_BYTES];
+        h[..8].copy_from_slice(&MAGIC);
+        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&(workers as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(labels.len() as u32).to_le_bytes());
+        for (i, id) in labels.iter().enumerate() {
+            let at = STORES_AT + i * STORE_FIELD;
+            let id = &id.as_bytes()[..id.len().min(STORE_FIELD - 1)];
+            h[at] = id.len() as u8;
+            h[at + 1..at + 1 + id.len()].copy_from_slice(id);
+        }
+        h
+    }
+
+    /// Counters summed over all workers, indexed like a slot, and the store labels.
     #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Totals(pub [u64; SLOT_COUNTERS]);
+    pub struct Totals {
+        /// The sums.
+        pub counters: Box<[u64; SLOT_COUNTERS]>,
+        /// The `store` label of each store slot but the last (`other`).
+        pub stores: Vec<String>,
+    }
 
     /// Sums the slots of a metrics file; `None` if it is not one.
     pub fn parse(bytes: &[u8]) -> Option<Totals> {
         if bytes.len() < HEADER_BYTES || bytes[..8] != MAGIC {
             return None;
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
-        let workers = u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize;
-        if version != VERSION || bytes.len() < file_len(workers) {
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let (version, workers, stores) = (word(8), word(12) as usize, word(16) as usize);
+        if version != VERSION || bytes.len() < file_len(workers) || stores >= MAX_STORES {
             return None;
         }
-        let mut t = [0u64; SLOT_COUNTERS];
+        let stores = (0..stores)
+            .map(|i| {
+                let at = STORES_AT + i * STORE_FIELD;
+                let len = bytes[at] as usize;
+                String::from_utf8_lossy(&bytes[at + 1..at + 1 + len]).into_owned()
+            })
+            .collect();
+        let mut t = Box::new([0u64; SLOT_COUNTERS]);
         for w in 0..workers {
             let slot = &bytes[HEADER_BYTES + w * SLOT_BYTES..HEADER_BYTES + (w + 1) * SLOT_BYTES];
-            for (i, v) in t.iter_mut().enumerate() {
-                *v = v.wrapping_add(u64::from_le_bytes(slot[i * 8..i * 8 + 8].try_into().ok()?));
+            for (v, b) in t.iter_mut().zip(slot.chunks_exact(8)) {
+                *v = v.wrapping_add(u64::from_le_bytes(b.try_into().unwrap()));
             }
         }
-        Some(Totals(t))
+        Some(Totals {
+            counters: t,
+            stores,
+        })
     }
 
     /// The `# HELP` and `# TYPE` lines of a family.
@@ -356,32 +544,38 @@ pub mod shm {
     pub fn render(t: &Totals, out: &mut String) {
         use super::dp;
         use std::fmt::Write;
-        let v = &t.0;
-        family(
+        let v = &t.counters[..];
+        let one = |out: &mut String, name: &str, kind: &str, help: &str, n: String| {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {n}");
+        };
+        one(
             out,
             dp::CONNECTIONS_TOTAL,
             "counter",
             "Client connections the data plane accepted.",
+            v[idx::CONNECTIONS].to_string(),
         );
-        let _ = writeln!(out, "{} {}", dp::CONNECTIONS_TOTAL, v[idx::CONNECTIONS]);
-        family(
+        one(
             out,
             dp::CONNECTIONS_ACTIVE,
             "gauge",
             "Client connections open now.",
+            (v[idx::ACTIVE] as i64).to_string(),
         );
-        let _ = writeln!(out, "{} {}", dp::CONNECTIONS_ACTIVE, v[idx::ACTIVE] as i64);
-        family(
+        one(
+            out,
+            dp::CONNECTIONS_LIMIT,
+            "gauge",
+            "Client connections the data plane accepts at most (the workers' limits summed).",
+            v[idx::CONNECTION_LIMIT].to_string(),
+        );
+        one(
             out,
             dp::CONNECTIONS_REJECTED_TOTAL,
             "counter",
             "Client connections refused at a worker's connection limit.",
-        );
-        let _ = writeln!(
-            out,
-            "{} {}",
-            dp::CONNECTIONS_REJECTED_TOTAL,
-            v[idx::REJECTED]
+            v[idx::REJECTED].to_string(),
         );
         family(
             out,
@@ -405,43 +599,40 @@ pub mod shm {
             "counter",
             "Image bytes moved by the data plane, by direction and store.",
         );
-        let _ = writeln!(
-            out,
-            "{}{{direction=\"in\",store=\"file\"}} {}",
-            dp::TRANSFER_BYTES_TOTAL,
-            v[idx::BYTES_IN]
-        );
-        let _ = writeln!(
-            out,
-            "{}{{direction=\"out\",store=\"file\"}} {}",
-            dp::TRANSFER_BYTES_TOTAL,
-            v[idx::BYTES_OUT]
-        );
-        family(
-            out,
-            dp::UPLOAD_FAILURES_TOTAL,
-            "counter",
-            "Uploads that failed, by the side that failed.",
-        );
-        for (s, side) in SIDES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{side=\"{side}\"}} {}",
-                dp::UPLOAD_FAILURES_TOTAL,
-                v[idx::FAILURES + s]
-            );
+        let named = t.stores.iter().map(String::as_str).enumerate();
+        for (s, store) in named.chain([(MAX_STORES - 1, "other")]) {
+            for (d, direction) in ["in", "out"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{}{{direction=\"{direction}\",store=\"{store}\"}} {}",
+                    dp::TRANSFER_BYTES_TOTAL,
+                    v[idx::STORE_BYTES + 2 * s + d]
+                );
+            }
         }
-        family(
+        for (name, at, help) in [
+            (
+                dp::UPLOAD_FAILURES_TOTAL,
+                idx::FAILURES,
+                "Uploads that failed, by the side that failed.",
+            ),
+            (
+                dp::DOWNLOAD_FAILURES_TOTAL,
+                idx::DOWNLOAD_FAILURES,
+                "Downloads that failed after they were granted, by the side that failed.",
+            ),
+        ] {
+            family(out, name, "counter", help);
+            for (s, side) in SIDES.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{side=\"{side}\"}} {}", v[at + s]);
+            }
+        }
+        one(
             out,
             dp::DOWNLOAD_FAILOVERS_TOTAL,
             "counter",
             "Download locations skipped because their store failed (the next was tried).",
-        );
-        let _ = writeln!(
-            out,
-            "{} {}",
-            dp::DOWNLOAD_FAILOVERS_TOTAL,
-            v[idx::FAILOVERS]
+            v[idx::FAILOVERS].to_string(),
         );
         family(
             out,
@@ -449,62 +640,6 @@ pub mod shm {
             "counter",
             "Jobs the data plane ran for the control plane, by kind and outcome.",
         );
-        family(
-            out,
-            dp::DOWNLOAD_FAILURES_TOTAL,
-            "counter",
-            "Downloads that failed after they were granted, by the side that failed.",
-        );
-        for (s, side) in SIDES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{side=\"{side}\"}} {}",
-                dp::DOWNLOAD_FAILURES_TOTAL,
-                v[idx::DOWNLOAD_FAILURES + s]
-            );
-        }
-        family(
-            out,
-            dp::REQUEST_DURATION_SECONDS,
-            "histogram",
-            "Data-plane request duration, from the request head to the last byte answered, by route.",
-        );
-        for (r, route) in ROUTES.iter().enumerate() {
-            histogram(
-                out,
-                v,
-                idx::DURATION + r * HISTOGRAM_COUNTERS,
-                dp::REQUEST_DURATION_SECONDS,
-                &format!("route=\"{route}\""),
-            );
-        }
-        family(
-            out,
-            dp::TIME_TO_FIRST_BYTE_SECONDS,
-            "histogram",
-            "Downloads' time from the request head to the answer's head being sent.",
-        );
-        histogram(
-            out,
-            v,
-            idx::TTFB,
-            dp::TIME_TO_FIRST_BYTE_SECONDS,
-            "route=\"download\"",
-        );
-        family(
-            out,
-            dp::TRANSFERS_IN_FLIGHT,
-            "gauge",
-            "Image transfers moving bytes now, by route.",
-        );
-        for (r, route) in ["upload", "download"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{route=\"{route}\"}} {}",
-                dp::TRANSFERS_IN_FLIGHT,
-                v[idx::IN_FLIGHT + r] as i64
-            );
-        }
         for (k, kind) in JOB_KINDS.iter().enumerate() {
             for (outcome, done) in [("done", true), ("failed", false)] {
                 let _ = writeln!(
@@ -515,6 +650,88 @@ pub mod shm {
                 );
             }
         }
+        family(
+            out,
+            dp::REQUEST_DURATION_SECONDS,
+            "histogram",
+            "Data-plane request duration, from the request head to the last byte answered, by route and status class.",
+        );
+        for (r, route) in ROUTES.iter().enumerate() {
+            for class in CLASSES {
+                let status = class[..1].parse::<u16>().unwrap_or(5) * 100;
+                let at = duration_index(r, status);
+                render_histogram(
+                    out,
+                    dp::REQUEST_DURATION_SECONDS,
+                    &format!("route=\"{route}\",status_class=\"{class}\""),
+                    &LATENCY_BOUNDS_US,
+                    1e6,
+                    &v[at..at + HISTOGRAM_COUNTERS],
+                );
+            }
+        }
+        family(
+            out,
+            dp::TIME_TO_FIRST_BYTE_SECONDS,
+            "histogram",
+            "Downloads' time from the request head to the answer's head being sent.",
+        );
+        render_histogram(
+            out,
+            dp::TIME_TO_FIRST_BYTE_SECONDS,
+            "route=\"download\"",
+            &LATENCY_BOUNDS_US,
+            1e6,
+            &v[idx::TTFB..idx::TTFB + HISTOGRAM_COUNTERS],
+        );
+        family(
+            out,
+            dp::TRANSFER_SIZE_BYTES,
+            "histogram",
+            "Image bytes each upload or download moved (a transfer cut short counts what it moved), by route.",
+        );
+        for (r, route) in TRANSFERS.iter().enumerate() {
+            let at = idx::TRANSFER_SIZE + r * SIZE_COUNTERS;
+            render_histogram(
+                out,
+                dp::TRANSFER_SIZE_BYTES,
+                &format!("route=\"{route}\""),
+                &SIZE_BOUNDS,
+                1.0,
+                &v[at..at + SIZE_COUNTERS],
+            );
+        }
+        family(
+            out,
+            dp::TRANSFERS_IN_FLIGHT,
+            "gauge",
+            "Image transfers moving bytes now, by route.",
+        );
+        for (r, route) in TRANSFERS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{route=\"{route}\"}} {}",
+                dp::TRANSFERS_IN_FLIGHT,
+                v[idx::IN_FLIGHT + r] as i64
+            );
+        }
+        family(
+            out,
+            dp::CHANNEL_ROUND_TRIP_SECONDS,
+            "histogram",
+            "Data plane's channel round trips to the control plane (request sent to answer read), by kind.",
+        );
+        for (k, kind) in CHANNEL_KINDS.iter().enumerate() {
+            let at = idx::CHANNEL + k * HISTOGRAM_COUNTERS;
+            render_histogram(
+                out,
+                dp::CHANNEL_ROUND_TRIP_SECONDS,
+                &format!("kind=\"{kind}\""),
+                &LATENCY_BOUNDS_US,
+                1e6,
+                &v[at..at + HISTOGRAM_COUNTERS],
+            );
+        }
     }
 
     #[cfg(test)]
@@ -524,31 +741,52 @@ pub mod shm {
         #[test]
         fn sums_slots_and_renders() {
             let workers = 2;
-            let mut f = vec![0u8; file_len(workers)];
-            f[..8].copy_from_slice(&MAGIC);
-            f[8..12].copy_from_slice(&VERSION.to_le_bytes());
-            f[12..16].copy_from_slice(&(workers as u32).to_le_bytes());
+            let mut f = header(workers, ["fast", "ceph"]);
+            f.resize(file_len(workers), 0);
             let put = |f: &mut Vec<u8>, w: usize, i: usize, v: u64| {
                 let at = HEADER_BYTES + w * SLOT_BYTES + i * 8;
                 f[at..at + 8].copy_from_slice(&v.to_le_bytes());
             };
-            put(&mut f, 0, idx::BYTES_OUT, 10);
-            put(&mut f, 1, idx::BYTES_OUT, 32);
+            put(&mut f, 0, idx::STORE_BYTES + 3, 10); // ceph out
+            put(&mut f, 1, idx::STORE_BYTES + 3, 32);
             put(&mut f, 1, idx::REQUESTS + CLASSES.len() + 2, 3); // download 4xx
+            put(
+                &mut f,
+                0,
+                duration_index(1, 404) + bucket(&LATENCY_BOUNDS_US, 300),
+                1,
+            );
             let t = parse(&f).unwrap();
-            assert_eq!(t.0[idx::BYTES_OUT], 42);
+            assert_eq!(t.counters[idx::STORE_BYTES + 3], 42);
+            assert_eq!(t.stores, ["fast", "ceph"]);
             let mut text = String::new();
             render(&t, &mut text);
-            assert!(
-                text.contains("glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"} 42"),
-                "{text}"
-            );
-            assert!(
-                text.contains("glint_dp_requests_total{route=\"download\",status_class=\"4xx\"} 3"),
-                "{text}"
-            );
+            for want in [
+                "glint_dp_transfer_bytes_total{direction=\"out\",store=\"ceph\"} 42",
+                "glint_dp_transfer_bytes_total{direction=\"in\",store=\"other\"} 0",
+                "glint_dp_requests_total{route=\"download\",status_class=\"4xx\"} 3",
+                "glint_dp_request_duration_seconds_bucket{route=\"download\",status_class=\"4xx\",le=\"0.00025\"} 0",
+                "glint_dp_request_duration_seconds_bucket{route=\"download\",status_class=\"4xx\",le=\"0.0005\"} 1",
+                "glint_dp_transfer_size_bytes_bucket{route=\"upload\",le=\"1024\"} 0",
+                "glint_dp_channel_round_trip_seconds_count{kind=\"authorize_download\"} 0",
+            ] {
+                assert!(text.contains(want), "{want} not in\n{text}");
+            }
             assert!(parse(&f[..10]).is_none());
             assert!(parse(&[0u8; 200]).is_none());
+        }
+
+        #[test]
+        fn many_stores_share_other() {
+            let ids: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+            let mut f = header(1, ids.iter().map(String::as_str));
+            f.resize(file_len(1), 0);
+            let t = parse(&f).unwrap();
+            assert_eq!(t.stores.len(), MAX_STORES - 1);
+            assert_eq!(t.stores[MAX_STORES - 2], "s14");
+            assert_eq!(store_slot(Some(3)), 3);
+            assert_eq!(store_slot(Some(17)), MAX_STORES - 1);
+            assert_eq!(store_slot(None), MAX_STORES - 1);
         }
     }
 }

@@ -306,7 +306,7 @@ pub async fn get(db: &Db, id: ImageId) -> Result<Option<Arc<Image>>, Error> {
         .sql("SELECT * FROM images WHERE id = ?")
         .arg(id.to_string())
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
     else {
         return Ok(None);
@@ -356,7 +356,8 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 
     let mut sql = db.sql("SELECT image_id, value FROM image_tags WHERE image_id IN (");
     in_list(&mut sql);
-    for row in sql.query().fetch_all(db.pool()).await? {
+    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    for row in found {
         tags.entry(super::text_required(&row, "image_id")?)
             .or_default()
             .insert(super::text_required(&row, "value")?);
@@ -364,7 +365,8 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 
     let mut sql = db.sql("SELECT image_id, name, value FROM image_properties WHERE image_id IN (");
     in_list(&mut sql);
-    for row in sql.query().fetch_all(db.pool()).await? {
+    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    for row in found {
         props
             .entry(super::text_required(&row, "image_id")?)
             .or_default()
@@ -379,7 +381,8 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
     );
     in_list(&mut sql);
     sql.push(" ORDER BY image_id, position");
-    for row in sql.query().fetch_all(db.pool()).await? {
+    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    for row in found {
         let status = super::text_required(&row, "status")?;
         locations
             .entry(super::text_required(&row, "image_id")?)
@@ -414,7 +417,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool),
     let cache = db.cache();
     if cache.coherence() == Coherence::Off {
         let sql = query.build(db.backend());
-        let mut rows = sql.query().fetch_all(db.pool()).await?;
+        let mut rows = sql.query().fetch_all(&mut *db.conn().await?).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let images = load(db, &rows).await?;
@@ -422,7 +425,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool),
     }
     let snapshot = cache.snapshot();
     let sql = query.build_selecting(db.backend(), "id, version");
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query().fetch_all(&mut *db.conn().await?).await?;
     let more = rows.len() > limit;
     let mut page: Vec<(ImageId, Option<Arc<Image>>)> = Vec::with_capacity(limit.min(rows.len()));
     let mut missing = Vec::new();
@@ -453,7 +456,7 @@ pub async fn list(db: &Db, query: &ListQuery) -> Result<(Vec<Arc<Image>>, bool),
             sql.bind(id.to_string());
         }
         sql.push(")");
-        let rows = sql.query().fetch_all(db.pool()).await?;
+        let rows = sql.query().fetch_all(&mut *db.conn().await?).await?;
         let mut loaded: HashMap<ImageId, Arc<Image>> = load(db, &rows)
             .await?
             .into_iter()
@@ -576,7 +579,11 @@ async fn apply_move_tx(
         sql.push(" AND version = ").bind(v);
     }
     if matches!(m.data, DataChange::Keep | DataChange::Clear) {
-        let n = sql.query().execute(db.pool()).await?.rows_affected();
+        let n = sql
+            .query()
+            .execute(&mut *db.conn().await?)
+            .await?
+            .rows_affected();
         return Ok(n == 1);
     }
     let mut tx = db.begin().await?;
@@ -605,7 +612,7 @@ pub async fn status_counts(db: &Db) -> Result<Vec<(ImageStatus, i64)>, Error> {
     let rows = db
         .sql("SELECT status, COUNT(*) AS n FROM images GROUP BY status")
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -634,7 +641,7 @@ pub async fn bytes_by_store(db: &Db) -> Result<Vec<(String, i64)>, Error> {
              WHERE l.status = 'active' GROUP BY l.store_id"
         ))
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     rows.iter()
         .map(|r| {
@@ -652,7 +659,7 @@ pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId
     let rows = db
         .sql("SELECT id FROM images WHERE status = 'saving'")
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     let mut moved = Vec::new();
     for row in rows {
@@ -681,7 +688,7 @@ pub async fn adopt_legacy_locations(
         .sql("SELECT id, image_id, url FROM image_locations WHERE store_id = ? AND status <> 'deleted'")
         .arg(legacy)
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     let mut moved = 0;
     for row in rows {
@@ -730,7 +737,7 @@ pub async fn pending_deletes(
         .arg(to_micros(before))
         .arg(limit)
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     load(db, &rows).await
 }
@@ -741,7 +748,7 @@ pub async fn status(db: &Db, id: ImageId) -> Result<Option<ImageStatus>, Error> 
         .sql("SELECT status FROM images WHERE id = ?")
         .arg(id.to_string())
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?;
     row.map(|r| {
         let s = super::text_required(&r, "status")?;
@@ -1117,7 +1124,11 @@ mod tests {
                 for a in sql.args() {
                     explain = explain.arg(a.clone());
                 }
-                let rows = explain.query().fetch_all(db.pool()).await.unwrap();
+                let rows = explain
+                    .query()
+                    .fetch_all(&mut *db.conn().await.unwrap())
+                    .await
+                    .unwrap();
                 let plan: Vec<String> = rows
                     .iter()
                     .map(|r| crate::db::text_required(r, "detail").unwrap())

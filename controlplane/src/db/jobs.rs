@@ -222,12 +222,12 @@ pub async fn record_leftover(
         .push(", ")
         .bind(at)
         .push(")");
-    sql.query().execute(db.pool()).await?;
+    sql.query().execute(&mut *db.conn().await?).await?;
     let row = db
         .sql("SELECT id FROM jobs WHERE dedup_key = ?")
         .arg(&key)
         .query()
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.conn().await?)
         .await?;
     let id = int_required(&row, "id")?;
     db.jobs_enqueued().add(ABORT_UPLOAD);
@@ -250,7 +250,7 @@ pub async fn release(db: &Db, ids: &[u64], now: DateTime<Utc>) -> Result<u64, Er
             .arg(at)
             .arg(id)
             .query()
-            .execute(db.pool())
+            .execute(&mut *db.conn().await?)
             .await?
             .rows_affected();
     }
@@ -269,7 +269,7 @@ pub async fn release_all_held(db: &Db, now: DateTime<Utc>) -> Result<u64, Error>
         .arg(at)
         .arg(at)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected())
 }
@@ -336,7 +336,7 @@ async fn check_object_abort(db: &Db, image_id: &str, url: &str) -> Result<Object
         .sql("SELECT status FROM images WHERE id = ?")
         .arg(image_id)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .map(|r| text_required(&r, "status"))
         .transpose()?
@@ -351,7 +351,7 @@ async fn check_object_abort(db: &Db, image_id: &str, url: &str) -> Result<Object
         .arg(image_id)
         .arg(url)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?;
     Ok(if live.is_some() {
         ObjectAbort::Drop
@@ -382,7 +382,7 @@ pub async fn claim(
         .arg(at)
         .arg(i64::from(max))
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
@@ -433,7 +433,7 @@ pub async fn claim(
                     .arg(at)
                     .arg(at)
                     .query()
-                    .execute(db.pool())
+                    .execute(&mut *db.conn().await?)
                     .await?;
                     continue;
                 }
@@ -446,7 +446,7 @@ pub async fn claim(
                     .arg(at)
                     .arg(at)
                     .query()
-                    .execute(db.pool())
+                    .execute(&mut *db.conn().await?)
                     .await?;
                     tracing::debug!(job_id = id, image_id = %raw, "object abort void: a location has its URL");
                     continue;
@@ -465,7 +465,7 @@ pub async fn claim(
             .arg(at)
             .arg(at)
             .query()
-            .execute(db.pool())
+            .execute(&mut *db.conn().await?)
             .await?
             .rows_affected();
         if n != 1 {
@@ -500,7 +500,7 @@ pub async fn done(db: &Db, id: u64, now: DateTime<Utc>) -> Result<Done, Error> {
         .sql("SELECT kind, image_id, store_id, url FROM jobs WHERE id = ?")
         .arg(id)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?;
     let Some(row) = row else {
         return Ok(Done::Unknown);
@@ -584,7 +584,7 @@ pub async fn failed(
         .sql("SELECT kind, attempts FROM jobs WHERE id = ? AND state = 'claimed'")
         .arg(id)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
     else {
         return Ok(None);
@@ -608,7 +608,7 @@ pub async fn failed(
         .arg(id)
         .arg(attempts)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected();
     Ok((n == 1).then_some(known_kind(&kind)))
@@ -619,7 +619,7 @@ pub async fn open_count(db: &Db) -> Result<i64, Error> {
     let row = db
         .sql("SELECT COUNT(*) AS n FROM jobs")
         .query()
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.conn().await?)
         .await?;
     int_required(&row, "n")
 }
@@ -656,7 +656,7 @@ pub async fn all(db: &Db) -> Result<Vec<JobRow>, Error> {
     let rows = db
         .sql("SELECT * FROM jobs ORDER BY id")
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?;
     rows.iter()
         .map(|r| {

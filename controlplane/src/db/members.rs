@@ -34,7 +34,7 @@ pub async fn insert(db: &Db, m: &Member) -> Result<(), Error> {
     .arg(to_micros(m.created_at))
     .arg(to_micros(m.updated_at))
     .query()
-    .execute(db.pool())
+    .execute(&mut *db.conn().await?)
     .await
     .map_err(|e| {
         if is_unique_violation(&e) {
@@ -52,7 +52,7 @@ pub async fn get(db: &Db, image_id: ImageId, member: &str) -> Result<Option<Memb
         .arg(image_id.to_string())
         .arg(member)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .as_ref()
         .map(member_from_row)
@@ -64,7 +64,7 @@ pub async fn list(db: &Db, image_id: ImageId) -> Result<Vec<Member>, Error> {
     db.sql("SELECT * FROM image_members WHERE image_id = ? ORDER BY created_at, member")
         .arg(image_id.to_string())
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(member_from_row)
@@ -77,7 +77,7 @@ pub async fn count(db: &Db, image_id: ImageId) -> Result<usize, Error> {
         .sql("SELECT COUNT(*) AS n FROM image_members WHERE image_id = ?")
         .arg(image_id.to_string())
         .query()
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.conn().await?)
         .await?;
     Ok(super::int_required(&row, "n")? as usize)
 }
@@ -99,7 +99,7 @@ pub async fn set_status(
         .arg(image_id.to_string())
         .arg(member)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected();
     Ok(n == 1)
@@ -112,7 +112,7 @@ pub async fn delete(db: &Db, image_id: ImageId, member: &str) -> Result<bool, Er
         .arg(image_id.to_string())
         .arg(member)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected();
     Ok(n == 1)

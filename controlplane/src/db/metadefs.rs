@@ -236,7 +236,7 @@ pub async fn get_namespace(db: &Db, name: &str) -> Result<Option<Namespace>, Err
     db.sql("SELECT * FROM metadef_namespaces WHERE namespace = ?")
         .arg(name)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .as_ref()
         .map(namespace_from_row)
@@ -407,7 +407,7 @@ pub async fn list_namespaces(db: &Db, q: &NamespaceQuery<'_>) -> Result<Vec<Name
     push_order(&mut sql, db.backend(), &cols, q.sort_dir);
     sql.push(" LIMIT ").bind(i64::from(q.limit));
     sql.query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(namespace_from_row)
@@ -490,7 +490,7 @@ pub async fn update_namespace(
         .arg(to_micros(now))
         .arg(id)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await
         .map_err(duplicate)?
         .rows_affected();
@@ -548,7 +548,7 @@ pub async fn list_objects(db: &Db, namespace_id: i64) -> Result<Vec<MetadefObjec
     db.sql("SELECT * FROM metadef_objects WHERE namespace_id = ? ORDER BY id")
         .arg(namespace_id)
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(object_from_row)
@@ -565,7 +565,7 @@ pub async fn get_object(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .as_ref()
         .map(object_from_row)
@@ -604,7 +604,7 @@ pub async fn create_object(
     o: &ObjectFields,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = db.conn().await?;
     insert_object(db, &mut conn, namespace_id, o, to_micros(now)).await
 }
 
@@ -630,7 +630,7 @@ pub async fn update_object(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await
         .map_err(duplicate)?
         .rows_affected();
@@ -656,7 +656,7 @@ async fn delete_named(db: &Db, table: &str, namespace_id: i64, name: &str) -> Re
         .arg(namespace_id)
         .arg(name)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected();
     Ok(n == 1)
@@ -667,7 +667,7 @@ async fn delete_content(db: &Db, table: &str, namespace_id: i64) -> Result<u64, 
         .sql(&format!("DELETE FROM {table} WHERE namespace_id = ?"))
         .arg(namespace_id)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected())
 }
@@ -679,7 +679,7 @@ pub async fn list_properties(db: &Db, namespace_id: i64) -> Result<Vec<Property>
     db.sql("SELECT * FROM metadef_properties WHERE namespace_id = ? ORDER BY id")
         .arg(namespace_id)
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(property_from_row)
@@ -696,7 +696,7 @@ pub async fn get_property(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .as_ref()
         .map(property_from_row)
@@ -735,7 +735,7 @@ pub async fn create_property(
     def: &PropertyDef,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = db.conn().await?;
     insert_property(db, &mut conn, namespace_id, name, def, to_micros(now)).await
 }
 
@@ -760,7 +760,7 @@ pub async fn update_property(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await
         .map_err(duplicate)?
         .rows_affected();
@@ -873,7 +873,7 @@ pub async fn tag_marker(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .map(|row| {
             Ok(TagMarker {
@@ -907,7 +907,7 @@ pub async fn list_tags(db: &Db, namespace_id: i64, q: &TagQuery<'_>) -> Result<V
         sql.push(" LIMIT ").bind(i64::from(limit));
     }
     sql.query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(tag_from_row)
@@ -948,7 +948,7 @@ pub async fn create_tag(
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<Tag, Error> {
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = db.conn().await?;
     insert_tag(db, &mut conn, namespace_id, name, to_micros(now)).await?;
     Ok(Tag {
         name: name.to_owned(),
@@ -999,7 +999,7 @@ pub async fn update_tag(
         .arg(namespace_id)
         .arg(name)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await
         .map_err(duplicate)?
         .rows_affected();
@@ -1025,7 +1025,7 @@ pub async fn delete_tags(db: &Db, namespace_id: i64) -> Result<u64, Error> {
 pub async fn list_resource_types(db: &Db) -> Result<Vec<ResourceType>, Error> {
     db.sql("SELECT * FROM metadef_resource_types ORDER BY id")
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.conn().await?)
         .await?
         .iter()
         .map(resource_type_from_row)
@@ -1037,7 +1037,7 @@ pub async fn get_resource_type(db: &Db, name: &str) -> Result<Option<ResourceTyp
     db.sql("SELECT * FROM metadef_resource_types WHERE name = ?")
         .arg(name)
         .query()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.conn().await?)
         .await?
         .as_ref()
         .map(resource_type_from_row)
@@ -1057,7 +1057,7 @@ pub async fn list_associations(db: &Db, namespace_id: i64) -> Result<Vec<Associa
     ))
     .arg(namespace_id)
     .query()
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.conn().await?)
     .await?
     .iter()
     .map(association_from_row)
@@ -1081,7 +1081,8 @@ pub async fn associations_of(
         sql.bind(*id);
     }
     sql.push(") ORDER BY a.namespace_id, a.resource_type_id");
-    for row in sql.query().fetch_all(db.pool()).await? {
+    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    for row in found {
         out.entry(int_required(&row, "namespace_id")?)
             .or_default()
             .push(association_from_row(&row)?);
@@ -1101,7 +1102,7 @@ pub async fn get_association(
     .arg(namespace_id)
     .arg(name)
     .query()
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *db.conn().await?)
     .await?
     .as_ref()
     .map(association_from_row)
@@ -1191,7 +1192,7 @@ pub async fn delete_association(db: &Db, namespace_id: i64, name: &str) -> Resul
         .arg(namespace_id)
         .arg(name)
         .query()
-        .execute(db.pool())
+        .execute(&mut *db.conn().await?)
         .await?
         .rows_affected();
     Ok(n == 1)

@@ -142,6 +142,66 @@ pub struct Db {
     backend: Backend,
     cache: std::sync::Arc<cache::ImageCache>,
     jobs_enqueued: std::sync::Arc<jobs::Enqueued>,
+    pool_stats: std::sync::Arc<PoolStats>,
+}
+
+/// How the pool is doing, for `/metrics`: tasks waiting for a connection, and how long
+/// taking one took (sqlx counts neither, so every query takes its connection through
+/// [`Db::conn`] or [`Db::begin`]).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    waiting: std::sync::atomic::AtomicI64,
+    acquire: shared::metrics::LatencyHistogram,
+    max: u32,
+}
+
+impl PoolStats {
+    /// Appends the waiters and most-connections gauges and the acquire-time histogram.
+    pub fn render(&self, out: &mut String) {
+        use shared::metrics as names;
+        use std::fmt::Write;
+        let waiting = self
+            .waiting
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0);
+        let _ = writeln!(
+            out,
+            "# HELP {w} Tasks waiting for a database connection now.\n# TYPE {w} gauge\n{w} {waiting}",
+            w = names::DB_POOL_WAITERS
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {m} Most database connections the pool opens.\n# TYPE {m} gauge\n{m} {}",
+            self.max,
+            m = names::DB_POOL_MAX_CONNECTIONS
+        );
+        self.acquire.render(
+            out,
+            names::DB_POOL_ACQUIRE_DURATION_SECONDS,
+            "How long taking a database connection from the pool took.",
+        );
+    }
+}
+
+/// A waiter counted while it lives.
+struct Waiting<'a>(&'a PoolStats, std::time::Instant);
+
+impl<'a> Waiting<'a> {
+    fn start(stats: &'a PoolStats) -> Self {
+        stats
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(stats, std::time::Instant::now())
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.acquire.record(self.1.elapsed());
+    }
 }
 
 impl Db {
@@ -195,6 +255,10 @@ impl Db {
             backend,
             cache: std::sync::Arc::new(cache::ImageCache::new(coherence, cache_bytes)),
             jobs_enqueued: Default::default(),
+            pool_stats: std::sync::Arc::new(PoolStats {
+                max: max_connections.max(1),
+                ..PoolStats::default()
+            }),
         })
     }
 
@@ -280,9 +344,23 @@ impl Db {
         &self.pool
     }
 
+    /// The pool's waiters and acquire times.
+    pub fn pool_stats(&self) -> &PoolStats {
+        &self.pool_stats
+    }
+
+    /// A connection of the pool, for one statement or a few (`&mut *db.conn().await?` as the
+    /// executor); the wait is counted and timed.
+    pub(crate) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
+        let _waiting = Waiting::start(&self.pool_stats);
+        Ok(self.pool.acquire().await?)
+    }
+
     /// Starts a write transaction (on SQLite `BEGIN IMMEDIATE`: the write lock is taken up
-    /// front, so two writers queue instead of failing on lock upgrade).
+    /// front, so two writers queue instead of failing on lock upgrade). The wait is counted
+    /// and timed until the transaction began (on SQLite, waiting for the write lock too).
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>, Error> {
+        let _waiting = Waiting::start(&self.pool_stats);
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.pool.begin().await?,

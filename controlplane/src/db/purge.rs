@@ -64,7 +64,7 @@ async fn purge_table(
             .arg(cut)
             .arg(want as i64)
             .query()
-            .fetch_all(db.pool())
+            .fetch_all(&mut *db.conn().await?)
             .await?;
         if rows.is_empty() {
             return Ok(done);
@@ -104,7 +104,7 @@ async fn purge_locations(db: &Db, cut: i64, max_rows: Option<u64>) -> Result<u64
             .arg(cut)
             .arg(want as i64)
             .query()
-            .fetch_all(db.pool())
+            .fetch_all(&mut *db.conn().await?)
             .await?
             .iter()
             .map(|r| super::int_required(r, "id"))
@@ -188,7 +188,7 @@ mod tests {
                     .arg(to_micros(at))
                     .arg(img.id.to_string())
                     .query()
-                    .execute(db.pool())
+                    .execute(&mut *db.conn().await.unwrap())
                     .await
                     .unwrap();
                 db.sql(
@@ -197,7 +197,7 @@ mod tests {
                 .arg(to_micros(at))
                 .arg(img.id.to_string())
                 .query()
-                .execute(db.pool())
+                .execute(&mut *db.conn().await.unwrap())
                 .await
                 .unwrap();
             }
@@ -227,7 +227,7 @@ mod tests {
                     ))
                     .arg(id.to_string())
                     .query()
-                    .fetch_one(db.pool())
+                    .fetch_one(&mut *db.conn().await.unwrap())
                     .await
                     .unwrap();
                 crate::db::int_required(&row, "n").unwrap()

@@ -16,6 +16,9 @@ use std::time::Duration;
 pub struct Conn<S> {
     /// The underlying stream.
     pub stream: S,
+    /// The status of the answer to the current request, once its head is sent (0 before):
+    /// the request-duration histogram's status class.
+    pub status: u16,
     buf: Vec<u8>,
     start: usize,
 }
@@ -29,6 +32,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub fn new(stream: S, capacity: usize) -> Self {
         Conn {
             stream,
+            status: 0,
             buf: Vec::with_capacity(capacity),
             start: 0,
         }

@@ -31,7 +31,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     let tls = Tls::load(&config.tls)?;
     let mut settings = Settings::from_config(&config);
     settings.max_connections_per_worker = config.dataplane.max_connections.div_ceil(workers);
-    let metrics = match metrics::Metrics::create(&config.run_dir(), workers) {
+    let metrics = match metrics::Metrics::create(&config.run_dir(), workers, stores.ids()) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create the shared metrics file; data-plane metrics disabled");
@@ -41,6 +41,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
     let mut handles = Vec::with_capacity(workers);
     for (i, metrics) in metrics.into_iter().enumerate() {
+        metrics.connection_limit(settings.max_connections_per_worker);
         let listener = listener.try_clone()?;
         let worker = WorkerInit {
             tls: tls.clone(),

@@ -150,8 +150,8 @@ struct Data {
 
 #[derive(Debug)]
 enum Source {
-    /// A file of a filesystem store (sent with `sendfile`).
-    File(std::fs::File),
+    /// A file of a filesystem store (sent with `sendfile`), and the store's metrics slot.
+    File(std::fs::File, usize),
     /// Remote locations, best first: each is tried in turn when the data is sent.
     Remote(Vec<(String, String)>),
 }
@@ -201,7 +201,7 @@ async fn authorize(
         if let Some(opened_local) = w.stores.open_local(store, url) {
             match opened_local {
                 Ok((file, size)) => {
-                    opened = Some((file, size));
+                    opened = Some((file, size, w.stores.metric_slot(store)));
                     break;
                 }
                 Err(crate::store::Error::Missing(_)) => missing = true,
@@ -218,9 +218,9 @@ async fn authorize(
         }
     }
     w.link.give_back(chan);
-    if let Some((file, size)) = opened {
+    if let Some((file, size, slot)) = opened {
         return Ok(Some(Data {
-            source: Source::File(file),
+            source: Source::File(file, slot),
             size,
             md5,
         }));
@@ -290,11 +290,11 @@ async fn send(
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
-    let body = match data.source {
-        Source::File(file) => Body::File(file),
-        Source::Remote(_) if len == 0 => Body::Empty,
+    let (body, slot) = match data.source {
+        Source::File(file, slot) => (Body::File(file), slot),
+        Source::Remote(_) if len == 0 => (Body::Empty, 0),
         Source::Remote(locations) => match open_remote(&locations, offset, len, w).await {
-            Some(reader) => Body::Remote(reader),
+            Some((reader, slot)) => (Body::Remote(reader), slot),
             None => {
                 w.metrics.download_failed(Side::Store);
                 let refusal = Refusal::new(503, shared::error::DATA_UNAVAILABLE, keep);
@@ -335,7 +335,7 @@ async fn send(
         Some(len),
         keep,
     );
-    w.metrics.request(Route::Download, status);
+    super::respond::answered(conn, w, Route::Download, status);
     let (res, h) = conn.write_all(h, w.settings.idle_timeout).await;
     w.scratch.put(h);
     if res.is_err() {
@@ -347,12 +347,17 @@ async fn send(
     }
     let _moving = w.metrics.in_flight(Route::Download);
     // counted as they go: a download cut short counts what it moved
-    let progress = |n: u64| w.metrics.bytes_out(n);
+    let moved = std::cell::Cell::new(0u64);
+    let progress = |n: u64| {
+        moved.set(moved.get() + n);
+        w.metrics.bytes_out(slot, n);
+    };
     let sent = match body {
         Body::File(file) => send_file(conn, file, offset, len, w, splicer, &progress).await,
         Body::Remote(reader) => send_stream(conn, reader, len, w, &progress).await,
         Body::Empty => Ok(()),
     };
+    w.metrics.transfer_size(Route::Download, moved.get());
     if let Err(e) = sent {
         tracing::debug!(%image_id, error = %e, "download ended early");
         w.metrics.download_failed(e.side);
@@ -369,21 +374,21 @@ enum Body {
     Empty,
 }
 
-/// The first remote location that answers a read of `len` bytes from `offset`; a store that
-/// fails is logged and counted, and the next one tried.
+/// The first remote location that answers a read of `len` bytes from `offset`, with its
+/// store's metrics slot; a store that fails is logged and counted, and the next one tried.
 async fn open_remote(
     locations: &[(String, String)],
     offset: u64,
     len: u64,
     w: &Worker,
-) -> Option<crate::store::Reader> {
+) -> Option<(crate::store::Reader, usize)> {
     for (store, url) in locations {
         let opened = match w.stores.resolve(store, url).await {
             Ok(s) => s.read(url, offset, len).await,
             Err(e) => Err(e),
         };
         match opened {
-            Ok(r) => return Some(r),
+            Ok(r) => return Some((r, w.stores.metric_slot(store))),
             Err(e) => {
                 tracing::warn!(store = %store, location = %url, error = %e, "location unreadable; trying the next");
                 w.metrics.download_failover();

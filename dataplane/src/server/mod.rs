@@ -118,6 +118,7 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
             worker.settings.features,
         );
         let started = std::time::Instant::now();
+        conn.status = 0;
         let (keep, which) = match route {
             Route::Upload(id) => (
                 upload::handle(&mut conn, &head, id, &rid, &worker).await,
@@ -132,7 +133,13 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
                 crate::metrics::Route::Forward,
             ),
         };
-        worker.metrics.request_duration(which, started.elapsed());
+        // a request that was never answered (the client left first) is not counted, as in
+        // glint_dp_requests_total
+        if conn.status != 0 {
+            worker
+                .metrics
+                .request_duration(which, conn.status, started.elapsed());
+        }
         if !keep || !head.keep_alive {
             return;
         }

@@ -126,7 +126,7 @@ where
 
 async fn unavailable(conn: &mut Conn<ClientStream>, status: u16, rid: &str, w: &Worker) {
     let idle = w.settings.idle_timeout;
-    w.metrics.request(crate::metrics::Route::Forward, status);
+    super::respond::answered(conn, w, crate::metrics::Route::Forward, status);
     let msg = if status == 503 {
         shared::error::PLANE_UNAVAILABLE
     } else {
@@ -224,8 +224,7 @@ async fn forward(
         }
     };
     let keep = head.keep_alive && meta.framing != Framing::UntilClose && !client_body_left;
-    w.metrics
-        .request(crate::metrics::Route::Forward, meta.status);
+    super::respond::answered(conn, w, crate::metrics::Route::Forward, meta.status);
     end_forwarded_head(out, keep);
     up.consume(head_len);
     let mut state = BodyState::new(meta.framing);

@@ -78,6 +78,13 @@ impl Refusal {
     }
 }
 
+/// Counts an answer with `status` on `route` and remembers its status on the connection (for
+/// the request's duration, recorded when it ends).
+pub fn answered(conn: &mut Conn<ClientStream>, w: &Worker, route: Route, status: u16) {
+    conn.status = status;
+    w.metrics.request(route, status);
+}
+
 /// Answers `refusal` as a Glance-shaped JSON error and counts it; returns whether the
 /// connection may be reused. A 401 carries `WWW-Authenticate` in keystone mode.
 pub async fn refuse(
@@ -87,7 +94,7 @@ pub async fn refuse(
     rid: &str,
     w: &Worker,
 ) -> bool {
-    w.metrics.request(route, refusal.status);
+    answered(conn, w, route, refusal.status);
     let mut extra: [(&str, &str); 2] = [("", ""); 2];
     let mut n = 0;
     if let (Some(v), 401) = (&w.settings.www_authenticate, refusal.status) {
@@ -118,7 +125,7 @@ pub async fn no_content(
     keep: bool,
     w: &Worker,
 ) -> bool {
-    w.metrics.request(route, 204);
+    answered(conn, w, route, 204);
     let h = response_head(
         204,
         "No Content",

@@ -70,7 +70,7 @@ pub async fn handle(
     match committed {
         Ok(size) => answer(conn, head, &checked, size, started, rid, w).await,
         Err(Ended::ClientGone) => {
-            w.metrics.request(Route::Upload, 400);
+            super::respond::answered(conn, w, Route::Upload, 400);
             false
         }
         Err(Ended::Refused(refusal)) => refuse(conn, Route::Upload, refusal, rid, w).await,
@@ -391,7 +391,9 @@ async fn receive(
         return Err(f);
     }
     let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
-    match transfer(conn, head, c, grant, &mut upload, &mut hasher, w).await {
+    let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, w).await;
+    w.metrics.transfer_size(Route::Upload, hasher.size());
+    match transferred {
         Ok(()) => {}
         Err(f) => {
             upload.abort().await;
@@ -458,10 +460,11 @@ async fn transfer(
     let direct = upload.direct();
     let mut state = BodyState::new(head.framing);
     let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
+    let slot = w.stores.metric_slot(&grant.store);
     while !state.is_done() {
         let buf = fill(conn, &mut state, hasher, idle).await?;
         // counted as they arrive: an upload cut short counts what it moved
-        w.metrics.bytes_in(buf.len() as u64);
+        w.metrics.bytes_in(slot, buf.len() as u64);
         if buf.is_empty() {
             hasher.give_back(Some(buf));
             continue;

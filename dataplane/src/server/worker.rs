@@ -86,7 +86,7 @@ impl Worker {
         tls: Option<std::sync::Arc<tls::Tls>>,
     ) -> Worker {
         Worker {
-            link: Link::new(channel_socket, 64),
+            link: Link::new(channel_socket, 64, metrics),
             upstream: Upstream::new(api_socket, 64),
             scratch: crate::io::Scratch::new(16 * 1024, 64),
             // Idle buffers kept per worker: enough for one upload's pipeline, so RSS stays flat

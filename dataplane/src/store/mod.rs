@@ -376,6 +376,11 @@ impl Prepared {
             .sum()
     }
 
+    /// The store ids, in configuration order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.set.stores.iter().map(|s| s.id.as_str())
+    }
+
     /// The stores, for log lines.
     pub fn describe(&self) -> String {
         let names: Vec<String> = self
@@ -435,6 +440,12 @@ impl Stores {
     pub async fn get(&self, id: &str) -> Option<Result<Store, Error>> {
         let i = self.slots.iter().position(|s| s.config.id == id)?;
         Some(self.slot(i).await)
+    }
+
+    /// The metrics slot of the store with this id (`glint_dp_transfer_bytes_total{store}`;
+    /// a store this node lacks counts as `other`).
+    pub fn metric_slot(&self, id: &str) -> usize {
+        shared::metrics::shm::store_slot(self.slots.iter().position(|s| s.config.id == id))
     }
 
     /// The default store's id.

@@ -161,6 +161,42 @@ pub enum Request<S = String> {
     },
 }
 
+impl<S> Request<S> {
+    /// Every request kind, as the `kind` label of the channel metrics of both planes has it
+    /// (in [`Request::kind_index`] order).
+    pub const KINDS: [&'static str; 9] = [
+        "hello",
+        "authorize_upload",
+        "upload_leftover",
+        "upload_complete",
+        "upload_aborted",
+        "authorize_download",
+        "claim_jobs",
+        "job_done",
+        "job_failed",
+    ];
+
+    /// This request's position in [`Request::KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Request::Hello { .. } => 0,
+            Request::AuthorizeUpload { .. } => 1,
+            Request::UploadLeftover { .. } => 2,
+            Request::UploadComplete { .. } => 3,
+            Request::UploadAborted { .. } => 4,
+            Request::AuthorizeDownload { .. } => 5,
+            Request::ClaimJobs { .. } => 6,
+            Request::JobDone { .. } => 7,
+            Request::JobFailed { .. } => 8,
+        }
+    }
+
+    /// This request's kind (one of [`Request::KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+}
+
 /// Work the control plane asks of the data plane: persisted in the database, claimed with a
 /// lease, reported done or failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

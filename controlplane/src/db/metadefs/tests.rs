@@ -294,7 +294,7 @@ async fn namespaces_with_content(backend: Backend) {
             ))
             .arg(ns.id)
             .query()
-            .fetch_one(db.pool())
+            .fetch_one(&mut *db.conn().await.unwrap())
             .await
             .unwrap();
         assert_eq!(int_required(&row, "n").unwrap(), 0, "{backend:?} {table}");
