@@ -43,9 +43,15 @@ impl Region {
         }
         let from = (next - at) as usize;
         let n = (self.len - self.buf.len()).min(chunk.len() - from);
-        if self.buf.capacity() == 0 {
-            // One allocation for the usual case; big regions still grow only as bytes arrive.
-            self.buf.reserve_exact(self.len.min(64 * 1024));
+        let needed = self.buf.len() + n;
+        if needed > self.buf.capacity() {
+            // Grow by doubling (one allocation for small regions), never past the region's
+            // length: the bound on what an inspector holds is the sum of its regions.
+            let target = (self.buf.capacity() * 2)
+                .max(64 * 1024)
+                .max(needed)
+                .min(self.len);
+            self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(&chunk[from..from + n]);
     }
@@ -159,7 +165,22 @@ mod tests {
             }
             assert!(r.is_full(), "step {step}");
             assert_eq!(r.bytes(), &data[1000..4000], "step {step}");
+            assert!(r.held() <= 3000, "step {step}: {}", r.held());
         }
+    }
+
+    #[test]
+    fn region_never_holds_more_than_its_length() {
+        let data = vec![7; 2 << 20];
+        let len = (1 << 20) - 1;
+        let mut r = Region::new(0, len);
+        let mut at = 0;
+        for n in [600_000, 100, 500_000, 1 << 20] {
+            r.feed(at, &data[..n]);
+            at += n as u64;
+            assert!(r.held() <= len, "{}", r.held());
+        }
+        assert!(r.is_full());
     }
 
     #[test]

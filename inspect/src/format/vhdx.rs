@@ -10,7 +10,9 @@
 //!
 //! Each copy is capped at 64 KiB, like oslo.utils. As in Glance, a table that does not parse
 //! leaves the size unknown without refusing the image, while a stream that ends before a region
-//! it named, or names one behind what already went by, is truncated.
+//! it named is truncated. So is one whose metadata region starts before the end of the region
+//! table (the spec puts it at 1 MiB or later): a stream cannot go back for it, and whether
+//! Glance can depends on its read size.
 
 use super::{Finding, le_u16, le_u32, le_u64};
 use crate::Format;
@@ -43,6 +45,8 @@ pub(crate) struct Probe {
     size_item: Option<Region>,
     /// A table did not parse: stop following, the size stays unknown.
     broken: bool,
+    /// The metadata region lies before the end of the region table that names it.
+    behind: bool,
 }
 
 /// What a look at the metadata table found.
@@ -76,7 +80,15 @@ impl Probe {
         }
         if self.metadata.is_none() && regions.is_full() {
             match metadata_offset(regions.bytes()) {
-                Some(offset) => self.metadata = Some(Region::new(offset, TABLE_LEN)),
+                Some(offset) if offset >= REGION_TABLE + TABLE_LEN as u64 => {
+                    self.metadata = Some(Region::new(offset, TABLE_LEN));
+                }
+                Some(_) => {
+                    // Named after it went by: whether the stream could still offer it would
+                    // depend on the buffer sizes, so it never does.
+                    self.behind = true;
+                    self.broken = true;
+                }
                 None => self.broken = true,
             }
         }
@@ -116,6 +128,7 @@ impl Probe {
         }
         let truncated = |r: &Option<Region>| r.as_ref().is_some_and(|r| !r.is_full());
         if head.len() < IDENT_LEN
+            || self.behind
             || self.regions.is_none()
             || truncated(&self.regions)
             || truncated(&self.metadata)
@@ -258,9 +271,14 @@ mod tests {
             run(&bad, 4096),
             Some(Finding::new(Format::Vhdx, None, None))
         );
-        // metadata behind the region table: it went by before it was named
-        let behind = image(64 * 1024, 64 * 1024, 1);
-        assert_eq!(run(&behind, 4096), Some(Finding::truncated(Format::Vhdx)));
+        // metadata before the end of the region table: truncated however the stream is split
+        for meta in [64 * 1024, 200 * 1024] {
+            let behind = image(meta, 64 * 1024, 1);
+            for step in [4096, behind.len()] {
+                let f = run(&behind, step);
+                assert_eq!(f, Some(Finding::truncated(Format::Vhdx)), "{meta} {step}");
+            }
+        }
         assert_eq!(run(&[0; 300_000], 4096), None);
     }
 }
