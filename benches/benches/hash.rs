@@ -26,22 +26,29 @@ fn hashing(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("pipelined_two_threads/1048576", |b| {
-        use dataplane::hash::pipeline::{BufferPool, PipelinedHasher};
-        let rt = compio::runtime::Runtime::new().unwrap();
-        let pool = BufferPool::new(1 << 20, 8);
-        b.iter(|| {
-            rt.block_on(async {
-                let mut p = PipelinedHasher::start(HashAlgo::Sha512, pool.clone(), 4);
-                for piece in data.chunks(1 << 20) {
-                    let mut buf = p.buffer().await;
-                    buf.push_slice(piece);
-                    drop(p.submit(buf, false));
-                }
-                p.finish().await.unwrap()
+    // with the format inspector on the secure hash's thread, as an upload of a bare image runs
+    for (name, inspect) in [
+        ("pipelined_two_threads/1048576", false),
+        ("pipelined_two_threads_inspected/1048576", true),
+    ] {
+        g.bench_function(name, |b| {
+            use dataplane::hash::pipeline::{BufferPool, PipelinedHasher};
+            let rt = compio::runtime::Runtime::new().unwrap();
+            let pool = BufferPool::new(1 << 20, 8);
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut p =
+                        PipelinedHasher::start(HashAlgo::Sha512, pool.clone(), 4, inspect, 8 << 20);
+                    for piece in data.chunks(1 << 20) {
+                        let mut buf = p.buffer().await;
+                        buf.push_slice(piece);
+                        drop(p.submit(buf, false));
+                    }
+                    p.finish().await.unwrap()
+                })
             })
-        })
-    });
+        });
+    }
     g.bench_function("naive_two_passes", |b| {
         use md5::Digest;
         b.iter(|| {

@@ -109,7 +109,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 9] = Request::<String>::KINDS;
+pub const KINDS: [&str; 10] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -261,9 +261,15 @@ impl Connection {
                     os_hash_value,
                     location,
                     store,
+                    virtual_size,
+                    block_size,
+                    block_hashes,
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     let data = UploadedData {
+                        virtual_size,
+                        block_size,
+                        block_hashes,
                         size,
                         checksum,
                         os_hash_algo: os_hash_algo.as_str().to_owned(),
@@ -311,6 +317,18 @@ impl Connection {
                 }
                 Request::JobDone { id } => self.job_done(id).await,
                 Request::JobFailed { id, error } => self.job_failed(id, &error).await,
+                Request::BlockHashes { image_id } => {
+                    match db::images::block_hashes(&self.app.db, image_id).await {
+                        Ok(Some((block_size, hashes))) => {
+                            Ok(Response::BlockHashes { block_size, hashes })
+                        }
+                        Ok(None) => Ok(Response::BlockHashes {
+                            block_size: 0,
+                            hashes: String::new(),
+                        }),
+                        Err(e) => Err(internal(e)),
+                    }
+                }
             };
             (response.unwrap_or_else(Response::Denied), Next::Continue)
         };
@@ -419,10 +437,15 @@ impl Connection {
             },
         );
         self.log_transition(request_id, id, begin.from, begin.to);
+        // Glance inspects bare images only (glance/location.py set_data)
+        let inspect_as = (image.container_format.as_deref() == Some("bare"))
+            .then(|| image.disk_format.clone())
+            .flatten();
         Ok(Response::UploadGranted {
             hash_algo: app.config.image.hashing_algorithm,
             max_size_bytes: cap,
             store,
+            inspect_as,
         })
     }
 

@@ -203,10 +203,12 @@ pub fn owned(r: Response<&str>) -> Response {
             hash_algo,
             max_size_bytes,
             store,
+            inspect_as,
         } => Response::UploadGranted {
             hash_algo,
             max_size_bytes,
             store: store.to_owned(),
+            inspect_as: s(inspect_as),
         },
         Response::UploadCommitted => Response::UploadCommitted,
         Response::DownloadGranted {
@@ -219,6 +221,10 @@ pub fn owned(r: Response<&str>) -> Response {
             checksum: s(checksum),
         },
         Response::Ack => Response::Ack,
+        Response::BlockHashes { block_size, hashes } => Response::BlockHashes {
+            block_size,
+            hashes: hashes.to_owned(),
+        },
         Response::Jobs(jobs) => Response::Jobs(
             jobs.into_iter()
                 .map(|j| Job {

@@ -151,6 +151,21 @@ impl Metrics {
         );
     }
 
+    /// An upload's content was inspected and found to be `format`.
+    pub fn inspected(&self, format: inspect::Format) {
+        if let Some(i) = inspect::Format::ALL.iter().position(|f| *f == format) {
+            self.add(idx::INSPECTED + i, 1);
+        }
+    }
+
+    /// An upload was refused by inspection.
+    pub fn upload_refused(&self, refusal: &inspect::Refusal) {
+        let reason = refusal.reason();
+        if let Some(i) = inspect::Refusal::REASONS.iter().position(|r| *r == reason) {
+            self.add(idx::REFUSED + i, 1);
+        }
+    }
+
     /// A channel round trip of request kind `kind` (a `Request::kind_index`) took `took`.
     pub fn channel_round_trip(&self, kind: usize, took: std::time::Duration) {
         if kind < shm::CHANNEL_KINDS.len() {

@@ -451,7 +451,10 @@ fn listing_1_3(api: &Api) {
     );
     let f = mk(Who::Owner, json!({"name": "priv", "visibility": "private"}));
     assert_eq!(api.upload(&a, Who::Owner, &[7u8; 100]), 204);
-    assert_eq!(api.upload(&b, Who::Owner, &[7u8; 3000]), 204);
+    // b claims qcow2 and bare, so its content is inspected: a qcow2 header
+    let mut qcow2 = vec![0u8; 3000];
+    qcow2[..8].copy_from_slice(b"QFI\xfb\0\0\0\x03");
+    assert_eq!(api.upload(&b, Who::Owner, &qcow2), 204);
     let q = |query: &str, who: Who| {
         let mut ids = api.ids(&format!("tag={tag}&{query}"), who);
         ids.sort();

@@ -112,7 +112,7 @@ pub enum Refusal {
         format: Format,
     },
     /// The content is not the claimed `disk_format`.
-    #[error("image disk_format {claimed} does not match its content ({detected})")]
+    #[error("Image disk_format {claimed} does not match stream data {detected}")]
     Mismatch {
         /// The `disk_format` the image claims.
         claimed: String,
@@ -302,7 +302,7 @@ mod tests {
                 detected: "raw"
             }
             .to_string(),
-            "image disk_format qcow2 does not match its content (raw)"
+            "Image disk_format qcow2 does not match stream data raw"
         );
     }
 

@@ -57,6 +57,9 @@ pub struct Config {
     pub backends: std::collections::BTreeMap<String, toml::Table>,
     /// Image model options (Glance's `[image_format]` and hashing settings).
     pub image: ImageOptions,
+    /// The block cache (Glance's `image_cache_*` option names); for now, the block size
+    /// uploads are hashed in.
+    pub image_cache: ImageCache,
     /// Data-plane limits and tuning.
     pub dataplane: DataPlane,
     /// Control-plane limits.
@@ -193,6 +196,32 @@ pub struct ImageOptions {
     pub container_formats: Vec<String>,
     /// Largest image accepted, in bytes (Glance's `image_size_cap`). Default 1 TiB.
     pub image_size_cap_bytes: u64,
+    /// Glance's `[image_format] require_image_format_match`: an upload of a `bare` image whose
+    /// content is another format than its `disk_format` is refused. Content that breaks a
+    /// safety rule (a qcow2 backing file, a VMDK naming other files, …) is refused either way.
+    /// Default true.
+    pub require_image_format_match: bool,
+    /// Glance's `[image_format] gpt_safety_checks_nonfatal`: safety checks (`mbr`, `gptmbr`)
+    /// that only log for images inspected as GPT/MBR disks. Default none.
+    pub gpt_safety_checks_nonfatal: Vec<String>,
+}
+
+/// The block cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageCache {
+    /// Bytes per block: uploads record the xxh3 of each block of this size with the image
+    /// (what a cache fill verifies), and the cache stores and serves images in such blocks.
+    /// Default 8 MiB; 64 KiB … 1 GiB.
+    pub image_cache_block_size: u64,
+}
+
+impl Default for ImageCache {
+    fn default() -> Self {
+        ImageCache {
+            image_cache_block_size: 8 << 20,
+        }
+    }
 }
 
 /// Data-plane limits.
@@ -270,6 +299,7 @@ impl Default for Config {
             glance_store: GlanceStore::default(),
             backends: Default::default(),
             image: ImageOptions::default(),
+            image_cache: ImageCache::default(),
             dataplane: DataPlane::default(),
             controlplane: ControlPlane::default(),
             tls: Tls::default(),
@@ -301,6 +331,8 @@ impl Default for ImageOptions {
                 .map(|s| s.to_string())
                 .collect(),
             image_size_cap_bytes: 1 << 40,
+            require_image_format_match: true,
+            gpt_safety_checks_nonfatal: Vec::new(),
         }
     }
 }
@@ -556,6 +588,9 @@ impl Config {
         }
         if self.image.disk_formats.is_empty() {
             errors.push("image.disk_formats: must not be empty".into());
+        }
+        if !(64 << 10..=1 << 30).contains(&self.image_cache.image_cache_block_size) {
+            errors.push("image_cache.image_cache_block_size: must be 64 KiB … 1 GiB".into());
         }
         if self.image.container_formats.is_empty() {
             errors.push("image.container_formats: must not be empty".into());

@@ -136,6 +136,8 @@ pub const ALL: &[&str] = &[
     dp::TRANSFER_SIZE_BYTES,
     dp::CONNECTIONS_LIMIT,
     dp::CHANNEL_ROUND_TRIP_SECONDS,
+    dp::UPLOADS_INSPECTED_TOTAL,
+    dp::UPLOADS_REFUSED_TOTAL,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -253,6 +255,10 @@ pub mod dp {
     pub const CONNECTIONS_LIMIT: &str = "glint_dp_connections_limit";
     /// The data plane's channel round trips histogram, label `kind`.
     pub const CHANNEL_ROUND_TRIP_SECONDS: &str = "glint_dp_channel_round_trip_seconds";
+    /// Uploads whose content was inspected, label `format` (what the content is).
+    pub const UPLOADS_INSPECTED_TOTAL: &str = "glint_dp_uploads_inspected_total";
+    /// Uploads refused by the content inspection, label `reason`.
+    pub const UPLOADS_REFUSED_TOTAL: &str = "glint_dp_uploads_refused_total";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -276,9 +282,9 @@ pub mod shm {
     pub const FILE_NAME: &str = "dataplane.metrics";
     /// First 8 bytes of the file.
     pub const MAGIC: [u8; 8] = *b"GLINTDPM";
-    /// Layout version (3: 1024 counters per slot, store ids in the header, durations by
-    /// status class, bytes per transfer, channel round trips).
-    pub const VERSION: u32 = 3;
+    /// Layout version (4: 1024 counters per slot, store ids in the header, durations by
+    /// status class, bytes per transfer, channel round trips, content inspection).
+    pub const VERSION: u32 = 4;
     /// Stores with their own `store` label; the last of them is `other` when a node has more
     /// (or a location names a store this node does not have).
     pub const MAX_STORES: usize = 16;
@@ -304,7 +310,7 @@ pub mod shm {
     /// Image transfers, for `glint_dp_transfers_in_flight{route}` and the bytes per transfer.
     pub const TRANSFERS: [&str; 2] = ["upload", "download"];
     /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
-    pub const CHANNEL_KINDS: [&str; 9] = crate::channel::Request::<String>::KINDS;
+    pub const CHANNEL_KINDS: [&str; 10] = crate::channel::Request::<String>::KINDS;
 
     /// Counter indexes inside a slot.
     pub mod idx {
@@ -342,8 +348,12 @@ pub mod shm {
         pub const TRANSFER_SIZE: usize = TTFB + HISTOGRAM_COUNTERS;
         /// The channel round-trip histograms, by `CHANNEL_KINDS`.
         pub const CHANNEL: usize = TRANSFER_SIZE + 2 * SIZE_COUNTERS;
+        /// Uploads inspected, by the format found (`inspect::Format::ALL` order).
+        pub const INSPECTED: usize = CHANNEL + CHANNEL_KINDS.len() * HISTOGRAM_COUNTERS;
+        /// Uploads refused by inspection, by reason (`inspect::Refusal::REASONS` order).
+        pub const REFUSED: usize = INSPECTED + inspect::Format::ALL.len();
         /// One past the last counter in use.
-        pub const END: usize = CHANNEL + CHANNEL_KINDS.len() * HISTOGRAM_COUNTERS;
+        pub const END: usize = REFUSED + inspect::Refusal::REASONS.len();
 
         const _: () = assert!(IN_FLIGHT + 2 <= STORE_BYTES);
     }
@@ -713,6 +723,35 @@ pub mod shm {
                 "{}{{route=\"{route}\"}} {}",
                 dp::TRANSFERS_IN_FLIGHT,
                 v[idx::IN_FLIGHT + r] as i64
+            );
+        }
+        family(
+            out,
+            dp::UPLOADS_INSPECTED_TOTAL,
+            "counter",
+            "Uploads whose content was inspected, by the format it is.",
+        );
+        for (i, format) in inspect::Format::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{format=\"{}\"}} {}",
+                dp::UPLOADS_INSPECTED_TOTAL,
+                format.as_str(),
+                v[idx::INSPECTED + i]
+            );
+        }
+        family(
+            out,
+            dp::UPLOADS_REFUSED_TOTAL,
+            "counter",
+            "Uploads refused by the content inspection (hostile, or not the claimed disk_format), by reason.",
+        );
+        for (i, reason) in inspect::Refusal::REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}{{reason=\"{reason}\"}} {}",
+                dp::UPLOADS_REFUSED_TOTAL,
+                v[idx::REFUSED + i]
             );
         }
         family(

@@ -130,6 +130,9 @@ fn complete(id: ImageId) -> Request {
         os_hash_value: "ab".repeat(64),
         location: format!("file:///data/{id}"),
         store: "file".into(),
+        virtual_size: None,
+        block_size: 2,
+        block_hashes: "0123456789abcdef0000000000000001".into(),
     }
 }
 
@@ -143,6 +146,9 @@ fn complete_in(id: ImageId, store: &str, location: &str) -> Request {
         os_hash_value: "ab".repeat(64),
         location: location.into(),
         store: store.into(),
+        virtual_size: None,
+        block_size: 4,
+        block_hashes: String::new(),
     }
 }
 
@@ -239,10 +245,19 @@ async fn upload_grant_and_commit() {
             hash_algo: HashAlgo::Sha512,
             max_size_bytes: ch.t.app.config.image.image_size_cap_bytes,
             store: "file".into(),
+            inspect_as: Some("raw".into()),
         })
     );
     assert_eq!(status(&ch, id).await, ImageStatus::Saving);
     assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+    // the block hashes came with the commit
+    assert_eq!(
+        p.call(Request::BlockHashes { image_id: id }).await,
+        Some(Response::BlockHashes {
+            block_size: 2,
+            hashes: "0123456789abcdef0000000000000001".into()
+        })
+    );
 
     let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
     assert_eq!(img.status, ImageStatus::Active);

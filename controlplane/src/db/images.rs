@@ -407,6 +407,48 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
         .collect()
 }
 
+/// Records the block hashes of newly committed data, replacing those of earlier data.
+async fn record_blocks(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: ImageId,
+    data: &crate::domain::status::UploadedData,
+) -> Result<(), Error> {
+    db.sql("DELETE FROM image_blocks WHERE image_id = ?")
+        .arg(id.to_string())
+        .query()
+        .execute(&mut **tx)
+        .await?;
+    if data.block_hashes.is_empty() {
+        return Ok(());
+    }
+    let block_size = i64::try_from(data.block_size).map_err(|_| Error::OutOfRange("block_size"))?;
+    db.sql("INSERT INTO image_blocks (image_id, block_size, hashes) VALUES (?, ?, ?)")
+        .arg(id.to_string())
+        .arg(block_size)
+        .arg(data.block_hashes.clone())
+        .query()
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The block size and block hashes recorded with an image's data, if any.
+pub async fn block_hashes(db: &Db, id: ImageId) -> Result<Option<(u64, String)>, Error> {
+    let row = db
+        .sql("SELECT block_size, hashes FROM image_blocks WHERE image_id = ?")
+        .arg(id.to_string())
+        .query()
+        .fetch_optional(&mut *db.conn().await?)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let size = super::int_required(&row, "block_size")?;
+    let size = u64::try_from(size).map_err(|_| Error::Corrupt(format!("block_size {size}")))?;
+    Ok(Some((size, super::text_required(&row, "hashes")?)))
+}
+
 /// One page of images and whether another page follows.
 ///
 /// With the image cache on, the page query selects only ids and versions; images whose cached
@@ -553,8 +595,15 @@ async fn apply_move_tx(
         DataChange::Keep | DataChange::RetireLocations => {}
         DataChange::Record(data) => {
             let size = i64::try_from(data.size).map_err(|_| Error::OutOfRange("size"))?;
+            let virtual_size = data
+                .virtual_size
+                .map(i64::try_from)
+                .transpose()
+                .map_err(|_| Error::OutOfRange("virtual_size"))?;
             sql.push(", size = ")
                 .bind(size)
+                .push(", virtual_size = ")
+                .bind(virtual_size)
                 .push(", checksum = ")
                 .bind(&data.checksum)
                 .push(", os_hash_algo = ")
@@ -596,6 +645,7 @@ async fn apply_move_tx(
             // a delete of this URL queued or running would take the new data with it
             super::jobs::settle_commit(db, &mut tx, id, &data.location).await?;
             append_location(db, &mut tx, id, &data.store, &data.location, now).await?;
+            record_blocks(db, &mut tx, id, data).await?;
         }
         DataChange::RetireLocations => {
             retire_locations(db, &mut tx, id, None, now).await?;
@@ -967,6 +1017,9 @@ mod tests {
             os_hash_value: "h".into(),
             location: "file:///x".into(),
             store: "file".into(),
+            virtual_size: Some(1 << 40),
+            block_size: 8 << 20,
+            block_hashes: "00000000000000ff".repeat(20_000),
         };
         let commit = Move::commit_upload(data);
         let begin = img.begin_upload().unwrap();
@@ -983,6 +1036,11 @@ mod tests {
         assert!(step(&db, &mut img, &begin).await);
         assert!(step(&db, &mut img, &commit).await);
         assert_eq!((img.status, img.size), (ImageStatus::Active, Some(3)));
+        let stored = get(&db, img.id).await.unwrap().unwrap();
+        assert_eq!(stored.virtual_size, Some(1 << 40));
+        // the block hashes (a 156 GiB image's worth: more than a TEXT column of MySQL holds)
+        let (size, hashes) = block_hashes(&db, img.id).await.unwrap().unwrap();
+        assert_eq!((size, hashes.len()), (8 << 20, 320_000));
         assert_eq!(
             img.locations,
             [Location {

@@ -614,7 +614,7 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 5, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 6, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
@@ -659,7 +659,7 @@ mod tests {
             .unwrap();
             ids.push(id);
         }
-        assert_eq!(db.migrate().await.unwrap(), 3, "{backend:?}");
+        assert_eq!(db.migrate().await.unwrap(), 4, "{backend:?}");
         let want = [
             Some(LocationStatus::Active),
             Some(LocationStatus::Active),

@@ -36,6 +36,12 @@ pub struct UploadedData {
     pub location: String,
     /// The id of the store holding it.
     pub store: String,
+    /// What the content inspection found (`None`: not inspected, or no virtual size).
+    pub virtual_size: Option<u64>,
+    /// The block size of `block_hashes`.
+    pub block_size: u64,
+    /// The xxh3-64 of each block, 16 hex digits each (empty: none).
+    pub block_hashes: String,
 }
 
 /// What a move does to the fields derived from the image's data (`size`, `virtual_size`,
@@ -115,6 +121,7 @@ impl Move {
             DataChange::Keep => {}
             DataChange::Record(d) => {
                 image.size = Some(d.size);
+                image.virtual_size = d.virtual_size;
                 image.checksum = Some(d.checksum.clone());
                 image.os_hash_algo = Some(d.os_hash_algo.clone());
                 image.os_hash_value = Some(d.os_hash_value.clone());
@@ -188,6 +195,9 @@ mod tests {
             os_hash_value: "h".into(),
             location: "file:///x".into(),
             store: "file".into(),
+            virtual_size: Some(64),
+            block_size: 4,
+            block_hashes: "0123456789abcdef".into(),
         }
     }
 
@@ -240,9 +250,10 @@ mod tests {
         let old = ("file:///old".to_owned(), LocationStatus::Active, 0);
         let kept = fields(&with_data(Active));
         let none: Fields = (None, None, None, None, None, vec![old.clone()]);
+        // the commit records what the inspection found (None when not inspected)
         let recorded: Fields = (
             Some(3),
-            Some(10),
+            Some(64),
             Some("c".into()),
             Some("sha512".into()),
             Some("h".into()),

@@ -12,6 +12,7 @@
 //! single-thread baseline, and what tests use); uploads use [`pipeline::PipelinedHasher`],
 //! which runs md5 and the secure hash on two other cores while the worker keeps reading.
 
+pub mod blocks;
 pub mod pipeline;
 
 use shared::image::HashAlgo;

@@ -141,8 +141,23 @@ pub struct PipelinedHasher {
     md5_tx: mpsc::Sender<SharedChunk>,
     secure_tx: mpsc::Sender<SharedChunk>,
     md5_task: compio::runtime::JoinHandle<String>,
-    secure_task: compio::runtime::JoinHandle<(HashAlgo, String)>,
+    secure_task: compio::runtime::JoinHandle<(
+        (HashAlgo, String),
+        Option<inspect::Verdict>,
+        super::blocks::Blocks,
+    )>,
     size: u64,
+}
+
+/// What the hashing pass found.
+#[derive(Debug)]
+pub struct Finished {
+    /// md5 and the secure hash.
+    pub digests: Digests,
+    /// The format inspector's verdict, when one was asked for.
+    pub verdict: Option<inspect::Verdict>,
+    /// The block hashes.
+    pub blocks: super::blocks::Blocks,
 }
 
 /// A hashing thread died (it panicked); the upload cannot be trusted.
@@ -152,8 +167,17 @@ pub struct HashThreadFailed;
 
 impl PipelinedHasher {
     /// Starts the two hashing threads for one upload; at most `depth` buffers from `pool` are
-    /// in flight at once. Must be called on a compio runtime.
-    pub fn start(algo: HashAlgo, pool: Arc<BufferPool>, depth: usize) -> Self {
+    /// in flight at once. With `inspect`, the secure hash's thread also feeds every buffer to
+    /// a format [`inspect::Inspector`] (it has the slack: md5 is the slower of the two), so the
+    /// content is inspected in the same pass; it also hashes the blocks of `block_size` bytes
+    /// (xxh3, for the block cache). Must be called on a compio runtime.
+    pub fn start(
+        algo: HashAlgo,
+        pool: Arc<BufferPool>,
+        depth: usize,
+        inspect: bool,
+        block_size: u64,
+    ) -> Self {
         let (md5_tx, md5_rx) = mpsc::channel::<SharedChunk>();
         let (secure_tx, secure_rx) = mpsc::channel::<SharedChunk>();
         let md5_task = compio::runtime::spawn_blocking(move || {
@@ -165,10 +189,20 @@ impl PipelinedHasher {
         });
         let secure_task = compio::runtime::spawn_blocking(move || {
             let mut h = Secure::new(algo);
+            let mut inspector = inspect.then(inspect::Inspector::new);
+            let mut blocks = super::blocks::BlockHasher::new(block_size);
             for c in secure_rx {
                 h.update(&c);
+                blocks.update(&c);
+                if let Some(i) = &mut inspector {
+                    i.feed(&c);
+                }
             }
-            h.finish()
+            (
+                h.finish(),
+                inspector.map(inspect::Inspector::finish),
+                blocks.finish(),
+            )
         });
         let lane = Arc::new(Lane {
             state: Mutex::new(LaneState::default()),
@@ -232,8 +266,8 @@ impl PipelinedHasher {
         self.size
     }
 
-    /// Waits for both hashers to drain and returns the digests.
-    pub async fn finish(self) -> Result<Digests, HashThreadFailed> {
+    /// Waits for both hashers to drain and returns what they found.
+    pub async fn finish(self) -> Result<Finished, HashThreadFailed> {
         let PipelinedHasher {
             md5_tx,
             secure_tx,
@@ -245,12 +279,18 @@ impl PipelinedHasher {
         drop(md5_tx);
         drop(secure_tx);
         let md5_hex = md5_task.await.map_err(|_| HashThreadFailed)?;
-        let (algo, secure_hex) = secure_task.await.map_err(|_| HashThreadFailed)?;
-        Ok(Digests {
+        let ((algo, secure_hex), verdict, blocks) =
+            secure_task.await.map_err(|_| HashThreadFailed)?;
+        let digests = Digests {
             size,
             md5_hex,
             algo,
             secure_hex,
+        };
+        Ok(Finished {
+            digests,
+            verdict,
+            blocks,
         })
     }
 }
@@ -267,7 +307,7 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
             .collect();
         for algo in [HashAlgo::Sha256, HashAlgo::Sha512] {
-            let mut p = PipelinedHasher::start(algo, pool.clone(), 3);
+            let mut p = PipelinedHasher::start(algo, pool.clone(), 3, false, 1 << 20);
             let mut held = Vec::new();
             for (i, piece) in data.chunks(50_000).enumerate() {
                 let mut buf = p.buffer().await;
@@ -282,7 +322,9 @@ mod tests {
                 }
             }
             held.clear();
-            let got = p.finish().await.unwrap();
+            let finished = p.finish().await.unwrap();
+            assert!(finished.verdict.is_none());
+            let got = finished.digests;
             let mut inline = MultiHasher::new(algo);
             inline.update(&data);
             assert_eq!(got, inline.finish());

@@ -18,8 +18,11 @@
 //!    [`Leftover`](crate::store::Leftover) the driver names (the object at the location, a
 //!    multipart upload, a segment prefix) is recorded on the lease (`UploadLeftover`): if the
 //!    upload never commits, whatever it left is removed by a job, even after a crash of
-//!    either plane. At the end the size is checked and the store commits the data
-//!    (fsync + rename, multipart complete, SLO manifest); any failure aborts what was written.
+//!    either plane. When the grant says so (a `bare` image), the secure hash's thread also feeds
+//!    each buffer to a format [`inspect::Inspector`]; its verdict is judged against the
+//!    image's `disk_format` (`judge`: hostile or mismatched content → 400, nothing kept). At
+//!    the end the size is checked and the store commits the data (fsync + rename, multipart
+//!    complete, SLO manifest); any failure aborts what was written.
 //! 4. `commit`: `UploadComplete` on the lease; the control plane moves the image to `active`
 //!    (or refuses: then the data just written is its recorded leftover, removed by a job, not
 //!    here, since another upload of the image may own the location by the time this one
@@ -161,6 +164,8 @@ struct Grant {
     max_size: u64,
     /// The store to write to.
     store: String,
+    /// The `disk_format` the content must be (`None`: not inspected).
+    inspect_as: Option<String>,
     /// The client request's id (for the channel requests made under the lease).
     request_id: String,
 }
@@ -187,12 +192,14 @@ async fn authorize(
                 hash_algo,
                 max_size_bytes,
                 store,
+                inspect_as,
             },
         )) => Ok(Grant {
             lease,
             hash_algo,
             max_size: max_size_bytes,
             store,
+            inspect_as,
             request_id: rid.to_owned(),
         }),
         Ok((chan, Response::Denied(reason))) => {
@@ -221,16 +228,22 @@ enum Ended {
 /// is already gone). Returns the size committed.
 async fn commit(
     grant: Grant,
-    stored: Result<(String, Digests), Failure>,
+    stored: Result<Stored, Failure>,
     c: &Checked,
     rid: &str,
     w: &Worker,
 ) -> Result<u64, Ended> {
     let image_id = c.image_id;
-    let (location, digests) = match stored {
+    let Stored {
+        location,
+        digests,
+        virtual_size,
+        blocks,
+    } = match stored {
         Ok(x) => x,
         Err(failure) => return Err(abort(grant.lease, failure, image_id, rid, w).await),
     };
+    let block_hashes = crate::hash::blocks::to_hex(&blocks.hashes);
     let complete = Request::UploadComplete {
         request_id: rid,
         image_id,
@@ -240,6 +253,9 @@ async fn commit(
         os_hash_value: digests.secure_hex.as_str(),
         location: location.as_str(),
         store: grant.store.as_str(),
+        virtual_size,
+        block_size: blocks.block_size,
+        block_hashes: block_hashes.as_str(),
     };
     let mut lease = grant.lease;
     match lease.call(&complete).await {
@@ -364,7 +380,7 @@ async fn receive(
     c: &Checked,
     grant: &mut Grant,
     w: &Worker,
-) -> Result<(String, Digests), Failure> {
+) -> Result<Stored, Failure> {
     let idle = w.settings.idle_timeout;
     if head.expects_continue() {
         let (res, _) = conn
@@ -390,7 +406,13 @@ async fn receive(
         upload.abort().await;
         return Err(f);
     }
-    let mut hasher = PipelinedHasher::start(grant.hash_algo, w.buffers.clone(), UPLOAD_DEPTH);
+    let mut hasher = PipelinedHasher::start(
+        grant.hash_algo,
+        w.buffers.clone(),
+        UPLOAD_DEPTH,
+        grant.inspect_as.is_some(),
+        w.settings.block_size,
+    );
     let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, w).await;
     w.metrics.transfer_size(Route::Upload, hasher.size());
     match transferred {
@@ -400,15 +422,77 @@ async fn receive(
             return Err(f);
         }
     }
-    let digests = match hasher.finish().await {
+    let crate::hash::pipeline::Finished {
+        digests,
+        verdict,
+        blocks,
+    } = match hasher.finish().await {
         Ok(d) => d,
         Err(e) => {
             upload.abort().await;
             return Err(Failure::new(ErrorCode::Internal, e.to_string()).on(Side::Internal));
         }
     };
+    let virtual_size = match (&grant.inspect_as, verdict) {
+        (Some(disk_format), Some(verdict)) => match judge(&verdict, disk_format, c, w) {
+            Ok(v) => v,
+            Err(f) => {
+                upload.abort().await;
+                return Err(f);
+            }
+        },
+        _ => None,
+    };
     let location = upload.commit(digests.size).await.map_err(store_failed)?;
-    Ok((location, digests))
+    Ok(Stored {
+        location,
+        digests,
+        virtual_size,
+        blocks,
+    })
+}
+
+/// What `receive` stored, for the commit.
+#[derive(Debug)]
+struct Stored {
+    location: String,
+    digests: Digests,
+    virtual_size: Option<u64>,
+    blocks: crate::hash::blocks::Blocks,
+}
+
+/// Glance's decision on an inspected upload (`glance/location.py` `set_data`): the content
+/// against the claimed `disk_format`, hostile content refused (400, the image back to
+/// `queued`, nothing kept); returns the `virtual_size` to record. Counted by format and by
+/// refusal reason.
+fn judge(
+    verdict: &inspect::Verdict,
+    disk_format: &str,
+    c: &Checked,
+    w: &Worker,
+) -> Result<Option<u64>, Failure> {
+    let s = &w.settings;
+    w.metrics.inspected(verdict.format);
+    let mut verdict = std::borrow::Cow::Borrowed(verdict);
+    // safety checks the operator made non-fatal for GPT/MBR disks only log
+    if let Some(r) = &verdict.refusal
+        && matches!(verdict.format, inspect::Format::Gpt | inspect::Format::Mbr)
+        && r.check_name()
+            .is_some_and(|n| s.gpt_safety_checks_nonfatal.iter().any(|m| m == n))
+    {
+        tracing::warn!(image_id = %c.image_id, reason = r.reason(), "non-fatal GPT safety check failed: {r}");
+        verdict.to_mut().refusal = None;
+    }
+    inspect::check(&verdict, disk_format, s.require_image_format_match).map_err(|r| {
+        w.metrics.upload_refused(&r);
+        tracing::warn!(image_id = %c.image_id, disk_format, reason = r.reason(), "upload refused by inspection: {r}");
+        let message = if r.is_safety() {
+            format!("Image failed safety checks: {r}")
+        } else {
+            r.to_string()
+        };
+        Failure::new(ErrorCode::BadRequest, message)
+    })
 }
 
 /// Records on the lease (`UploadLeftover`) what the upload has named since the last call,

@@ -30,6 +30,12 @@ pub struct Settings {
     pub features: shared::route::Features,
     /// How long a claimed job is this data plane's (`[dataplane] job_lease_seconds`).
     pub job_lease: Duration,
+    /// `[image] require_image_format_match`.
+    pub require_image_format_match: bool,
+    /// `[image] gpt_safety_checks_nonfatal`.
+    pub gpt_safety_checks_nonfatal: Vec<String>,
+    /// `[image_cache] image_cache_block_size`: uploads hash their blocks of this size.
+    pub block_size: u64,
 }
 
 impl Settings {
@@ -45,6 +51,9 @@ impl Settings {
             max_connections_per_worker: d.max_connections,
             features: shared::route::Features::of(c),
             job_lease: Duration::from_secs(d.job_lease_seconds),
+            require_image_format_match: c.image.require_image_format_match,
+            gpt_safety_checks_nonfatal: c.image.gpt_safety_checks_nonfatal.clone(),
+            block_size: c.image_cache.image_cache_block_size,
             www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone)
                 .then(|| c.keystone_authtoken.www_authenticate()),
         }

@@ -1132,7 +1132,7 @@ mod tests {
     /// Pushes `data` in 1 MiB hashed chunks (as the upload path does), without committing.
     async fn push_all(up: &mut S3Upload, data: &[u8]) -> Result<(), Error> {
         let pool = BufferPool::new(1 << 20, 8);
-        let mut hasher = PipelinedHasher::start(HashAlgo::Sha256, pool, 8);
+        let mut hasher = PipelinedHasher::start(HashAlgo::Sha256, pool, 8, false, 8 << 20);
         for piece in data.chunks(1 << 20) {
             let mut buf = hasher.buffer().await;
             buf.push_slice(piece);
@@ -1595,8 +1595,13 @@ mod tests {
                 })
             );
             assert_eq!(up.take_leftover(), None);
-            let mut hasher =
-                PipelinedHasher::start(HashAlgo::Sha256, BufferPool::new(1 << 20, 8), 8);
+            let mut hasher = PipelinedHasher::start(
+                HashAlgo::Sha256,
+                BufferPool::new(1 << 20, 8),
+                8,
+                false,
+                8 << 20,
+            );
             let bytes = data(12 * (1 << 20), 8);
             let mut multipart = None;
             for piece in bytes.chunks(1 << 20) {

@@ -903,7 +903,7 @@ mod tests {
 
     async fn push_all(up: &mut SwiftUpload, data: &[u8]) -> Result<(), Error> {
         let pool = BufferPool::new(1 << 20, 8);
-        let mut hasher = PipelinedHasher::start(HashAlgo::Sha256, pool, 8);
+        let mut hasher = PipelinedHasher::start(HashAlgo::Sha256, pool, 8, false, 8 << 20);
         for piece in data.chunks(300_000) {
             let mut buf = hasher.buffer().await;
             buf.push_slice(piece);

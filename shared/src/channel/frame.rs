@@ -125,7 +125,11 @@ mod tests {
                 os_hash_value: "def".into(),
                 location: "file:///x".into(),
                 store: "fast".into(),
+                virtual_size: Some(1 << 30),
+                block_size: 8 << 20,
+                block_hashes: "0123456789abcdef".into(),
             },
+            Request::BlockHashes { image_id: id },
             Request::ClaimJobs {
                 max: 16,
                 lease_seconds: 300,

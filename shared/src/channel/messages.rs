@@ -104,6 +104,14 @@ pub enum Request<S = String> {
         location: S,
         /// Id of the store holding it (the one granted).
         store: S,
+        /// The virtual size the content inspection found (`None`: not inspected, or a format
+        /// without one).
+        virtual_size: Option<u64>,
+        /// The block size of `block_hashes`.
+        block_size: u64,
+        /// The xxh3-64 of each block of the data, 16 hex digits each, in order (for the block
+        /// cache's verification; empty for an empty image).
+        block_hashes: S,
     },
     /// What this upload may leave in its store if it never commits, told before it can
     /// exist (the control plane records it as a held `abort_upload` job of the lease: dropped
@@ -152,6 +160,12 @@ pub enum Request<S = String> {
         /// [`Job::id`].
         id: u64,
     },
+    /// The block hashes recorded with the image's data ([`Response::BlockHashes`]), for a
+    /// block cache fill to verify what it reads (asked after `AuthorizeDownload` granted).
+    BlockHashes {
+        /// The image.
+        image_id: ImageId,
+    },
     /// The job failed this time; it is retried later with backoff.
     JobFailed {
         /// [`Job::id`].
@@ -164,7 +178,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 10] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -174,6 +188,7 @@ impl<S> Request<S> {
         "claim_jobs",
         "job_done",
         "job_failed",
+        "block_hashes",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -188,6 +203,7 @@ impl<S> Request<S> {
             Request::ClaimJobs { .. } => 6,
             Request::JobDone { .. } => 7,
             Request::JobFailed { .. } => 8,
+            Request::BlockHashes { .. } => 9,
         }
     }
 
@@ -266,6 +282,10 @@ pub enum Response<S = String> {
         max_size_bytes: u64,
         /// The store to write to (the one asked for, else the default).
         store: S,
+        /// The image's `disk_format`, when its content is to be inspected (its
+        /// `container_format` is `bare`, as Glance inspects): the upload is refused if the
+        /// content is hostile or, with `require_image_format_match`, another format.
+        inspect_as: Option<S>,
     },
     /// The image is `active` with the reported data.
     UploadCommitted,
@@ -281,6 +301,14 @@ pub enum Response<S = String> {
     },
     /// Acknowledged (reply to `UploadLeftover`, `UploadAborted`, `JobDone`, `JobFailed`).
     Ack,
+    /// The image's block hashes (reply to `BlockHashes`); `block_size` 0 when none are
+    /// recorded (data uploaded before they were, or no data).
+    BlockHashes {
+        /// Bytes per block.
+        block_size: u64,
+        /// 16 hex digits per block, in order.
+        hashes: S,
+    },
     /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
     Jobs(Vec<Job<S>>),
     /// Refused; the data plane answers the client with this reason's status and message.

@@ -3,11 +3,13 @@
 /// The oldest channel protocol version this build speaks. Version 2 sent a refusal's
 /// [`Reason`](crate::error::Reason) instead of a bare code; version 3 names stores, lists a
 /// download's locations and carries the data plane's jobs; version 4 records what an upload
-/// may leave behind (`UploadLeftover`, `Work::AbortUpload`). Both planes always come from one
+/// may leave behind (`UploadLeftover`, `Work::AbortUpload`); version 5 has the content
+/// inspected (`UploadGranted::inspect_as`, `UploadComplete::virtual_size`); version 6 records
+/// block hashes (`UploadComplete::block_hashes`, `BlockHashes`). Both planes always come from one
 /// build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 4;
+pub const MIN_VERSION: u16 = 6;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 4;
+pub const MAX_VERSION: u16 = 6;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -22,7 +24,9 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(4, 4), Some(4));
+        assert_eq!(negotiate(6, 6), Some(6));
+        assert_eq!(negotiate(5, 5), None);
+        assert_eq!(negotiate(4, 4), None);
         assert_eq!(negotiate(3, 3), None);
         assert_eq!(negotiate(2, 2), None);
         assert_eq!(negotiate(1, 1), None);

@@ -220,6 +220,9 @@ fn uploaded(url: &str) -> Move {
         os_hash_value: "h".into(),
         location: url.to_owned(),
         store: "s3".into(),
+        virtual_size: None,
+        block_size: 0,
+        block_hashes: String::new(),
     })
 }
 
