@@ -18,6 +18,7 @@
 //! [`store`], [`hash`] and [`io`]. Start at [`run`].
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod control_link;
 pub mod hash;
 pub mod http;

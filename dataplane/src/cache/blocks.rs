@@ -1,0 +1,410 @@
+//! The block cache's blocks on disk, its index and its budget.
+//!
+//! Each cached block of an image is one file, `<image_cache_dir>/<image id>/<index>.blk`,
+//! holding bytes `[index × block size, …)` of the image, whole (the last block of an image is
+//! shorter). A block is admitted only after its bytes matched the block hash recorded with the
+//! image ([`crate::hash::blocks`]); it is written to `tmp/`, synced, renamed into place and the
+//! directory synced, and only then recorded in the index. So a crash (kill -9 mid-fill) leaves a
+//! temp file, which [`BlockStore::open`] removes, and never a half-written block under a block's
+//! name; the index is rebuilt from the file names at start.
+//!
+//! The budget (`image_cache_max_size`) is held when a block is admitted, never by a later
+//! prune: room is made by evicting whole images, least recently used first, skipping those that
+//! are pinned ([`BlockStore::pin`]: an image being served). When everything left is pinned, the
+//! block is not admitted ([`Admitted::Full`]) and the caller serves it from the store directly.
+//!
+//! The calls do blocking file I/O (a block write and its fsync): the data plane runs them off its
+//! io_uring workers. The index is one mutex, held for bookkeeping only, never across I/O.
+
+use shared::image::ImageId;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why a block was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The bytes do not hash to the block hash recorded with the image: discarded.
+    #[error("block {index} of image {image} does not match its recorded hash")]
+    Mismatch {
+        /// The image.
+        image: ImageId,
+        /// The block.
+        index: u64,
+    },
+    /// Writing the block failed (nothing is recorded).
+    #[error("writing a cache block: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What [`BlockStore::admit`] did with a verified block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Stored and present from now on.
+    Stored,
+    /// Already present (another fill got there first).
+    Present,
+    /// No room: every image that could be evicted is pinned. Not stored.
+    Full,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Present blocks and their lengths.
+    blocks: BTreeMap<u64, u64>,
+    bytes: u64,
+    last_used: u64,
+    pins: u32,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    images: HashMap<ImageId, Entry>,
+    used: u64,
+    clock: u64,
+    evictions: u64,
+}
+
+/// The cache's blocks on disk (one per data plane, shared by its workers).
+#[derive(Debug)]
+pub struct BlockStore {
+    dir: PathBuf,
+    max_bytes: u64,
+    index: Mutex<Index>,
+}
+
+/// An image pinned against eviction while it lives.
+#[derive(Debug)]
+pub struct Pin<'a> {
+    store: &'a BlockStore,
+    image: ImageId,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut ix = self.store.lock();
+        if let Some(e) = ix.images.get_mut(&self.image) {
+            e.pins = e.pins.saturating_sub(1);
+            if e.pins == 0 && e.blocks.is_empty() {
+                ix.images.remove(&self.image);
+            }
+        }
+    }
+}
+
+impl BlockStore {
+    /// Opens the cache in `dir` (created if missing) with a budget of `max_bytes`: removes
+    /// what interrupted writes left in `tmp/` and rebuilds the index from the block files.
+    /// Files that are not blocks are left alone and not counted.
+    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<BlockStore> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        for entry in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        let mut ix = Index::default();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(image) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<ImageId>().ok())
+            else {
+                continue;
+            };
+            let mut e = Entry::default();
+            for block in std::fs::read_dir(entry.path())? {
+                let block = block?;
+                let name = block.file_name();
+                let Some(index) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".blk"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let len = block.metadata()?.len();
+                e.blocks.insert(index, len);
+                e.bytes += len;
+            }
+            if !e.blocks.is_empty() {
+                ix.used += e.bytes;
+                ix.images.insert(image, e);
+            }
+        }
+        Ok(BlockStore {
+            dir: dir.to_owned(),
+            max_bytes,
+            index: Mutex::new(ix),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn block_path(&self, image: &ImageId, index: u64) -> PathBuf {
+        self.dir
+            .join(image.to_string())
+            .join(format!("{index}.blk"))
+    }
+
+    /// Pins `image` (it is not evicted while the pin lives) and marks it used now.
+    pub fn pin(&self, image: ImageId) -> Pin<'_> {
+        let mut ix = self.lock();
+        ix.clock += 1;
+        let now = ix.clock;
+        let e = ix.images.entry(image).or_default();
+        e.pins += 1;
+        e.last_used = now;
+        Pin { store: self, image }
+    }
+
+    /// The file of a present block, if it holds exactly `len` bytes (a block of another length
+    /// belongs to other data: it is dropped).
+    pub fn open_block(&self, image: ImageId, index: u64, len: u64) -> Option<File> {
+        let present = self
+            .lock()
+            .images
+            .get(&image)?
+            .blocks
+            .get(&index)
+            .copied()?;
+        if present != len {
+            self.forget_block(image, index);
+            return None;
+        }
+        File::open(self.block_path(&image, index)).ok()
+    }
+
+    fn forget_block(&self, image: ImageId, index: u64) {
+        let mut ix = self.lock();
+        let Some(e) = ix.images.get_mut(&image) else {
+            return;
+        };
+        if let Some(len) = e.blocks.remove(&index) {
+            e.bytes -= len;
+            ix.used -= len;
+            let _ = std::fs::remove_file(self.block_path(&image, index));
+        }
+    }
+
+    /// Verifies `data` as block `index` of `image` against `hash` (its recorded xxh3-64) and
+    /// stores it within the budget, evicting least recently used images that are not pinned.
+    pub fn admit(
+        &self,
+        image: ImageId,
+        index: u64,
+        data: &[u8],
+        hash: u64,
+    ) -> Result<Admitted, AdmitError> {
+        if crate::hash::blocks::hash_block(data) != hash {
+            return Err(AdmitError::Mismatch { image, index });
+        }
+        let len = data.len() as u64;
+        let evicted = {
+            let mut ix = self.lock();
+            if ix
+                .images
+                .get(&image)
+                .is_some_and(|e| e.blocks.contains_key(&index))
+            {
+                return Ok(Admitted::Present);
+            }
+            match self.make_room(&mut ix, image, len) {
+                Some(evicted) => {
+                    // reserved now, so that concurrent admissions do not overrun the budget
+                    ix.used += len;
+                    evicted
+                }
+                None => return Ok(Admitted::Full),
+            }
+        };
+        for victim in evicted {
+            let _ = std::fs::remove_dir_all(self.dir.join(victim.to_string()));
+        }
+        match self.write_block(image, index, data) {
+            Ok(()) => {
+                let mut ix = self.lock();
+                let e = ix.images.entry(image).or_default();
+                if e.blocks.insert(index, len).is_some() {
+                    // a concurrent fill stored the same (verified) bytes first
+                    ix.used -= len;
+                    return Ok(Admitted::Present);
+                }
+                e.bytes += len;
+                Ok(Admitted::Stored)
+            }
+            Err(err) => {
+                self.lock().used -= len;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Evicts whole images, least recently used first, until `len` more bytes fit; `None` if
+    /// they cannot (what is left is pinned, or is `image` itself). Returns the images evicted
+    /// (their files are removed by the caller, outside the lock).
+    fn make_room(&self, ix: &mut Index, image: ImageId, len: u64) -> Option<Vec<ImageId>> {
+        let mut evicted = Vec::new();
+        while ix.used + len > self.max_bytes {
+            let victim = ix
+                .images
+                .iter()
+                .filter(|(id, e)| **id != image && e.pins == 0 && e.bytes > 0)
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(id, _)| *id)?;
+            if let Some(e) = ix.images.remove(&victim) {
+                ix.used -= e.bytes;
+            }
+            ix.evictions += 1;
+            evicted.push(victim);
+        }
+        Some(evicted)
+    }
+
+    fn write_block(&self, image: ImageId, index: u64, data: &[u8]) -> std::io::Result<()> {
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{image}-{index}-{}", uuid::Uuid::new_v4().simple()));
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            let image_dir = self.dir.join(image.to_string());
+            std::fs::create_dir_all(&image_dir)?;
+            std::fs::rename(&tmp, self.block_path(&image, index))?;
+            File::open(&image_dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Removes every block of `image`.
+    pub fn remove_image(&self, image: ImageId) {
+        let removed = {
+            let mut ix = self.lock();
+            match ix.images.remove(&image) {
+                Some(e) => {
+                    ix.used -= e.bytes;
+                    true
+                }
+                None => false,
+            }
+        };
+        if removed {
+            let _ = std::fs::remove_dir_all(self.dir.join(image.to_string()));
+        }
+    }
+
+    /// Bytes of blocks held (and reserved by admissions under way).
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    /// Images evicted to make room since start.
+    pub fn evictions(&self) -> u64 {
+        self.lock().evictions
+    }
+
+    /// The present blocks of `image`, in order.
+    pub fn present(&self, image: ImageId) -> Vec<u64> {
+        self.lock()
+            .images
+            .get(&image)
+            .map(|e| e.blocks.keys().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::blocks::hash_block;
+
+    fn id(n: u8) -> ImageId {
+        format!("00000000-0000-4000-8000-0000000000{n:02x}")
+            .parse()
+            .unwrap()
+    }
+
+    fn block(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn verified_blocks_are_stored_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path(), 1 << 20).unwrap();
+        let a = block(1, 4096);
+        assert_eq!(
+            store.admit(id(1), 0, &a, hash_block(&a)).unwrap(),
+            Admitted::Stored
+        );
+        assert_eq!(
+            store.admit(id(1), 0, &a, hash_block(&a)).unwrap(),
+            Admitted::Present
+        );
+        // bytes that are not the block's are discarded, never stored
+        let bad = block(2, 4096);
+        assert!(matches!(
+            store.admit(id(1), 1, &bad, hash_block(&a)),
+            Err(AdmitError::Mismatch { index: 1, .. })
+        ));
+        assert_eq!(store.present(id(1)), [0]);
+        assert_eq!(store.used(), 4096);
+        // what an interrupted write leaves is swept; the index comes back from the files
+        std::fs::write(dir.path().join("tmp").join("half"), b"partial").unwrap();
+        drop(store);
+        let store = BlockStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert_eq!(store.present(id(1)), [0]);
+        assert_eq!(store.used(), 4096);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut store.open_block(id(1), 0, 4096).unwrap(), &mut got)
+            .unwrap();
+        assert_eq!(got, a);
+        // a block of another length is other data: dropped
+        assert!(store.open_block(id(1), 0, 4000).is_none());
+        assert_eq!(store.used(), 0);
+    }
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_used_unpinned_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path(), 3 * 1000).unwrap();
+        let b = block(3, 1000);
+        let h = hash_block(&b);
+        for n in 1..=3 {
+            let _pin = store.pin(id(n));
+            assert_eq!(store.admit(id(n), 0, &b, h).unwrap(), Admitted::Stored);
+        }
+        // image 1 was used last: image 2 goes first
+        drop(store.pin(id(1)));
+        assert_eq!(store.admit(id(4), 0, &b, h).unwrap(), Admitted::Stored);
+        assert!(store.present(id(2)).is_empty());
+        assert!(!dir.path().join(id(2).to_string()).exists());
+        assert_eq!(store.used(), 3000);
+        // pinned images are never evicted: with all of them pinned, the block is not stored
+        let pins: Vec<_> = [1, 3, 4].iter().map(|n| store.pin(id(*n))).collect();
+        assert_eq!(store.admit(id(5), 0, &b, h).unwrap(), Admitted::Full);
+        assert_eq!(store.used(), 3000);
+        drop(pins);
+        assert_eq!(store.admit(id(5), 0, &b, h).unwrap(), Admitted::Stored);
+        assert_eq!(store.used(), 3000);
+        assert_eq!(store.evictions(), 2);
+        store.remove_image(id(5));
+        assert_eq!(store.used(), 2000);
+    }
+}
