@@ -649,6 +649,12 @@ async fn apply_move_tx(
         }
         DataChange::RetireLocations => {
             retire_locations(db, &mut tx, id, None, now).await?;
+            // the data goes, and with it what described its blocks
+            db.sql("DELETE FROM image_blocks WHERE image_id = ?")
+                .arg(id.to_string())
+                .query()
+                .execute(&mut *tx)
+                .await?;
         }
         DataChange::Keep | DataChange::Clear => {}
     }
@@ -1071,6 +1077,7 @@ mod tests {
         assert!(!step(&db, &mut img, &Move::finish_delete()).await);
         assert_eq!(img.status, ImageStatus::Deleted);
         assert_eq!(img.locations[0].status, LocationStatus::PendingDelete);
+        assert_eq!(block_hashes(&db, img.id).await.unwrap(), None);
         // the data goes by a job, enqueued with the move
         let jobs = crate::db::jobs::all(&db).await.unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");

@@ -307,7 +307,7 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
             .collect();
         for algo in [HashAlgo::Sha256, HashAlgo::Sha512] {
-            let mut p = PipelinedHasher::start(algo, pool.clone(), 3, false, 1 << 20);
+            let mut p = PipelinedHasher::start(algo, pool.clone(), 3, false, 64 << 10);
             let mut held = Vec::new();
             for (i, piece) in data.chunks(50_000).enumerate() {
                 let mut buf = p.buffer().await;
@@ -324,6 +324,14 @@ mod tests {
             held.clear();
             let finished = p.finish().await.unwrap();
             assert!(finished.verdict.is_none());
+            // the blocks, cut at 64 KiB across the 50 000-byte chunks, padding unseen
+            let mut blocks = crate::hash::blocks::BlockHasher::new(64 << 10);
+            blocks.update(&data);
+            assert_eq!(finished.blocks, blocks.finish());
+            assert_eq!(
+                finished.blocks.hashes.len(),
+                1_000_003usize.div_ceil(64 << 10)
+            );
             let got = finished.digests;
             let mut inline = MultiHasher::new(algo);
             inline.update(&data);
