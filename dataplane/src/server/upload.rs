@@ -413,8 +413,10 @@ async fn receive(
         grant.inspect_as.is_some(),
         w.settings.block_size,
     );
-    let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, w).await;
-    w.metrics.transfer_size(Route::Upload, hasher.size());
+    let partial = std::cell::Cell::new(0);
+    let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, &partial, w).await;
+    w.metrics
+        .transfer_size(Route::Upload, hasher.size() + partial.get());
     match transferred {
         Ok(()) => {}
         Err(f) => {
@@ -530,7 +532,9 @@ async fn record_leftovers(
     Ok(())
 }
 
-/// The body into the hasher and the store, with the size checks.
+/// The body into the hasher and the store, with the size checks; the bytes of a last buffer
+/// cut short (never submitted) are added to `partial`.
+#[allow(clippy::too_many_arguments)]
 async fn transfer(
     conn: &mut Conn<ClientStream>,
     head: &RequestHead,
@@ -538,6 +542,7 @@ async fn transfer(
     grant: &mut Grant,
     upload: &mut crate::store::Upload,
     hasher: &mut PipelinedHasher,
+    partial: &std::cell::Cell<u64>,
     w: &Worker,
 ) -> Result<(), Failure> {
     let idle = w.settings.idle_timeout;
@@ -545,8 +550,12 @@ async fn transfer(
     let mut state = BodyState::new(head.framing);
     let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
     let slot = w.stores.metric_slot(&grant.store);
+    let moved = |n: u64| {
+        partial.set(partial.get() + n);
+        w.metrics.bytes_in(slot, n);
+    };
     while !state.is_done() {
-        let buf = fill(conn, &mut state, hasher, idle).await?;
+        let buf = fill(conn, &mut state, hasher, idle, &moved).await?;
         // counted as they arrive: an upload cut short counts what it moved
         w.metrics.bytes_in(slot, buf.len() as u64);
         if buf.is_empty() {
@@ -588,17 +597,23 @@ async fn transfer(
 
 /// Fills one pooled buffer from the body: whole (a direct write needs whole blocks), or up to
 /// the body's end.
+///
+/// `moved` is told the body bytes of a buffer that ends the upload early (the client went away
+/// or broke the framing mid-buffer), so that a transfer cut short counts what it moved; a
+/// filled buffer is counted by the caller.
 async fn fill(
     conn: &mut Conn<ClientStream>,
     state: &mut BodyState,
     hasher: &mut PipelinedHasher,
     idle: std::time::Duration,
+    moved: &dyn Fn(u64),
 ) -> Result<crate::io::AlignedBuf, Failure> {
     let mut buf = hasher.buffer().await;
     while buf.len() < buf.capacity() && !state.is_done() {
         match conn.read_body(state, buf, idle).await {
             (Ok(()), Some(b)) => buf = b,
             (res, b) => {
+                moved(b.as_ref().map_or(0, |b| b.len() as u64));
                 hasher.give_back(b);
                 return Err(match res.err().unwrap_or(BodyError::Eof) {
                     BodyError::Chunked(m) => {
