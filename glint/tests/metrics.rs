@@ -137,6 +137,7 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     };
     let out = "glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"}";
     let inn = "glint_dp_transfer_bytes_total{direction=\"in\",store=\"file\"}";
+    let uploads_ended = "glint_dp_transfer_size_bytes_count{route=\"upload\"}";
     let snapshot = scrape(&g);
     let big = workload::uploaded(&g, "big", 16 << 20);
     workload::download_part_of(&g, &big, 2 << 20);
@@ -150,7 +151,10 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
         let t = scrape(&g);
         let settled = t.contains("glint_dp_transfers_in_flight{route=\"download\"} 0")
             && t.contains("glint_dp_transfers_in_flight{route=\"upload\"} 0")
-            && value(&t, "glint_dp_download_failures_total{side=\"client\"}") >= 1.0;
+            && value(&t, "glint_dp_download_failures_total{side=\"client\"}") >= 1.0
+            // the three uploads since the snapshot have ended (a dropped one may not have
+            // started when the others are done)
+            && value(&t, uploads_ended) - value(&snapshot, uploads_ended) >= 3.0;
         if settled {
             break t;
         }
