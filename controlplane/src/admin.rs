@@ -56,7 +56,9 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     app.metrics
         .db_pool(idle, (pool.size() as usize).saturating_sub(idle));
     let mut text = app.metrics.render();
-    app.db.pool_stats().render(&mut text);
+    app.db
+        .pool_stats()
+        .render(&mut text, pool.options().get_max_connections());
     let path = app.config.run_dir().join(shared::metrics::shm::FILE_NAME);
     if let Ok(bytes) = tokio::fs::read(&path).await
         && let Some(totals) = shared::metrics::shm::parse(&bytes)

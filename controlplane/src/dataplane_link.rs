@@ -317,18 +317,7 @@ impl Connection {
                 }
                 Request::JobDone { id } => self.job_done(id).await,
                 Request::JobFailed { id, error } => self.job_failed(id, &error).await,
-                Request::BlockHashes { image_id } => {
-                    match db::images::block_hashes(&self.app.db, image_id).await {
-                        Ok(Some((block_size, hashes))) => {
-                            Ok(Response::BlockHashes { block_size, hashes })
-                        }
-                        Ok(None) => Ok(Response::BlockHashes {
-                            block_size: 0,
-                            hashes: String::new(),
-                        }),
-                        Err(e) => Err(internal(e)),
-                    }
-                }
+                Request::BlockHashes { image_id } => self.block_hashes(image_id).await,
             };
             (response.unwrap_or_else(Response::Denied), Next::Continue)
         };
@@ -523,6 +512,12 @@ impl Connection {
             self.revert(request_id, id).await?;
             return Err(Reason::Protocol);
         }
+        if !shared::blocks::consistent(data.size, data.block_size, &data.block_hashes) {
+            tracing::error!(image_id = %id, size = data.size, block_size = data.block_size,
+                "UploadComplete with block hashes that do not fit the size");
+            self.revert(request_id, id).await?;
+            return Err(Reason::Protocol);
+        }
         if let Err(e) = domain::location::check_url(&data.location) {
             // never logged with the URL: it may hold the credentials it is refused for
             tracing::error!(image_id = %id, error = %e, "UploadComplete with a location that cannot be stored");
@@ -638,6 +633,15 @@ impl Connection {
             db::jobs::Done::Unknown => tracing::debug!(job_id = id, "job done again, or unknown"),
         }
         Ok(Response::Ack)
+    }
+
+    /// The block hashes recorded with an image's data (block size 0: none).
+    async fn block_hashes(&self, id: ImageId) -> Result<Response, Reason> {
+        let (block_size, hashes) = db::images::block_hashes(&self.app.db, id)
+            .await
+            .map_err(internal)?
+            .unwrap_or_default();
+        Ok(Response::BlockHashes { block_size, hashes })
     }
 
     async fn job_failed(&self, id: u64, error: &str) -> Result<Response, Reason> {

@@ -101,9 +101,8 @@ impl Metrics {
 
     /// A response with `status` was sent on `route`.
     pub fn request(&self, route: Route, status: u16) {
-        let class = (status / 100).clamp(2, 5) as usize - 2;
         self.add(
-            idx::REQUESTS + route as usize * shm::CLASSES.len() + class,
+            shm::request_index(route as usize, shm::class_index(status)),
             1,
         );
     }
@@ -138,7 +137,10 @@ impl Metrics {
     /// A request on `route` answered `status` took `took`, from its head to the last byte
     /// answered.
     pub fn request_duration(&self, route: Route, status: u16, took: std::time::Duration) {
-        self.latency(shm::duration_index(route as usize, status), took);
+        self.latency(
+            shm::duration_index(route as usize, shm::class_index(status)),
+            took,
+        );
     }
 
     /// An upload or download (`route`) ended having moved `bytes` image bytes.
@@ -168,9 +170,7 @@ impl Metrics {
 
     /// A channel round trip of request kind `kind` (a `Request::kind_index`) took `took`.
     pub fn channel_round_trip(&self, kind: usize, took: std::time::Duration) {
-        if kind < shm::CHANNEL_KINDS.len() {
-            self.latency(idx::CHANNEL + kind * shm::HISTOGRAM_COUNTERS, took);
-        }
+        self.latency(idx::CHANNEL + kind * shm::HISTOGRAM_COUNTERS, took);
     }
 
     /// A download's answer head went out `took` after its request head arrived.
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(t[idx::REQUESTS + 3], 1);
         assert_eq!(t[idx::STORE_BYTES + 1], 5);
         assert_eq!(t[idx::STORE_BYTES + 2 * (shm::MAX_STORES - 1) + 1], 1);
-        assert_eq!(t[shm::duration_index(1, 206) + 2], 1);
+        assert_eq!(t[shm::duration_index(1, shm::class_index(206)) + 2], 1);
         assert_eq!(t[idx::ACTIVE], 1);
         assert_eq!(t[idx::FAILURES + 1], 1);
     }

@@ -3,7 +3,9 @@
 //! hashes in the database equal those of the bytes sent, cut at `image_cache_block_size`.
 
 use loadtest::harness::{Glint, binary, random_bytes};
-use serde_json::{Value, json};
+
+#[path = "support/workload.rs"]
+mod workload;
 
 #[test]
 fn an_upload_records_the_hash_of_each_block() {
@@ -15,24 +17,9 @@ fn an_upload_records_the_hash_of_each_block() {
         &["--config", config.to_str().unwrap()],
     )
     .unwrap();
-    let c = reqwest::blocking::Client::new();
     let data = random_bytes((1 << 20) + 100);
-    let r = c
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "blocks", "disk_format": "raw", "container_format": "bare"}))
-        .send()
-        .unwrap();
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = c
-        .put(g.url(&format!("/v2/images/{id}/file")))
-        .header("Content-Type", "application/octet-stream")
-        .body(data.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let id = workload::create(&g, "blocks");
+    assert_eq!(workload::put(&g, &id, data.clone()).0, 204);
 
     let want: String = data
         .chunks(65536)

@@ -7,20 +7,25 @@
 //! (`ami`, …) accept raw content. python-glanceclient and the `openstack` CLI see the same.
 
 use loadtest::harness::{Glint, binary, random_bytes};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs `qemu-img` with `args` in `dir`; panics (loudly, never skips) if it is missing.
-fn qemu_img(dir: &Path, args: &[&str]) {
+#[path = "support/workload.rs"]
+mod workload;
+
+/// Runs `qemu-img` with the arguments of `command_line` (split at spaces) in `dir`; panics
+/// (loudly, never skips) if it is missing.
+fn qemu_img(dir: &Path, command_line: &str) {
+    let args: Vec<&str> = command_line.split(' ').collect();
     let out = Command::new("qemu-img")
-        .args(args)
+        .args(&args)
         .current_dir(dir)
         .output()
         .expect("qemu-img not found: install Debian's qemu-utils");
     assert!(
         out.status.success(),
-        "qemu-img {args:?}: {}",
+        "qemu-img {command_line}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -34,66 +39,21 @@ impl Fixtures {
     fn make() -> Fixtures {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        qemu_img(d, &["create", "-q", "-f", "qcow2", "valid.qcow2", "64M"]);
-        qemu_img(d, &["create", "-q", "-f", "raw", "base.raw", "16M"]);
-        qemu_img(
-            d,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-b",
-                "base.raw",
-                "-F",
-                "raw",
-                "backing.qcow2",
-            ],
-        );
-        qemu_img(
-            d,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-o",
-                "data_file=data.raw",
-                "datafile.qcow2",
-                "16M",
-            ],
-        );
-        qemu_img(
-            d,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=streamOptimized",
-                "stream.vmdk",
-                "32M",
-            ],
-        );
-        qemu_img(d, &["create", "-q", "-f", "vhdx", "valid.vhdx", "48M"]);
-        qemu_img(d, &["create", "-q", "-f", "vdi", "valid.vdi", "40M"]);
-        qemu_img(d, &["create", "-q", "-f", "qed", "hostile.qed", "16M"]);
-        // a monolithicSparse VMDK whose embedded descriptor names a host file as its extent
-        // (CVE-2022-47951): qemu-img makes the sparse header; the descriptor is rewritten
-        qemu_img(
-            d,
-            &[
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                "subformat=monolithicSparse",
-                "passwd.vmdk",
-                "8M",
-            ],
-        );
+        for command_line in [
+            "create -q -f qcow2 valid.qcow2 64M",
+            "create -q -f raw base.raw 16M",
+            "create -q -f qcow2 -b base.raw -F raw backing.qcow2",
+            "create -q -f qcow2 -o data_file=data.raw datafile.qcow2 16M",
+            "create -q -f vmdk -o subformat=streamOptimized stream.vmdk 32M",
+            "create -q -f vhdx valid.vhdx 48M",
+            "create -q -f vdi valid.vdi 40M",
+            "create -q -f qed hostile.qed 16M",
+            // a monolithicSparse VMDK whose embedded descriptor is rewritten below to name a
+            // host file as its extent (CVE-2022-47951)
+            "create -q -f vmdk -o subformat=monolithicSparse passwd.vmdk 8M",
+        ] {
+            qemu_img(d, command_line);
+        }
         let path = d.join("passwd.vmdk");
         let mut bytes = std::fs::read(&path).unwrap();
         let at = find(&bytes, b"RW 16384 SPARSE \"passwd.vmdk\"").expect("extent line");
@@ -122,27 +82,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn create(g: &Glint, disk_format: &str, container_format: &str) -> String {
-    let r = reqwest::blocking::Client::new()
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "insp", "disk_format": disk_format, "container_format": container_format}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Uploads `data`; the status and the answer's body.
-fn upload(g: &Glint, id: &str, data: Vec<u8>) -> (u16, String) {
-    let r = reqwest::blocking::Client::new()
-        .put(g.url(&format!("/v2/images/{id}/file")))
-        .header("Content-Type", "application/octet-stream")
-        .body(data)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap())
+    workload::create_as(g, "insp", disk_format, container_format)
 }
 
 fn show(g: &Glint, id: &str) -> Value {
@@ -156,7 +96,7 @@ fn show(g: &Glint, id: &str) -> Value {
 fn accepted(g: &Glint, f: &Fixtures, file: &str, disk_format: &str, virtual_size: Option<u64>) {
     let id = create(g, disk_format, "bare");
     let data = f.bytes(file);
-    let (status, body) = upload(g, &id, data.clone());
+    let (status, body) = workload::put(g, &id, data.clone());
     assert_eq!(status, 204, "{file} as {disk_format}: {body}\n{}", g.log());
     let img = show(g, &id);
     assert_eq!(img["status"], "active", "{file}");
@@ -175,7 +115,7 @@ fn accepted(g: &Glint, f: &Fixtures, file: &str, disk_format: &str, virtual_size
 /// An upload that must be refused: 400 naming why, the image `queued`, nothing stored.
 fn refused(g: &Glint, f: &Fixtures, file: &str, disk_format: &str, why: &str) {
     let id = create(g, disk_format, "bare");
-    let (status, body) = upload(g, &id, f.bytes(file));
+    let (status, body) = workload::put(g, &id, f.bytes(file));
     assert_eq!(status, 400, "{file} as {disk_format}: {body}");
     assert!(body.contains(why), "{file}: {why:?} not in {body}");
     let img = show(g, &id);
@@ -189,14 +129,7 @@ fn refused(g: &Glint, f: &Fixtures, file: &str, disk_format: &str, why: &str) {
 }
 
 fn metric(g: &Glint, series: &str) -> f64 {
-    let text = reqwest::blocking::get(g.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    workload::metric(&workload::scrape(g), series)
 }
 
 #[test]
@@ -229,7 +162,7 @@ fn uploads_are_inspected_as_glance_does() {
 
     // only bare images are inspected, as in Glance
     let id = create(&g, "qcow2", "ova");
-    assert_eq!(upload(&g, &id, f.bytes("random.bin")).0, 204);
+    assert_eq!(workload::put(&g, &id, f.bytes("random.bin")).0, 204);
     assert_eq!(show(&g, &id)["virtual_size"], Value::Null);
 
     // counted by format and by reason
@@ -251,8 +184,8 @@ fn uploads_are_inspected_as_glance_does() {
 
     // the image stays usable: the same image takes a valid upload after a refusal
     let id = create(&g, "qcow2", "bare");
-    assert_eq!(upload(&g, &id, f.bytes("backing.qcow2")).0, 400);
-    assert_eq!(upload(&g, &id, f.bytes("valid.qcow2")).0, 204);
+    assert_eq!(workload::put(&g, &id, f.bytes("backing.qcow2")).0, 400);
+    assert_eq!(workload::put(&g, &id, f.bytes("valid.qcow2")).0, 204);
     assert_eq!(show(&g, &id)["virtual_size"], 64 << 20);
 }
 

@@ -10,6 +10,8 @@
 
 #[path = "support/keystone.rs"]
 mod support;
+#[path = "support/workload.rs"]
+mod workload;
 
 use controlplane::auth::{self, Keystone as Validator};
 use loadtest::harness::Glint;
@@ -256,17 +258,8 @@ fn private_image_is_invisible_to_another_project() {
         assert_eq!(r.status, 404, "bob {method} {p}: {}", r.body);
     }
     // Keystone was asked once per token; the rest came from the token cache
-    let text = reqwest::blocking::get(g.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    let value = |series: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-    };
+    let text = workload::scrape(&g);
+    let value = |series: &str| workload::metric(&text, series);
     assert!(value("glint_keystone_validations_total{outcome=\"valid\"}") >= 2.0);
     assert!(value("glint_keystone_token_cache_lookups_total{result=\"hit\"}") >= 5.0);
     assert!(value("glint_keystone_validation_duration_seconds_count{outcome=\"valid\"}") >= 2.0);
@@ -570,15 +563,12 @@ fn keystone_down_is_503_never_a_bypass() {
         assert_eq!(r.status, 503, "{method} {path}: {}", r.body);
     }
     assert_eq!(upload(&g, &alice, id, "x"), 503);
-    let text = reqwest::blocking::get(g.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = workload::scrape(&g);
     assert!(
-        text.lines().any(|l| l
-            .starts_with("glint_keystone_validations_total{outcome=\"unavailable\"}")
-            && !l.ends_with(" 0")),
-        "{text}"
+        workload::metric(
+            &text,
+            "glint_keystone_validations_total{outcome=\"unavailable\"}"
+        ) > 0.0
     );
 }
 

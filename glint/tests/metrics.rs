@@ -4,7 +4,6 @@
 //! `rate()` needs.
 
 use loadtest::harness::{Glint, binary, random_bytes};
-use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,12 +11,7 @@ use std::time::{Duration, Instant};
 #[path = "support/workload.rs"]
 mod workload;
 
-fn scrape(g: &Glint) -> String {
-    reqwest::blocking::get(g.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap()
-}
+use workload::{metric as value, scrape};
 
 /// `promtool check metrics` of `text`: its complaints (empty when clean).
 fn promtool(text: &str) -> String {
@@ -103,23 +97,9 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
 
     // a little of everything
     let c = reqwest::blocking::Client::new();
-    let r = c
-        .post(g.url("/v2/images"))
-        .json(&json!({"name": "m", "disk_format": "raw", "container_format": "bare"}))
-        .send()
-        .unwrap();
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = workload::create(&g, "m");
     let data = random_bytes(300_000);
-    let r = c
-        .put(g.url(&format!("/v2/images/{id}/file")))
-        .header("Content-Type", "application/octet-stream")
-        .body(data.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(workload::put(&g, &id, data.clone()).0, 204);
     let r = c
         .get(g.url(&format!("/v2/images/{id}/file")))
         .send()
@@ -128,13 +108,6 @@ fn metrics_pass_promtool_and_count_restarts_from_zero() {
     assert_eq!(c.get(g.url("/v2/nothing")).send().unwrap().status(), 404);
 
     // transfers cut short count the bytes they moved
-    let value = |text: &str, series: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-    };
     let out = "glint_dp_transfer_bytes_total{direction=\"out\",store=\"file\"}";
     let inn = "glint_dp_transfer_bytes_total{direction=\"in\",store=\"file\"}";
     let uploads_ended = "glint_dp_transfer_size_bytes_count{route=\"upload\"}";

@@ -7,6 +7,9 @@
 //! these tests fail loudly (they are `#[ignore]`d so a plain `cargo test` needs no servers; the
 //! test command runs them with `--include-ignored`).
 
+#[path = "support/workload.rs"]
+mod workload;
+
 use loadtest::harness::{Glint, binary, md5_hex, random_bytes, raw_request, sha512_hex};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -398,21 +401,11 @@ fn file_and_two_s3_servers_serve_as_one_multistore_service() {
     }
     // the data plane's bytes are counted by store: two uploads in, two downloads and a range
     // out of each
-    let metrics = c
-        .get(cl.g.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let bytes = |direction: &str, store: &str| -> u64 {
-        let series = format!(
-            "glint_dp_transfer_bytes_total{{direction=\"{direction}\",store=\"{store}\"}} "
-        );
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    let metrics = workload::scrape(&cl.g);
+    let bytes = |direction: &str, store: &str| {
+        let series =
+            format!("glint_dp_transfer_bytes_total{{direction=\"{direction}\",store=\"{store}\"}}");
+        workload::metric(&metrics, &series) as u64
     };
     for store in ["fast", "swifts3", "ceph", "sw"] {
         assert_eq!(bytes("in", store), 2 * data.len() as u64, "{store}");

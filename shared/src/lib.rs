@@ -14,6 +14,7 @@
 //! [`channel::messages`] to see what the planes say to each other.
 #![forbid(unsafe_code)]
 
+pub mod blocks;
 pub mod channel;
 pub mod config;
 pub mod error;

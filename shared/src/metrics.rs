@@ -469,10 +469,19 @@ pub mod shm {
         idx::JOBS + kind * 2 + usize::from(!done)
     }
 
-    /// The first counter of the duration histogram of requests with `status` on route
-    /// `route` (a [`ROUTES`] index).
-    pub fn duration_index(route: usize, status: u16) -> usize {
-        let class = (status / 100).clamp(2, 5) as usize - 2;
+    /// The [`CLASSES`] index of an answer's status (1xx counts as 2xx, anything above 5xx as
+    /// 5xx).
+    pub fn class_index(status: u16) -> usize {
+        (status / 100).clamp(2, 5) as usize - 2
+    }
+
+    /// The request counter of route `route` (a [`ROUTES`] index) and status class `class`.
+    pub fn request_index(route: usize, class: usize) -> usize {
+        idx::REQUESTS + route * CLASSES.len() + class
+    }
+
+    /// The first counter of the duration histogram of route `route` and status class `class`.
+    pub fn duration_index(route: usize, class: usize) -> usize {
         idx::DURATION + (route * CLASSES.len() + class) * HISTOGRAM_COUNTERS
     }
 
@@ -544,82 +553,108 @@ pub mod shm {
         })
     }
 
-    /// The `# HELP` and `# TYPE` lines of a family.
-    fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    /// A family: its `# HELP` and `# TYPE` lines, then one series per `(labels, value)` row
+    /// (labels `k="v",…`, empty for none).
+    fn family<V: std::fmt::Display>(
+        out: &mut String,
+        name: &str,
+        kind: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (String, V)>,
+    ) {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+    }
+
+    /// A histogram family: one histogram per `(labels, counters)` row (see
+    /// [`render_histogram`]).
+    fn histograms<'a>(
+        out: &mut String,
+        name: &str,
+        help: &str,
+        (bounds, scale): (&[u64], f64),
+        rows: impl IntoIterator<Item = (String, &'a [u64])>,
+    ) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (labels, v) in rows {
+            render_histogram(out, name, &labels, bounds, scale, v);
+        }
     }
 
     /// Prometheus text for the totals.
     pub fn render(t: &Totals, out: &mut String) {
         use super::dp;
-        use std::fmt::Write;
         let v = &t.counters[..];
-        let one = |out: &mut String, name: &str, kind: &str, help: &str, n: String| {
-            family(out, name, kind, help);
-            let _ = writeln!(out, "{name} {n}");
-        };
-        one(
+        let one = |i: usize| [(String::new(), v[i])];
+        let latency = (&LATENCY_BOUNDS_US[..], 1e6);
+        let hist = |at: usize| &v[at..at + HISTOGRAM_COUNTERS];
+        family(
             out,
             dp::CONNECTIONS_TOTAL,
             "counter",
             "Client connections the data plane accepted.",
-            v[idx::CONNECTIONS].to_string(),
+            one(idx::CONNECTIONS),
         );
-        one(
+        family(
             out,
             dp::CONNECTIONS_ACTIVE,
             "gauge",
             "Client connections open now.",
-            (v[idx::ACTIVE] as i64).to_string(),
+            [(String::new(), v[idx::ACTIVE] as i64)],
         );
-        one(
+        family(
             out,
             dp::CONNECTIONS_LIMIT,
             "gauge",
             "Client connections the data plane accepts at most (the workers' limits summed).",
-            v[idx::CONNECTION_LIMIT].to_string(),
+            one(idx::CONNECTION_LIMIT),
         );
-        one(
+        family(
             out,
             dp::CONNECTIONS_REJECTED_TOTAL,
             "counter",
             "Client connections refused at a worker's connection limit.",
-            v[idx::REJECTED].to_string(),
+            one(idx::REJECTED),
         );
+        let by_route_and_class = || {
+            ROUTES.iter().enumerate().flat_map(|(r, route)| {
+                CLASSES.iter().enumerate().map(move |(c, class)| {
+                    (r, c, format!("route=\"{route}\",status_class=\"{class}\""))
+                })
+            })
+        };
         family(
             out,
             dp::REQUESTS_TOTAL,
             "counter",
             "Data-plane requests answered, by route and status class.",
+            by_route_and_class().map(|(r, c, l)| (l, v[request_index(r, c)])),
         );
-        for (r, route) in ROUTES.iter().enumerate() {
-            for (c, class) in CLASSES.iter().enumerate() {
-                let n = v[idx::REQUESTS + r * CLASSES.len() + c];
-                let _ = writeln!(
-                    out,
-                    "{}{{route=\"{route}\",status_class=\"{class}\"}} {n}",
-                    dp::REQUESTS_TOTAL
-                );
-            }
-        }
+        let named = t.stores.iter().map(String::as_str).enumerate();
         family(
             out,
             dp::TRANSFER_BYTES_TOTAL,
             "counter",
             "Image bytes moved by the data plane, by direction and store.",
+            named
+                .chain([(MAX_STORES - 1, "other")])
+                .flat_map(|(s, store)| {
+                    ["in", "out"].into_iter().enumerate().map(move |(d, dir)| {
+                        (
+                            format!("direction=\"{dir}\",store=\"{store}\""),
+                            v[idx::STORE_BYTES + 2 * s + d],
+                        )
+                    })
+                }),
         );
-        let named = t.stores.iter().map(String::as_str).enumerate();
-        for (s, store) in named.chain([(MAX_STORES - 1, "other")]) {
-            for (d, direction) in ["in", "out"].iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{}{{direction=\"{direction}\",store=\"{store}\"}} {}",
-                    dp::TRANSFER_BYTES_TOTAL,
-                    v[idx::STORE_BYTES + 2 * s + d]
-                );
-            }
-        }
         for (name, at, help) in [
             (
                 dp::UPLOAD_FAILURES_TOTAL,
@@ -632,145 +667,97 @@ pub mod shm {
                 "Downloads that failed after they were granted, by the side that failed.",
             ),
         ] {
-            family(out, name, "counter", help);
-            for (s, side) in SIDES.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{side=\"{side}\"}} {}", v[at + s]);
-            }
+            let rows = SIDES.iter().enumerate();
+            let rows = rows.map(|(i, side)| (format!("side=\"{side}\""), v[at + i]));
+            family(out, name, "counter", help, rows);
         }
-        one(
+        family(
             out,
             dp::DOWNLOAD_FAILOVERS_TOTAL,
             "counter",
             "Download locations skipped because their store failed (the next was tried).",
-            v[idx::FAILOVERS].to_string(),
+            one(idx::FAILOVERS),
         );
         family(
             out,
             dp::JOBS_TOTAL,
             "counter",
             "Jobs the data plane ran for the control plane, by kind and outcome.",
+            JOB_KINDS.iter().enumerate().flat_map(|(k, kind)| {
+                [("done", true), ("failed", false)].map(|(outcome, done)| {
+                    (
+                        format!("kind=\"{kind}\",outcome=\"{outcome}\""),
+                        v[job_index(k, done)],
+                    )
+                })
+            }),
         );
-        for (k, kind) in JOB_KINDS.iter().enumerate() {
-            for (outcome, done) in [("done", true), ("failed", false)] {
-                let _ = writeln!(
-                    out,
-                    "{}{{kind=\"{kind}\",outcome=\"{outcome}\"}} {}",
-                    dp::JOBS_TOTAL,
-                    v[job_index(k, done)]
-                );
-            }
-        }
-        family(
+        histograms(
             out,
             dp::REQUEST_DURATION_SECONDS,
-            "histogram",
             "Data-plane request duration, from the request head to the last byte answered, by route and status class.",
+            latency,
+            by_route_and_class().map(|(r, c, l)| (l, hist(duration_index(r, c)))),
         );
-        for (r, route) in ROUTES.iter().enumerate() {
-            for class in CLASSES {
-                let status = class[..1].parse::<u16>().unwrap_or(5) * 100;
-                let at = duration_index(r, status);
-                render_histogram(
-                    out,
-                    dp::REQUEST_DURATION_SECONDS,
-                    &format!("route=\"{route}\",status_class=\"{class}\""),
-                    &LATENCY_BOUNDS_US,
-                    1e6,
-                    &v[at..at + HISTOGRAM_COUNTERS],
-                );
-            }
-        }
-        family(
+        histograms(
             out,
             dp::TIME_TO_FIRST_BYTE_SECONDS,
-            "histogram",
             "Downloads' time from the request head to the answer's head being sent.",
+            latency,
+            [("route=\"download\"".to_owned(), hist(idx::TTFB))],
         );
-        render_histogram(
-            out,
-            dp::TIME_TO_FIRST_BYTE_SECONDS,
-            "route=\"download\"",
-            &LATENCY_BOUNDS_US,
-            1e6,
-            &v[idx::TTFB..idx::TTFB + HISTOGRAM_COUNTERS],
-        );
-        family(
+        histograms(
             out,
             dp::TRANSFER_SIZE_BYTES,
-            "histogram",
             "Image bytes each upload or download moved (a transfer cut short counts what it moved), by route.",
+            (&SIZE_BOUNDS[..], 1.0),
+            TRANSFERS.iter().enumerate().map(|(r, route)| {
+                let at = idx::TRANSFER_SIZE + r * SIZE_COUNTERS;
+                (format!("route=\"{route}\""), &v[at..at + SIZE_COUNTERS])
+            }),
         );
-        for (r, route) in TRANSFERS.iter().enumerate() {
-            let at = idx::TRANSFER_SIZE + r * SIZE_COUNTERS;
-            render_histogram(
-                out,
-                dp::TRANSFER_SIZE_BYTES,
-                &format!("route=\"{route}\""),
-                &SIZE_BOUNDS,
-                1.0,
-                &v[at..at + SIZE_COUNTERS],
-            );
-        }
         family(
             out,
             dp::TRANSFERS_IN_FLIGHT,
             "gauge",
             "Image transfers moving bytes now, by route.",
+            TRANSFERS
+                .iter()
+                .enumerate()
+                .map(|(r, route)| (format!("route=\"{route}\""), v[idx::IN_FLIGHT + r] as i64)),
         );
-        for (r, route) in TRANSFERS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{route=\"{route}\"}} {}",
-                dp::TRANSFERS_IN_FLIGHT,
-                v[idx::IN_FLIGHT + r] as i64
-            );
-        }
         family(
             out,
             dp::UPLOADS_INSPECTED_TOTAL,
             "counter",
             "Uploads whose content was inspected, by the format it is.",
+            inspect::Format::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (format!("format=\"{}\"", f.as_str()), v[idx::INSPECTED + i])),
         );
-        for (i, format) in inspect::Format::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{format=\"{}\"}} {}",
-                dp::UPLOADS_INSPECTED_TOTAL,
-                format.as_str(),
-                v[idx::INSPECTED + i]
-            );
-        }
         family(
             out,
             dp::UPLOADS_REFUSED_TOTAL,
             "counter",
             "Uploads refused by the content inspection (hostile, or not the claimed disk_format), by reason.",
+            inspect::Refusal::REASONS
+                .iter()
+                .enumerate()
+                .map(|(i, reason)| (format!("reason=\"{reason}\""), v[idx::REFUSED + i])),
         );
-        for (i, reason) in inspect::Refusal::REASONS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{reason=\"{reason}\"}} {}",
-                dp::UPLOADS_REFUSED_TOTAL,
-                v[idx::REFUSED + i]
-            );
-        }
-        family(
+        histograms(
             out,
             dp::CHANNEL_ROUND_TRIP_SECONDS,
-            "histogram",
             "Data plane's channel round trips to the control plane (request sent to answer read), by kind.",
+            latency,
+            CHANNEL_KINDS.iter().enumerate().map(|(k, kind)| {
+                (
+                    format!("kind=\"{kind}\""),
+                    hist(idx::CHANNEL + k * HISTOGRAM_COUNTERS),
+                )
+            }),
         );
-        for (k, kind) in CHANNEL_KINDS.iter().enumerate() {
-            let at = idx::CHANNEL + k * HISTOGRAM_COUNTERS;
-            render_histogram(
-                out,
-                dp::CHANNEL_ROUND_TRIP_SECONDS,
-                &format!("kind=\"{kind}\""),
-                &LATENCY_BOUNDS_US,
-                1e6,
-                &v[at..at + HISTOGRAM_COUNTERS],
-            );
-        }
     }
 
     #[cfg(test)]
@@ -788,11 +775,11 @@ pub mod shm {
             };
             put(&mut f, 0, idx::STORE_BYTES + 3, 10); // ceph out
             put(&mut f, 1, idx::STORE_BYTES + 3, 32);
-            put(&mut f, 1, idx::REQUESTS + CLASSES.len() + 2, 3); // download 4xx
+            put(&mut f, 1, request_index(1, class_index(404)), 3); // download 4xx
             put(
                 &mut f,
                 0,
-                duration_index(1, 404) + bucket(&LATENCY_BOUNDS_US, 300),
+                duration_index(1, class_index(404)) + bucket(&LATENCY_BOUNDS_US, 300),
                 1,
             );
             let t = parse(&f).unwrap();

@@ -694,6 +694,17 @@ async fn uploads_go_to_the_store_asked_or_the_default() {
     assert_eq!(status(&ch, id).await, ImageStatus::Queued);
     let img = db::images::get(&ch.t.app.db, id).await.unwrap().unwrap();
     assert!(img.locations.is_empty());
+    // block hashes that do not fit the size are never stored either
+    assert!(matches!(
+        p.call(upload_to(id, "fast")).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    let mut bad = complete_in(id, "fast", "file:///fast/x");
+    if let Request::UploadComplete { block_hashes, .. } = &mut bad {
+        *block_hashes = "0123456789abcdef".repeat(3); // 3 blocks of 4 for 4 bytes
+    }
+    assert_eq!(p.call(bad).await, Some(Response::Denied(Reason::Protocol)));
+    assert_eq!(status(&ch, id).await, ImageStatus::Queued);
 
     assert!(matches!(
         p.call(upload_to(id, "slow")).await,

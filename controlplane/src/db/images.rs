@@ -336,11 +336,13 @@ async fn load(db: &Db, rows: &[AnyRow]) -> Result<Vec<Image>, Error> {
     attach_children(db, rows).await
 }
 
-/// Loads tags, properties and locations for `rows` (three queries for the whole page).
+/// Loads tags, properties and locations for `rows` (three queries for the whole page, on one
+/// connection).
 async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Error> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    let mut conn = db.conn().await?;
     let mut tags: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut props: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut locations: HashMap<String, Vec<Location>> = HashMap::new();
@@ -356,7 +358,7 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 
     let mut sql = db.sql("SELECT image_id, value FROM image_tags WHERE image_id IN (");
     in_list(&mut sql);
-    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    let found = sql.query().fetch_all(&mut *conn).await?;
     for row in found {
         tags.entry(super::text_required(&row, "image_id")?)
             .or_default()
@@ -365,7 +367,7 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
 
     let mut sql = db.sql("SELECT image_id, name, value FROM image_properties WHERE image_id IN (");
     in_list(&mut sql);
-    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    let found = sql.query().fetch_all(&mut *conn).await?;
     for row in found {
         props
             .entry(super::text_required(&row, "image_id")?)
@@ -381,7 +383,7 @@ async fn attach_children(db: &Db, rows: Vec<ImageRow>) -> Result<Vec<Image>, Err
     );
     in_list(&mut sql);
     sql.push(" ORDER BY image_id, position");
-    let found = sql.query().fetch_all(&mut *db.conn().await?).await?;
+    let found = sql.query().fetch_all(&mut *conn).await?;
     for row in found {
         let status = super::text_required(&row, "status")?;
         locations
@@ -414,11 +416,7 @@ async fn record_blocks(
     id: ImageId,
     data: &crate::domain::status::UploadedData,
 ) -> Result<(), Error> {
-    db.sql("DELETE FROM image_blocks WHERE image_id = ?")
-        .arg(id.to_string())
-        .query()
-        .execute(&mut **tx)
-        .await?;
+    delete_blocks(db, tx, id).await?;
     if data.block_hashes.is_empty() {
         return Ok(());
     }
@@ -427,6 +425,20 @@ async fn record_blocks(
         .arg(id.to_string())
         .arg(block_size)
         .arg(data.block_hashes.clone())
+        .query()
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Forgets the block hashes of an image's data (replaced, or the data gone).
+async fn delete_blocks(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: ImageId,
+) -> Result<(), Error> {
+    db.sql("DELETE FROM image_blocks WHERE image_id = ?")
+        .arg(id.to_string())
         .query()
         .execute(&mut **tx)
         .await?;
@@ -650,11 +662,7 @@ async fn apply_move_tx(
         DataChange::RetireLocations => {
             retire_locations(db, &mut tx, id, None, now).await?;
             // the data goes, and with it what described its blocks
-            db.sql("DELETE FROM image_blocks WHERE image_id = ?")
-                .arg(id.to_string())
-                .query()
-                .execute(&mut *tx)
-                .await?;
+            delete_blocks(db, &mut tx, id).await?;
         }
         DataChange::Keep | DataChange::Clear => {}
     }

@@ -152,12 +152,11 @@ pub struct Db {
 pub struct PoolStats {
     waiting: std::sync::atomic::AtomicI64,
     acquire: shared::metrics::LatencyHistogram,
-    max: u32,
 }
 
 impl PoolStats {
-    /// Appends the waiters and most-connections gauges and the acquire-time histogram.
-    pub fn render(&self, out: &mut String) {
+    /// Appends the waiters and most-connections (`max`) gauges and the acquire-time histogram.
+    pub fn render(&self, out: &mut String, max: u32) {
         use shared::metrics as names;
         use std::fmt::Write;
         let waiting = self
@@ -171,8 +170,7 @@ impl PoolStats {
         );
         let _ = writeln!(
             out,
-            "# HELP {m} Most database connections the pool opens.\n# TYPE {m} gauge\n{m} {}",
-            self.max,
+            "# HELP {m} Most database connections the pool opens.\n# TYPE {m} gauge\n{m} {max}",
             m = names::DB_POOL_MAX_CONNECTIONS
         );
         self.acquire.render(
@@ -255,10 +253,7 @@ impl Db {
             backend,
             cache: std::sync::Arc::new(cache::ImageCache::new(coherence, cache_bytes)),
             jobs_enqueued: Default::default(),
-            pool_stats: std::sync::Arc::new(PoolStats {
-                max: max_connections.max(1),
-                ..PoolStats::default()
-            }),
+            pool_stats: Default::default(),
         })
     }
 

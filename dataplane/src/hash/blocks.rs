@@ -4,8 +4,7 @@
 //! thread; xxh3 runs at tens of GB/s, so it costs next to nothing beside sha512). A cache fill
 //! verifies each block it reads from a store against these before the block counts as present.
 //!
-//! The hashes travel and are stored as one lowercase hex string, 16 digits per block in block
-//! order ([`to_hex`], [`from_hex`]).
+//! The hashes travel and are stored as one lowercase hex string ([`shared::blocks`]).
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -80,27 +79,6 @@ pub fn hash_block(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)
 }
 
-/// Block hashes as their hex string (16 digits each).
-pub fn to_hex(hashes: &[u64]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(hashes.len() * 16);
-    for h in hashes {
-        let _ = write!(s, "{h:016x}");
-    }
-    s
-}
-
-/// Block hashes from their hex string; `None` if it is not one.
-pub fn from_hex(s: &str) -> Option<Vec<u64>> {
-    if !s.len().is_multiple_of(16) || !s.is_ascii() {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(16)
-        .map(|c| u64::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,17 +102,5 @@ mod tests {
             assert_eq!(hash_block(block), *want, "block {i}");
         }
         assert!(BlockHasher::new(4096).finish().hashes.is_empty());
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let hashes = vec![0, 1, u64::MAX, 0x0123_4567_89ab_cdef];
-        let hex = to_hex(&hashes);
-        assert_eq!(hex.len(), 64);
-        assert_eq!(&hex[48..], "0123456789abcdef");
-        assert_eq!(from_hex(&hex), Some(hashes));
-        assert_eq!(from_hex(""), Some(Vec::new()));
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zzzzzzzzzzzzzzzz"), None);
     }
 }

@@ -243,7 +243,7 @@ async fn commit(
         Ok(x) => x,
         Err(failure) => return Err(abort(grant.lease, failure, image_id, rid, w).await),
     };
-    let block_hashes = crate::hash::blocks::to_hex(&blocks.hashes);
+    let block_hashes = shared::blocks::to_hex(&blocks.hashes);
     let complete = Request::UploadComplete {
         request_id: rid,
         image_id,
@@ -413,10 +413,9 @@ async fn receive(
         grant.inspect_as.is_some(),
         w.settings.block_size,
     );
-    let partial = std::cell::Cell::new(0);
-    let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, &partial, w).await;
-    w.metrics
-        .transfer_size(Route::Upload, hasher.size() + partial.get());
+    let moved = std::cell::Cell::new(0);
+    let transferred = transfer(conn, head, c, grant, &mut upload, &mut hasher, &moved, w).await;
+    w.metrics.transfer_size(Route::Upload, moved.get());
     match transferred {
         Ok(()) => {}
         Err(f) => {
@@ -436,7 +435,7 @@ async fn receive(
         }
     };
     let virtual_size = match (&grant.inspect_as, verdict) {
-        (Some(disk_format), Some(verdict)) => match judge(&verdict, disk_format, c, w) {
+        (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, c, w) {
             Ok(v) => v,
             Err(f) => {
                 upload.abort().await;
@@ -468,14 +467,13 @@ struct Stored {
 /// `queued`, nothing kept); returns the `virtual_size` to record. Counted by format and by
 /// refusal reason.
 fn judge(
-    verdict: &inspect::Verdict,
+    mut verdict: inspect::Verdict,
     disk_format: &str,
     c: &Checked,
     w: &Worker,
 ) -> Result<Option<u64>, Failure> {
     let s = &w.settings;
     w.metrics.inspected(verdict.format);
-    let mut verdict = std::borrow::Cow::Borrowed(verdict);
     // safety checks the operator made non-fatal for GPT/MBR disks only log
     if let Some(r) = &verdict.refusal
         && matches!(verdict.format, inspect::Format::Gpt | inspect::Format::Mbr)
@@ -483,7 +481,7 @@ fn judge(
             .is_some_and(|n| s.gpt_safety_checks_nonfatal.iter().any(|m| m == n))
     {
         tracing::warn!(image_id = %c.image_id, reason = r.reason(), "non-fatal GPT safety check failed: {r}");
-        verdict.to_mut().refusal = None;
+        verdict.refusal = None;
     }
     inspect::check(&verdict, disk_format, s.require_image_format_match).map_err(|r| {
         w.metrics.upload_refused(&r);
@@ -532,8 +530,8 @@ async fn record_leftovers(
     Ok(())
 }
 
-/// The body into the hasher and the store, with the size checks; the bytes of a last buffer
-/// cut short (never submitted) are added to `partial`.
+/// The body into the hasher and the store, with the size checks; every body byte read is
+/// added to `moved` (and counted in the metrics) as it arrives, a transfer cut short included.
 #[allow(clippy::too_many_arguments)]
 async fn transfer(
     conn: &mut Conn<ClientStream>,
@@ -542,7 +540,7 @@ async fn transfer(
     grant: &mut Grant,
     upload: &mut crate::store::Upload,
     hasher: &mut PipelinedHasher,
-    partial: &std::cell::Cell<u64>,
+    moved: &std::cell::Cell<u64>,
     w: &Worker,
 ) -> Result<(), Failure> {
     let idle = w.settings.idle_timeout;
@@ -550,14 +548,12 @@ async fn transfer(
     let mut state = BodyState::new(head.framing);
     let limit = c.expected.unwrap_or(grant.max_size).min(grant.max_size);
     let slot = w.stores.metric_slot(&grant.store);
-    let moved = |n: u64| {
-        partial.set(partial.get() + n);
+    let count = |n: u64| {
+        moved.set(moved.get() + n);
         w.metrics.bytes_in(slot, n);
     };
     while !state.is_done() {
-        let buf = fill(conn, &mut state, hasher, idle, &moved).await?;
-        // counted as they arrive: an upload cut short counts what it moved
-        w.metrics.bytes_in(slot, buf.len() as u64);
+        let buf = fill(conn, &mut state, hasher, idle, &count).await?;
         if buf.is_empty() {
             hasher.give_back(Some(buf));
             continue;
@@ -597,23 +593,21 @@ async fn transfer(
 
 /// Fills one pooled buffer from the body: whole (a direct write needs whole blocks), or up to
 /// the body's end.
-///
-/// `moved` is told the body bytes of a buffer that ends the upload early (the client went away
-/// or broke the framing mid-buffer), so that a transfer cut short counts what it moved; a
-/// filled buffer is counted by the caller.
+/// `count` is told the bytes of each buffer, the one an early end (the client gone, the
+/// framing broken) cuts short included.
 async fn fill(
     conn: &mut Conn<ClientStream>,
     state: &mut BodyState,
     hasher: &mut PipelinedHasher,
     idle: std::time::Duration,
-    moved: &dyn Fn(u64),
+    count: &dyn Fn(u64),
 ) -> Result<crate::io::AlignedBuf, Failure> {
     let mut buf = hasher.buffer().await;
     while buf.len() < buf.capacity() && !state.is_done() {
         match conn.read_body(state, buf, idle).await {
             (Ok(()), Some(b)) => buf = b,
             (res, b) => {
-                moved(b.as_ref().map_or(0, |b| b.len() as u64));
+                count(b.as_ref().map_or(0, |b| b.len() as u64));
                 hasher.give_back(b);
                 return Err(match res.err().unwrap_or(BodyError::Eof) {
                     BodyError::Chunked(m) => {
@@ -624,6 +618,7 @@ async fn fill(
             }
         }
     }
+    count(buf.len() as u64);
     Ok(buf)
 }
 

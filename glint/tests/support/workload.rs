@@ -1,5 +1,5 @@
-//! Steps of the workloads the metrics tests drive through a real `glint serve`: images made
-//! and uploaded as a client would, and transfers cut short at the socket.
+//! Steps of the workloads the tests drive through a real `glint serve`: images made and
+//! uploaded as a client would, transfers cut short at the socket, and `/metrics` read back.
 
 #![allow(dead_code)]
 
@@ -10,9 +10,19 @@ use std::time::{Duration, Instant};
 
 /// Creates a raw/bare image named `name`; its id.
 pub(crate) fn create(g: &Glint, name: &str) -> String {
+    create_as(g, name, "raw", "bare")
+}
+
+/// Creates an image named `name` with these formats; its id.
+pub(crate) fn create_as(
+    g: &Glint,
+    name: &str,
+    disk_format: &str,
+    container_format: &str,
+) -> String {
     let r = reqwest::blocking::Client::new()
         .post(g.url("/v2/images"))
-        .json(&json!({"name": name, "disk_format": "raw", "container_format": "bare"}))
+        .json(&json!({"name": name, "disk_format": disk_format, "container_format": container_format}))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
@@ -22,17 +32,38 @@ pub(crate) fn create(g: &Glint, name: &str) -> String {
         .to_owned()
 }
 
-/// Creates an image with `len` random bytes uploaded (204); its id.
-pub(crate) fn uploaded(g: &Glint, name: &str, len: usize) -> String {
-    let id = create(g, name);
+/// Uploads `data` into image `id`; the answer's status and body.
+pub(crate) fn put(g: &Glint, id: &str, data: Vec<u8>) -> (u16, String) {
     let r = reqwest::blocking::Client::new()
         .put(g.url(&format!("/v2/images/{id}/file")))
         .header("Content-Type", "application/octet-stream")
-        .body(random_bytes(len))
+        .body(data)
         .send()
         .unwrap();
-    assert_eq!(r.status(), 204);
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// Creates an image with `len` random bytes uploaded (204); its id.
+pub(crate) fn uploaded(g: &Glint, name: &str, len: usize) -> String {
+    let id = create(g, name);
+    assert_eq!(put(g, &id, random_bytes(len)).0, 204);
     id
+}
+
+/// The admin listener's `/metrics` page.
+pub(crate) fn scrape(g: &Glint) -> String {
+    reqwest::blocking::get(g.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// The value of `series` (name and labels, exactly) in a `/metrics` page.
+pub(crate) fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
 }
 
 /// Starts an upload of `declared` bytes and sends `sent` of them; the connection stays open
