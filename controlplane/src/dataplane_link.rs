@@ -602,12 +602,14 @@ impl Connection {
                 locations,
                 size: 0,
                 checksum: None,
+                os_hash_value: None,
             });
         }
         Ok(Response::DownloadGranted {
             locations,
             size: image.size.unwrap_or(0),
             checksum: image.checksum.clone(),
+            os_hash_value: image.os_hash_value.clone(),
         })
     }
 

@@ -215,10 +215,12 @@ pub fn owned(r: Response<&str>) -> Response {
             locations,
             size,
             checksum,
+            os_hash_value,
         } => Response::DownloadGranted {
             locations: locations.to_owned(),
             size,
             checksum: s(checksum),
+            os_hash_value: s(os_hash_value),
         },
         Response::Ack => Response::Ack,
         Response::BlockHashes { block_size, hashes } => Response::BlockHashes {

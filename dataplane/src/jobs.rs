@@ -75,6 +75,9 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
         } => {
             let target = target(w, store, url).await?;
             target.delete(url).await.map_err(|e| e.to_string())?;
+            if let Some(cache) = &w.cache {
+                cache.forget(*image_id);
+            }
             tracing::info!(%image_id, store = %store, location = %url, attempt = job.attempt, "image data deleted");
             Ok(())
         }

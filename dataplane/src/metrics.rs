@@ -29,6 +29,39 @@ pub enum Side {
     Internal = 3,
 }
 
+/// A block cache lookup's result (label `result`, in `shm::CACHE_RESULTS` order).
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// Every block of the range was present.
+    Hit = 0,
+    /// None was.
+    Miss = 1,
+    /// Some were.
+    Partial = 2,
+}
+
+/// Where a block failed verification (label `source`, in `shm::CACHE_SOURCES` order).
+#[derive(Debug, Clone, Copy)]
+pub enum Corrupt {
+    /// A store returned bytes that do not hash to the block's recorded hash.
+    Store = 0,
+    /// A cached block read back from disk did not.
+    Disk = 1,
+}
+
+/// Why a block read bypassed the cache (label `reason`, in `shm::CACHE_REASONS` order).
+#[derive(Debug, Clone, Copy)]
+pub enum Uncached {
+    /// Verified, but not kept: no room, every other image pinned.
+    Full = 0,
+    /// Waited longer than `image_cache_wait_ms` for another's fill; read from the store.
+    Stalled = 1,
+    /// `image_cache_max_fills` fills under way; read from the store.
+    Busy = 2,
+    /// The image has no block hashes: streamed from the store.
+    Unhashed = 3,
+}
+
 /// A transfer in flight ([`Metrics::in_flight`]); dropping it ends it.
 #[derive(Debug)]
 pub struct InFlight {
@@ -201,6 +234,54 @@ impl Metrics {
     /// A download location failed and the next one was tried.
     pub fn download_failover(&self) {
         self.add(idx::FAILOVERS, 1);
+    }
+
+    /// A download from a remote store was looked up in the block cache.
+    pub fn cache_lookup(&self, result: Lookup) {
+        self.add(idx::CACHE_LOOKUPS + result as usize, 1);
+    }
+
+    /// A block read joined a fill already under way.
+    pub fn cache_coalesced(&self) {
+        self.add(idx::CACHE_COALESCED, 1);
+    }
+
+    /// A fill read `n` bytes from a store.
+    pub fn cache_fill_bytes(&self, n: u64) {
+        self.add(idx::CACHE_FILL_BYTES, n);
+    }
+
+    /// A download sent `n` bytes of verified cache blocks.
+    pub fn cache_served(&self, n: u64) {
+        self.add(idx::CACHE_SERVED_BYTES, n);
+    }
+
+    /// A block failed verification.
+    pub fn cache_corrupt(&self, source: Corrupt) {
+        self.add(idx::CACHE_VERIFY_FAILURES + source as usize, 1);
+    }
+
+    /// A block read bypassed the cache.
+    pub fn cache_uncached(&self, reason: Uncached) {
+        self.add(idx::CACHE_UNCACHED + reason as usize, 1);
+    }
+
+    /// The cache's state: bytes held, budget, evictions since start (set, not added: the
+    /// cache records them in one slot).
+    pub fn cache_state(&self, used: u64, max: u64, evictions: u64) {
+        self.slot[idx::CACHE_BYTES].store(used, Ordering::Relaxed);
+        self.slot[idx::CACHE_MAX_BYTES].store(max, Ordering::Relaxed);
+        self.slot[idx::CACHE_EVICTIONS].store(evictions, Ordering::Relaxed);
+    }
+
+    /// Filling one block took `took`.
+    pub fn cache_fill_took(&self, took: std::time::Duration) {
+        self.latency(idx::CACHE_FILL_DURATION, took);
+    }
+
+    /// A download waited `took` for a block being filled.
+    pub fn cache_wait_took(&self, took: std::time::Duration) {
+        self.latency(idx::CACHE_WAIT_DURATION, took);
     }
 
     /// A job of `kind` (a [`shm::JOB_KINDS`] name) ended: done, or failed

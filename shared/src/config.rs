@@ -57,8 +57,8 @@ pub struct Config {
     pub backends: std::collections::BTreeMap<String, toml::Table>,
     /// Image model options (Glance's `[image_format]` and hashing settings).
     pub image: ImageOptions,
-    /// The block cache (Glance's `image_cache_*` option names); for now, the block size
-    /// uploads are hashed in.
+    /// The block cache in front of remote stores (Glance's `image_cache_*` option names); on
+    /// when `image_cache_dir` is set.
     pub image_cache: ImageCache,
     /// Data-plane limits and tuning.
     pub dataplane: DataPlane,
@@ -210,16 +210,39 @@ pub struct ImageOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageCache {
+    /// Where the data plane keeps cached blocks of images in remote stores (Glance's
+    /// `image_cache_dir`). The cache is on when this is set. Env `GLINT_IMAGE_CACHE_DIR`.
+    pub image_cache_dir: Option<PathBuf>,
+    /// The most bytes the cache holds (Glance's `image_cache_max_size`): held when a block is
+    /// admitted, by evicting the least recently used images not being read. Default 10 GiB.
+    pub image_cache_max_size: u64,
+    /// Glance's `image_cache_stall_time`, in seconds: a fill that has made no progress for
+    /// this long is given up (its readers go to the store directly). Default 86400.
+    pub image_cache_stall_time: u64,
     /// Bytes per block: uploads record the xxh3 of each block of this size with the image
     /// (what a cache fill verifies), and the cache stores and serves images in such blocks.
     /// Default 8 MiB; 64 KiB … 1 GiB.
     pub image_cache_block_size: u64,
+    /// How long a download waits for a block another download is filling before it reads
+    /// that block from the store itself (counted), in milliseconds. Default 30000.
+    pub image_cache_wait_ms: u64,
+    /// Blocks a download asks to be filled ahead of the one it sends. Default 2.
+    pub image_cache_readahead_blocks: u64,
+    /// Most blocks being filled at once on this node (each is held in memory until it is
+    /// verified and written). Default 8.
+    pub image_cache_max_fills: usize,
 }
 
 impl Default for ImageCache {
     fn default() -> Self {
         ImageCache {
+            image_cache_dir: None,
+            image_cache_max_size: 10 << 30,
+            image_cache_stall_time: 86_400,
             image_cache_block_size: 8 << 20,
+            image_cache_wait_ms: 30_000,
+            image_cache_readahead_blocks: 2,
+            image_cache_max_fills: 8,
         }
     }
 }
@@ -488,6 +511,9 @@ impl Config {
         if let Some(v) = parse::<ImageCacheMode>(env, "GLINT_IMAGE_CACHE", errors) {
             self.database.image_cache = v;
         }
+        if let Some(v) = env.get("GLINT_IMAGE_CACHE_DIR") {
+            self.image_cache.image_cache_dir = Some(v.into());
+        }
         if let Some(v) = env.get("GLINT_STORE_DIR") {
             self.store.filesystem_store_datadir = Some(v.into());
         }
@@ -591,6 +617,15 @@ impl Config {
         }
         if !(64 << 10..=1 << 30).contains(&self.image_cache.image_cache_block_size) {
             errors.push("image_cache.image_cache_block_size: must be 64 KiB … 1 GiB".into());
+        }
+        if self.image_cache.image_cache_max_size < self.image_cache.image_cache_block_size {
+            errors.push("image_cache.image_cache_max_size: must hold at least one block".into());
+        }
+        if self.image_cache.image_cache_max_fills == 0 {
+            errors.push("image_cache.image_cache_max_fills: must be at least 1".into());
+        }
+        if self.image_cache.image_cache_stall_time == 0 {
+            errors.push("image_cache.image_cache_stall_time: must be at least 1".into());
         }
         if self.image.container_formats.is_empty() {
             errors.push("image.container_formats: must not be empty".into());

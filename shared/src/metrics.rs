@@ -138,6 +138,17 @@ pub const ALL: &[&str] = &[
     dp::CHANNEL_ROUND_TRIP_SECONDS,
     dp::UPLOADS_INSPECTED_TOTAL,
     dp::UPLOADS_REFUSED_TOTAL,
+    dp::CACHE_LOOKUPS_TOTAL,
+    dp::CACHE_COALESCED_TOTAL,
+    dp::CACHE_FILL_BYTES_TOTAL,
+    dp::CACHE_SERVED_BYTES_TOTAL,
+    dp::CACHE_EVICTIONS_TOTAL,
+    dp::CACHE_VERIFY_FAILURES_TOTAL,
+    dp::CACHE_UNCACHED_TOTAL,
+    dp::CACHE_BYTES,
+    dp::CACHE_MAX_BYTES,
+    dp::CACHE_FILL_DURATION_SECONDS,
+    dp::CACHE_WAIT_DURATION_SECONDS,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -259,6 +270,33 @@ pub mod dp {
     pub const UPLOADS_INSPECTED_TOTAL: &str = "glint_dp_uploads_inspected_total";
     /// Uploads refused by the content inspection, label `reason`.
     pub const UPLOADS_REFUSED_TOTAL: &str = "glint_dp_uploads_refused_total";
+    /// Downloads of images in remote stores looked up in the block cache, label `result`
+    /// (hit: every block present; miss: none; partial).
+    pub const CACHE_LOOKUPS_TOTAL: &str = "glint_dp_cache_lookups_total";
+    /// Block reads that joined a fill another download had started (single flight).
+    pub const CACHE_COALESCED_TOTAL: &str = "glint_dp_cache_coalesced_total";
+    /// Bytes the block cache read from stores to fill blocks.
+    pub const CACHE_FILL_BYTES_TOTAL: &str = "glint_dp_cache_fill_bytes_total";
+    /// Bytes downloads sent from verified cache blocks (on disk or just filled).
+    pub const CACHE_SERVED_BYTES_TOTAL: &str = "glint_dp_cache_served_bytes_total";
+    /// Images evicted from the block cache to make room.
+    pub const CACHE_EVICTIONS_TOTAL: &str = "glint_dp_cache_evictions_total";
+    /// Blocks that did not match their recorded hash, label `source` (store: a store returned
+    /// wrong bytes; disk: a cached block read back wrong), discarded.
+    pub const CACHE_VERIFY_FAILURES_TOTAL: &str = "glint_dp_cache_verify_failures_total";
+    /// Block reads the cache could not take, label `reason` (full: verified but not kept,
+    /// every other image pinned; stalled: waited too long for another's fill and read the
+    /// store; busy: too many fills at once, read the store; unhashed: the image has no block
+    /// hashes, streamed from the store).
+    pub const CACHE_UNCACHED_TOTAL: &str = "glint_dp_cache_uncached_total";
+    /// Bytes of blocks the cache holds now (gauge).
+    pub const CACHE_BYTES: &str = "glint_dp_cache_bytes";
+    /// The cache's budget, `image_cache_max_size` (gauge).
+    pub const CACHE_MAX_BYTES: &str = "glint_dp_cache_max_bytes";
+    /// How long filling one block took (store read, verification, write), histogram.
+    pub const CACHE_FILL_DURATION_SECONDS: &str = "glint_dp_cache_fill_duration_seconds";
+    /// How long a download waited for a block being filled, histogram.
+    pub const CACHE_WAIT_DURATION_SECONDS: &str = "glint_dp_cache_wait_duration_seconds";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -282,9 +320,10 @@ pub mod shm {
     pub const FILE_NAME: &str = "dataplane.metrics";
     /// First 8 bytes of the file.
     pub const MAGIC: [u8; 8] = *b"GLINTDPM";
-    /// Layout version (4: 1024 counters per slot, store ids in the header, durations by
-    /// status class, bytes per transfer, channel round trips, content inspection).
-    pub const VERSION: u32 = 4;
+    /// Layout version (5: 1024 counters per slot, store ids in the header, durations by
+    /// status class, bytes per transfer, channel round trips, content inspection, the block
+    /// cache).
+    pub const VERSION: u32 = 5;
     /// Stores with their own `store` label; the last of them is `other` when a node has more
     /// (or a location names a store this node does not have).
     pub const MAX_STORES: usize = 16;
@@ -311,11 +350,18 @@ pub mod shm {
     pub const TRANSFERS: [&str; 2] = ["upload", "download"];
     /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
     pub const CHANNEL_KINDS: [&str; 10] = crate::channel::Request::<String>::KINDS;
+    /// Block cache lookup results, for `glint_dp_cache_lookups_total{result}`.
+    pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "partial"];
+    /// Where a block failed verification, for `glint_dp_cache_verify_failures_total{source}`.
+    pub const CACHE_SOURCES: [&str; 2] = ["store", "disk"];
+    /// Why a block read bypassed the cache, for `glint_dp_cache_uncached_total{reason}`.
+    pub const CACHE_REASONS: [&str; 4] = ["full", "stalled", "busy", "unhashed"];
 
     /// Counter indexes inside a slot.
     pub mod idx {
         use super::{
-            CHANNEL_KINDS, CLASSES, HISTOGRAM_COUNTERS, MAX_STORES, ROUTES, SIZE_COUNTERS,
+            CACHE_REASONS, CACHE_RESULTS, CACHE_SOURCES, CHANNEL_KINDS, CLASSES,
+            HISTOGRAM_COUNTERS, MAX_STORES, ROUTES, SIZE_COUNTERS,
         };
         /// Connections accepted.
         pub const CONNECTIONS: usize = 0;
@@ -352,8 +398,30 @@ pub mod shm {
         pub const INSPECTED: usize = CHANNEL + CHANNEL_KINDS.len() * HISTOGRAM_COUNTERS;
         /// Uploads refused by inspection, by reason (`inspect::Refusal::REASONS` order).
         pub const REFUSED: usize = INSPECTED + inspect::Format::ALL.len();
+        /// Block cache lookups, by `CACHE_RESULTS`.
+        pub const CACHE_LOOKUPS: usize = REFUSED + inspect::Refusal::REASONS.len();
+        /// Block reads that joined another's fill.
+        pub const CACHE_COALESCED: usize = CACHE_LOOKUPS + CACHE_RESULTS.len();
+        /// Bytes read from stores for fills.
+        pub const CACHE_FILL_BYTES: usize = CACHE_COALESCED + 1;
+        /// Bytes sent from verified blocks.
+        pub const CACHE_SERVED_BYTES: usize = CACHE_FILL_BYTES + 1;
+        /// Evictions since start (set, not added: the cache's own count, in worker 0's slot).
+        pub const CACHE_EVICTIONS: usize = CACHE_SERVED_BYTES + 1;
+        /// Verification failures, by `CACHE_SOURCES`.
+        pub const CACHE_VERIFY_FAILURES: usize = CACHE_EVICTIONS + 1;
+        /// Block reads that bypassed the cache, by `CACHE_REASONS`.
+        pub const CACHE_UNCACHED: usize = CACHE_VERIFY_FAILURES + CACHE_SOURCES.len();
+        /// Bytes held (gauge, set in worker 0's slot).
+        pub const CACHE_BYTES: usize = CACHE_UNCACHED + CACHE_REASONS.len();
+        /// The budget (gauge, set once in worker 0's slot).
+        pub const CACHE_MAX_BYTES: usize = CACHE_BYTES + 1;
+        /// The block fill duration histogram.
+        pub const CACHE_FILL_DURATION: usize = CACHE_MAX_BYTES + 1;
+        /// The fill wait duration histogram.
+        pub const CACHE_WAIT_DURATION: usize = CACHE_FILL_DURATION + HISTOGRAM_COUNTERS;
         /// One past the last counter in use.
-        pub const END: usize = REFUSED + inspect::Refusal::REASONS.len();
+        pub const END: usize = CACHE_WAIT_DURATION + HISTOGRAM_COUNTERS;
 
         const _: () = assert!(IN_FLIGHT + 2 <= STORE_BYTES);
     }
@@ -757,6 +825,85 @@ pub mod shm {
                     hist(idx::CHANNEL + k * HISTOGRAM_COUNTERS),
                 )
             }),
+        );
+        let labelled = |label: &'static str, names: &'static [&'static str], at: usize| {
+            names
+                .iter()
+                .enumerate()
+                .map(move |(i, n)| (format!("{label}=\"{n}\""), v[at + i]))
+        };
+        family(
+            out,
+            dp::CACHE_LOOKUPS_TOTAL,
+            "counter",
+            "Downloads from remote stores looked up in the block cache, by result (hit: every block present, miss: none, partial).",
+            labelled("result", &CACHE_RESULTS, idx::CACHE_LOOKUPS),
+        );
+        for (name, at, help) in [
+            (
+                dp::CACHE_COALESCED_TOTAL,
+                idx::CACHE_COALESCED,
+                "Block reads that joined a fill another download had started.",
+            ),
+            (
+                dp::CACHE_FILL_BYTES_TOTAL,
+                idx::CACHE_FILL_BYTES,
+                "Bytes the block cache read from stores to fill blocks.",
+            ),
+            (
+                dp::CACHE_SERVED_BYTES_TOTAL,
+                idx::CACHE_SERVED_BYTES,
+                "Bytes downloads sent from verified cache blocks.",
+            ),
+            (
+                dp::CACHE_EVICTIONS_TOTAL,
+                idx::CACHE_EVICTIONS,
+                "Images evicted from the block cache to make room.",
+            ),
+        ] {
+            family(out, name, "counter", help, one(at));
+        }
+        family(
+            out,
+            dp::CACHE_VERIFY_FAILURES_TOTAL,
+            "counter",
+            "Blocks that did not match their recorded hash (discarded), by where they came from.",
+            labelled("source", &CACHE_SOURCES, idx::CACHE_VERIFY_FAILURES),
+        );
+        family(
+            out,
+            dp::CACHE_UNCACHED_TOTAL,
+            "counter",
+            "Block reads the cache could not take, by reason.",
+            labelled("reason", &CACHE_REASONS, idx::CACHE_UNCACHED),
+        );
+        family(
+            out,
+            dp::CACHE_BYTES,
+            "gauge",
+            "Bytes of blocks the block cache holds.",
+            one(idx::CACHE_BYTES),
+        );
+        family(
+            out,
+            dp::CACHE_MAX_BYTES,
+            "gauge",
+            "The block cache's budget (image_cache_max_size).",
+            one(idx::CACHE_MAX_BYTES),
+        );
+        histograms(
+            out,
+            dp::CACHE_FILL_DURATION_SECONDS,
+            "How long filling one cache block took (store read, verification, write).",
+            latency,
+            [(String::new(), hist(idx::CACHE_FILL_DURATION))],
+        );
+        histograms(
+            out,
+            dp::CACHE_WAIT_DURATION_SECONDS,
+            "How long a download waited for a cache block being filled.",
+            latency,
+            [(String::new(), hist(idx::CACHE_WAIT_DURATION))],
         );
     }
 

@@ -234,7 +234,8 @@ async fn upload_grant_and_commit() {
         Some(Response::DownloadGranted {
             locations: String::new(),
             size: 0,
-            checksum: None
+            checksum: None,
+            os_hash_value: None
         })
     );
 
@@ -283,7 +284,8 @@ async fn upload_grant_and_commit() {
         Some(Response::DownloadGranted {
             locations: format!("file file:///data/{id}"),
             size: 4,
-            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
+            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into()),
+            os_hash_value: Some("ab".repeat(64))
         })
     );
     // the lease is gone: a second complete is out of order, and a new upload is a transition
@@ -741,7 +743,8 @@ async fn uploads_go_to_the_store_asked_or_the_default() {
         Some(Response::DownloadGranted {
             locations: "fast file:///fast/x\nslow file:///slow/x".into(),
             size: 4,
-            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into())
+            checksum: Some("8d777f385d3dfec8815d20f7496026dc".into()),
+            os_hash_value: Some("ab".repeat(64))
         })
     );
 }

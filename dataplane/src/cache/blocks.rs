@@ -50,10 +50,18 @@ pub enum Admitted {
     Full,
 }
 
+/// A present block: its length, and whether its bytes were checked against the block hash
+/// since this process started (a block found on disk at start is checked at its first read).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    len: u64,
+    verified: bool,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
-    /// Present blocks and their lengths.
-    blocks: BTreeMap<u64, u64>,
+    /// Present blocks.
+    blocks: BTreeMap<u64, Block>,
     bytes: u64,
     last_used: u64,
     pins: u32,
@@ -125,7 +133,13 @@ impl BlockStore {
                     continue;
                 };
                 let len = block.metadata()?.len();
-                e.blocks.insert(index, len);
+                e.blocks.insert(
+                    index,
+                    Block {
+                        len,
+                        verified: false,
+                    },
+                );
                 e.bytes += len;
             }
             if !e.blocks.is_empty() {
@@ -161,9 +175,37 @@ impl BlockStore {
         Pin { store: self, image }
     }
 
+    /// Whether block `index` of `image` is present with `len` bytes.
+    pub fn has(&self, image: ImageId, index: u64, len: u64) -> bool {
+        self.lock()
+            .images
+            .get(&image)
+            .and_then(|e| e.blocks.get(&index))
+            .is_some_and(|b| b.len == len)
+    }
+
+    /// Records that present block `index` of `image` was read back and matched its hash.
+    pub fn mark_verified(&self, image: ImageId, index: u64) {
+        if let Some(b) = self
+            .lock()
+            .images
+            .get_mut(&image)
+            .and_then(|e| e.blocks.get_mut(&index))
+        {
+            b.verified = true;
+        }
+    }
+
+    /// Drops a present block (it failed verification when read back): it is fetched again
+    /// on the next read.
+    pub fn discard(&self, image: ImageId, index: u64) {
+        self.forget_block(image, index);
+    }
+
     /// The file of a present block, if it holds exactly `len` bytes (a block of another length
-    /// belongs to other data: it is dropped).
-    pub fn open_block(&self, image: ImageId, index: u64, len: u64) -> Option<File> {
+    /// belongs to other data: it is dropped), and whether its bytes were verified since start
+    /// (if not, the caller reads it back against its hash before serving it).
+    pub fn open_block(&self, image: ImageId, index: u64, len: u64) -> Option<(File, bool)> {
         let present = self
             .lock()
             .images
@@ -171,11 +213,18 @@ impl BlockStore {
             .blocks
             .get(&index)
             .copied()?;
-        if present != len {
+        if present.len != len {
             self.forget_block(image, index);
             return None;
         }
-        File::open(self.block_path(&image, index)).ok()
+        match File::open(self.block_path(&image, index)) {
+            Ok(file) => Some((file, present.verified)),
+            Err(_) => {
+                // gone from under the index (removed by hand): no longer present
+                self.forget_block(image, index);
+                None
+            }
+        }
     }
 
     fn forget_block(&self, image: ImageId, index: u64) {
@@ -183,7 +232,7 @@ impl BlockStore {
         let Some(e) = ix.images.get_mut(&image) else {
             return;
         };
-        if let Some(len) = e.blocks.remove(&index) {
+        if let Some(Block { len, .. }) = e.blocks.remove(&index) {
             e.bytes -= len;
             ix.used -= len;
             let _ = std::fs::remove_file(self.block_path(&image, index));
@@ -202,6 +251,12 @@ impl BlockStore {
         if crate::hash::blocks::hash_block(data) != hash {
             return Err(AdmitError::Mismatch { image, index });
         }
+        Ok(self.store(image, index, data)?)
+    }
+
+    /// Stores `data`, already verified against block `index`'s recorded hash, within the
+    /// budget (as [`BlockStore::admit`] does after verifying).
+    pub fn store(&self, image: ImageId, index: u64, data: &[u8]) -> std::io::Result<Admitted> {
         let len = data.len() as u64;
         let evicted = {
             let mut ix = self.lock();
@@ -228,7 +283,11 @@ impl BlockStore {
             Ok(()) => {
                 let mut ix = self.lock();
                 let e = ix.images.entry(image).or_default();
-                if e.blocks.insert(index, len).is_some() {
+                let block = Block {
+                    len,
+                    verified: true,
+                };
+                if e.blocks.insert(index, block).is_some() {
                     // a concurrent fill stored the same (verified) bytes first
                     ix.used -= len;
                     return Ok(Admitted::Present);
@@ -238,7 +297,7 @@ impl BlockStore {
             }
             Err(err) => {
                 self.lock().used -= len;
-                Err(err.into())
+                Err(err)
             }
         }
     }
@@ -372,9 +431,12 @@ mod tests {
         assert_eq!(store.present(id(1)), [0]);
         assert_eq!(store.used(), 4096);
         let mut got = Vec::new();
-        std::io::Read::read_to_end(&mut store.open_block(id(1), 0, 4096).unwrap(), &mut got)
-            .unwrap();
+        let (mut file, verified) = store.open_block(id(1), 0, 4096).unwrap();
+        assert!(!verified, "found at start: read back before it is served");
+        std::io::Read::read_to_end(&mut file, &mut got).unwrap();
         assert_eq!(got, a);
+        store.mark_verified(id(1), 0);
+        assert!(store.open_block(id(1), 0, 4096).unwrap().1);
         // a block of another length is other data: dropped
         assert!(store.open_block(id(1), 0, 4000).is_none());
         assert_eq!(store.used(), 0);

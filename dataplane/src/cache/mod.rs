@@ -1,11 +1,348 @@
-//! The block cache in front of remote stores (issue "The block cache"), being built in steps.
+//! The block cache in front of remote stores (issue "The block cache"): one per data plane,
+//! shared by its workers ([`Cache`]).
 //!
-//! What is here: [`blocks`], the cache's blocks on disk with their index and their budget
-//! (verified on admission against the block hashes every upload records, written crash-safe,
-//! the index rebuilt from disk at start, least-recently-used images evicted at admission,
-//! images being served pinned). What comes next: the single-flight fill of blocks from the
-//! stores shared by the workers, serving present blocks with `sendfile`, ranges, the
-//! configuration (`image_cache_dir`, `image_cache_max_size`, `image_cache_stall_time`), the
-//! auditor, Glance's cache API and the metrics.
+//! An image in a remote store is cached in blocks of the size its upload recorded block hashes
+//! in ([`crate::hash::blocks`]). [`blocks`] keeps the blocks on disk, its index and its budget
+//! (verified before admission, written crash-safe, least-recently-used images evicted at
+//! admission, images being read pinned). This module adds what makes N concurrent downloads read
+//! each block from the store once: the table of fills under way. A download that needs a block
+//! that is not present either joins the fill under way for it ([`Found::Joined`], counted as
+//! coalesced) or starts one ([`Found::Started`]); the fill itself runs as a task of its own
+//! (`server::cached`), so a download that leaves does not stop it, and every waiter gets the
+//! verified bytes the moment the block is complete ([`Fill::wait`]), before it is written. A
+//! fill's entry stays in the table until its block is on disk (or known not to be kept), so a
+//! download never starts a second read of a block in between.
+//!
+//! Waits cross worker threads: a fill's waiters are woken by an [`event_listener::Event`], whose
+//! wakers reach each worker's runtime (compio wakes a runtime from another thread through its
+//! driver). The table is one mutex, held for bookkeeping only.
 
 pub mod blocks;
+
+use crate::metrics::Metrics;
+use shared::image::ImageId;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Images whose block hashes are remembered at most (each is a few KiB).
+const MAX_MAPS: usize = 4096;
+
+/// The block hashes recorded with an image's data.
+#[derive(Debug)]
+pub struct BlockMap {
+    /// Bytes per block; 0: none recorded (the image is not cached, it is streamed).
+    pub block_size: u64,
+    /// xxh3-64 of each block, in order.
+    pub hashes: Vec<u64>,
+}
+
+impl BlockMap {
+    /// Whether the map describes data of `size` bytes (a block per `block_size`, the last
+    /// one shorter).
+    pub fn covers(&self, size: u64) -> bool {
+        self.block_size > 0
+            && self.hashes.len() as u64 == shared::blocks::count(size, self.block_size)
+    }
+
+    /// The length of block `index` of data of `size` bytes.
+    pub fn block_len(&self, index: u64, size: u64) -> u64 {
+        (size - index * self.block_size).min(self.block_size)
+    }
+}
+
+/// What a fill came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Still reading.
+    Running,
+    /// The block's verified bytes.
+    Ready(Arc<Vec<u8>>),
+    /// No location gave the block's bytes.
+    Failed,
+}
+
+/// One block being filled: its outcome, and its waiters.
+#[derive(Debug)]
+pub struct Fill {
+    outcome: Mutex<Outcome>,
+    done: event_listener::Event,
+}
+
+impl Fill {
+    fn new() -> Fill {
+        Fill {
+            outcome: Mutex::new(Outcome::Running),
+            done: event_listener::Event::new(),
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes the outcome and wakes every waiter.
+    pub fn finish(&self, outcome: Outcome) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
+        self.done.notify(usize::MAX);
+    }
+
+    /// Waits up to `limit` for the fill to end; [`Outcome::Running`] if it did not.
+    pub async fn wait(&self, limit: Duration) -> Outcome {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let listener = self.done.listen();
+            let now = self.outcome();
+            if !matches!(now, Outcome::Running) {
+                return now;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || compio::time::timeout(left, listener).await.is_err() {
+                return self.outcome();
+            }
+        }
+    }
+}
+
+/// What [`Cache::find`] found for a block.
+#[derive(Debug)]
+pub enum Found {
+    /// On disk; `verified` false: found at start, not read back yet.
+    Present(std::fs::File, bool),
+    /// Another download's fill is under way: wait for it.
+    Joined(Arc<Fill>),
+    /// A fill was registered for the caller to run (then [`Cache::filled`]).
+    Started(Arc<Fill>),
+    /// As many fills as allowed are under way: read the store directly.
+    Busy,
+}
+
+/// The cache's settings (from `[image_cache]`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `image_cache_dir`.
+    pub dir: std::path::PathBuf,
+    /// `image_cache_max_size`.
+    pub max_bytes: u64,
+    /// `image_cache_wait_ms`.
+    pub wait: Duration,
+    /// `image_cache_stall_time`.
+    pub stall: Duration,
+    /// `image_cache_readahead_blocks`.
+    pub readahead: u64,
+    /// `image_cache_max_fills`.
+    pub max_fills: usize,
+}
+
+impl Settings {
+    /// The settings, when the configuration turns the cache on.
+    pub fn from_config(c: &shared::config::ImageCache) -> Option<Settings> {
+        Some(Settings {
+            dir: c.image_cache_dir.clone()?,
+            max_bytes: c.image_cache_max_size,
+            wait: Duration::from_millis(c.image_cache_wait_ms),
+            stall: Duration::from_secs(c.image_cache_stall_time),
+            readahead: c.image_cache_readahead_blocks,
+            max_fills: c.image_cache_max_fills,
+        })
+    }
+}
+
+/// The data plane's block cache.
+#[derive(Debug)]
+pub struct Cache {
+    /// The blocks on disk.
+    pub blocks: blocks::BlockStore,
+    /// Its settings.
+    pub settings: Settings,
+    fills: Mutex<HashMap<(ImageId, u64), Arc<Fill>>>,
+    maps: Mutex<HashMap<ImageId, Arc<BlockMap>>>,
+    /// Locations that returned wrong bytes: tried last from then on.
+    suspects: Mutex<HashSet<(ImageId, String)>>,
+    /// Where the cache's own counters go (worker 0's slot; any thread adds to it).
+    pub metrics: Metrics,
+}
+
+impl Cache {
+    /// Opens the cache (rebuilding its index from `settings.dir`).
+    pub fn open(settings: Settings, metrics: Metrics) -> std::io::Result<Cache> {
+        let blocks = blocks::BlockStore::open(&settings.dir, settings.max_bytes)?;
+        let cache = Cache {
+            blocks,
+            settings,
+            fills: Mutex::new(HashMap::new()),
+            maps: Mutex::new(HashMap::new()),
+            suspects: Mutex::new(HashSet::new()),
+            metrics,
+        };
+        cache.publish();
+        Ok(cache)
+    }
+
+    /// Sets the cache's gauges (bytes held, budget, evictions).
+    pub fn publish(&self) {
+        self.metrics.cache_state(
+            self.blocks.used(),
+            self.settings.max_bytes,
+            self.blocks.evictions(),
+        );
+    }
+
+    /// The block hashes of `image`, if known here.
+    pub fn map(&self, image: ImageId) -> Option<Arc<BlockMap>> {
+        lock(&self.maps).get(&image).cloned()
+    }
+
+    /// Remembers the block hashes of `image` (an image's data never changes once active).
+    pub fn remember(&self, image: ImageId, map: BlockMap) -> Arc<BlockMap> {
+        let map = Arc::new(map);
+        let mut maps = lock(&self.maps);
+        if maps.len() >= MAX_MAPS {
+            maps.clear();
+        }
+        maps.insert(image, map.clone());
+        map
+    }
+
+    /// Block `index` (of `len` bytes) of `image`: present, being filled, or registered as a
+    /// fill for the caller to run. The table is looked at before the index, and a fill leaves
+    /// the table only after its block is recorded present, so no two fills of one block run
+    /// at once.
+    pub fn find(&self, image: ImageId, index: u64, len: u64) -> Found {
+        loop {
+            {
+                let mut fills = lock(&self.fills);
+                if let Some(f) = fills.get(&(image, index)) {
+                    return Found::Joined(f.clone());
+                }
+                if !self.blocks.has(image, index, len) {
+                    if fills.len() >= self.settings.max_fills {
+                        return Found::Busy;
+                    }
+                    let f = Arc::new(Fill::new());
+                    fills.insert((image, index), f.clone());
+                    return Found::Started(f);
+                }
+            }
+            match self.blocks.open_block(image, index, len) {
+                Some((file, verified)) => return Found::Present(file, verified),
+                // evicted in between: look again
+                None => continue,
+            }
+        }
+    }
+
+    /// Registers a fill of block `index` ahead of need (read-ahead), if it is neither present
+    /// nor being filled and fills are not near their limit (read-ahead never takes the last
+    /// places from downloads that need a block now).
+    pub fn prefetch(&self, image: ImageId, index: u64, len: u64) -> Option<Arc<Fill>> {
+        let mut fills = lock(&self.fills);
+        if fills.len() + 2 > self.settings.max_fills
+            || fills.contains_key(&(image, index))
+            || self.blocks.has(image, index, len)
+        {
+            return None;
+        }
+        let f = Arc::new(Fill::new());
+        fills.insert((image, index), f.clone());
+        Some(f)
+    }
+
+    /// A fill ended (its block stored, or not kept, or failed): it leaves the table.
+    pub fn filled(&self, image: ImageId, index: u64) {
+        lock(&self.fills).remove(&(image, index));
+        self.publish();
+    }
+
+    /// Marks a location of `image` as having returned wrong bytes.
+    pub fn suspect(&self, image: ImageId, url: &str) {
+        lock(&self.suspects).insert((image, url.to_owned()));
+    }
+
+    /// Whether a location of `image` returned wrong bytes before.
+    pub fn is_suspect(&self, image: ImageId, url: &str) -> bool {
+        lock(&self.suspects).contains(&(image, url.to_owned()))
+    }
+
+    /// Drops everything cached of `image` (its data was deleted).
+    pub fn forget(&self, image: ImageId) {
+        lock(&self.maps).remove(&image);
+        self.blocks.remove_image(image);
+        self.publish();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> ImageId {
+        "00000000-0000-4000-8000-000000000001".parse().unwrap()
+    }
+
+    fn cache(dir: &std::path::Path, max_fills: usize) -> Cache {
+        let settings = Settings {
+            dir: dir.to_owned(),
+            max_bytes: 1 << 20,
+            wait: Duration::from_secs(1),
+            stall: Duration::from_secs(1),
+            readahead: 1,
+            max_fills,
+        };
+        Cache::open(settings, Metrics::detached()).unwrap()
+    }
+
+    #[test]
+    fn one_fill_per_block_and_waiters_get_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), 2);
+        let Found::Started(fill) = c.find(id(), 0, 4) else {
+            panic!("the first finder fills");
+        };
+        let Found::Joined(joined) = c.find(id(), 0, 4) else {
+            panic!("the second joins");
+        };
+        assert!(Arc::ptr_eq(&fill, &joined));
+        assert!(matches!(c.find(id(), 1, 4), Found::Started(_)));
+        assert!(
+            matches!(c.find(id(), 2, 4), Found::Busy),
+            "at the fill limit"
+        );
+        assert!(c.prefetch(id(), 3, 4).is_none(), "read-ahead keeps room");
+        let waiter = std::thread::spawn(move || {
+            compio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(joined.wait(Duration::from_secs(5)))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let data = b"abcd".to_vec();
+        c.blocks.store(id(), 0, &data).unwrap();
+        fill.finish(Outcome::Ready(Arc::new(data)));
+        c.filled(id(), 0);
+        match waiter.join().unwrap() {
+            Outcome::Ready(b) => assert_eq!(&b[..], b"abcd"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.find(id(), 0, 4), Found::Present(_, true)));
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), 2);
+        let Found::Started(fill) = c.find(id(), 0, 4) else {
+            panic!()
+        };
+        let out = compio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(fill.wait(Duration::from_millis(30)));
+        assert!(matches!(out, Outcome::Running));
+    }
+}

@@ -243,6 +243,23 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
     }
 
+    /// Writes all of `data`, a buffer the kernel may read in place (a block other downloads
+    /// share), and flushes, with an idle timeout; the buffer is dropped.
+    pub async fn write_buf<B: compio::buf::IoBuf>(
+        &mut self,
+        data: B,
+        idle: Duration,
+    ) -> io::Result<()> {
+        let stream = &mut self.stream;
+        let op = async move {
+            stream.write_all(data).await.0?;
+            stream.flush().await
+        };
+        with_timeout(idle, op)
+            .await
+            .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
+    }
+
     /// Writes all of `data` and flushes (a TLS stream holds records until flushed), with an
     /// idle timeout.
     pub async fn write_all(&mut self, data: Vec<u8>, idle: Duration) -> (io::Result<()>, Vec<u8>) {

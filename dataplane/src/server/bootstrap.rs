@@ -38,6 +38,18 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
             (0..workers).map(|_| metrics::Metrics::detached()).collect()
         }
     };
+    let cache = match crate::cache::Settings::from_config(&config.image_cache) {
+        Some(s) => {
+            let dir = s.dir.clone();
+            let cache = crate::cache::Cache::open(s, metrics[0]).map_err(|e| Error::Store {
+                path: dir.clone(),
+                source: e,
+            })?;
+            tracing::info!(dir = %dir.display(), held_bytes = cache.blocks.used(), max_bytes = cache.settings.max_bytes, "block cache open");
+            Some(std::sync::Arc::new(cache))
+        }
+        None => None,
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
     let mut handles = Vec::with_capacity(workers);
     for (i, metrics) in metrics.into_iter().enumerate() {
@@ -48,6 +60,7 @@ pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error>
             metrics,
             settings: settings.clone(),
             stores: stores.clone(),
+            cache: cache.clone(),
             channel_socket: config.channel_socket(),
             api_socket: config.api_socket(),
         };
@@ -129,6 +142,7 @@ struct WorkerInit {
     metrics: metrics::Metrics,
     settings: Settings,
     stores: store::Prepared,
+    cache: Option<std::sync::Arc<crate::cache::Cache>>,
     channel_socket: std::path::PathBuf,
     api_socket: std::path::PathBuf,
 }
@@ -202,6 +216,7 @@ fn worker_main(
             init.api_socket,
             init.metrics,
             init.tls,
+            init.cache,
         ));
         if index == 0 {
             // one job runner per data plane

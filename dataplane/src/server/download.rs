@@ -10,8 +10,15 @@
 //! and `Content-MD5` (the image's md5 **hex**); 204 when the image has no data; 206 with
 //! `Content-Range` for one range (`bytes=a-b`, `bytes=a-`, `bytes=-n`, or the legacy
 //! `Content-Range` request header); 416 with `Content-Range: bytes */size` for an
-//! unsatisfiable range; 400 for several ranges.
+//! unsatisfiable range; 400 for several ranges. Beyond Glance, so that clients resume safely:
+//! `ETag` is the image's `os_hash_value` (quoted), `If-None-Match` with it (or `*`) answers
+//! 304, and `If-Range` honours the range only when it names that tag (else the whole image).
+//!
+//! With the block cache on (`image_cache_dir`), an image in a remote store is served through
+//! it ([`super::cached`]): present blocks with `sendfile`, missing ones filled once however
+//! many downloads want them.
 
+use super::cached::{self, Piece};
 use super::respond::{Refusal, credentials, no_content, refuse};
 use super::tls::ClientStream;
 use super::worker::Worker;
@@ -22,6 +29,7 @@ use compio::io::AsyncReadAt;
 use shared::channel::{Request, Response};
 use shared::image::ImageId;
 use std::io::Write as _;
+use std::rc::Rc;
 
 /// The part of the image to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +120,7 @@ pub async fn handle(
     head: &RequestHead,
     id: &str,
     rid: &str,
-    w: &Worker,
+    w: &Rc<Worker>,
     splicer: &mut Option<Splicer>,
     started: std::time::Instant,
 ) -> bool {
@@ -125,6 +133,7 @@ pub async fn handle(
             .map(|p| (image_id, p))
     };
     match planned.await {
+        Ok((_, Some(plan))) if plan.not_modified => not_modified(conn, &plan, rid, keep, w).await,
         Ok((image_id, Some(plan))) => {
             send(conn, image_id, plan, rid, keep, w, splicer, started).await
         }
@@ -146,6 +155,50 @@ struct Data {
     size: u64,
     /// md5 hex for `Content-MD5`, kept on the stack past the channel connection's return.
     md5: Option<[u8; 32]>,
+    /// The `ETag`: `os_hash_value`, quoted, likewise on the stack.
+    etag: Option<Tag>,
+}
+
+/// A quoted `os_hash_value` (at most 128 hex digits: sha512), held without allocating.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    buf: [u8; 130],
+    len: u8,
+}
+
+impl Tag {
+    fn new(hash: &str) -> Option<Tag> {
+        let mut buf = [0u8; 130];
+        if hash.is_empty() || hash.len() > 128 || !hash.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        buf[0] = b'"';
+        buf[1..=hash.len()].copy_from_slice(hash.as_bytes());
+        buf[hash.len() + 1] = b'"';
+        Some(Tag {
+            buf,
+            len: (hash.len() + 2) as u8,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+
+    /// Whether a condition header's list of tags (`"a", W/"b"`, or `*`) names this one
+    /// (weak comparison, as `If-None-Match` uses).
+    fn listed_in(&self, header: &str) -> bool {
+        let me = &self.as_str()[1..self.len as usize - 1];
+        header
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == me)
+    }
+
+    /// Whether an `If-Range` value is exactly this (strong) tag.
+    fn is(&self, header: &str) -> bool {
+        header.trim() == self.as_str()
+    }
 }
 
 #[derive(Debug)]
@@ -177,12 +230,13 @@ async fn authorize(
         w.metrics.download_failed(Side::Control);
         Refusal::unavailable("AuthorizeDownload", &e, keep)
     })?;
-    let (locations, size, checksum) = match chan.response() {
+    let (locations, size, checksum, etag) = match chan.response() {
         Ok(Response::DownloadGranted {
             locations,
             size,
             checksum,
-        }) => (locations, size, checksum),
+            os_hash_value,
+        }) => (locations, size, checksum, os_hash_value.and_then(Tag::new)),
         Ok(Response::Denied(reason)) => {
             w.link.give_back(chan);
             return Err(Refusal::denied(reason, &image_id, keep));
@@ -223,6 +277,7 @@ async fn authorize(
             source: Source::File(file, slot),
             size,
             md5,
+            etag,
         }));
     }
     if let Some(remote) = remote {
@@ -230,6 +285,7 @@ async fn authorize(
             source: Source::Remote(remote),
             size,
             md5,
+            etag,
         }));
     }
     if failed {
@@ -246,17 +302,32 @@ async fn authorize(
 struct Plan {
     data: Data,
     span: Span,
+    /// `If-None-Match` names the image's tag: 304.
+    not_modified: bool,
 }
 
-/// Step 3: the range (`Range`, or the legacy `Content-Range` request header): 400 for several,
-/// 416 (with `Content-Range: bytes */size`) for one outside the image.
+/// Step 3: the conditions (`If-None-Match`, `If-Range`) and the range (`Range`, or the legacy
+/// `Content-Range` request header): 400 for several ranges, 416 (with
+/// `Content-Range: bytes */size`) for one outside the image.
 fn plan(head: &RequestHead, data: Data, keep: bool) -> Result<Plan, Refusal> {
-    match span(
-        head.header("range"),
-        head.header("content-range"),
-        data.size,
-    ) {
-        Ok(span) => Ok(Plan { data, span }),
+    let tag = data.etag;
+    let not_modified =
+        matches!((tag, head.header("if-none-match")), (Some(t), Some(h)) if t.listed_in(h));
+    // a range under an `If-Range` that does not name this tag is ignored: the whole image
+    let ranged = match head.header("if-range") {
+        Some(cond) => tag.is_some_and(|t| t.is(cond)),
+        None => true,
+    };
+    let (range, content_range) = match ranged {
+        true => (head.header("range"), head.header("content-range")),
+        false => (None, None),
+    };
+    match span(range, content_range, data.size) {
+        Ok(span) => Ok(Plan {
+            data,
+            span,
+            not_modified,
+        }),
         Err(RangeError::Multiple) => Err(Refusal::new(
             400,
             "Requests with multiple ranges are not supported; make several single-range requests.",
@@ -271,6 +342,24 @@ fn plan(head: &RequestHead, data: Data, keep: bool) -> Result<Plan, Refusal> {
     }
 }
 
+/// `304 Not Modified` (`If-None-Match` named the image's tag), with the tag.
+async fn not_modified(
+    conn: &mut Conn<ClientStream>,
+    plan: &Plan,
+    rid: &str,
+    keep: bool,
+    w: &Worker,
+) -> bool {
+    let tag = plan.data.etag.as_ref().map_or("", Tag::as_str);
+    let mut h = w.scratch.take();
+    let fields = [("ETag", tag), ("x-openstack-request-id", rid)];
+    response_head_into(&mut h, 304, crate::http::reason(304), &fields, None, keep);
+    super::respond::answered(conn, w, Route::Download, 304);
+    let (res, h) = conn.write_all(h, w.settings.idle_timeout).await;
+    w.scratch.put(h);
+    res.is_ok() && keep
+}
+
 /// Step 4: the head (in a pooled buffer, `Content-Range` written on the stack: no
 /// allocation), then the bytes.
 #[allow(clippy::too_many_arguments)]
@@ -280,27 +369,61 @@ async fn send(
     plan: Plan,
     rid: &str,
     keep: bool,
-    w: &Worker,
+    w: &Rc<Worker>,
     splicer: &mut Option<Splicer>,
     started: std::time::Instant,
 ) -> bool {
-    let Plan { data, span } = plan;
+    let Plan { data, span, .. } = plan;
     let size = data.size;
     let (status, offset, len) = match span {
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
+    let cache = w.cache.clone();
+    // an image being read through the cache is not evicted meanwhile
+    let mut _pin = None;
     let (body, slot) = match data.source {
         Source::File(file, slot) => (Body::File(file), slot),
         Source::Remote(_) if len == 0 => (Body::Empty, 0),
-        Source::Remote(locations) => match open_remote(&locations, offset, len, w).await {
-            Some((reader, slot)) => (Body::Remote(reader), slot),
-            None => {
-                w.metrics.download_failed(Side::Store);
-                let refusal = Refusal::new(503, shared::error::DATA_UNAVAILABLE, keep);
-                return refuse(conn, Route::Download, refusal, rid, w).await;
+        Source::Remote(locations) => {
+            let slot = w.stores.metric_slot(&locations[0].0);
+            let map = match &cache {
+                Some(c) => cached::block_map(w, c, image_id, size).await,
+                None => None,
+            };
+            let opened = match (&cache, map) {
+                (Some(c), Some(map)) => {
+                    _pin = Some(c.blocks.pin(image_id));
+                    let mut blocks = cached::Blocks::new(
+                        w,
+                        c,
+                        image_id,
+                        map,
+                        locations.into(),
+                        (size, offset, len),
+                    );
+                    match blocks.next().await {
+                        Some(Ok(first)) => Some(Body::Cached(blocks, first)),
+                        Some(Err(e)) => {
+                            tracing::warn!(%image_id, error = %e, "no location gave the first block");
+                            None
+                        }
+                        None => Some(Body::Empty),
+                    }
+                }
+                _ => open_remote(&locations, offset, len, w)
+                    .await
+                    .map(|(reader, _)| Body::Remote(reader)),
+            };
+            match opened {
+                Some(body) => (body, slot),
+                None => {
+                    w.metrics.download_failed(Side::Store);
+                    let refusal = Refusal::new(503, shared::error::DATA_UNAVAILABLE, keep);
+                    return refuse(conn, Route::Download, refusal, rid, w).await;
+                }
             }
-        },
+        }
     };
     let mut range_buf = [0u8; 72];
     let content_range = match span {
@@ -313,11 +436,12 @@ async fn send(
         }
     };
     let md5 = data.md5.as_ref().and_then(|m| std::str::from_utf8(m).ok());
-    let mut fields = [("Content-Type", "application/octet-stream"); 4];
+    let mut fields = [("Content-Type", "application/octet-stream"); 5];
     fields[1] = ("x-openstack-request-id", rid);
     let mut n = 2;
     for field in [
         md5.map(|v| ("Content-MD5", v)),
+        data.etag.as_ref().map(|t| ("ETag", t.as_str())),
         content_range.map(|v| ("Content-Range", v)),
     ]
     .into_iter()
@@ -355,6 +479,9 @@ async fn send(
     let sent = match body {
         Body::File(file) => send_file(conn, file, offset, len, w, splicer, &progress).await,
         Body::Remote(reader) => send_stream(conn, reader, len, w, &progress).await,
+        Body::Cached(blocks, first) => {
+            send_blocks(conn, blocks, first, w, splicer, &progress).await
+        }
         Body::Empty => Ok(()),
     };
     w.metrics.transfer_size(Route::Download, moved.get());
@@ -368,15 +495,51 @@ async fn send(
 }
 
 /// What the bytes come from.
-enum Body {
+enum Body<'a> {
     File(std::fs::File),
     Remote(crate::store::Reader),
+    /// Through the block cache: the blocks, and the first piece (found before the head).
+    Cached(cached::Blocks<'a>, Piece),
     Empty,
+}
+
+/// Sends a download through the block cache, piece by piece: cached blocks with `sendfile`,
+/// blocks just filled from memory, what the cache could not take from the store. A block no
+/// location can give cuts the connection.
+async fn send_blocks(
+    conn: &mut Conn<ClientStream>,
+    mut blocks: cached::Blocks<'_>,
+    first: Piece,
+    w: &Worker,
+    splicer: &mut Option<Splicer>,
+    progress: &dyn Fn(u64),
+) -> Result<(), Cut> {
+    let mut piece = first;
+    loop {
+        match piece {
+            Piece::File { file, start, len } => {
+                send_file(conn, file, start, len, w, splicer, progress).await?;
+            }
+            Piece::Memory(block) => {
+                let n = compio::buf::IoBuf::as_init(&block).len() as u64;
+                conn.write_buf(block, w.settings.idle_timeout)
+                    .await
+                    .map_err(|e| Cut::by(Side::Client, e))?;
+                progress(n);
+            }
+            Piece::Direct(reader, len) => send_stream(conn, reader, len, w, progress).await?,
+        }
+        piece = match blocks.next().await {
+            None => return Ok(()),
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(Cut::by(Side::Store, std::io::Error::other(e))),
+        };
+    }
 }
 
 /// The first remote location that answers a read of `len` bytes from `offset`, with its
 /// store's metrics slot; a store that fails is logged and counted, and the next one tried.
-async fn open_remote(
+pub(super) async fn open_remote(
     locations: &[(String, String)],
     offset: u64,
     len: u64,

@@ -10,6 +10,7 @@
 //! Handlers take what they share from [`worker`] and [`respond`], never from this module.
 
 pub mod bootstrap;
+mod cached;
 pub mod download;
 pub mod proxy;
 pub mod respond;

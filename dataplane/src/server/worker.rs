@@ -81,6 +81,8 @@ pub struct Worker {
     pub active: std::cell::Cell<usize>,
     /// TLS on the public listener, when configured.
     pub tls: Option<std::sync::Arc<tls::Tls>>,
+    /// The block cache in front of remote stores (one per data plane), when configured.
+    pub cache: Option<std::sync::Arc<crate::cache::Cache>>,
 }
 
 impl Worker {
@@ -93,6 +95,7 @@ impl Worker {
         api_socket: std::path::PathBuf,
         metrics: crate::metrics::Metrics,
         tls: Option<std::sync::Arc<tls::Tls>>,
+        cache: Option<std::sync::Arc<crate::cache::Cache>>,
     ) -> Worker {
         Worker {
             link: Link::new(channel_socket, 64, metrics),
@@ -104,6 +107,7 @@ impl Worker {
             metrics,
             active: std::cell::Cell::new(0),
             tls,
+            cache,
             settings,
             stores,
         }

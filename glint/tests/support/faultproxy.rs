@@ -47,6 +47,18 @@ pub(crate) enum Mode {
         /// Bytes each connection may still carry towards the server.
         after_bytes: u64,
     },
+    /// Every connection flips one byte of the server's answers, `at` bytes after this mode
+    /// was set (then forwards as [`Mode::Pass`]): a store that returns wrong bytes.
+    Corrupt {
+        /// Where, counted in each connection's answer bytes since the switch.
+        at: u64,
+    },
+    /// The server's answers are forwarded at most `bytes_per_second` on each connection: a
+    /// slow store.
+    Throttle {
+        /// The rate.
+        bytes_per_second: u64,
+    },
     /// The next `answers` new connections get `503 Service Unavailable` (an S3 error body,
     /// `Connection: close`) to their first request, read whole first; then as [`Mode::Pass`].
     Fail503 {
@@ -75,6 +87,8 @@ struct Shared {
     injected: AtomicU64,
     /// Bytes forwarded towards the server.
     carried_up: AtomicU64,
+    /// Bytes forwarded from the server (its answers: what glint read from the store).
+    carried_down: AtomicU64,
 }
 
 /// A TCP forwarder to one server, with switchable faults. Dropping it resets every connection.
@@ -111,6 +125,7 @@ impl FaultProxy {
             accepted: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             carried_up: AtomicU64::new(0),
+            carried_down: AtomicU64::new(0),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -157,6 +172,11 @@ impl FaultProxy {
     /// Bytes forwarded towards the server so far.
     pub(crate) fn carried_up(&self) -> u64 {
         self.shared.carried_up.load(Ordering::Relaxed)
+    }
+
+    /// Bytes forwarded from the server so far (heads and bodies of its answers).
+    pub(crate) fn carried_down(&self) -> u64 {
+        self.shared.carried_down.load(Ordering::Relaxed)
     }
 
     /// `503` answers given so far ([`Mode::Fail503`]).
@@ -238,7 +258,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Mode::Fail503 { answers } if answers > 0 => {
                 std::thread::spawn(move || answer_503(client, &s));
             }
-            Mode::Pass | Mode::Cut { .. } | Mode::StallAfter { .. } | Mode::Fail503 { .. } => {
+            Mode::Pass
+            | Mode::Cut { .. }
+            | Mode::StallAfter { .. }
+            | Mode::Corrupt { .. }
+            | Mode::Throttle { .. }
+            | Mode::Fail503 { .. } => {
                 std::thread::spawn(move || forward(client, s));
             }
         }
@@ -352,15 +377,28 @@ fn pump(mut src: TcpStream, mut dst: TcpStream, up: bool, shared: &Shared, id: u
                 }
                 carried += n as u64;
             }
+            Mode::Corrupt { at } if !up => {
+                if (carried..carried + n as u64).contains(&at) {
+                    buf[(at - carried) as usize] ^= 0x5a;
+                }
+                carried += n as u64;
+            }
+            Mode::Throttle { bytes_per_second } if !up => {
+                let pause = n as f64 / bytes_per_second.max(1) as f64;
+                std::thread::sleep(Duration::from_secs_f64(pause));
+            }
             _ => {}
         }
         if dst.write_all(&buf[..n]).is_err() {
             let _ = src.shutdown(Shutdown::Read);
             return;
         }
-        if up {
-            shared.carried_up.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        let counter = if up {
+            &shared.carried_up
+        } else {
+            &shared.carried_down
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

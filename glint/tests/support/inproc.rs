@@ -84,6 +84,7 @@ impl Stack {
                     config.api_socket(),
                     dataplane::metrics::Metrics::detached(),
                     None,
+                    None,
                 ));
                 let listener = compio::net::TcpListener::from_std(listener).unwrap();
                 loop {

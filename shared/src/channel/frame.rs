@@ -199,6 +199,7 @@ mod tests {
             locations: "fast file:///store/x".into(),
             size: 5,
             checksum: Some("abc".into()),
+            os_hash_value: Some("def".into()),
         };
         let mut buf = Vec::new();
         encode(4, &granted, &mut buf).unwrap();
@@ -209,6 +210,7 @@ mod tests {
                 locations: loc,
                 size: 5,
                 checksum: Some("abc"),
+                os_hash_value: Some("def"),
             } => {
                 assert_eq!(loc, "fast file:///store/x");
                 let inside = buf.as_ptr_range();

@@ -298,6 +298,8 @@ pub enum Response<S = String> {
         size: u64,
         /// md5 hex digest for `Content-MD5`, when known.
         checksum: Option<S>,
+        /// The secure hash (`os_hash_value`), the download's `ETag`, when known.
+        os_hash_value: Option<S>,
     },
     /// Acknowledged (reply to `UploadLeftover`, `UploadAborted`, `JobDone`, `JobFailed`).
     Ack,

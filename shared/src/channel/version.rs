@@ -5,11 +5,12 @@
 /// download's locations and carries the data plane's jobs; version 4 records what an upload
 /// may leave behind (`UploadLeftover`, `Work::AbortUpload`); version 5 has the content
 /// inspected (`UploadGranted::inspect_as`, `UploadComplete::virtual_size`); version 6 records
-/// block hashes (`UploadComplete::block_hashes`, `BlockHashes`). Both planes always come from one
+/// block hashes (`UploadComplete::block_hashes`, `BlockHashes`); version 7 sends a download's
+/// secure hash (`DownloadGranted::os_hash_value`, its `ETag`). Both planes always come from one
 /// build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 6;
+pub const MIN_VERSION: u16 = 7;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 6;
+pub const MAX_VERSION: u16 = 7;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -24,7 +25,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(6, 6), Some(6));
+        assert_eq!(negotiate(7, 7), Some(7));
+        assert_eq!(negotiate(6, 6), None);
         assert_eq!(negotiate(5, 5), None);
         assert_eq!(negotiate(4, 4), None);
         assert_eq!(negotiate(3, 3), None);

@@ -1,0 +1,394 @@
+//! Downloads of images in remote stores through the block cache ([`crate::cache`]).
+//!
+//! A download walks the blocks its range covers ([`Blocks::next`]), each one a [`Piece`]:
+//! - present on disk: sent from the block's file with `sendfile`, as a filesystem store's
+//!   image is (a block found on disk at start is first read back against its hash: a
+//!   corrupted block is discarded, counted and filled again, never served);
+//! - being filled by another download: the download waits for it and sends the verified
+//!   bytes from memory the moment the fill completes (single flight: each block is read from
+//!   the store once however many downloads want it);
+//! - neither: the download starts the fill, a task of its own ([`fill`]) that reads the
+//!   block with a ranged GET from the best location, verifies it against the block hash the
+//!   upload recorded (a mismatch is counted, the location marked suspect, the next location
+//!   tried), hands it to every waiter, then writes it to disk within the budget. The next
+//!   blocks are filled ahead ([`Blocks::next`] asks for `image_cache_readahead_blocks`) while
+//!   this one is sent.
+//!
+//! A download that waits longer than `image_cache_wait_ms` for a fill, or finds
+//! `image_cache_max_fills` fills under way, reads that block's bytes from the store itself
+//! (counted); it never hangs. The first piece is found before the answer's head goes out, so a
+//! store that cannot give it is a 503; a later piece that cannot be had (every location
+//! failed) cuts the connection: the client sees fewer bytes than `Content-Length`, never a
+//! clean short answer.
+
+use super::worker::Worker;
+use crate::cache::{BlockMap, Cache, Found, Outcome};
+use crate::metrics::{Corrupt, Lookup, Uncached};
+use shared::image::ImageId;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The block hashes of `image` for a download of its `size` bytes, asked of the control
+/// plane once per image; `None` when the image has none that cover its data (it is streamed
+/// from the store, counted as `unhashed`).
+pub(super) async fn block_map(
+    w: &Worker,
+    cache: &Cache,
+    image: ImageId,
+    size: u64,
+) -> Option<Arc<BlockMap>> {
+    let map = match cache.map(image) {
+        Some(m) => m,
+        None => {
+            let ask = shared::channel::Request::<&str>::BlockHashes { image_id: image };
+            let chan = match w.link.exchange(&ask).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%image, error = %e, "cannot ask for block hashes; streaming from the store");
+                    return None;
+                }
+            };
+            let map = match chan.response() {
+                Ok(shared::channel::Response::BlockHashes { block_size, hashes }) => BlockMap {
+                    block_size,
+                    hashes: shared::blocks::from_hex(hashes).unwrap_or_default(),
+                },
+                _ => BlockMap {
+                    block_size: 0,
+                    hashes: Vec::new(),
+                },
+            };
+            w.link.give_back(chan);
+            cache.remember(image, map)
+        }
+    };
+    if map.covers(size) {
+        Some(map)
+    } else {
+        cache.metrics.cache_uncached(Uncached::Unhashed);
+        None
+    }
+}
+
+/// A block, in a buffer the kernel may read in place while other downloads share it.
+#[derive(Debug)]
+pub(super) struct Shared {
+    block: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl compio::buf::IoBuf for Shared {
+    fn as_init(&self) -> &[u8] {
+        &self.block[self.start..self.end]
+    }
+}
+
+/// What one step of a download sends.
+#[derive(Debug)]
+pub(super) enum Piece {
+    /// `len` bytes of a cached block's file from `start`.
+    File {
+        /// The block's file.
+        file: std::fs::File,
+        /// First byte, in the block.
+        start: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Part of a block just filled and verified, in memory.
+    Memory(Shared),
+    /// Read from the store directly (the cache could not take it).
+    Direct(crate::store::Reader, u64),
+}
+
+/// Why a download could not get a block.
+#[derive(Debug, thiserror::Error)]
+#[error("block {index} of image {image}: no location gave its bytes")]
+pub(super) struct Unavailable {
+    image: ImageId,
+    index: u64,
+}
+
+/// The blocks a download covers, in order.
+pub(super) struct Blocks<'a> {
+    w: &'a Rc<Worker>,
+    cache: &'a Arc<Cache>,
+    image: ImageId,
+    map: Arc<BlockMap>,
+    locations: Rc<[(String, String)]>,
+    size: u64,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> Blocks<'a> {
+    /// The blocks of bytes `offset..offset + len` of `image` (`size` bytes in all); counts the
+    /// lookup as a hit, miss or partial.
+    pub(super) fn new(
+        w: &'a Rc<Worker>,
+        cache: &'a Arc<Cache>,
+        image: ImageId,
+        map: Arc<BlockMap>,
+        locations: Rc<[(String, String)]>,
+        (size, offset, len): (u64, u64, u64),
+    ) -> Blocks<'a> {
+        let bs = map.block_size;
+        let (first, last) = (offset / bs, (offset + len - 1) / bs);
+        let present = cache
+            .blocks
+            .present(image)
+            .into_iter()
+            .filter(|i| (first..=last).contains(i))
+            .count() as u64;
+        cache.metrics.cache_lookup(match present {
+            0 => Lookup::Miss,
+            n if n == last - first + 1 => Lookup::Hit,
+            _ => Lookup::Partial,
+        });
+        Blocks {
+            w,
+            cache,
+            image,
+            map,
+            locations,
+            size,
+            pos: offset,
+            end: offset + len,
+        }
+    }
+
+    /// The next piece to send; `None` at the end.
+    pub(super) async fn next(&mut self) -> Option<Result<Piece, Unavailable>> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let bs = self.map.block_size;
+        let index = self.pos / bs;
+        let block_len = self.map.block_len(index, self.size);
+        let start = self.pos - index * bs;
+        let take = (self.end - self.pos).min(block_len - start);
+        self.read_ahead(index);
+        let piece = self.block(index, block_len, start, take).await;
+        self.pos += take;
+        Some(piece)
+    }
+
+    /// Starts fills of the blocks after `index` that are neither present nor being filled.
+    fn read_ahead(&self, index: u64) {
+        let blocks = self.map.hashes.len() as u64;
+        let until = (index + self.cache.settings.readahead).min(blocks.saturating_sub(1));
+        for next in index + 1..=until {
+            let len = self.map.block_len(next, self.size);
+            if let Some(f) = self.cache.prefetch(self.image, next, len) {
+                self.spawn_fill(next, len, f);
+            }
+        }
+    }
+
+    fn spawn_fill(&self, index: u64, len: u64, f: Arc<crate::cache::Fill>) {
+        let task = fill(
+            self.w.clone(),
+            self.cache.clone(),
+            self.image,
+            (
+                index,
+                len,
+                self.map.hashes[index as usize],
+                self.map.block_size,
+            ),
+            self.locations.clone(),
+            f,
+        );
+        compio::runtime::spawn(task).detach();
+    }
+
+    async fn block(
+        &self,
+        index: u64,
+        block_len: u64,
+        start: u64,
+        take: u64,
+    ) -> Result<Piece, Unavailable> {
+        let cache = self.cache;
+        // a block read back wrong is filled again, once
+        for _ in 0..2 {
+            // a download waits for its own fill as long as the fill may take; for another's,
+            // `image_cache_wait_ms`
+            let (fill, limit) = match cache.find(self.image, index, block_len) {
+                Found::Present(file, verified) => {
+                    if !verified {
+                        match self.read_back(index, &file).await {
+                            Ok(true) => cache.blocks.mark_verified(self.image, index),
+                            Ok(false) => {
+                                tracing::error!(image = %self.image, block = index, "cached block does not match its hash; discarded, filling it again");
+                                cache.metrics.cache_corrupt(Corrupt::Disk);
+                                cache.blocks.discard(self.image, index);
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::warn!(image = %self.image, block = index, error = %e, "cannot read a cached block back; filling it again");
+                                cache.blocks.discard(self.image, index);
+                                continue;
+                            }
+                        }
+                    }
+                    cache.metrics.cache_served(take);
+                    return Ok(Piece::File {
+                        file,
+                        start,
+                        len: take,
+                    });
+                }
+                Found::Joined(f) => {
+                    cache.metrics.cache_coalesced();
+                    (f, cache.settings.wait)
+                }
+                Found::Started(f) => {
+                    self.spawn_fill(index, block_len, f.clone());
+                    (f, cache.settings.stall)
+                }
+                Found::Busy => {
+                    cache.metrics.cache_uncached(Uncached::Busy);
+                    return self.direct(index, start, take).await;
+                }
+            };
+            let waited = Instant::now();
+            let outcome = fill.wait(limit).await;
+            cache.metrics.cache_wait_took(waited.elapsed());
+            return match outcome {
+                Outcome::Ready(block) => {
+                    cache.metrics.cache_served(take);
+                    Ok(Piece::Memory(Shared {
+                        block,
+                        start: start as usize,
+                        end: (start + take) as usize,
+                    }))
+                }
+                Outcome::Failed => Err(Unavailable {
+                    image: self.image,
+                    index,
+                }),
+                Outcome::Running => {
+                    tracing::info!(image = %self.image, block = index, waited = ?waited.elapsed(), "block fill too slow; reading the store directly");
+                    cache.metrics.cache_uncached(Uncached::Stalled);
+                    self.direct(index, start, take).await
+                }
+            };
+        }
+        self.direct(index, start, take).await
+    }
+
+    /// Reads a block found on disk at start back against its hash, off the worker thread.
+    async fn read_back(&self, index: u64, file: &std::fs::File) -> std::io::Result<bool> {
+        let want = self.map.hashes[index as usize];
+        let file = file.try_clone()?;
+        compio::runtime::spawn_blocking(move || {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut &file, &mut data)?;
+            Ok(crate::hash::blocks::hash_block(&data) == want)
+        })
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("read-back task failed")))
+    }
+
+    /// `take` bytes of block `index` from `start`, read from the store (best location first).
+    async fn direct(&self, index: u64, start: u64, take: u64) -> Result<Piece, Unavailable> {
+        let at = index * self.map.block_size + start;
+        match super::download::open_remote(&self.locations, at, take, self.w).await {
+            Some((reader, _)) => Ok(Piece::Direct(reader, take)),
+            None => Err(Unavailable {
+                image: self.image,
+                index,
+            }),
+        }
+    }
+}
+
+/// Fills block `index` (`len` bytes, recorded hash `hash`) of `image`: reads it from the
+/// locations (suspect ones last) until one gives bytes that match, hands them to the waiters,
+/// writes the block within the budget, and leaves the fill table.
+async fn fill(
+    w: Rc<Worker>,
+    cache: Arc<Cache>,
+    image: ImageId,
+    (index, len, hash, block_size): (u64, u64, u64, u64),
+    locations: Rc<[(String, String)]>,
+    fill: Arc<crate::cache::Fill>,
+) {
+    let started = Instant::now();
+    let mut order: Vec<&(String, String)> = locations.iter().collect();
+    order.sort_by_key(|(_, url)| cache.is_suspect(image, url));
+    let mut verified = None;
+    for (store, url) in order {
+        match read_block(&w, &cache, store, url, index * block_size, len).await {
+            Ok(data) => {
+                cache.metrics.cache_fill_bytes(len);
+                if crate::hash::blocks::hash_block(&data) == hash {
+                    verified = Some(data);
+                    break;
+                }
+                tracing::error!(%image, block = index, store = %store, location = %url, "store returned bytes that do not match the block's hash; location marked suspect");
+                cache.metrics.cache_corrupt(Corrupt::Store);
+                cache.suspect(image, url);
+            }
+            Err(e) => {
+                tracing::warn!(%image, block = index, store = %store, location = %url, error = %e, "cannot fill a cache block from this location; trying the next");
+                w.metrics.download_failover();
+            }
+        }
+    }
+    let Some(data) = verified else {
+        cache.filled(image, index);
+        fill.finish(Outcome::Failed);
+        return;
+    };
+    let data = Arc::new(data);
+    fill.finish(Outcome::Ready(data.clone()));
+    let c = cache.clone();
+    let stored = compio::runtime::spawn_blocking(move || c.blocks.store(image, index, &data)).await;
+    match stored {
+        Ok(Ok(crate::cache::blocks::Admitted::Full)) => {
+            cache.metrics.cache_uncached(Uncached::Full);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%image, block = index, error = %e, "cannot write a cache block")
+        }
+        Err(_) => tracing::error!(%image, block = index, "cache block write task failed"),
+    }
+    cache.filled(image, index);
+    cache.metrics.cache_fill_took(started.elapsed());
+}
+
+/// Reads `len` bytes of `url` from `offset`, each read within `image_cache_stall_time`.
+async fn read_block(
+    w: &Worker,
+    cache: &Cache,
+    store: &str,
+    url: &str,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, String> {
+    let s = w
+        .stores
+        .resolve(store, url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reader = s.read(url, offset, len).await.map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(len as usize);
+    while (data.len() as u64) < len {
+        let read = compio::time::timeout(cache.settings.stall, reader.read(data));
+        let (res, back) = read
+            .await
+            .map_err(|_| "the store stalled (image_cache_stall_time)".to_owned())?;
+        data = back;
+        match res {
+            Ok(0) => return Err("the store's answer ended early".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(data)
+}
