@@ -58,10 +58,10 @@
 use crate::app::{App, Refusal};
 use crate::db;
 use crate::domain::{self, Image, Move, UploadedData};
-use crate::policy::Context;
+use crate::policy::{Context, Target};
 use chrono::Utc;
 use shared::channel::frame::{self, FrameError, HEADER_BYTES};
-use shared::channel::{Credentials, Request, Response, version};
+use shared::channel::{CacheAction, Credentials, Request, Response, version};
 use shared::error::{Action, ErrorCode, Reason};
 use shared::image::{ImageId, ImageStatus};
 use std::collections::HashMap;
@@ -109,7 +109,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 10] = Request::<String>::KINDS;
+pub const KINDS: [&str; 12] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -318,6 +318,24 @@ impl Connection {
                 Request::JobDone { id } => self.job_done(id).await,
                 Request::JobFailed { id, error } => self.job_failed(id, &error).await,
                 Request::BlockHashes { image_id } => self.block_hashes(image_id).await,
+                Request::AuthorizeCache {
+                    request_id,
+                    action,
+                    image_id,
+                    credentials,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %request_id, ?action);
+                    self.authorize_cache(action, image_id, &credentials)
+                        .instrument(span)
+                        .await
+                }
+                Request::CacheReport { image_id, bytes } => {
+                    let node = self.app.config.self_reference_url();
+                    db::cached::record(&self.app.db, &node, image_id, bytes)
+                        .await
+                        .map_err(internal)
+                        .map(|()| Response::Ack)
+                }
             };
             (response.unwrap_or_else(Response::Denied), Next::Continue)
         };
@@ -638,6 +656,80 @@ impl Connection {
     }
 
     /// The block hashes recorded with an image's data (block size 0: none).
+    /// A cache API request: the caller's context, the image where the action names one (it
+    /// must exist and be visible; `Queue` needs it active), and the action's Glance rule.
+    async fn authorize_cache(
+        &self,
+        action: CacheAction,
+        image_id: Option<ImageId>,
+        credentials: &Credentials,
+    ) -> Result<Response, Reason> {
+        let app = &self.app;
+        let ctx = app.auth.context(credentials).await.map_err(auth_reason)?;
+        let rule = match action {
+            CacheAction::List => Action::CacheList,
+            CacheAction::Queue => Action::CacheImage,
+            CacheAction::Delete | CacheAction::Clear => Action::CacheDelete,
+            CacheAction::Clean => Action::CacheClean,
+            CacheAction::Prune => Action::CachePrune,
+            CacheAction::Nodes => Action::ListCachedNodes,
+        };
+        let image = match (action.on_image(), image_id) {
+            // an image that is gone had its cached blocks dropped with its data
+            (true, Some(id)) => Some(
+                app.find_visible(&ctx, id)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(Reason::NoSuchImage)?,
+            ),
+            (true, None) => return Err(Reason::Protocol),
+            (false, _) => None,
+        };
+        let target = match &image {
+            Some(i) => Target::of(i),
+            None => Target {
+                owner: ctx.project_id.as_deref(),
+                visibility: shared::image::Visibility::Private,
+            },
+        };
+        if !app.policy.check(&ctx, rule.into(), &target) {
+            return Err(Reason::NotAllowed(rule));
+        }
+        let mut granted = Response::CacheGranted {
+            locations: String::new(),
+            size: 0,
+            nodes: String::new(),
+        };
+        match (action, image) {
+            (CacheAction::Queue, Some(image)) => {
+                if image.status != ImageStatus::Active {
+                    return Err(Reason::NotQueueable);
+                }
+                let mut list = shared::location::List::default();
+                for l in image.locations_best_first(&app.stores) {
+                    let _ = list.push(&l.store, &l.url);
+                }
+                if let Response::CacheGranted {
+                    locations, size, ..
+                } = &mut granted
+                {
+                    *locations = list.into_string();
+                    *size = image.size.unwrap_or(0);
+                }
+            }
+            (CacheAction::Nodes, Some(image)) => {
+                let nodes = db::cached::nodes(&app.db, image.id)
+                    .await
+                    .map_err(internal)?;
+                if let Response::CacheGranted { nodes: n, .. } = &mut granted {
+                    *n = nodes.join("\n");
+                }
+            }
+            _ => {}
+        }
+        Ok(granted)
+    }
+
     async fn block_hashes(&self, id: ImageId) -> Result<Response, Reason> {
         let (block_size, hashes) = db::images::block_hashes(&self.app.db, id)
             .await

@@ -223,6 +223,15 @@ pub fn owned(r: Response<&str>) -> Response {
             os_hash_value: s(os_hash_value),
         },
         Response::Ack => Response::Ack,
+        Response::CacheGranted {
+            locations,
+            size,
+            nodes,
+        } => Response::CacheGranted {
+            locations: locations.to_owned(),
+            size,
+            nodes: nodes.to_owned(),
+        },
         Response::BlockHashes { block_size, hashes } => Response::BlockHashes {
             block_size,
             hashes: hashes.to_owned(),

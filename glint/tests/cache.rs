@@ -29,7 +29,7 @@ const HEAD_ALLOWANCE: u64 = 2048;
 struct Rig {
     g: Glint,
     proxy: FaultProxy,
-    _bucket: Bucket,
+    bucket: Bucket,
     cache_dir: PathBuf,
     c: Client,
     _dir: tempfile::TempDir,
@@ -38,9 +38,19 @@ struct Rig {
 impl Rig {
     /// `cache` is more `[image_cache]` settings.
     fn start(cache: &str) -> Rig {
+        Rig::start_with("", cache, None)
+    }
+
+    /// `top` is more top-level settings, `cache` more `[image_cache]` ones; `other` a rig
+    /// whose bucket, through its proxy, this node shares (another node of one deployment).
+    fn start_with(top: &str, cache: &str, other: Option<&Rig>) -> Rig {
         let server = Server::from_env("GLINT_TEST_S3B");
-        let bucket = Bucket::create(&server);
+        let bucket = match other {
+            Some(o) => Bucket::open(&server, &o.bucket.name),
+            None => Bucket::create(&server),
+        };
         let proxy = FaultProxy::start(&server.endpoint);
+        let endpoint = other.map_or_else(|| proxy.endpoint(), |o| o.proxy.endpoint());
         let dir = tempfile::Builder::new()
             .prefix("glint-cache")
             .tempdir_in("/tmp")
@@ -48,6 +58,7 @@ impl Rig {
         let cache_dir = dir.path().join("cache");
         let config = format!(
             r#"enabled_backends = "ceph:s3"
+{top}
 [glance_store]
 default_backend = "ceph"
 [backends.ceph]
@@ -62,7 +73,6 @@ image_cache_dir = "{cache}"
 image_cache_block_size = {BLOCK}
 {more}
 "#,
-            endpoint = proxy.endpoint(),
             access = server.access,
             secret = server.secret,
             bucket = bucket.name,
@@ -79,7 +89,7 @@ image_cache_block_size = {BLOCK}
         Rig {
             g,
             proxy,
-            _bucket: bucket,
+            bucket,
             cache_dir,
             c: Client::builder()
                 .timeout(Duration::from_secs(120))
@@ -231,7 +241,7 @@ fn ranges_fill_only_their_blocks_and_resume_safely() {
         r.headers()["content-range"].to_str().unwrap(),
         format!("bytes {a}-{b}/{}", data.len())
     );
-    assert_eq!(&r.bytes().unwrap()[..], &data[a..=b]);
+    assert!(r.bytes().unwrap()[..] == data[a..=b]);
     assert_read_once(&rig, before, 2 * BLOCK as u64, 2);
 
     // a download resumed from the middle (as after a dropped connection) reads only the
@@ -243,14 +253,14 @@ fn ranges_fill_only_their_blocks_and_resume_safely() {
         &[("Range", &format!("bytes={from}-")), ("If-Range", &tag)],
     );
     assert_eq!(r.status(), 206);
-    assert_eq!(&r.bytes().unwrap()[..], &data[from..]);
+    assert!(r.bytes().unwrap()[..] == data[from..]);
     assert_read_once(&rig, before, (data.len() - 4 * BLOCK) as u64, 5);
 
     // the whole image now reads blocks 0 and 1 only
     let before = rig.store_bytes();
     let (status, body) = rig.download(&id);
     assert_eq!(status, 200);
-    assert_eq!(body, data);
+    assert!(body == data);
     assert_read_once(&rig, before, 2 * BLOCK as u64, 2);
 
     // conditions: a stale If-Range gets the whole image, If-None-Match the tag gets 304
@@ -277,7 +287,7 @@ fn a_corrupted_block_on_disk_is_never_served_and_is_filled_again() {
     let rig = Rig::start("");
     let data = random_bytes(4 * MIB);
     let id = rig.image(&data);
-    assert_eq!(rig.download(&id).1, data);
+    assert!(rig.download(&id).1 == data);
     // the data plane dies; a block is damaged on disk before the next one reads it
     workload::kill_dataplane(&rig.g);
     let (victim, _) = rig
@@ -298,7 +308,7 @@ fn a_corrupted_block_on_disk_is_never_served_and_is_filled_again() {
         rig.metric("glint_dp_cache_verify_failures_total{source=\"disk\"}"),
         1.0
     );
-    assert_eq!(std::fs::read(&victim).unwrap(), data[2 * BLOCK..3 * BLOCK]);
+    assert!(std::fs::read(&victim).unwrap() == data[2 * BLOCK..3 * BLOCK]);
 }
 
 #[test]
@@ -417,4 +427,96 @@ fn a_follower_that_waits_too_long_reads_the_store_itself() {
         assert!(b == data);
     }
     assert!(rig.metric("glint_dp_cache_uncached_total{reason=\"stalled\"}") >= 1.0);
+}
+
+#[test]
+fn glance_clients_manage_the_cache() {
+    let node = "http://node-a.example:9292";
+    let rig = Rig::start_with(&format!("worker_self_reference_url = \"{node}\""), "", None);
+    // the versions the cache brings: 2.14, 2.16 and 2.18 (clean, prune), never 2.17
+    let versions: serde_json::Value = rig
+        .c
+        .get(rig.g.url("/versions"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    for want in ["v2.18", "v2.16", "v2.14"] {
+        assert!(ids.contains(&want), "{want} not in {ids:?}");
+    }
+    assert!(!ids.contains(&"v2.17"), "{ids:?}");
+    let out = rig
+        .g
+        .run_compat_script("test_cache.py", &[("GLINT_NODE_URL", node)])
+        .unwrap();
+    assert!(out.contains("ok   cache:"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn two_nodes_on_one_database_each_list_in_cache_nodes() {
+    use controlplane::db::Backend;
+    use controlplane::db::scratch::ScratchDb;
+    let db = ScratchDb::create_blocking(Backend::Postgres);
+    let top = |node: &str| {
+        format!(
+            "worker_self_reference_url = \"{node}\"\n[database]\nurl = \"{}\"",
+            db.url()
+        )
+    };
+    let a = Rig::start_with(&top("http://node-a:9292"), "", None);
+    let b = Rig::start_with(&top("http://node-b:9292"), "", Some(&a));
+    let data = random_bytes(2 * MIB + 5);
+    let id = a.image(&data);
+    let nodes = |rig: &Rig| -> Vec<String> {
+        let r = rig
+            .c
+            .get(rig.g.url(&format!("/v2/cache/nodes/{id}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().unwrap()
+    };
+    let eventually = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while nodes(&a) != want {
+            assert!(
+                Instant::now() < deadline,
+                "nodes {:?}, want {want:?}",
+                nodes(&a)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(nodes(&a).is_empty());
+    assert!(a.download(&id).1 == data);
+    eventually(&["http://node-a:9292"]);
+    assert!(b.download(&id).1 == data);
+    eventually(&["http://node-a:9292", "http://node-b:9292"]);
+    assert_eq!(nodes(&b), nodes(&a));
+    // each node's cache is its own: clearing one leaves the other listed
+    let r = b.c.delete(b.g.url("/v2/cache")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(&["http://node-a:9292"]);
+    let listed: serde_json::Value =
+        a.c.get(a.g.url("/v2/cache"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+    assert_eq!(listed["cached_images"][0]["image_id"], id.as_str());
+    assert_eq!(listed["cached_images"][0]["size"], data.len() as u64);
+    let listed: serde_json::Value =
+        b.c.get(b.g.url("/v2/cache"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+    assert_eq!(listed["cached_images"], serde_json::json!([]));
 }

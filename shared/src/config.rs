@@ -47,6 +47,9 @@ pub struct Config {
     pub database: Database,
     /// The filesystem store of a configuration without `enabled_backends`.
     pub store: Store,
+    /// Glance's `worker_self_reference_url`: how other nodes (and `GET /v2/cache/nodes/{id}`)
+    /// name this node. Default `http://<bind.host>:<bind.port>`.
+    pub worker_self_reference_url: Option<String>,
     /// Glance's `enabled_backends`: `"<id>:<type>, …"` (types `file`, `s3`, `swift`, `http`).
     /// Unset: one filesystem store and no multi-store API. See [`stores`].
     pub enabled_backends: Option<String>,
@@ -318,6 +321,7 @@ impl Default for Config {
             admin: Listen::default(),
             database: Database::default(),
             store: Store::default(),
+            worker_self_reference_url: None,
             enabled_backends: None,
             glance_store: GlanceStore::default(),
             backends: Default::default(),
@@ -566,6 +570,14 @@ impl Config {
         if let Some(v) = o.workers {
             self.dataplane.workers = v;
         }
+    }
+
+    /// This node's `worker_self_reference_url` (the configured one, else the public listener's
+    /// address).
+    pub fn self_reference_url(&self) -> String {
+        self.worker_self_reference_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.bind.host, self.bind.port))
     }
 
     /// Checks cross-field rules; returns every problem.

@@ -180,6 +180,8 @@ pub enum Reason {
     /// earlier failed upload, or a store removal): committing now could lose the new data to
     /// that delete (409; the client uploads again in a moment).
     CleanupPending,
+    /// `PUT /v2/cache/{id}` of an image that is not active (400, Glance's text).
+    NotQueueable,
     /// The control plane failed (500).
     Internal,
 }
@@ -191,6 +193,18 @@ pub enum Action {
     UploadImage,
     /// `download_image`.
     DownloadImage,
+    /// `cache_image`.
+    CacheImage,
+    /// `cache_list`.
+    CacheList,
+    /// `cache_delete`.
+    CacheDelete,
+    /// `cache_clean`.
+    CacheClean,
+    /// `cache_prune`.
+    CachePrune,
+    /// `list_cached_nodes`.
+    ListCachedNodes,
 }
 
 impl Action {
@@ -199,6 +213,12 @@ impl Action {
         match self {
             Action::UploadImage => "upload_image",
             Action::DownloadImage => "download_image",
+            Action::CacheImage => "cache_image",
+            Action::CacheList => "cache_list",
+            Action::CacheDelete => "cache_delete",
+            Action::CacheClean => "cache_clean",
+            Action::CachePrune => "cache_prune",
+            Action::ListCachedNodes => "list_cached_nodes",
         }
     }
 }
@@ -212,9 +232,10 @@ impl Reason {
             Reason::NoSuchImage => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
             Reason::Transition { .. } | Reason::CleanupPending => ErrorCode::Conflict,
-            Reason::FormatsMissing { .. } | Reason::Protocol | Reason::UnknownStore => {
-                ErrorCode::BadRequest
-            }
+            Reason::FormatsMissing { .. }
+            | Reason::Protocol
+            | Reason::UnknownStore
+            | Reason::NotQueueable => ErrorCode::BadRequest,
             Reason::ReadOnlyStore => ErrorCode::Gone,
             Reason::TooLarge => ErrorCode::PayloadTooLarge,
             Reason::DeletedDuringUpload => ErrorCode::Gone,
@@ -247,6 +268,7 @@ impl Reason {
                 "Earlier data of image {image_id} is still being removed from its store; upload the image again."
             )
             .into(),
+            Reason::NotQueueable => "Only images with status active can be targeted for queueing".into(),
             Reason::Internal => INTERNAL.into(),
         }
     }

@@ -26,12 +26,13 @@ pub struct Features {
 }
 
 impl Features {
-    /// What this configuration serves: multi-store with `enabled_backends`; glint has
-    /// neither the cache nor the location API yet (each issue that adds one turns its flag
-    /// on here).
+    /// What this configuration serves: multi-store with `enabled_backends`, the cache API with
+    /// `image_cache_dir`; not the location API yet (the issue that adds it turns its flag on
+    /// here).
     pub fn of(config: &Config) -> Features {
         Features {
             multistore: config.enabled_backends.is_some(),
+            cache: config.image_cache.image_cache_dir.is_some(),
             ..Features::default()
         }
     }
@@ -44,8 +45,6 @@ enum Needs {
     Cache,
     Multistore,
     Locations,
-    /// 2.18 (cache clean/prune) comes after 2.17: listing it implies the location API.
-    CacheAndLocations,
 }
 
 impl Needs {
@@ -55,15 +54,17 @@ impl Needs {
             Needs::Cache => f.cache,
             Needs::Multistore => f.multistore,
             Needs::Locations => f.locations,
-            Needs::CacheAndLocations => f.cache && f.locations,
         }
     }
 }
 
 /// Glance 33's list in its order, for the cache-enabled layout and the cache-less one (2.17
-/// moves). Each entry is (minor version, what it needs).
+/// moves). Each entry is (minor version, what it needs). 2.18 added cache clean and prune and
+/// is listed with the cache even without 2.17's location API: clients look for the exact
+/// version string of the API they call (python-glanceclient asks for `v2.18` before
+/// `cache-clean`, for `v2.17` before the location calls), so each finds what is served.
 const WITH_CACHE: &[(u8, Needs)] = &[
-    (18, Needs::CacheAndLocations),
+    (18, Needs::Cache),
     (17, Needs::Locations),
     (16, Needs::Cache),
     (15, Needs::Nothing),
@@ -212,6 +213,9 @@ pub enum Route<'a> {
     Upload(&'a str),
     /// `GET /v2/images/{id}/file`.
     Download(&'a str),
+    /// `/v2/cache…` with the cache on (the data plane holds the cache): the action and its
+    /// image, or the methods the path allows (405).
+    Cache(Result<(crate::channel::CacheAction, Option<&'a str>), &'static str>),
     /// Anything else: the control plane's.
     Forward,
 }
@@ -222,6 +226,12 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
     let Path::V2 { rest } = negotiate(path, accept, f) else {
         return Route::Forward;
     };
+    if f.cache
+        && let Some(cache) = rest.strip_prefix("/cache")
+        && (cache.is_empty() || cache.starts_with('/'))
+    {
+        return Route::Cache(cache_route(method, cache));
+    }
     let mut parts = rest.split('/');
     let (Some(""), Some("images"), Some(id), Some("file"), None) = (
         parts.next(),
@@ -236,6 +246,29 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
         "PUT" => Route::Upload(id),
         "GET" => Route::Download(id),
         _ => Route::Forward,
+    }
+}
+
+/// The cache API's routes (Glance's `router.py`), `rest` being what follows `/cache`.
+fn cache_route<'a>(
+    method: &str,
+    rest: &'a str,
+) -> Result<(crate::channel::CacheAction, Option<&'a str>), &'static str> {
+    use crate::channel::CacheAction::*;
+    let parts: Vec<&str> = rest.split('/').skip(1).collect();
+    match (parts.as_slice(), method) {
+        ([] | [""], "GET") => Ok((List, None)),
+        ([] | [""], "DELETE") => Ok((Clear, None)),
+        ([] | [""], _) => Err("GET, DELETE"),
+        (["clean"], "POST") => Ok((Clean, None)),
+        (["prune"], "POST") => Ok((Prune, None)),
+        (["clean" | "prune"], _) => Err("POST"),
+        (["nodes", id], "GET") => Ok((Nodes, Some(*id))),
+        (["nodes", _], _) => Err("GET"),
+        ([id], "DELETE") => Ok((Delete, Some(*id))),
+        ([id], "PUT") => Ok((Queue, Some(*id))),
+        ([_], _) => Err("DELETE, PUT"),
+        _ => Err("GET"),
     }
 }
 
@@ -293,13 +326,57 @@ mod tests {
             ids(no_cache)[..3],
             ["v2.15 SUPPORTED", "v2.9 SUPPORTED", "v2.17 CURRENT"]
         );
-        // the cache without the location API stops at 2.16
+        // the cache without the location API: 2.18 (clean, prune) but never 2.17
         let cache = Features {
             cache: true,
             ..Features::default()
         };
-        assert_eq!(ids(cache)[0], "v2.16 CURRENT");
+        assert_eq!(
+            ids(cache)[..4],
+            [
+                "v2.18 CURRENT",
+                "v2.16 SUPPORTED",
+                "v2.15 SUPPORTED",
+                "v2.14 SUPPORTED"
+            ]
+        );
         assert!(!ids(cache).iter().any(|v| v.starts_with("v2.17")));
+    }
+
+    #[test]
+    fn cache_routes_with_the_cache_on() {
+        use crate::channel::CacheAction::*;
+        let on = Features {
+            cache: true,
+            ..Features::default()
+        };
+        let id = "9e2d5f8a-0000-4000-8000-000000000001";
+        fn c<'a>(m: &str, p: &'a str) -> Route<'a> {
+            let on = Features {
+                cache: true,
+                ..Features::default()
+            };
+            classify(m, p, None, on)
+        }
+        assert!(accepts_prefix("v2.18", on));
+        assert_eq!(c("GET", "/v2/cache"), Route::Cache(Ok((List, None))));
+        assert_eq!(c("DELETE", "/v2.14/cache"), Route::Cache(Ok((Clear, None))));
+        let queue = format!("/v2/cache/{id}");
+        assert_eq!(c("PUT", &queue), Route::Cache(Ok((Queue, Some(id)))));
+        let nodes = format!("/v2/cache/nodes/{id}");
+        assert_eq!(c("GET", &nodes), Route::Cache(Ok((Nodes, Some(id)))));
+        assert_eq!(
+            c("POST", "/v2/cache/prune"),
+            Route::Cache(Ok((Prune, None)))
+        );
+        assert_eq!(c("GET", "/v2/cache/clean"), Route::Cache(Err("POST")));
+        assert_eq!(c("POST", "/v2/cache"), Route::Cache(Err("GET, DELETE")));
+        assert_eq!(c("GET", "/v2/cached"), Route::Forward);
+        // without the cache, the control plane answers (404)
+        assert_eq!(
+            classify("GET", "/v2/cache", None, Features::default()),
+            Route::Forward
+        );
     }
 
     #[test]

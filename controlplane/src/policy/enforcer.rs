@@ -60,6 +60,18 @@ pub enum Rule {
     RestoreImage,
     /// `GET /v2/info/stores/detail` (`glance/policies/discovery.py`): admin or service.
     StoresInfoDetail,
+    /// `PUT /v2/cache/{id}` (`glance/policies/cache.py`): admin.
+    CacheImage,
+    /// `GET /v2/cache`: admin.
+    CacheList,
+    /// `DELETE /v2/cache/{id}`, `DELETE /v2/cache`: admin.
+    CacheDelete,
+    /// `POST /v2/cache/clean`: admin.
+    CacheClean,
+    /// `POST /v2/cache/prune`: admin.
+    CachePrune,
+    /// `GET /v2/cache/nodes/{id}`: admin.
+    ListCachedNodes,
     /// See one metadef namespace (and, by the namespace, what it holds).
     GetMetadefNamespace,
     /// List metadef namespaces at all (each listed one is also checked with
@@ -140,7 +152,7 @@ const METADEF_ADMIN: &str = "rule:metadef_admin";
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 47] = [
+    pub const ALL: [Rule; 53] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -162,6 +174,12 @@ impl Rule {
         Rule::DeleteImageLocation,
         Rule::RestoreImage,
         Rule::StoresInfoDetail,
+        Rule::CacheImage,
+        Rule::CacheList,
+        Rule::CacheDelete,
+        Rule::CacheClean,
+        Rule::CachePrune,
+        Rule::ListCachedNodes,
         Rule::GetMetadefNamespace,
         Rule::GetMetadefNamespaces,
         Rule::ModifyMetadefNamespace,
@@ -214,6 +232,12 @@ impl Rule {
             Rule::DeleteImageLocation => "delete_image_location",
             Rule::RestoreImage => "restore_image",
             Rule::StoresInfoDetail => "stores_info_detail",
+            Rule::CacheImage => "cache_image",
+            Rule::CacheList => "cache_list",
+            Rule::CacheDelete => "cache_delete",
+            Rule::CacheClean => "cache_clean",
+            Rule::CachePrune => "cache_prune",
+            Rule::ListCachedNodes => "list_cached_nodes",
             Rule::GetMetadefNamespace => "get_metadef_namespace",
             Rule::GetMetadefNamespaces => "get_metadef_namespaces",
             Rule::ModifyMetadefNamespace => "modify_metadef_namespace",
@@ -281,6 +305,12 @@ impl Rule {
             }
             Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
             Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
+            Rule::CacheImage
+            | Rule::CacheList
+            | Rule::CacheDelete
+            | Rule::CacheClean
+            | Rule::CachePrune
+            | Rule::ListCachedNodes => "rule:context_is_admin",
             Rule::GetMetadefNamespace
             | Rule::GetMetadefObject
             | Rule::GetMetadefObjects
@@ -317,6 +347,12 @@ impl From<Action> for Rule {
         match action {
             Action::UploadImage => Rule::UploadImage,
             Action::DownloadImage => Rule::DownloadImage,
+            Action::CacheImage => Rule::CacheImage,
+            Action::CacheList => Rule::CacheList,
+            Action::CacheDelete => Rule::CacheDelete,
+            Action::CacheClean => Rule::CacheClean,
+            Action::CachePrune => Rule::CachePrune,
+            Action::ListCachedNodes => Rule::ListCachedNodes,
         }
     }
 }

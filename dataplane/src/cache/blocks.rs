@@ -65,6 +65,34 @@ struct Entry {
     bytes: u64,
     last_used: u64,
     pins: u32,
+    /// Downloads of the image through the cache since start.
+    hits: u64,
+    /// Unix time of the last download (or of the newest block found at start).
+    accessed: f64,
+    /// Unix time of the last block stored.
+    modified: f64,
+}
+
+/// One image the cache holds, as `GET /v2/cache` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// The image.
+    pub image: ImageId,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Downloads through the cache since start.
+    pub hits: u64,
+    /// Unix time of the last download.
+    pub last_accessed: f64,
+    /// Unix time of the last block stored.
+    pub last_modified: f64,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +101,8 @@ struct Index {
     used: u64,
     clock: u64,
     evictions: u64,
+    /// Images whose held bytes changed since [`BlockStore::take_changes`] last ran.
+    changed: std::collections::HashSet<ImageId>,
 }
 
 /// The cache's blocks on disk (one per data plane, shared by its workers).
@@ -132,7 +162,15 @@ impl BlockStore {
                 else {
                     continue;
                 };
-                let len = block.metadata()?.len();
+                let meta = block.metadata()?;
+                let len = meta.len();
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                e.modified = e.modified.max(mtime);
+                e.accessed = e.modified;
                 e.blocks.insert(
                     index,
                     Block {
@@ -172,6 +210,8 @@ impl BlockStore {
         let e = ix.images.entry(image).or_default();
         e.pins += 1;
         e.last_used = now;
+        e.hits += 1;
+        e.accessed = self::now();
         Pin { store: self, image }
     }
 
@@ -235,6 +275,7 @@ impl BlockStore {
         if let Some(Block { len, .. }) = e.blocks.remove(&index) {
             e.bytes -= len;
             ix.used -= len;
+            ix.changed.insert(image);
             let _ = std::fs::remove_file(self.block_path(&image, index));
         }
     }
@@ -293,6 +334,8 @@ impl BlockStore {
                     return Ok(Admitted::Present);
                 }
                 e.bytes += len;
+                e.modified = now();
+                ix.changed.insert(image);
                 Ok(Admitted::Stored)
             }
             Err(err) => {
@@ -317,6 +360,7 @@ impl BlockStore {
             if let Some(e) = ix.images.remove(&victim) {
                 ix.used -= e.bytes;
             }
+            ix.changed.insert(victim);
             ix.evictions += 1;
             evicted.push(victim);
         }
@@ -343,14 +387,15 @@ impl BlockStore {
         written
     }
 
-    /// Removes every block of `image`.
-    pub fn remove_image(&self, image: ImageId) {
+    /// Removes every block of `image`; whether it held any.
+    pub fn remove_image(&self, image: ImageId) -> bool {
         let removed = {
             let mut ix = self.lock();
             match ix.images.remove(&image) {
                 Some(e) => {
                     ix.used -= e.bytes;
-                    true
+                    ix.changed.insert(image);
+                    e.bytes > 0
                 }
                 None => false,
             }
@@ -358,6 +403,84 @@ impl BlockStore {
         if removed {
             let _ = std::fs::remove_dir_all(self.dir.join(image.to_string()));
         }
+        removed
+    }
+
+    /// Every image the cache holds blocks of, most recently used first.
+    pub fn images(&self) -> Vec<Cached> {
+        let ix = self.lock();
+        let mut out: Vec<(u64, Cached)> = ix
+            .images
+            .iter()
+            .filter(|(_, e)| e.bytes > 0)
+            .map(|(id, e)| {
+                let c = Cached {
+                    image: *id,
+                    bytes: e.bytes,
+                    hits: e.hits,
+                    last_accessed: e.accessed,
+                    last_modified: e.modified,
+                };
+                (e.last_used, c)
+            })
+            .collect();
+        out.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+        out.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Evicts least recently used images not being read until at most `max_bytes` are held
+    /// (what Glance's prune does; the budget is held at admission, so there is rarely
+    /// anything to do). Returns the blocks and bytes removed.
+    pub fn prune(&self) -> (u64, u64) {
+        let (victims, bytes) = {
+            let mut ix = self.lock();
+            let before = ix.used;
+            // no image is exempt: the one asked to make room for is none
+            let victims = self
+                .make_room(&mut ix, ImageId::new_random(), 0)
+                .unwrap_or_default();
+            (victims, before - ix.used)
+        };
+        let mut blocks = 0;
+        for v in &victims {
+            let dir = self.dir.join(v.to_string());
+            blocks += std::fs::read_dir(&dir).map_or(0, |d| d.count() as u64);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        (blocks, bytes)
+    }
+
+    /// Removes what writes left in `tmp/` longer than `older_than` ago (Glance's clean of
+    /// stalled entries; a write under way is younger). Returns how many.
+    pub fn clean(&self, older_than: std::time::Duration) -> u64 {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.dir.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The images whose held bytes changed since the last call, and what each holds now (0:
+    /// nothing).
+    pub fn take_changes(&self) -> Vec<(ImageId, u64)> {
+        let mut ix = self.lock();
+        let changed: Vec<ImageId> = ix.changed.drain().collect();
+        changed
+            .into_iter()
+            .map(|id| (id, ix.images.get(&id).map_or(0, |e| e.bytes)))
+            .collect()
     }
 
     /// Bytes of blocks held (and reserved by admissions under way).

@@ -162,6 +162,8 @@ pub struct Cache {
     maps: Mutex<HashMap<ImageId, Arc<BlockMap>>>,
     /// Locations that returned wrong bytes: tried last from then on.
     suspects: Mutex<HashSet<(ImageId, String)>>,
+    /// Images queued for prefetch (`PUT /v2/cache/{id}`) and not fully cached yet, in order.
+    queued: Mutex<Vec<ImageId>>,
     /// Where the cache's own counters go (worker 0's slot; any thread adds to it).
     pub metrics: Metrics,
 }
@@ -176,6 +178,7 @@ impl Cache {
             fills: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashSet::new()),
+            queued: Mutex::new(Vec::new()),
             metrics,
         };
         cache.publish();
@@ -267,11 +270,59 @@ impl Cache {
         lock(&self.suspects).contains(&(image, url.to_owned()))
     }
 
-    /// Drops everything cached of `image` (its data was deleted).
-    pub fn forget(&self, image: ImageId) {
+    /// Drops everything cached of `image` (its data was deleted, or an operator asked);
+    /// whether anything was held.
+    pub fn forget(&self, image: ImageId) -> bool {
         lock(&self.maps).remove(&image);
-        self.blocks.remove_image(image);
+        let held = self.blocks.remove_image(image);
         self.publish();
+        held
+    }
+
+    /// Queues `image` for prefetch; false if it is queued already.
+    pub fn queue(&self, image: ImageId) -> bool {
+        let mut q = lock(&self.queued);
+        if q.contains(&image) {
+            return false;
+        }
+        q.push(image);
+        true
+    }
+
+    /// Takes `image` off the prefetch queue (prefetched, or removed); whether it was on it.
+    pub fn dequeue(&self, image: ImageId) -> bool {
+        let mut q = lock(&self.queued);
+        let before = q.len();
+        q.retain(|i| *i != image);
+        q.len() != before
+    }
+
+    /// Whether `image` is still queued (a prefetch stops once it is not).
+    pub fn is_queued(&self, image: ImageId) -> bool {
+        lock(&self.queued).contains(&image)
+    }
+
+    /// The prefetch queue, in order.
+    pub fn queued(&self) -> Vec<ImageId> {
+        lock(&self.queued).clone()
+    }
+
+    /// Empties the prefetch queue; how many were on it.
+    pub fn clear_queue(&self) -> usize {
+        std::mem::take(&mut *lock(&self.queued)).len()
+    }
+
+    /// Removes every cached image (a download under way keeps reading the files it opened);
+    /// how many were removed.
+    pub fn clear(&self) -> usize {
+        let removed = self
+            .blocks
+            .images()
+            .into_iter()
+            .filter(|c| self.forget(c.image))
+            .count();
+        self.publish();
+        removed
     }
 }
 

@@ -221,6 +221,8 @@ fn worker_main(
         if index == 0 {
             // one job runner per data plane
             compio::runtime::spawn(crate::jobs::run(worker.clone())).detach();
+            // and one reporter of what the block cache holds
+            compio::runtime::spawn(super::cache_api::report(worker.clone())).detach();
         }
         loop {
             match listener.accept().await {

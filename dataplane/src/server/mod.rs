@@ -10,6 +10,7 @@
 //! Handlers take what they share from [`worker`] and [`respond`], never from this module.
 
 pub mod bootstrap;
+mod cache_api;
 mod cached;
 pub mod download;
 pub mod proxy;
@@ -128,6 +129,10 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
             Route::Download(id) => (
                 download::handle(&mut conn, &head, id, &rid, &worker, &mut splicer, started).await,
                 crate::metrics::Route::Download,
+            ),
+            Route::Cache(cache) => (
+                cache_api::handle(&mut conn, &head, cache, &rid, &worker).await,
+                crate::metrics::Route::Forward,
             ),
             Route::Forward => (
                 proxy::handle(&mut conn, &head, &rid, &worker).await,

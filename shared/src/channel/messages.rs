@@ -166,6 +166,27 @@ pub enum Request<S = String> {
         /// The image.
         image_id: ImageId,
     },
+    /// May the caller use the cache API for `action` (on `image_id` where it names one)? The
+    /// data plane serves `/v2/cache…` from its own cache once granted
+    /// ([`Response::CacheGranted`]).
+    AuthorizeCache {
+        /// The client request's id.
+        request_id: S,
+        /// What is asked.
+        action: CacheAction,
+        /// The image, for the actions on one.
+        image_id: Option<ImageId>,
+        /// The caller.
+        credentials: Credentials<S>,
+    },
+    /// How many bytes of `image_id` this node's cache holds now (0: none any more), recorded
+    /// for `GET /v2/cache/nodes/{image_id}` under this node's `worker_self_reference_url`.
+    CacheReport {
+        /// The image.
+        image_id: ImageId,
+        /// Bytes held.
+        bytes: u64,
+    },
     /// The job failed this time; it is retried later with backoff.
     JobFailed {
         /// [`Job::id`].
@@ -178,7 +199,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 12] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -189,6 +210,8 @@ impl<S> Request<S> {
         "job_done",
         "job_failed",
         "block_hashes",
+        "authorize_cache",
+        "cache_report",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -204,12 +227,43 @@ impl<S> Request<S> {
             Request::JobDone { .. } => 7,
             Request::JobFailed { .. } => 8,
             Request::BlockHashes { .. } => 9,
+            Request::AuthorizeCache { .. } => 10,
+            Request::CacheReport { .. } => 11,
         }
     }
 
     /// This request's kind (one of [`Request::KINDS`]).
     pub fn kind(&self) -> &'static str {
         Self::KINDS[self.kind_index()]
+    }
+}
+
+/// What a cache API request asks (each checked against its Glance policy rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheAction {
+    /// `GET /v2/cache` (`cache_list`).
+    List,
+    /// `PUT /v2/cache/{id}`: prefetch (`cache_image`; the image must be active).
+    Queue,
+    /// `DELETE /v2/cache/{id}` (`cache_delete`).
+    Delete,
+    /// `DELETE /v2/cache` (`cache_delete`).
+    Clear,
+    /// `POST /v2/cache/clean` (`cache_clean`).
+    Clean,
+    /// `POST /v2/cache/prune` (`cache_prune`).
+    Prune,
+    /// `GET /v2/cache/nodes/{id}` (`list_cached_nodes`).
+    Nodes,
+}
+
+impl CacheAction {
+    /// Whether the action names an image.
+    pub fn on_image(self) -> bool {
+        matches!(
+            self,
+            CacheAction::Queue | CacheAction::Delete | CacheAction::Nodes
+        )
     }
 }
 
@@ -310,6 +364,16 @@ pub enum Response<S = String> {
         block_size: u64,
         /// 16 hex digits per block, in order.
         hashes: S,
+    },
+    /// A cache API request may proceed (reply to `AuthorizeCache`).
+    CacheGranted {
+        /// For `Queue`: the image's locations, best first, as in `DownloadGranted`.
+        locations: S,
+        /// For `Queue`: the image's size.
+        size: u64,
+        /// For `Nodes`: the `worker_self_reference_url` of each node caching the image, one
+        /// per line.
+        nodes: S,
     },
     /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
     Jobs(Vec<Job<S>>),

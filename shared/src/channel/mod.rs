@@ -24,4 +24,4 @@ pub mod messages;
 pub mod version;
 
 pub use frame::{Frame, FrameError, MAX_FRAME_BYTES};
-pub use messages::{Credentials, Job, Request, Response, Work};
+pub use messages::{CacheAction, Credentials, Job, Request, Response, Work};
