@@ -279,6 +279,16 @@ impl Metrics {
         self.latency(idx::CACHE_FILL_DURATION, took);
     }
 
+    /// The auditor read `n` bytes of cached blocks back.
+    pub fn cache_audited(&self, n: u64) {
+        self.add(idx::CACHE_AUDITED, n);
+    }
+
+    /// The auditor finished a pass over the cache.
+    pub fn cache_audit_pass(&self) {
+        self.add(idx::CACHE_AUDIT_PASSES, 1);
+    }
+
     /// A download waited `took` for a block being filled.
     pub fn cache_wait_took(&self, took: std::time::Duration) {
         self.latency(idx::CACHE_WAIT_DURATION, took);

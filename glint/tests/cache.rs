@@ -520,3 +520,39 @@ fn two_nodes_on_one_database_each_list_in_cache_nodes() {
             .unwrap();
     assert_eq!(listed["cached_images"], serde_json::json!([]));
 }
+
+#[test]
+fn the_auditor_discards_a_block_damaged_while_running() {
+    let rig = Rig::start(&format!(
+        "image_cache_audit_bytes_per_second = {}",
+        256 * MIB
+    ));
+    let data = random_bytes(3 * MIB);
+    let id = rig.image(&data);
+    assert!(rig.download(&id).1 == data);
+    // damaged behind the data plane's back while it runs (the block was verified when stored)
+    let (victim, _) = rig
+        .cached_blocks()
+        .into_iter()
+        .find(|(p, _)| p.file_name().unwrap() == "1.blk")
+        .expect("block 1 cached");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.metric("glint_dp_cache_verify_failures_total{source=\"disk\"}") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the auditor did not find the damaged block"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!victim.exists(), "the damaged block is still in the cache");
+    assert!(rig.metric("glint_dp_cache_audited_bytes_total") >= (2 * BLOCK) as f64);
+    // the next download is whole and right, and reads that one block from the store again
+    let before = rig.store_bytes();
+    let (status, body) = rig.download(&id);
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_read_once(&rig, before, BLOCK as u64, 1);
+}

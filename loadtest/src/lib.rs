@@ -21,6 +21,7 @@
 //!
 //! Start with [`download::run`] and [`run::Report`].
 
+pub mod cold_pull;
 pub mod compare;
 pub mod compare_stores;
 pub mod download;

@@ -213,6 +213,42 @@ enum Mode {
         #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
         nice: i32,
     },
+    /// N clients at once on one image no cache holds (radosgw behind a counting hop): glint
+    /// with its block cache (cold and warm), without it, nginx proxy_cache_lock and Varnish in
+    /// front of the same bucket, nginx sendfile of a local copy; prints a table and writes a
+    /// JSON summary.
+    ColdPull {
+        /// The glint binary.
+        #[arg(long, default_value = "target/release/glint")]
+        glint_bin: PathBuf,
+        /// The nginx binary.
+        #[arg(long, default_value = "/usr/sbin/nginx")]
+        nginx_bin: PathBuf,
+        /// The varnishd binary (left out when missing).
+        #[arg(long, default_value = "/usr/sbin/varnishd")]
+        varnishd_bin: PathBuf,
+        /// Directory of `ceph-rgw-start.sh`.
+        #[arg(long, env = "GLINT_SERVICES_DIR", default_value = "../shared/services")]
+        services_dir: PathBuf,
+        /// Bytes of the image (`1GiB`, `256MiB`, or bytes).
+        #[arg(long, default_value = "1GiB", value_parser = compare_stores::parse_size)]
+        size: u64,
+        /// Client counts, comma-separated.
+        #[arg(long, default_value = "64", value_delimiter = ',')]
+        clients: Vec<usize>,
+        /// Rounds per client count.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// glint's image_cache_block_size.
+        #[arg(long, default_value = "8MiB", value_parser = compare_stores::parse_size)]
+        block_size: u64,
+        /// Where the image, caches and configs go (a temp dir inside it).
+        #[arg(long, default_value = "/tmp")]
+        work_dir: PathBuf,
+        /// Where the JSON summary goes.
+        #[arg(long, default_value = "target/cold-pull/summary.json")]
+        out: PathBuf,
+    },
     /// Measure the md5+sha512 hash limit of this machine.
     HashLimit {
         /// Bytes to hash.
@@ -563,6 +599,46 @@ fn main() -> anyhow::Result<()> {
                 s.total_seconds,
                 s.loadavg_at_end
             );
+            Ok(())
+        }
+        Mode::ColdPull {
+            glint_bin,
+            nginx_bin,
+            varnishd_bin,
+            services_dir,
+            size,
+            clients,
+            rounds,
+            block_size,
+            work_dir,
+            out,
+        } => {
+            let cfg = loadtest::cold_pull::ColdPullConfig {
+                glint_bin,
+                nginx_bin,
+                varnishd_bin: varnishd_bin.exists().then_some(varnishd_bin),
+                services_dir,
+                size_bytes: size,
+                clients,
+                rounds: rounds.max(1),
+                block_size,
+                work_dir,
+                out,
+            };
+            let s = loadtest::cold_pull::run(cfg, cli.client_threads)?;
+            let e = &s.environment;
+            println!(
+                "\ncold pull of a {} MiB image, medians of {} rounds — {} ({} CPUs), kernel {}, git {}{}",
+                s.config.size_bytes >> 20,
+                s.config.rounds,
+                e.cpu_model,
+                e.cpus,
+                e.kernel,
+                &e.git_revision[..e.git_revision.len().min(12)],
+                if e.git_dirty { "+dirty" } else { "" },
+            );
+            print!("{}", compare::render(&s.table));
+            println!("summary: {}", s.config.out.display());
             Ok(())
         }
         Mode::HashLimit { size_bytes } => {

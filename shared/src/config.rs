@@ -234,6 +234,10 @@ pub struct ImageCache {
     /// Most blocks being filled at once on this node (each is held in memory until it is
     /// verified and written). Default 8.
     pub image_cache_max_fills: usize,
+    /// The auditor's pace: bytes of cached blocks read back against their hashes per second
+    /// (a block that fails is discarded and filled again when next read); 0: no auditor.
+    /// Default 33554432 (32 MiB/s).
+    pub image_cache_audit_bytes_per_second: u64,
 }
 
 impl Default for ImageCache {
@@ -246,6 +250,7 @@ impl Default for ImageCache {
             image_cache_wait_ms: 30_000,
             image_cache_readahead_blocks: 2,
             image_cache_max_fills: 8,
+            image_cache_audit_bytes_per_second: 32 << 20,
         }
     }
 }

@@ -149,6 +149,8 @@ pub const ALL: &[&str] = &[
     dp::CACHE_MAX_BYTES,
     dp::CACHE_FILL_DURATION_SECONDS,
     dp::CACHE_WAIT_DURATION_SECONDS,
+    dp::CACHE_AUDITED_BYTES_TOTAL,
+    dp::CACHE_AUDIT_PASSES_TOTAL,
     BUILD_INFO,
     API_REQUESTS_TOTAL,
     API_REQUEST_DURATION_SECONDS,
@@ -297,6 +299,10 @@ pub mod dp {
     pub const CACHE_FILL_DURATION_SECONDS: &str = "glint_dp_cache_fill_duration_seconds";
     /// How long a download waited for a block being filled, histogram.
     pub const CACHE_WAIT_DURATION_SECONDS: &str = "glint_dp_cache_wait_duration_seconds";
+    /// Bytes of cached blocks the auditor read back against their hashes.
+    pub const CACHE_AUDITED_BYTES_TOTAL: &str = "glint_dp_cache_audited_bytes_total";
+    /// Complete passes of the auditor over the cache.
+    pub const CACHE_AUDIT_PASSES_TOTAL: &str = "glint_dp_cache_audit_passes_total";
 }
 
 /// The shared-memory layout of the data plane's counters: a file in the run directory that the
@@ -420,8 +426,12 @@ pub mod shm {
         pub const CACHE_FILL_DURATION: usize = CACHE_MAX_BYTES + 1;
         /// The fill wait duration histogram.
         pub const CACHE_WAIT_DURATION: usize = CACHE_FILL_DURATION + HISTOGRAM_COUNTERS;
+        /// Bytes the auditor read back.
+        pub const CACHE_AUDITED: usize = CACHE_WAIT_DURATION + HISTOGRAM_COUNTERS;
+        /// The auditor's complete passes.
+        pub const CACHE_AUDIT_PASSES: usize = CACHE_AUDITED + 1;
         /// One past the last counter in use.
-        pub const END: usize = CACHE_WAIT_DURATION + HISTOGRAM_COUNTERS;
+        pub const END: usize = CACHE_AUDIT_PASSES + 1;
 
         const _: () = assert!(IN_FLIGHT + 2 <= STORE_BYTES);
     }
@@ -859,6 +869,16 @@ pub mod shm {
                 dp::CACHE_EVICTIONS_TOTAL,
                 idx::CACHE_EVICTIONS,
                 "Images evicted from the block cache to make room.",
+            ),
+            (
+                dp::CACHE_AUDITED_BYTES_TOTAL,
+                idx::CACHE_AUDITED,
+                "Bytes of cached blocks the auditor read back against their hashes.",
+            ),
+            (
+                dp::CACHE_AUDIT_PASSES_TOTAL,
+                idx::CACHE_AUDIT_PASSES,
+                "Complete passes of the auditor over the block cache.",
             ),
         ] {
             family(out, name, "counter", help, one(at));

@@ -406,6 +406,15 @@ impl BlockStore {
         removed
     }
 
+    /// Every present block: image, index, length (what the auditor reads back).
+    pub fn all_blocks(&self) -> Vec<(ImageId, u64, u64)> {
+        let ix = self.lock();
+        ix.images
+            .iter()
+            .flat_map(|(id, e)| e.blocks.iter().map(|(i, b)| (*id, *i, b.len)))
+            .collect()
+    }
+
     /// Every image the cache holds blocks of, most recently used first.
     pub fn images(&self) -> Vec<Cached> {
         let ix = self.lock();

@@ -135,6 +135,8 @@ pub struct Settings {
     pub readahead: u64,
     /// `image_cache_max_fills`.
     pub max_fills: usize,
+    /// `image_cache_audit_bytes_per_second` (0: no auditor).
+    pub audit_rate: u64,
 }
 
 impl Settings {
@@ -147,6 +149,7 @@ impl Settings {
             stall: Duration::from_secs(c.image_cache_stall_time),
             readahead: c.image_cache_readahead_blocks,
             max_fills: c.image_cache_max_fills,
+            audit_rate: c.image_cache_audit_bytes_per_second,
         })
     }
 }
@@ -346,6 +349,7 @@ mod tests {
             stall: Duration::from_secs(1),
             readahead: 1,
             max_fills,
+            audit_rate: 0,
         };
         Cache::open(settings, Metrics::detached()).unwrap()
     }

@@ -223,6 +223,8 @@ fn worker_main(
             compio::runtime::spawn(crate::jobs::run(worker.clone())).detach();
             // and one reporter of what the block cache holds
             compio::runtime::spawn(super::cache_api::report(worker.clone())).detach();
+            // and one auditor of the blocks it holds
+            compio::runtime::spawn(super::audit::run(worker.clone())).detach();
         }
         loop {
             match listener.accept().await {

@@ -6,7 +6,8 @@
 //!   corrupted block is discarded, counted and filled again, never served);
 //! - being filled by another download: the download waits for it and sends the verified
 //!   bytes from memory the moment the fill completes (single flight: each block is read from
-//!   the store once however many downloads want it);
+//!   the store once however many downloads want it), a buffer at a time, switching to the
+//!   block's file as soon as it is written (so a slow reader does not hold the block's memory);
 //! - neither: the download starts the fill, a task of its own ([`fill`]) that reads the
 //!   block with a ranged GET from the best location, verifies it against the block hash the
 //!   upload recorded (a mismatch is counted, the location marked suspect, the next location
@@ -38,7 +39,19 @@ pub(super) async fn block_map(
     image: ImageId,
     size: u64,
 ) -> Option<Arc<BlockMap>> {
-    let map = match cache.map(image) {
+    let map = hashes(w, cache, image).await?;
+    if map.covers(size) {
+        Some(map)
+    } else {
+        cache.metrics.cache_uncached(Uncached::Unhashed);
+        None
+    }
+}
+
+/// The block hashes of `image` (remembered, else asked of the control plane); `None` when the
+/// control plane cannot be asked.
+pub(super) async fn hashes(w: &Worker, cache: &Cache, image: ImageId) -> Option<Arc<BlockMap>> {
+    Some(match cache.map(image) {
         Some(m) => m,
         None => {
             let ask = shared::channel::Request::<&str>::BlockHashes { image_id: image };
@@ -62,13 +75,7 @@ pub(super) async fn block_map(
             w.link.give_back(chan);
             cache.remember(image, map)
         }
-    };
-    if map.covers(size) {
-        Some(map)
-    } else {
-        cache.metrics.cache_uncached(Uncached::Unhashed);
-        None
-    }
+    })
 }
 
 /// A block, in a buffer the kernel may read in place while other downloads share it.
@@ -77,6 +84,30 @@ pub(super) struct Shared {
     block: Arc<Vec<u8>>,
     start: usize,
     end: usize,
+}
+
+impl Shared {
+    /// Bytes left to send.
+    pub(super) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Where the bytes left start, in the block.
+    pub(super) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The next `n` bytes (as a buffer of their own, sharing the block), taken off the front.
+    pub(super) fn split_front(&mut self, n: usize) -> Shared {
+        let n = n.min(self.len());
+        let front = Shared {
+            block: self.block.clone(),
+            start: self.start,
+            end: self.start + n,
+        };
+        self.start += n;
+        front
+    }
 }
 
 impl compio::buf::IoBuf for Shared {
@@ -97,8 +128,16 @@ pub(super) enum Piece {
         /// Bytes.
         len: u64,
     },
-    /// Part of a block just filled and verified, in memory.
-    Memory(Shared),
+    /// Part of a block just filled and verified, in memory: block `index` of `block_len`
+    /// bytes (sent from its file instead once it is written).
+    Memory {
+        /// The bytes to send.
+        part: Shared,
+        /// The block.
+        index: u64,
+        /// Its length.
+        block_len: u64,
+    },
     /// Read from the store directly (the cache could not take it).
     Direct(crate::store::Reader, u64),
 }
@@ -173,6 +212,14 @@ impl<'a> Blocks<'a> {
         let piece = self.block(index, block_len, start, take).await;
         self.pos += take;
         Some(piece)
+    }
+
+    /// The file of block `index` (`len` bytes), once it is on disk.
+    pub(super) fn on_disk(&self, index: u64, len: u64) -> Option<std::fs::File> {
+        self.cache
+            .blocks
+            .open_block(self.image, index, len)
+            .map(|(file, _)| file)
     }
 
     /// Starts fills of the blocks after `index` that are neither present nor being filled.
@@ -260,11 +307,15 @@ impl<'a> Blocks<'a> {
             return match outcome {
                 Outcome::Ready(block) => {
                     cache.metrics.cache_served(take);
-                    Ok(Piece::Memory(Shared {
-                        block,
-                        start: start as usize,
-                        end: (start + take) as usize,
-                    }))
+                    Ok(Piece::Memory {
+                        part: Shared {
+                            block,
+                            start: start as usize,
+                            end: (start + take) as usize,
+                        },
+                        index,
+                        block_len,
+                    })
                 }
                 Outcome::Failed => Err(Unavailable {
                     image: self.image,
@@ -282,15 +333,7 @@ impl<'a> Blocks<'a> {
 
     /// Reads a block found on disk at start back against its hash, off the worker thread.
     async fn read_back(&self, index: u64, file: &std::fs::File) -> std::io::Result<bool> {
-        let want = self.map.hashes[index as usize];
-        let file = file.try_clone()?;
-        compio::runtime::spawn_blocking(move || {
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut &file, &mut data)?;
-            Ok(crate::hash::blocks::hash_block(&data) == want)
-        })
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("read-back task failed")))
+        read_back(file, self.map.hashes[index as usize]).await
     }
 
     /// `take` bytes of block `index` from `start`, read from the store (best location first).
@@ -304,6 +347,18 @@ impl<'a> Blocks<'a> {
             }),
         }
     }
+}
+
+/// Whether a cached block's file holds bytes that hash to `want`, read off the worker thread.
+pub(super) async fn read_back(file: &std::fs::File, want: u64) -> std::io::Result<bool> {
+    let file = file.try_clone()?;
+    compio::runtime::spawn_blocking(move || {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut data)?;
+        Ok(crate::hash::blocks::hash_block(&data) == want)
+    })
+    .await
+    .unwrap_or_else(|_| Err(std::io::Error::other("read-back task failed")))
 }
 
 /// Fills block `index` (`len` bytes, recorded hash `hash`) of `image`: reads it from the

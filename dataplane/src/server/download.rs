@@ -520,12 +520,27 @@ async fn send_blocks(
             Piece::File { file, start, len } => {
                 send_file(conn, file, start, len, w, splicer, progress).await?;
             }
-            Piece::Memory(block) => {
-                let n = compio::buf::IoBuf::as_init(&block).len() as u64;
-                conn.write_buf(block, w.settings.idle_timeout)
-                    .await
-                    .map_err(|e| Cut::by(Side::Client, e))?;
-                progress(n);
+            Piece::Memory {
+                mut part,
+                index,
+                block_len,
+            } => {
+                // a buffer at a time, so that a slow reader lets the block's memory go as soon
+                // as the block is on disk: the rest is sent from its file
+                while part.len() > 0 {
+                    if let Some(file) = blocks.on_disk(index, block_len) {
+                        let (start, len) = (part.start() as u64, part.len() as u64);
+                        drop(part);
+                        send_file(conn, file, start, len, w, splicer, progress).await?;
+                        break;
+                    }
+                    let chunk = part.split_front(w.settings.transfer_buffer_bytes);
+                    let n = compio::buf::IoBuf::as_init(&chunk).len() as u64;
+                    conn.write_buf(chunk, w.settings.idle_timeout)
+                        .await
+                        .map_err(|e| Cut::by(Side::Client, e))?;
+                    progress(n);
+                }
             }
             Piece::Direct(reader, len) => send_stream(conn, reader, len, w, progress).await?,
         }

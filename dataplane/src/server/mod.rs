@@ -9,6 +9,7 @@
 //!
 //! Handlers take what they share from [`worker`] and [`respond`], never from this module.
 
+mod audit;
 pub mod bootstrap;
 mod cache_api;
 mod cached;
