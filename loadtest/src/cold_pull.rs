@@ -235,6 +235,13 @@ async fn pull(
                 hex::encode(h.finalize()) == want
             });
             let ok = head.status == 200 && got == size && md5_ok;
+            if !ok && i < 3 {
+                eprintln!(
+                    "cold-pull: client {i}: status {}, {got} of {size} bytes, md5 {}",
+                    head.status,
+                    if md5_ok { "ok" } else { "wrong" }
+                );
+            }
             (ttfb, got, ok, started, ended)
         }));
     }
@@ -454,6 +461,21 @@ fn upload(g: &Glint, file: &Path, size: u64) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// Whether an HTTP server on `port` answers a request (any status).
+fn answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /ping HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut b = [0u8; 12];
+    matches!(s.read(&mut b), Ok(n) if n >= 12 && b.starts_with(b"HTTP/1."))
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -614,18 +636,41 @@ impl Varnish {
             .arg(self.dir.join("work"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("varnishd.log"))?)
             .spawn()
             .context("starting varnishd")?;
         wait_port(self.port, &mut child, "varnishd")?;
+        // the manager listens before its child serves: wait for a first answer
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !answers(self.port) {
+            if Instant::now() > deadline {
+                bail!("varnishd not answering on {} within 30 s", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.child = Some(child);
         Ok(())
     }
 
+    /// SIGTERM to the manager, which stops its cache child too (a SIGKILL would leave the
+    /// child holding the port), then waits.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
+            // the cache child may outlive the manager for a moment
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
