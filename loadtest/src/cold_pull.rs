@@ -350,24 +350,12 @@ struct Rgw {
 }
 
 fn start_rgw(dir: &Path) -> anyhow::Result<Rgw> {
-    let script = dir.join("ceph-rgw-start.sh");
-    eprintln!("cold-pull: {}", script.display());
-    let out = Command::new(&script)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let env = crate::compare_stores::parse_env(&String::from_utf8_lossy(&out.stdout));
+    let script = "ceph-rgw-start.sh";
+    let env = crate::compare_stores::start_service("cold-pull", dir, script)?;
     let get = |k: &str| {
         env.get(k)
             .cloned()
-            .with_context(|| format!("{} printed no {k}", script.display()))
+            .with_context(|| format!("{script} printed no {k}"))
     };
     Ok(Rgw {
         endpoint: get("S3_ENDPOINT")?,
@@ -899,117 +887,160 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
     Ok(summary)
 }
 
+/// A figure of a run, given the image size.
+type Figure = fn(&RunResult, f64) -> f64;
+/// One line of the table: metric, glint's run, reference, the reference's run, the figure,
+/// target, goal.
+type Line = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Figure,
+    &'static str,
+    Goal,
+);
+
 fn table(cfg: &ColdPullConfig, runs: &[RunResult]) -> Vec<Row> {
     let size = cfg.size_bytes as f64;
-    let of = |server: &str, n: usize, f: &dyn Fn(&RunResult) -> f64| -> Vec<f64> {
+    let of = |server: &str, n: usize, f: Figure| -> Vec<f64> {
         let picked: Vec<&RunResult> = runs
             .iter()
             .filter(|r| r.server == server && r.clients == n)
             .collect();
-        values(&picked, |r| Some(f(r)))
+        values(&picked, |r| Some(f(r, size)))
     };
-    let mut rows = Vec::new();
-    for &n in &cfg.clients {
-        let store = |r: &RunResult| r.store_bytes as f64 / size;
-        let agg = |r: &RunResult| r.aggregate_mb_s;
-        let spread = |r: &RunResult| r.followers_ttfb_p99_ms / r.leader_ttfb_ms.max(1e-3);
-        rows.push(compare::row(
-            &format!("{n} clients: store bytes read, × image size (cold)"),
+    let store: Figure = |r, size| r.store_bytes as f64 / size;
+    let agg: Figure = |r, _| r.aggregate_mb_s;
+    let spread: Figure = |r, _| r.followers_ttfb_p99_ms / r.leader_ttfb_ms.max(1e-3);
+    let p99: Figure = |r, _| r.ttfb_p99_ms;
+    let cpu: Figure = |r, _| r.cpu_s_per_gib;
+    let rss: Figure = |r, _| r.server_rss_mib;
+    let failed: Figure = |r, _| r.failed as f64;
+    // (metric, glint's run, reference, the reference's run, what, target, goal)
+    let lines: [Line; 11] = [
+        (
+            "store bytes read, × image size (cold)",
+            "glint-cold",
             "nginx proxy_cache_lock",
-            of("glint-cold", n, &store),
-            of("nginx-cold", n, &store),
+            "nginx-cold",
+            store,
             "glint = 1.00",
             Goal::AtMost(1.01),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: store bytes read, × image size (cold)"),
+        ),
+        (
+            "store bytes read, × image size (cold)",
+            "glint-cold",
             "Varnish",
-            of("glint-cold", n, &store),
-            of("varnish-cold", n, &store),
+            "varnish-cold",
+            store,
             "glint = 1.00",
             Goal::AtMost(1.01),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: store bytes read, × image size"),
+        ),
+        (
+            "store bytes read, × image size",
+            "glint-cold",
             "glint without cache",
-            of("glint-cold", n, &store),
-            of("glint-nocache", n, &store),
+            "glint-nocache",
+            store,
             "",
             Goal::None,
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: cold aggregate MB/s"),
+        ),
+        (
+            "cold aggregate MB/s",
+            "glint-cold",
             "glint warm cache",
-            of("glint-cold", n, &agg),
-            of("glint-warm", n, &agg),
+            "glint-warm",
+            agg,
             "≥ 0.8",
             Goal::RatioAtLeast(0.8),
-        ));
-        let best: Vec<f64> = of("nginx-cold", n, &agg)
-            .into_iter()
-            .zip(
-                of("varnish-cold", n, &agg)
-                    .into_iter()
-                    .chain(std::iter::repeat(0.0)),
-            )
-            .map(|(a, b)| a.max(b))
-            .collect();
-        rows.push(compare::row(
-            &format!("{n} clients: cold aggregate MB/s"),
+        ),
+        (
+            "cold aggregate MB/s",
+            "glint-cold",
             "better of nginx, Varnish cold",
-            of("glint-cold", n, &agg),
-            best,
+            "best-cold",
+            agg,
             "≥ 1.0",
             Goal::RatioAtLeast(1.0),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: followers' TTFB p99 / leader's TTFB"),
+        ),
+        (
+            "followers' TTFB p99 / leader's TTFB",
+            "glint-cold",
             "nginx proxy_cache_lock",
-            of("glint-cold", n, &spread),
-            of("nginx-cold", n, &spread),
+            "nginx-cold",
+            spread,
             "glint ≤ 2",
             Goal::AtMost(2.0),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: TTFB p99 ms (cold)"),
+        ),
+        (
+            "TTFB p99 ms (cold)",
+            "glint-cold",
             "Varnish",
-            of("glint-cold", n, &|r| r.ttfb_p99_ms),
-            of("varnish-cold", n, &|r| r.ttfb_p99_ms),
+            "varnish-cold",
+            p99,
             "",
             Goal::None,
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: warm aggregate MB/s"),
+        ),
+        (
+            "warm aggregate MB/s",
+            "glint-warm",
             "nginx sendfile, local file",
-            of("glint-warm", n, &agg),
-            of("nginx-local", n, &agg),
+            "nginx-local",
+            agg,
             "≥ 0.95",
             Goal::RatioAtLeast(0.95),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: warm CPU s/GiB"),
+        ),
+        (
+            "warm CPU s/GiB",
+            "glint-warm",
             "nginx sendfile, local file",
-            of("glint-warm", n, &|r| r.cpu_s_per_gib),
-            of("nginx-local", n, &|r| r.cpu_s_per_gib),
+            "nginx-local",
+            cpu,
             "≤ 1.1",
             Goal::RatioAtMost(1.1),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: data plane peak RSS MiB (cold)"),
+        ),
+        (
+            "data plane peak RSS MiB (cold)",
+            "glint-cold",
             "nginx proxy_cache (all workers)",
-            of("glint-cold", n, &|r| r.server_rss_mib),
-            of("nginx-cold", n, &|r| r.server_rss_mib),
+            "nginx-cold",
+            rss,
             "glint ≤ 64",
             Goal::AtMost(64.0),
-        ));
-        rows.push(compare::row(
-            &format!("{n} clients: clients not served whole"),
+        ),
+        (
+            "clients not served whole",
+            "glint-cold",
             "nginx proxy_cache_lock",
-            of("glint-cold", n, &|r| r.failed as f64),
-            of("nginx-cold", n, &|r| r.failed as f64),
+            "nginx-cold",
+            failed,
             "glint = 0",
             Goal::AtMost(0.0),
-        ));
+        ),
+    ];
+    let mut rows = Vec::new();
+    for &n in &cfg.clients {
+        for (metric, ours, reference, theirs, f, target, goal) in lines {
+            let reference_values = if theirs == "best-cold" {
+                let varnish = of("varnish-cold", n, f);
+                of("nginx-cold", n, f)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| a.max(varnish.get(i).copied().unwrap_or(0.0)))
+                    .collect()
+            } else {
+                of(theirs, n, f)
+            };
+            rows.push(compare::row(
+                &format!("{n} clients: {metric}"),
+                reference,
+                of(ours, n, f),
+                reference_values,
+                target,
+                goal,
+            ));
+        }
     }
     rows
 }

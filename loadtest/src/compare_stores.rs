@@ -187,25 +187,33 @@ struct Services {
     ceph_conf: Option<String>,
 }
 
+/// Runs one of `../shared/services`' start scripts (`tool` names the caller in progress
+/// lines); its `KEY=VALUE` lines.
+pub fn start_service(
+    tool: &str,
+    dir: &Path,
+    script: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let path = dir.join(script);
+    eprintln!("{tool}: {}", path.display());
+    let out = Command::new(&path)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(parse_env(&String::from_utf8_lossy(&out.stdout)))
+}
+
 impl Services {
     fn start(dir: &Path) -> anyhow::Result<Services> {
-        let run = |script: &str| -> anyhow::Result<BTreeMap<String, String>> {
-            let path = dir.join(script);
-            eprintln!("compare-stores: {}", path.display());
-            let out = Command::new(&path)
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("running {}", path.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "{} failed ({}): {}",
-                    path.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(parse_env(&String::from_utf8_lossy(&out.stdout)))
-        };
+        let run = |script: &str| start_service("compare-stores", dir, script);
         let ceph = run("ceph-rgw-start.sh")?;
         let aio = run("swift-aio-start.sh")?;
         let get = |m: &BTreeMap<String, String>, script: &str, k: &str| {
