@@ -464,6 +464,24 @@ fn answers(port: u16) -> bool {
     matches!(s.read(&mut b), Ok(n) if n >= 12 && b.starts_with(b"HTTP/1."))
 }
 
+/// Stops a server started as `child` listening on `port`: SIGTERM (its parent process stops
+/// its workers), a SIGKILL after 10 s, then a wait until nothing answers on the port.
+fn stop_server(mut child: Child, port: u16) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -550,10 +568,11 @@ impl Nginx {
         Ok(())
     }
 
+    /// SIGTERM to the master, which stops its workers (a SIGKILL would leave them serving on
+    /// the port with the old cache), then waits until the port is free.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            stop_server(c, self.port);
         }
     }
 
@@ -641,24 +660,10 @@ impl Varnish {
     }
 
     /// SIGTERM to the manager, which stops its cache child too (a SIGKILL would leave the
-    /// child holding the port), then waits.
+    /// child holding the port), then waits until the port is free.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            // the cache child may outlive the manager for a moment
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if let Some(c) = self.child.take() {
+            stop_server(c, self.port);
         }
     }
 
