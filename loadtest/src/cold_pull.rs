@@ -464,21 +464,61 @@ fn answers(port: u16) -> bool {
     matches!(s.read(&mut b), Ok(n) if n >= 12 && b.starts_with(b"HTTP/1."))
 }
 
-/// Stops a server started as `child` listening on `port`: SIGTERM (its parent process stops
-/// its workers), a SIGKILL after 10 s, then a wait until nothing answers on the port.
-fn stop_server(mut child: Child, port: u16) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+/// A server process of the comparison (nginx, varnishd) listening on `port`; stopped when
+/// dropped.
+struct Running {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Running {
+    fn new(port: u16) -> Running {
+        Running { child: None, port }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+
+    /// Stops the running process, then spawns `cmd` and waits until the port listens.
+    fn start(&mut self, cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+        self.stop();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        wait_port(self.port, &mut child, what)?;
+        self.child = Some(child);
+        Ok(())
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+
+    /// SIGTERM (nginx's master stops its workers, varnishd's manager its cache child: a SIGKILL
+    /// would leave them serving on the port), a SIGKILL after 10 s, then a wait until nothing
+    /// answers on the port.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -503,8 +543,7 @@ fn wait_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
 /// nginx with `proxy_cache` + `proxy_cache_lock` in front of `upstream_path` on the hop
 /// (`/cold`) and `sendfile` of the local copy (`/local`), its cache emptied at each start.
 struct Nginx {
-    child: Option<Child>,
-    port: u16,
+    server: Running,
     dir: PathBuf,
     bin: PathBuf,
 }
@@ -540,8 +579,7 @@ impl Nginx {
         );
         std::fs::write(dir.join("nginx.conf"), conf)?;
         let mut n = Nginx {
-            child: None,
-            port,
+            server: Running::new(port),
             dir,
             bin: bin.to_owned(),
         };
@@ -551,47 +589,22 @@ impl Nginx {
 
     /// Stops nginx, empties its cache, starts it again.
     fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
+        self.server.stop();
         let _ = std::fs::remove_dir_all(self.dir.join("cache"));
-        let mut child = Command::new(&self.bin)
-            .arg("-c")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-c")
             .arg(self.dir.join("nginx.conf"))
             .arg("-p")
             .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nginx")?;
-        wait_port(self.port, &mut child, "nginx")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// SIGTERM to the master, which stops its workers (a SIGKILL would leave them serving on
-    /// the port with the old cache), then waits until the port is free.
-    fn stop(&mut self) {
-        if let Some(c) = self.child.take() {
-            stop_server(c, self.port);
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
+            .stderr(Stdio::null());
+        self.server.start(&mut cmd, "nginx")
     }
 }
 
 /// Varnish in front of `upstream_path` on the hop (`/cold`), malloc storage (empty at each
 /// start).
 struct Varnish {
-    child: Option<Child>,
-    port: u16,
+    server: Running,
     dir: PathBuf,
     bin: PathBuf,
     storage: u64,
@@ -619,8 +632,7 @@ impl Varnish {
         );
         std::fs::write(dir.join("bench.vcl"), vcl)?;
         let mut v = Varnish {
-            child: None,
-            port,
+            server: Running::new(port),
             dir,
             bin: bin.to_owned(),
             storage: size * 2,
@@ -630,51 +642,28 @@ impl Varnish {
     }
 
     fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        let mut child = Command::new(&self.bin)
-            .arg("-F")
+        let port = self.server.port;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-F")
             .arg("-a")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{port}"))
             .arg("-f")
             .arg(self.dir.join("bench.vcl"))
             .arg("-s")
             .arg(format!("malloc,{}", self.storage))
             .arg("-n")
             .arg(self.dir.join("work"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("varnishd.log"))?)
-            .spawn()
-            .context("starting varnishd")?;
-        wait_port(self.port, &mut child, "varnishd")?;
+            .stderr(std::fs::File::create(self.dir.join("varnishd.log"))?);
+        self.server.start(&mut cmd, "varnishd")?;
         // the manager listens before its child serves: wait for a first answer
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !answers(self.port) {
+        while !answers(port) {
             if Instant::now() > deadline {
-                bail!("varnishd not answering on {} within 30 s", self.port);
+                bail!("varnishd not answering on {port} within 30 s");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.child = Some(child);
         Ok(())
-    }
-
-    /// SIGTERM to the manager, which stops its cache child too (a SIGKILL would leave the
-    /// child holding the port), then waits until the port is free.
-    fn stop(&mut self) {
-        if let Some(c) = self.child.take() {
-            stop_server(c, self.port);
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Varnish {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -838,25 +827,25 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
             runs.push(measure(
                 &rt,
                 "nginx-cold",
-                addr(nginx.port),
+                addr(nginx.server.port),
                 "/cold",
                 n,
                 size,
                 &md5,
                 &hop,
-                &[nginx.pid()],
+                &[nginx.server.pid()],
                 None,
             ));
             runs.push(measure(
                 &rt,
                 "nginx-local",
-                addr(nginx.port),
+                addr(nginx.server.port),
                 "/local",
                 n,
                 size,
                 &md5,
                 &hop,
-                &[nginx.pid()],
+                &[nginx.server.pid()],
                 None,
             ));
             if let Some(v) = varnish.as_mut() {
@@ -864,21 +853,20 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
                 runs.push(measure(
                     &rt,
                     "varnish-cold",
-                    addr(v.port),
+                    addr(v.server.port),
                     "/cold",
                     n,
                     size,
                     &md5,
                     &hop,
-                    &[v.pid()],
+                    &[v.server.pid()],
                     None,
                 ));
             }
         }
     }
     let table = table(&cfg, &runs);
-    drop(nginx);
-    drop(varnish);
+    drop((nginx, varnish));
     let summary = Summary {
         environment,
         config: cfg.clone(),

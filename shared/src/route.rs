@@ -229,8 +229,9 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
     if f.cache
         && let Some(cache) = rest.strip_prefix("/cache")
         && (cache.is_empty() || cache.starts_with('/'))
+        && let Some(route) = cache_route(method, cache)
     {
-        return Route::Cache(cache_route(method, cache));
+        return Route::Cache(route);
     }
     let mut parts = rest.split('/');
     let (Some(""), Some("images"), Some(id), Some("file"), None) = (
@@ -249,14 +250,15 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
     }
 }
 
-/// The cache API's routes (Glance's `router.py`), `rest` being what follows `/cache`.
+/// The cache API's routes (Glance's `router.py`), `rest` being what follows `/cache`; `None`
+/// for a path that is none of them (the control plane's 404).
 fn cache_route<'a>(
     method: &str,
     rest: &'a str,
-) -> Result<(crate::channel::CacheAction, Option<&'a str>), &'static str> {
+) -> Option<Result<(crate::channel::CacheAction, Option<&'a str>), &'static str>> {
     use crate::channel::CacheAction::*;
     let parts: Vec<&str> = rest.split('/').skip(1).collect();
-    match (parts.as_slice(), method) {
+    Some(match (parts.as_slice(), method) {
         ([] | [""], "GET") => Ok((List, None)),
         ([] | [""], "DELETE") => Ok((Clear, None)),
         ([] | [""], _) => Err("GET, DELETE"),
@@ -268,8 +270,8 @@ fn cache_route<'a>(
         ([id], "DELETE") => Ok((Delete, Some(*id))),
         ([id], "PUT") => Ok((Queue, Some(*id))),
         ([_], _) => Err("DELETE, PUT"),
-        _ => Err("GET"),
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -372,6 +374,7 @@ mod tests {
         assert_eq!(c("GET", "/v2/cache/clean"), Route::Cache(Err("POST")));
         assert_eq!(c("POST", "/v2/cache"), Route::Cache(Err("GET, DELETE")));
         assert_eq!(c("GET", "/v2/cached"), Route::Forward);
+        assert_eq!(c("GET", "/v2/cache/a/b/c"), Route::Forward);
         // without the cache, the control plane answers (404)
         assert_eq!(
             classify("GET", "/v2/cache", None, Features::default()),

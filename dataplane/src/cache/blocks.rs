@@ -502,7 +502,16 @@ impl BlockStore {
         self.lock().evictions
     }
 
+    /// How many of blocks `range` of `image` are present.
+    pub fn count_present(&self, image: ImageId, range: std::ops::RangeInclusive<u64>) -> u64 {
+        self.lock()
+            .images
+            .get(&image)
+            .map_or(0, |e| e.blocks.range(range).count() as u64)
+    }
+
     /// The present blocks of `image`, in order.
+    #[cfg(test)]
     pub fn present(&self, image: ImageId) -> Vec<u64> {
         self.lock()
             .images

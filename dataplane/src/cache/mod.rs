@@ -214,31 +214,23 @@ impl Cache {
     }
 
     /// Block `index` (of `len` bytes) of `image`: present, being filled, or registered as a
-    /// fill for the caller to run. The table is looked at before the index, and a fill leaves
-    /// the table only after its block is recorded present, so no two fills of one block run
-    /// at once.
+    /// fill for the caller to run. All under the table's lock, the table looked at before the
+    /// index; a fill leaves the table only after its block is recorded present, so no two fills
+    /// of one block run at once.
     pub fn find(&self, image: ImageId, index: u64, len: u64) -> Found {
-        loop {
-            {
-                let mut fills = lock(&self.fills);
-                if let Some(f) = fills.get(&(image, index)) {
-                    return Found::Joined(f.clone());
-                }
-                if !self.blocks.has(image, index, len) {
-                    if fills.len() >= self.settings.max_fills {
-                        return Found::Busy;
-                    }
-                    let f = Arc::new(Fill::new());
-                    fills.insert((image, index), f.clone());
-                    return Found::Started(f);
-                }
-            }
-            match self.blocks.open_block(image, index, len) {
-                Some((file, verified)) => return Found::Present(file, verified),
-                // evicted in between: look again
-                None => continue,
-            }
+        let mut fills = lock(&self.fills);
+        if let Some(f) = fills.get(&(image, index)) {
+            return Found::Joined(f.clone());
         }
+        if let Some((file, verified)) = self.blocks.open_block(image, index, len) {
+            return Found::Present(file, verified);
+        }
+        if fills.len() >= self.settings.max_fills {
+            return Found::Busy;
+        }
+        let f = Arc::new(Fill::new());
+        fills.insert((image, index), f.clone());
+        Found::Started(f)
     }
 
     /// Registers a fill of block `index` ahead of need (read-ahead), if it is neither present

@@ -68,7 +68,7 @@ pub(super) async fn handle(
     };
     match authorize(head, action, image, rid, keep, w).await {
         Ok(granted) => {
-            let answer = act(head, action, image, granted, &cache, w);
+            let answer = act(head, keep, action, image, granted, &cache, w);
             match answer {
                 Ok((status, body)) => respond(conn, status, body, rid, keep, w).await,
                 Err(refusal) => refuse(conn, Route::Forward, refusal, rid, w).await,
@@ -141,13 +141,13 @@ async fn authorize(
 /// Does `action` on this node's cache: the status and JSON body to answer (`None`: no body).
 fn act(
     head: &RequestHead,
+    keep: bool,
     action: CacheAction,
     image: Option<ImageId>,
     granted: Granted,
     cache: &Arc<Cache>,
     w: &Rc<Worker>,
 ) -> Result<(u16, Option<serde_json::Value>), Refusal> {
-    let keep = head.keep_alive;
     Ok(match (action, image) {
         (CacheAction::List, _) => {
             let cached: Vec<serde_json::Value> = cache

@@ -175,12 +175,7 @@ impl<'a> Blocks<'a> {
     ) -> Blocks<'a> {
         let bs = map.block_size;
         let (first, last) = (offset / bs, (offset + len - 1) / bs);
-        let present = cache
-            .blocks
-            .present(image)
-            .into_iter()
-            .filter(|i| (first..=last).contains(i))
-            .count() as u64;
+        let present = cache.blocks.count_present(image, first..=last);
         cache.metrics.cache_lookup(match present {
             0 => Lookup::Miss,
             n if n == last - first + 1 => Lookup::Hit,

@@ -379,7 +379,7 @@ async fn send(
         Span::Full => (200, 0, size),
         Span::Part { start, end } => (206, start, end - start + 1),
     };
-    let cache = w.cache.clone();
+    let cache = w.cache.as_ref();
     // an image being read through the cache is not evicted meanwhile
     let mut _pin = None;
     let (body, slot) = match data.source {
@@ -387,11 +387,11 @@ async fn send(
         Source::Remote(_) if len == 0 => (Body::Empty, 0),
         Source::Remote(locations) => {
             let slot = w.stores.metric_slot(&locations[0].0);
-            let map = match &cache {
+            let map = match cache {
                 Some(c) => cached::block_map(w, c, image_id, size).await,
                 None => None,
             };
-            let opened = match (&cache, map) {
+            let opened = match (cache, map) {
                 (Some(c), Some(map)) => {
                     _pin = Some(c.blocks.pin(image_id));
                     let mut blocks = cached::Blocks::new(
