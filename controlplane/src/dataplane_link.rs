@@ -53,7 +53,12 @@
 //! pending ones and those whose lease expired, each leased for `lease_seconds`; `JobDone`
 //! deletes the job (for `delete_data`, its location becomes `deleted`) and `JobFailed` puts it
 //! back with a backoff of `min(5·2^(attempts-1), 3600)` s; both are acknowledged even for a
-//! job no longer known (idempotent).
+//! job no longer known (idempotent). Only this node's jobs and those of no node are handed
+//! out; a `prefetch` goes out with the image's size and locations as they are now, or is
+//! dropped (done) when the image is no longer active.
+//!
+//! `AuthorizeCache` keeps this node's prefetch queue, its `prefetch` jobs: `Queue` enqueues
+//! one, `Delete` and `Clear` with the queue as target remove them, `List` answers them.
 
 use crate::app::{App, Refusal};
 use crate::db;
@@ -61,7 +66,7 @@ use crate::domain::{self, Image, Move, UploadedData};
 use crate::policy::{Context, Target};
 use chrono::Utc;
 use shared::channel::frame::{self, FrameError, HEADER_BYTES};
-use shared::channel::{CacheAction, Credentials, Request, Response, version};
+use shared::channel::{CacheAction, Credentials, Request, Response, Work, version};
 use shared::error::{Action, ErrorCode, Reason};
 use shared::image::{ImageId, ImageStatus};
 use std::collections::HashMap;
@@ -109,7 +114,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 12] = Request::<String>::KINDS;
+pub const KINDS: [&str; 13] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -318,6 +323,15 @@ impl Connection {
                 Request::JobDone { id } => self.job_done(id).await,
                 Request::JobFailed { id, error } => self.job_failed(id, &error).await,
                 Request::BlockHashes { image_id } => self.block_hashes(image_id).await,
+                Request::RecordBlockHashes {
+                    image_id,
+                    block_size,
+                    hashes,
+                    checksum,
+                } => {
+                    self.record_block_hashes(image_id, block_size, &hashes, &checksum)
+                        .await
+                }
                 Request::AuthorizeCache {
                     request_id,
                     action,
@@ -632,11 +646,40 @@ impl Connection {
     }
 
     async fn claim_jobs(&self, max: u32, lease_seconds: u32) -> Result<Response, Reason> {
-        let jobs = db::jobs::claim(&self.app.db, max.min(MAX_CLAIM), lease_seconds, Utc::now())
+        let app = &self.app;
+        let node = app.config.self_reference_url();
+        let now = Utc::now();
+        let claimed = db::jobs::claim(&app.db, &node, max.min(MAX_CLAIM), lease_seconds, now)
             .await
             .map_err(internal)?;
-        for job in &jobs {
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for mut job in claimed {
             tracing::debug!(job_id = job.id, attempt = job.attempt, "job claimed");
+            if let Work::Prefetch {
+                image_id,
+                size,
+                locations,
+            } = &mut job.work
+            {
+                // the image as it is now: one no longer active has nothing to prefetch
+                let image = db::images::get(&app.db, *image_id)
+                    .await
+                    .map_err(internal)?;
+                let Some(image) = image.filter(|i| i.status == ImageStatus::Active) else {
+                    tracing::info!(job_id = job.id, %image_id, "prefetch of an image no longer active dropped");
+                    db::jobs::done(&app.db, job.id, now)
+                        .await
+                        .map_err(internal)?;
+                    continue;
+                };
+                let mut list = shared::location::List::default();
+                for l in image.locations_best_first(&app.stores) {
+                    let _ = list.push(&l.store, &l.url);
+                }
+                *locations = list.into_string();
+                *size = image.size.unwrap_or(0);
+            }
+            jobs.push(job);
         }
         Ok(Response::Jobs(jobs))
     }
@@ -669,7 +712,7 @@ impl Connection {
         let rule = match action {
             CacheAction::List => Action::CacheList,
             CacheAction::Queue => Action::CacheImage,
-            CacheAction::Delete | CacheAction::Clear => Action::CacheDelete,
+            CacheAction::Delete | CacheAction::Clear { .. } => Action::CacheDelete,
             CacheAction::Clean => Action::CacheClean,
             CacheAction::Prune => Action::CachePrune,
             CacheAction::Nodes => Action::ListCachedNodes,
@@ -695,11 +738,10 @@ impl Connection {
         if !app.policy.check(&ctx, rule.into(), &target) {
             return Err(Reason::NotAllowed(rule));
         }
-        let mut granted = Response::CacheGranted {
-            locations: String::new(),
-            size: 0,
-            nodes: String::new(),
-        };
+        // the prefetch queue is this node's `prefetch` jobs
+        let node = app.config.self_reference_url();
+        let (mut locations, mut size) = (String::new(), 0);
+        let (mut nodes, mut queued) = (String::new(), String::new());
         match (action, image) {
             (CacheAction::Queue, Some(image)) => {
                 if image.status != ImageStatus::Active {
@@ -709,33 +751,96 @@ impl Connection {
                 for l in image.locations_best_first(&app.stores) {
                     let _ = list.push(&l.store, &l.url);
                 }
-                if let Response::CacheGranted {
-                    locations, size, ..
-                } = &mut granted
-                {
-                    *locations = list.into_string();
-                    *size = image.size.unwrap_or(0);
-                }
-            }
-            (CacheAction::Nodes, Some(image)) => {
-                let nodes = db::cached::nodes(&app.db, image.id)
+                locations = list.into_string();
+                size = image.size.unwrap_or(0);
+                let added = db::jobs::enqueue_prefetch(&app.db, &node, image.id, Utc::now())
                     .await
                     .map_err(internal)?;
-                if let Response::CacheGranted { nodes: n, .. } = &mut granted {
-                    *n = nodes.join("\n");
-                }
+                tracing::info!(image_id = %image.id, added, "image queued for prefetch");
+            }
+            (CacheAction::Delete, Some(image)) => {
+                db::jobs::cancel_prefetch(&app.db, &node, Some(image.id))
+                    .await
+                    .map_err(internal)?;
+            }
+            (CacheAction::Clear { queue: true, .. }, _) => {
+                let n = db::jobs::cancel_prefetch(&app.db, &node, None)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(removed = n, "prefetch queue cleared");
+            }
+            (CacheAction::List, _) => {
+                let ids = db::jobs::queued_prefetches(&app.db, &node)
+                    .await
+                    .map_err(internal)?;
+                queued = ids.iter().map(|i| format!("{i}\n")).collect();
+            }
+            (CacheAction::Nodes, Some(image)) => {
+                nodes = db::cached::nodes(&app.db, image.id)
+                    .await
+                    .map_err(internal)?
+                    .join("\n");
             }
             _ => {}
         }
-        Ok(granted)
+        Ok(Response::CacheGranted {
+            locations,
+            size,
+            nodes,
+            queued,
+        })
     }
 
     async fn block_hashes(&self, id: ImageId) -> Result<Response, Reason> {
-        let (block_size, hashes) = db::images::block_hashes(&self.app.db, id)
+        let db = &self.app.db;
+        let recorded = db::images::block_hashes(db, id).await.map_err(internal)?;
+        if let Some((block_size, hashes)) = recorded {
+            return Ok(Response::BlockHashes {
+                block_size,
+                hashes,
+                checksum: None,
+                os_hash_algo: None,
+                os_hash_value: None,
+            });
+        }
+        // none: what a fill of the whole image verifies against instead
+        let image = db::images::get(db, id).await.map_err(internal)?;
+        let image = image.as_deref();
+        Ok(Response::BlockHashes {
+            block_size: 0,
+            hashes: String::new(),
+            checksum: image.and_then(|i| i.checksum.clone()),
+            os_hash_algo: image.and_then(|i| i.os_hash_algo.clone()),
+            os_hash_value: image.and_then(|i| i.os_hash_value.clone()),
+        })
+    }
+
+    /// Records block hashes a data plane computed for an image that had none (see
+    /// [`Request::RecordBlockHashes`]); acknowledged whether kept or not.
+    async fn record_block_hashes(
+        &self,
+        id: ImageId,
+        block_size: u64,
+        hashes: &str,
+        checksum: &str,
+    ) -> Result<Response, Reason> {
+        let db = &self.app.db;
+        let image = db::images::get(db, id).await.map_err(internal)?;
+        let fits = image.as_deref().is_some_and(|i| {
+            i.status == ImageStatus::Active
+                && i.checksum.as_deref() == Some(checksum)
+                && i.size
+                    .is_some_and(|size| shared::blocks::consistent(size, block_size, hashes))
+        });
+        if !fits {
+            tracing::info!(image_id = %id, "block hashes computed by a cache fill not recorded: the image changed");
+            return Ok(Response::Ack);
+        }
+        let added = db::images::add_block_hashes(db, id, block_size, hashes)
             .await
-            .map_err(internal)?
-            .unwrap_or_default();
-        Ok(Response::BlockHashes { block_size, hashes })
+            .map_err(internal)?;
+        tracing::info!(image_id = %id, added, "block hashes computed by a cache fill recorded");
+        Ok(Response::Ack)
     }
 
     async fn job_failed(&self, id: u64, error: &str) -> Result<Response, Reason> {

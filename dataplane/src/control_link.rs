@@ -227,14 +227,25 @@ pub fn owned(r: Response<&str>) -> Response {
             locations,
             size,
             nodes,
+            queued,
         } => Response::CacheGranted {
             locations: locations.to_owned(),
             size,
             nodes: nodes.to_owned(),
+            queued: queued.to_owned(),
         },
-        Response::BlockHashes { block_size, hashes } => Response::BlockHashes {
+        Response::BlockHashes {
+            block_size,
+            hashes,
+            checksum,
+            os_hash_algo,
+            os_hash_value,
+        } => Response::BlockHashes {
             block_size,
             hashes: hashes.to_owned(),
+            checksum: s(checksum),
+            os_hash_algo: s(os_hash_algo),
+            os_hash_value: s(os_hash_value),
         },
         Response::Jobs(jobs) => Response::Jobs(
             jobs.into_iter()
@@ -261,6 +272,15 @@ pub fn owned(r: Response<&str>) -> Response {
                             store: store.to_owned(),
                             url: url.to_owned(),
                             upload: upload.map(str::to_owned),
+                        },
+                        Work::Prefetch {
+                            image_id,
+                            size,
+                            locations,
+                        } => Work::Prefetch {
+                            image_id,
+                            size,
+                            locations: locations.to_owned(),
                         },
                     },
                 })

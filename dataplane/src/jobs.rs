@@ -1,6 +1,10 @@
 //! Work the control plane asks of the data plane (deleting an image's data, removing what a
-//! failed upload left; cache prefetch, import, copy-image and location hashing later), run by
-//! one task per data plane.
+//! failed upload left, filling the block cache with a queued image; import, copy-image and
+//! location hashing later), run by one task per data plane.
+//!
+//! A prefetch runs as a task of its own (it may take minutes), so deletes behind it are not
+//! held up; while it runs, the claims that hand it out again (its lease ran out) are skipped,
+//! which keeps it leased to this data plane.
 //!
 //! The jobs live in the control plane's database. This task claims due ones over the channel
 //! (`ClaimJobs`, each leased to this data plane for `[dataplane] job_lease_seconds`), runs them, and reports each
@@ -11,6 +15,8 @@
 
 use crate::server::worker::Worker;
 use shared::channel::{Job, Request, Response, Work};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,18 +27,53 @@ const IDLE: Duration = Duration::from_secs(1);
 
 /// Claims and runs jobs until the runtime stops.
 pub async fn run(w: Rc<Worker>) {
+    let running: Rc<RefCell<HashSet<u64>>> = Rc::default();
     loop {
         let claimed = claim(&w).await;
         let full = claimed.len() as u32 == BATCH;
         for job in claimed {
+            if let Work::Prefetch { .. } = job.work {
+                if running.borrow_mut().insert(job.id) {
+                    let task = prefetch(w.clone(), job, running.clone());
+                    compio::runtime::spawn(task).detach();
+                }
+                continue;
+            }
             let outcome = execute(&w, &job).await;
             w.metrics.job(job.work.kind(), outcome.is_ok());
             report(&w, &job, outcome).await;
         }
         if !full {
-            compio::time::sleep(IDLE).await;
+            match &w.cache {
+                Some(cache) => {
+                    let _ = compio::time::timeout(IDLE, cache.nudged()).await;
+                }
+                None => compio::time::sleep(IDLE).await,
+            }
         }
     }
+}
+
+/// Runs a prefetch job to its end, then reports it.
+async fn prefetch(w: Rc<Worker>, job: Job, running: Rc<RefCell<HashSet<u64>>>) {
+    let Work::Prefetch {
+        image_id,
+        size,
+        locations,
+    } = &job.work
+    else {
+        return;
+    };
+    let outcome = match &w.cache {
+        Some(cache) => {
+            crate::server::cached::prefetch(&w, cache, *image_id, *size, locations).await
+        }
+        // queued on a node whose configuration turned the cache off since
+        None => Ok(()),
+    };
+    w.metrics.job(job.work.kind(), outcome.is_ok());
+    report(&w, &job, outcome).await;
+    running.borrow_mut().remove(&job.id);
 }
 
 async fn claim(w: &Worker) -> Vec<Job> {
@@ -100,6 +141,8 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             tracing::info!(%image_id, store = %store, location = %url, removed = what, attempt = job.attempt, "failed upload's leftover removed");
             Ok(())
         }
+        // run as a task of its own (`prefetch`)
+        Work::Prefetch { .. } => Ok(()),
     }
 }
 

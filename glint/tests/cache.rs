@@ -556,3 +556,219 @@ fn the_auditor_discards_a_block_damaged_while_running() {
     assert!(body == data);
     assert_read_once(&rig, before, BLOCK as u64, 1);
 }
+
+/// Runs `sql` (with `id` bound) on the node's SQLite database; the rows it answers, as
+/// (block_size, hashes) pairs.
+fn image_blocks(rig: &Rig, sql: &str, id: &str) -> Vec<(i64, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let url = format!("sqlite://{}", rig.g.dir().join("data/glint.db").display());
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_as(sql)
+            .bind(id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// Forgets the block hashes recorded with `id`, as for data uploaded before they were.
+fn drop_block_hashes(rig: &Rig, id: &str) {
+    image_blocks(rig, "DELETE FROM image_blocks WHERE image_id = ?", id);
+}
+
+fn recorded_block_hashes(rig: &Rig, id: &str) -> Option<(i64, String)> {
+    let sql = "SELECT block_size, hashes FROM image_blocks WHERE image_id = ?";
+    image_blocks(rig, sql, id).pop()
+}
+
+#[test]
+fn an_image_without_block_hashes_is_read_once_verified_whole_and_cached() {
+    let rig = Rig::start("");
+    let data = random_bytes(5 * MIB + 1234);
+    let id = rig.image(&data);
+    drop_block_hashes(&rig, &id);
+    // the store slowed so that the followers join the one fill under way
+    rig.proxy.set(Mode::Throttle {
+        bytes_per_second: 8 * MIB as u64,
+    });
+    let before = rig.store_bytes();
+    let bodies: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (rig, id) = (&rig, &id);
+                s.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100 * i));
+                    rig.download(id)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in &bodies {
+        assert_eq!(*status, 200);
+        assert!(*body == data, "a download got other bytes");
+    }
+    // one GET of the whole image
+    assert_read_once(&rig, before, data.len() as u64, 1);
+    rig.proxy.set(Mode::Pass);
+    // the block hashes computed from the verified bytes are the image's from now on
+    let want: String = data
+        .chunks(BLOCK)
+        .map(|b| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b)))
+        .collect();
+    assert_eq!(recorded_block_hashes(&rig, &id), Some((BLOCK as i64, want)));
+    // after a restart the blocks are read back against them and served without the store
+    workload::kill_dataplane(&rig.g);
+    let before = rig.store_bytes();
+    let (status, body) = rig.download(&id);
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_eq!(rig.store_bytes(), before, "the store was read again");
+}
+
+#[test]
+fn an_image_without_block_hashes_read_wrong_is_never_completed_nor_kept() {
+    let rig = Rig::start("");
+    let data = random_bytes(3 * MIB);
+    let id = rig.image(&data);
+    drop_block_hashes(&rig, &id);
+    rig.proxy.set(Mode::Corrupt { at: 4000 });
+    let (status, body) = rig.download(&id);
+    assert!(
+        status == 503 || body.len() < data.len(),
+        "a download of wrong bytes ended cleanly ({status}, {} bytes)",
+        body.len()
+    );
+    assert!(rig.metric("glint_dp_cache_verify_failures_total{source=\"store\"}") >= 1.0);
+    assert!(rig.cached_blocks().is_empty(), "blocks of a bad read kept");
+    assert_eq!(recorded_block_hashes(&rig, &id), None);
+    rig.proxy.set(Mode::Pass);
+    let (status, body) = rig.download(&id);
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_eq!(rig.cached_blocks().len(), 3);
+}
+
+#[test]
+fn a_part_of_an_image_without_block_hashes_is_streamed_from_the_store() {
+    let rig = Rig::start("");
+    let data = random_bytes(3 * MIB);
+    let id = rig.image(&data);
+    drop_block_hashes(&rig, &id);
+    // a part without the image's end could not be verified before it ends: not cached
+    let r = rig.get(&id, &[("Range", "bytes=0-99")]);
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().unwrap()[..], &data[..100]);
+    assert!(rig.cached_blocks().is_empty());
+    assert_eq!(
+        rig.metric("glint_dp_cache_uncached_total{reason=\"unhashed\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_download_that_leaves_mid_fill_does_not_stop_it_for_the_others() {
+    use std::io::Read;
+    let rig = Rig::start("");
+    let data = random_bytes(4 * MIB);
+    let id = rig.image(&data);
+    rig.proxy.set(Mode::Throttle {
+        bytes_per_second: 4 * MIB as u64,
+    });
+    let before = rig.store_bytes();
+    let body = std::thread::scope(|s| {
+        s.spawn(|| {
+            // reads a little of the first block, then hangs up
+            let mut r = rig.get(&id, &[]);
+            let mut buf = vec![0u8; 64 << 10];
+            r.read_exact(&mut buf).unwrap();
+            assert!(buf[..] == data[..buf.len()]);
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        rig.download(&id)
+    });
+    assert_eq!(body.0, 200);
+    assert!(body.1 == data);
+    assert_read_once(&rig, before, data.len() as u64, 4);
+}
+
+#[test]
+fn a_queued_prefetch_survives_a_restart_of_the_data_plane() {
+    let rig = Rig::start_with("[dataplane]\njob_lease_seconds = 2", "", None);
+    let data = random_bytes(4 * MIB);
+    let id = rig.image(&data);
+    let listed = || -> serde_json::Value {
+        rig.c
+            .get(rig.g.url("/v2/cache"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // the store is down: the prefetch cannot run yet
+    rig.proxy.set(Mode::Refuse);
+    let r = rig
+        .c
+        .put(rig.g.url(&format!("/v2/cache/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(listed()["queued_images"], serde_json::json!([id]));
+    std::thread::sleep(Duration::from_millis(500));
+    // the data plane dies; the queue is the control plane's, it is still there
+    workload::kill_dataplane(&rig.g);
+    assert_eq!(listed()["queued_images"], serde_json::json!([id]));
+    rig.proxy.set(Mode::Pass);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = listed();
+        let cached = l["cached_images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["image_id"] == id.as_str() && c["size"] == data.len() as u64);
+        if cached && l["queued_images"] == serde_json::json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not prefetched: {l}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = rig.store_bytes();
+    assert!(rig.download(&id).1 == data);
+    assert_eq!(
+        rig.store_bytes(),
+        before,
+        "a prefetched image was read again"
+    );
+
+    // taken off the queue before it ran: never prefetched
+    let other = rig.image(&random_bytes(MIB));
+    rig.proxy.set(Mode::Refuse);
+    let r = rig
+        .c
+        .put(rig.g.url(&format!("/v2/cache/{other}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = rig
+        .c
+        .delete(rig.g.url("/v2/cache"))
+        .header("x-image-cache-clear-target", "queue")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(listed()["queued_images"], serde_json::json!([]));
+    let r = rig
+        .c
+        .delete(rig.g.url("/v2/cache"))
+        .header("x-image-cache-clear-target", "everything")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // the cache itself was left alone by clearing the queue
+    assert!(listed()["cached_images"].as_array().unwrap().len() == 1);
+}

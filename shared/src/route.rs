@@ -260,7 +260,14 @@ fn cache_route<'a>(
     let parts: Vec<&str> = rest.split('/').skip(1).collect();
     Some(match (parts.as_slice(), method) {
         ([] | [""], "GET") => Ok((List, None)),
-        ([] | [""], "DELETE") => Ok((Clear, None)),
+        // the data plane narrows the targets from `x-image-cache-clear-target`
+        ([] | [""], "DELETE") => Ok((
+            Clear {
+                cache: true,
+                queue: true,
+            },
+            None,
+        )),
         ([] | [""], _) => Err("GET, DELETE"),
         (["clean"], "POST") => Ok((Clean, None)),
         (["prune"], "POST") => Ok((Prune, None)),
@@ -362,7 +369,11 @@ mod tests {
         }
         assert!(accepts_prefix("v2.18", on));
         assert_eq!(c("GET", "/v2/cache"), Route::Cache(Ok((List, None))));
-        assert_eq!(c("DELETE", "/v2.14/cache"), Route::Cache(Ok((Clear, None))));
+        let clear = Clear {
+            cache: true,
+            queue: true,
+        };
+        assert_eq!(c("DELETE", "/v2.14/cache"), Route::Cache(Ok((clear, None))));
         let queue = format!("/v2/cache/{id}");
         assert_eq!(c("PUT", &queue), Route::Cache(Ok((Queue, Some(id)))));
         let nodes = format!("/v2/cache/nodes/{id}");

@@ -256,7 +256,10 @@ async fn upload_grant_and_commit() {
         p.call(Request::BlockHashes { image_id: id }).await,
         Some(Response::BlockHashes {
             block_size: 2,
-            hashes: "0123456789abcdef0000000000000001".into()
+            hashes: "0123456789abcdef0000000000000001".into(),
+            checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
         })
     );
 
@@ -950,7 +953,7 @@ async fn upload_leftovers_are_held_by_the_lease() {
     }
     assert_eq!(jobs, vec![("pending".into(), None)]);
     // claimed as soon as it is due: the image is queued, no location has the URL
-    let claimed = db::jobs::claim(&ch.t.app.db, 10, 60, chrono::Utc::now())
+    let claimed = db::jobs::claim(&ch.t.app.db, "", 10, 60, chrono::Utc::now())
         .await
         .unwrap();
     assert!(

@@ -21,7 +21,7 @@
 
 use super::cache::Coherence;
 use super::row::{ImageRow, to_i64, to_micros};
-use super::{Arg, Db, Error, ListQuery, Sql, is_unique_violation};
+use super::{Arg, Backend, Db, Error, ListQuery, Sql, is_unique_violation};
 use crate::domain::{DataChange, Image, Location, LocationStatus, Move};
 use chrono::{DateTime, Utc};
 use shared::image::{ImageId, ImageStatus};
@@ -443,6 +443,38 @@ async fn delete_blocks(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Records block hashes for an image's data when none are (computed by a data plane that
+/// read and verified the data); whether they were added.
+pub async fn add_block_hashes(
+    db: &Db,
+    id: ImageId,
+    block_size: u64,
+    hashes: &str,
+) -> Result<bool, Error> {
+    let block_size = i64::try_from(block_size).map_err(|_| Error::OutOfRange("block_size"))?;
+    let mut sql = db.sql(match db.backend() {
+        Backend::Mysql => "INSERT IGNORE INTO image_blocks (image_id, block_size, hashes) VALUES (",
+        Backend::Sqlite | Backend::Postgres => {
+            "INSERT INTO image_blocks (image_id, block_size, hashes) VALUES ("
+        }
+    });
+    sql.bind(id.to_string())
+        .push(", ")
+        .bind(block_size)
+        .push(", ")
+        .bind(hashes)
+        .push(")");
+    if db.backend() != Backend::Mysql {
+        sql.push(" ON CONFLICT (image_id) DO NOTHING");
+    }
+    let n = sql
+        .query()
+        .execute(&mut *db.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 /// The block size and block hashes recorded with an image's data, if any.

@@ -1,6 +1,10 @@
-//! The `jobs` table: work the control plane asks of the data plane (`delete_data`, and
-//! `abort_upload`: removing what a failed upload left), persisted so that nothing is lost
-//! when either process dies.
+//! The `jobs` table: work the control plane asks of the data plane (`delete_data`,
+//! `abort_upload`: removing what a failed upload left, and `prefetch`: filling one node's block
+//! cache), persisted so that nothing is lost when either process dies.
+//!
+//! A job with a `node` (a `prefetch`, [`enqueue_prefetch`]) is claimed only by the control
+//! plane of that node (its `worker_self_reference_url`), for its data plane; every other job by
+//! any.
 //!
 //! Lifecycle of a row (every step a conditional statement, so several control planes on one
 //! PostgreSQL or MariaDB never hand one job to two claimers at once):
@@ -41,9 +45,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const DELETE_DATA: &str = Work::<String>::KINDS[0];
 /// The `kind` of an `abort_upload` job.
 pub const ABORT_UPLOAD: &str = Work::<String>::KINDS[1];
+/// The `kind` of a `prefetch` job.
+pub const PREFETCH: &str = Work::<String>::KINDS[2];
 
 /// Every job kind (metric labels).
-pub const KINDS: [&str; 2] = Work::<String>::KINDS;
+pub const KINDS: [&str; 3] = Work::<String>::KINDS;
 
 /// How long an `abort_upload` of an object waits while its image is `saving` again.
 pub const BUSY_RETRY_SECONDS: i64 = 30;
@@ -59,6 +65,7 @@ pub const MAX_BACKOFF_SECONDS: u64 = 3600;
 pub struct Enqueued {
     delete_data: AtomicU64,
     abort_upload: AtomicU64,
+    prefetch: AtomicU64,
 }
 
 impl Enqueued {
@@ -67,6 +74,7 @@ impl Enqueued {
         match kind {
             DELETE_DATA => self.delete_data.load(Ordering::Relaxed),
             ABORT_UPLOAD => self.abort_upload.load(Ordering::Relaxed),
+            PREFETCH => self.prefetch.load(Ordering::Relaxed),
             _ => 0,
         }
     }
@@ -75,6 +83,7 @@ impl Enqueued {
         match kind {
             DELETE_DATA => self.delete_data.fetch_add(1, Ordering::Relaxed),
             ABORT_UPLOAD => self.abort_upload.fetch_add(1, Ordering::Relaxed),
+            PREFETCH => self.prefetch.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
@@ -85,6 +94,7 @@ fn known_kind(kind: &str) -> &'static str {
     match kind {
         DELETE_DATA => DELETE_DATA,
         ABORT_UPLOAD => ABORT_UPLOAD,
+        PREFETCH => PREFETCH,
         _ => "other",
     }
 }
@@ -360,10 +370,12 @@ async fn check_object_abort(db: &Db, image_id: &str, url: &str) -> Result<Object
     })
 }
 
-/// Claims up to `max` due jobs for `lease_seconds` (see the module docs); each comes with the
-/// number of claims before this one.
+/// Claims up to `max` due jobs for `lease_seconds` for the data plane of `node` (see the
+/// module docs); each comes with the number of claims before this one. A `prefetch` is handed
+/// out with its `size` 0 and no locations: the caller, which knows the stores, fills them in.
 pub async fn claim(
     db: &Db,
+    node: &str,
     max: u32,
     lease_seconds: u32,
     now: DateTime<Utc>,
@@ -376,10 +388,11 @@ pub async fn claim(
     let rows = db
         .sql(&format!(
             "SELECT id, kind, image_id, store_id, url, payload, attempts FROM jobs WHERE {DUE} \
-             ORDER BY not_before, id LIMIT ?"
+             AND (node IS NULL OR node = ?) ORDER BY not_before, id LIMIT ?"
         ))
         .arg(at)
         .arg(at)
+        .arg(node)
         .arg(i64::from(max))
         .query()
         .fetch_all(&mut *db.conn().await?)
@@ -408,6 +421,11 @@ pub async fn claim(
                 store,
                 url,
                 upload: payload,
+            },
+            PREFETCH => Work::Prefetch {
+                image_id,
+                size: 0,
+                locations: String::new(),
             },
             _ => {
                 tracing::error!(job_id = id, %kind, "job kind not understood; left alone");
@@ -479,6 +497,93 @@ pub async fn claim(
         });
     }
     Ok(claimed)
+}
+
+/// Queues a prefetch of `image_id` into the block cache of `node` (due at once); whether a job
+/// was added (`false`: that node has it queued already).
+pub async fn enqueue_prefetch(
+    db: &Db,
+    node: &str,
+    image_id: ImageId,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let image = image_id.to_string();
+    let key = dedup_key_of(&[PREFETCH, node, &image]);
+    let mut conn = db.conn().await?;
+    if db.backend() == Backend::Mysql {
+        // as in `enqueue`: MySQL counts a duplicate found by the upsert as affected
+        let found = db
+            .sql("SELECT id FROM jobs WHERE dedup_key = ?")
+            .arg(&key)
+            .query()
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(false);
+        }
+    }
+    let now = to_micros(now);
+    let mut sql = db.sql(
+        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, node, state, attempts, \
+         not_before, lease_until, last_error, created_at, updated_at) VALUES (",
+    );
+    sql.bind(PREFETCH)
+        .push(", ")
+        .bind(&key)
+        .push(", ")
+        .bind(&image)
+        .push(", '', '', ")
+        .bind(node)
+        .push(", 'pending', 0, ")
+        .bind(now)
+        .push(", NULL, NULL, ")
+        .bind(now)
+        .push(", ")
+        .bind(now)
+        .push(")");
+    sql.push(match db.backend() {
+        Backend::Mysql => " ON DUPLICATE KEY UPDATE id = id",
+        Backend::Sqlite | Backend::Postgres => " ON CONFLICT (dedup_key) DO NOTHING",
+    });
+    let n = sql.query().execute(&mut *conn).await?.rows_affected();
+    if n == 1 {
+        db.jobs_enqueued().add(PREFETCH);
+    }
+    Ok(n == 1)
+}
+
+/// The images queued for prefetch into the cache of `node` (its `prefetch` jobs not done yet),
+/// oldest first.
+pub async fn queued_prefetches(db: &Db, node: &str) -> Result<Vec<ImageId>, Error> {
+    let rows = db
+        .sql("SELECT image_id FROM jobs WHERE kind = ? AND node = ? ORDER BY id")
+        .arg(PREFETCH)
+        .arg(node)
+        .query()
+        .fetch_all(&mut *db.conn().await?)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Ok(id) = text_required(&row, "image_id")?.parse() {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Takes `image_id` (every image, with `None`) off the prefetch queue of `node`; how many
+/// jobs were removed. A prefetch running is stopped by its data plane.
+pub async fn cancel_prefetch(db: &Db, node: &str, image_id: Option<ImageId>) -> Result<u64, Error> {
+    let mut sql = db.sql("DELETE FROM jobs WHERE kind = ");
+    sql.bind(PREFETCH).push(" AND node = ").bind(node);
+    if let Some(id) = image_id {
+        sql.push(" AND image_id = ").bind(id.to_string());
+    }
+    Ok(sql
+        .query()
+        .execute(&mut *db.conn().await?)
+        .await?
+        .rows_affected())
 }
 
 /// What [`done`] found.

@@ -610,7 +610,7 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 7, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 8, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
@@ -655,7 +655,7 @@ mod tests {
             .unwrap();
             ids.push(id);
         }
-        assert_eq!(db.migrate().await.unwrap(), 5, "{backend:?}");
+        assert_eq!(db.migrate().await.unwrap(), 6, "{backend:?}");
         let want = [
             Some(LocationStatus::Active),
             Some(LocationStatus::Active),

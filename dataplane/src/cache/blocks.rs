@@ -242,6 +242,20 @@ impl BlockStore {
         self.forget_block(image, index);
     }
 
+    /// Drops every block of `image`, keeping its pins (an image about to be filled again from
+    /// its start, or one whose fill turned out bad).
+    pub fn discard_blocks(&self, image: ImageId) {
+        let present: Vec<u64> = self
+            .lock()
+            .images
+            .get(&image)
+            .map(|e| e.blocks.keys().copied().collect())
+            .unwrap_or_default();
+        for index in present {
+            self.forget_block(image, index);
+        }
+    }
+
     /// The file of a present block, if it holds exactly `len` bytes (a block of another length
     /// belongs to other data: it is dropped), and whether its bytes were verified since start
     /// (if not, the caller reads it back against its hash before serving it).

@@ -31,10 +31,91 @@ const MAX_MAPS: usize = 4096;
 /// The block hashes recorded with an image's data.
 #[derive(Debug)]
 pub struct BlockMap {
-    /// Bytes per block; 0: none recorded (the image is not cached, it is streamed).
+    /// Bytes per block; 0: none recorded (the image is cached by a [`Sequential`] fill
+    /// verified against `whole`, or streamed).
     pub block_size: u64,
     /// xxh3-64 of each block, in order.
     pub hashes: Vec<u64>,
+    /// With no block hashes: the image's own hashes.
+    pub whole: Whole,
+}
+
+/// The hashes of an image's whole data (`checksum`, `os_hash_algo`, `os_hash_value`).
+#[derive(Debug, Clone, Default)]
+pub struct Whole {
+    /// md5 hex.
+    pub checksum: Option<String>,
+    /// The secure hash's algorithm and hex value.
+    pub secure: Option<(shared::image::HashAlgo, String)>,
+}
+
+/// Where a [`Sequential`] fill is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Blocks read so far (`0..landed` have landed; the last block lands only once the
+    /// whole image matched its hashes).
+    pub landed: u64,
+    /// `Some(true)`: every block read and the image verified; `Some(false)`: it failed (a
+    /// store error on every location, or the image did not match its hashes).
+    pub ended: Option<bool>,
+}
+
+/// A fill of a whole image that has no block hashes: read in order from the store, written
+/// block by block, verified at its end against the image's `checksum` and `os_hash_value`.
+/// Downloads follow it: each block once it landed (from its file), the last one only after the
+/// verification, so a download of an image that turns out bad is cut, never completed.
+#[derive(Debug)]
+pub struct Sequential {
+    progress: Mutex<Progress>,
+    moved: event_listener::Event,
+    /// Bytes per block.
+    pub block_size: u64,
+}
+
+impl Sequential {
+    fn new(block_size: u64) -> Sequential {
+        Sequential {
+            progress: Mutex::new(Progress {
+                landed: 0,
+                ended: None,
+            }),
+            moved: event_listener::Event::new(),
+            block_size,
+        }
+    }
+
+    /// Where the fill is now.
+    pub fn progress(&self) -> Progress {
+        *lock(&self.progress)
+    }
+
+    /// Blocks `0..landed` have landed.
+    pub fn land(&self, landed: u64) {
+        lock(&self.progress).landed = landed;
+        self.moved.notify(usize::MAX);
+    }
+
+    /// The fill ended, verified or not.
+    pub fn end(&self, verified: bool) {
+        lock(&self.progress).ended = Some(verified);
+        self.moved.notify(usize::MAX);
+    }
+
+    /// Waits up to `limit` until block `index` landed or the fill ended; where it is then.
+    pub async fn wait_for(&self, index: u64, limit: Duration) -> Progress {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let listener = self.moved.listen();
+            let now = self.progress();
+            if now.landed > index || now.ended.is_some() {
+                return now;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || compio::time::timeout(left, listener).await.is_err() {
+                return self.progress();
+            }
+        }
+    }
 }
 
 impl BlockMap {
@@ -137,6 +218,8 @@ pub struct Settings {
     pub max_fills: usize,
     /// `image_cache_audit_bytes_per_second` (0: no auditor).
     pub audit_rate: u64,
+    /// `image_cache_block_size`: the blocks of images cached without block hashes.
+    pub block_size: u64,
 }
 
 impl Settings {
@@ -150,6 +233,7 @@ impl Settings {
             readahead: c.image_cache_readahead_blocks,
             max_fills: c.image_cache_max_fills,
             audit_rate: c.image_cache_audit_bytes_per_second,
+            block_size: c.image_cache_block_size,
         })
     }
 }
@@ -165,8 +249,13 @@ pub struct Cache {
     maps: Mutex<HashMap<ImageId, Arc<BlockMap>>>,
     /// Locations that returned wrong bytes: tried last from then on.
     suspects: Mutex<HashSet<(ImageId, String)>>,
-    /// Images queued for prefetch (`PUT /v2/cache/{id}`) and not fully cached yet, in order.
+    /// Images being prefetched here now (the queue itself is this node's `prefetch` jobs, in
+    /// the control plane's database).
     queued: Mutex<Vec<ImageId>>,
+    /// Wakes the job runner when a prefetch was queued.
+    jobs: event_listener::Event,
+    /// Fills of whole images without block hashes, under way.
+    sequential: Mutex<HashMap<ImageId, Arc<Sequential>>>,
     /// Where the cache's own counters go (worker 0's slot; any thread adds to it).
     pub metrics: Metrics,
 }
@@ -182,6 +271,8 @@ impl Cache {
             maps: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashSet::new()),
             queued: Mutex::new(Vec::new()),
+            jobs: event_listener::Event::new(),
+            sequential: Mutex::new(HashMap::new()),
             metrics,
         };
         cache.publish();
@@ -249,6 +340,30 @@ impl Cache {
         Some(f)
     }
 
+    /// The sequential fill of `image` under way, or a new one (`true`: the caller runs it,
+    /// then calls [`Cache::sequential_ended`]).
+    pub fn sequential(&self, image: ImageId) -> (Arc<Sequential>, bool) {
+        let mut table = lock(&self.sequential);
+        if let Some(s) = table.get(&image) {
+            return (s.clone(), false);
+        }
+        let s = Arc::new(Sequential::new(self.settings.block_size));
+        table.insert(image, s.clone());
+        (s, true)
+    }
+
+    /// The sequential fill of `image` ended (after [`Sequential::end`]).
+    pub fn sequential_ended(&self, image: ImageId) {
+        lock(&self.sequential).remove(&image);
+        self.publish();
+    }
+
+    /// Whether a fill of a block of `image` is under way (its block may not be on disk yet).
+    pub fn filling(&self, image: ImageId) -> bool {
+        lock(&self.fills).keys().any(|(i, _)| *i == image)
+            || lock(&self.sequential).contains_key(&image)
+    }
+
     /// A fill ended (its block stored, or not kept, or failed): it leaves the table.
     pub fn filled(&self, image: ImageId, index: u64) {
         lock(&self.fills).remove(&(image, index));
@@ -274,7 +389,17 @@ impl Cache {
         held
     }
 
-    /// Queues `image` for prefetch; false if it is queued already.
+    /// Wakes the job runner (a prefetch job was queued for this node).
+    pub fn nudge(&self) {
+        self.jobs.notify(usize::MAX);
+    }
+
+    /// What the job runner waits on between claims.
+    pub fn nudged(&self) -> event_listener::EventListener {
+        self.jobs.listen()
+    }
+
+    /// Marks `image` as being prefetched; false if it is already.
     pub fn queue(&self, image: ImageId) -> bool {
         let mut q = lock(&self.queued);
         if q.contains(&image) {
@@ -284,7 +409,8 @@ impl Cache {
         true
     }
 
-    /// Takes `image` off the prefetch queue (prefetched, or removed); whether it was on it.
+    /// `image` is not being prefetched any more (done, or taken off the queue: its prefetch
+    /// stops); whether it was.
     pub fn dequeue(&self, image: ImageId) -> bool {
         let mut q = lock(&self.queued);
         let before = q.len();
@@ -292,17 +418,12 @@ impl Cache {
         q.len() != before
     }
 
-    /// Whether `image` is still queued (a prefetch stops once it is not).
+    /// Whether `image` is still being prefetched (a prefetch stops once it is not).
     pub fn is_queued(&self, image: ImageId) -> bool {
         lock(&self.queued).contains(&image)
     }
 
-    /// The prefetch queue, in order.
-    pub fn queued(&self) -> Vec<ImageId> {
-        lock(&self.queued).clone()
-    }
-
-    /// Empties the prefetch queue; how many were on it.
+    /// Stops every prefetch; how many were running.
     pub fn clear_queue(&self) -> usize {
         std::mem::take(&mut *lock(&self.queued)).len()
     }
@@ -342,6 +463,7 @@ mod tests {
             readahead: 1,
             max_fills,
             audit_rate: 0,
+            block_size: 4,
         };
         Cache::open(settings, Metrics::detached()).unwrap()
     }

@@ -6,9 +6,12 @@
 //!
 //! - `GET /v2/cache`: `{"cached_images": [{image_id, hits, last_accessed, last_modified,
 //!   size}], "queued_images": [ids]}` (200);
-//! - `PUT /v2/cache/{id}`: queues an active image for prefetch (202): a task fills every block
-//!   the cache lacks, through the same single-flight fills as downloads;
-//! - `DELETE /v2/cache/{id}`: drops it from the cache and the queue (204);
+//! - `PUT /v2/cache/{id}`: queues an active image for prefetch (202): the control plane
+//!   records a `prefetch` job for this node (so a queued prefetch survives a restart of either
+//!   plane), which this data plane's job runner claims and runs ([`cached::prefetch`]: every
+//!   block the cache lacks, through the same single-flight fills as downloads);
+//! - `DELETE /v2/cache/{id}`: drops it from the cache and the queue, stopping its prefetch
+//!   (204);
 //! - `DELETE /v2/cache`: the cache, the queue or both (`x-image-cache-clear-target`: `cache`,
 //!   `queue`, empty) (204; 400 for another target);
 //! - `POST /v2/cache/clean`: removes what interrupted writes left longer than
@@ -22,7 +25,6 @@
 //!
 //! A method a path does not take is 405 with `Allow`.
 
-use super::cached;
 use super::respond::{Refusal, answered, credentials, refuse};
 use super::tls::ClientStream;
 use super::worker::Worker;
@@ -66,9 +68,32 @@ pub(super) async fn handle(
         }
         None => None,
     };
+    // `DELETE /v2/cache` clears what `x-image-cache-clear-target` names; another target is
+    // refused after the policy check (clearing nothing), as Glance does
+    let (action, bad_target) = match action {
+        CacheAction::Clear { .. } => match clear_target(head) {
+            Some((cache, queue)) => (CacheAction::Clear { cache, queue }, false),
+            None => (
+                CacheAction::Clear {
+                    cache: false,
+                    queue: false,
+                },
+                true,
+            ),
+        },
+        other => (other, false),
+    };
     match authorize(head, action, image, rid, keep, w).await {
+        Ok(_) if bad_target => {
+            let refusal = Refusal::new(
+                400,
+                "If provided 'x-image-cache-clear-target' must be 'cache', 'queue' or empty string.",
+                keep,
+            );
+            refuse(conn, Route::Forward, refusal, rid, w).await
+        }
         Ok(granted) => {
-            let answer = act(head, keep, action, image, granted, &cache, w);
+            let answer = act(keep, action, image, granted, &cache);
             match answer {
                 Ok((status, body)) => respond(conn, status, body, rid, keep, w).await,
                 Err(refusal) => refuse(conn, Route::Forward, refusal, rid, w).await,
@@ -78,12 +103,27 @@ pub(super) async fn handle(
     }
 }
 
-/// What the control plane granted: for `Queue` the image's locations and size, for `Nodes` the
-/// nodes caching it.
+/// What `x-image-cache-clear-target` asks to clear: (the cache, the queue); `None` for a
+/// target that is none of Glance's.
+fn clear_target(head: &RequestHead) -> Option<(bool, bool)> {
+    let target = head
+        .header("x-image-cache-clear-target")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match target.as_str() {
+        "" | "both" => Some((true, true)),
+        "cache" => Some((true, false)),
+        "queue" => Some((false, true)),
+        _ => None,
+    }
+}
+
+/// What the control plane granted: for `Nodes` the nodes caching the image, for `List` the
+/// images queued for prefetch here.
 struct Granted {
-    locations: Vec<(String, String)>,
-    size: u64,
     nodes: Vec<String>,
+    queued: Vec<String>,
 }
 
 async fn authorize(
@@ -106,21 +146,18 @@ async fn authorize(
         .await
         .map_err(|e| Refusal::unavailable("AuthorizeCache", &e, keep))?;
     let granted = match chan.response() {
-        Ok(Response::CacheGranted {
-            locations,
-            size,
-            nodes,
-        }) => Granted {
-            locations: shared::location::entries(locations)
-                .map(|(s, u)| (s.to_owned(), u.to_owned()))
-                .collect(),
-            size,
-            nodes: nodes
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        },
+        Ok(Response::CacheGranted { nodes, queued, .. }) => {
+            let lines = |s: &str| -> Vec<String> {
+                s.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
+            Granted {
+                nodes: lines(nodes),
+                queued: lines(queued),
+            }
+        }
         Ok(Response::Denied(reason)) => {
             w.link.give_back(chan);
             let about: &dyn std::fmt::Display = match &image {
@@ -139,14 +176,13 @@ async fn authorize(
 }
 
 /// Does `action` on this node's cache: the status and JSON body to answer (`None`: no body).
+/// The prefetch queue itself was changed by the control plane when it granted the request.
 fn act(
-    head: &RequestHead,
     keep: bool,
     action: CacheAction,
     image: Option<ImageId>,
     granted: Granted,
     cache: &Arc<Cache>,
-    w: &Rc<Worker>,
 ) -> Result<(u16, Option<serde_json::Value>), Refusal> {
     Ok(match (action, image) {
         (CacheAction::List, _) => {
@@ -164,17 +200,14 @@ fn act(
                     })
                 })
                 .collect();
-            let queued: Vec<String> = cache.queued().iter().map(ImageId::to_string).collect();
             (
                 200,
-                Some(json!({"cached_images": cached, "queued_images": queued})),
+                Some(json!({"cached_images": cached, "queued_images": granted.queued})),
             )
         }
-        (CacheAction::Queue, Some(image)) => {
-            if cache.queue(image) {
-                let task = prefetch(w.clone(), cache.clone(), image, granted);
-                compio::runtime::spawn(task).detach();
-            }
+        (CacheAction::Queue, Some(_)) => {
+            // the job runner claims the new job now rather than at its next poll
+            cache.nudge();
             (202, None)
         }
         (CacheAction::Delete, Some(image)) => {
@@ -182,30 +215,12 @@ fn act(
             cache.forget(image);
             (204, None)
         }
-        (CacheAction::Clear, _) => {
-            let target = head
-                .header("x-image-cache-clear-target")
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match target.as_str() {
-                "" | "both" => {
-                    cache.clear_queue();
-                    cache.clear();
-                }
-                "cache" => {
-                    cache.clear();
-                }
-                "queue" => {
-                    cache.clear_queue();
-                }
-                _ => {
-                    return Err(Refusal::new(
-                        400,
-                        "If provided 'x-image-cache-clear-target' must be 'cache', 'queue' or empty string.",
-                        keep,
-                    ));
-                }
+        (CacheAction::Clear { cache: all, queue }, _) => {
+            if queue {
+                cache.clear_queue();
+            }
+            if all {
+                cache.clear();
             }
             (204, None)
         }
@@ -246,41 +261,6 @@ async fn respond(
     out.extend_from_slice(body.as_bytes());
     let (res, _) = conn.write_all(out, w.settings.idle_timeout).await;
     res.is_ok() && keep
-}
-
-/// Fills every block of `image` the cache lacks, while it stays queued; then takes it off the
-/// queue. Runs as a task on the worker that queued it.
-async fn prefetch(w: Rc<Worker>, cache: Arc<Cache>, image: ImageId, granted: Granted) {
-    let Granted {
-        locations, size, ..
-    } = granted;
-    if size == 0 || locations.is_empty() {
-        cache.dequeue(image);
-        return;
-    }
-    let Some(map) = cached::block_map(&w, &cache, image, size).await else {
-        tracing::warn!(%image, "cannot prefetch an image without block hashes");
-        cache.dequeue(image);
-        return;
-    };
-    let _pin = cache.blocks.pin(image);
-    let mut blocks = cached::Blocks::new(&w, &cache, image, map, locations.into(), (size, 0, size));
-    let mut failed = false;
-    while cache.is_queued(image) {
-        match blocks.next().await {
-            None => break,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                tracing::warn!(%image, error = %e, "prefetch stopped");
-                failed = true;
-                break;
-            }
-        }
-    }
-    cache.dequeue(image);
-    if !failed {
-        tracing::info!(%image, bytes = size, "image prefetched into the cache");
-    }
 }
 
 /// Reports what the cache holds to the control plane (for `GET /v2/cache/nodes/{id}`), every

@@ -15,6 +15,13 @@
 //!   blocks are filled ahead ([`Blocks::next`] asks for `image_cache_readahead_blocks`) while
 //!   this one is sent.
 //!
+//! An image whose upload recorded no block hashes (data from before they were) is filled
+//! whole instead, by one [`Sequential`] fill ([`sequential_fill`]): one GET in order, each
+//! block written as it lands, the whole verified against the image's `checksum` and
+//! `os_hash_value` before its last block lands; downloads of the whole image follow it block
+//! by block ([`Blocks::follow`]), so a bad image is never completed nor kept. The block hashes
+//! it computed are then recorded with the image, which is filled block by block from then on.
+//!
 //! A download that waits longer than `image_cache_wait_ms` for a fill, or finds
 //! `image_cache_max_fills` fills under way, reads that block's bytes from the store itself
 //! (counted); it never hangs. The first piece is found before the answer's head goes out, so a
@@ -23,30 +30,12 @@
 //! clean short answer.
 
 use super::worker::Worker;
-use crate::cache::{BlockMap, Cache, Found, Outcome};
+use crate::cache::{BlockMap, Cache, Found, Outcome, Sequential, Whole};
 use crate::metrics::{Corrupt, Lookup, Uncached};
 use shared::image::ImageId;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The block hashes of `image` for a download of its `size` bytes, asked of the control
-/// plane once per image; `None` when the image has none that cover its data (it is streamed
-/// from the store, counted as `unhashed`).
-pub(super) async fn block_map(
-    w: &Worker,
-    cache: &Cache,
-    image: ImageId,
-    size: u64,
-) -> Option<Arc<BlockMap>> {
-    let map = hashes(w, cache, image).await?;
-    if map.covers(size) {
-        Some(map)
-    } else {
-        cache.metrics.cache_uncached(Uncached::Unhashed);
-        None
-    }
-}
 
 /// The block hashes of `image` (remembered, else asked of the control plane); `None` when the
 /// control plane cannot be asked.
@@ -63,13 +52,26 @@ pub(super) async fn hashes(w: &Worker, cache: &Cache, image: ImageId) -> Option<
                 }
             };
             let map = match chan.response() {
-                Ok(shared::channel::Response::BlockHashes { block_size, hashes }) => BlockMap {
+                Ok(shared::channel::Response::BlockHashes {
+                    block_size,
+                    hashes,
+                    checksum,
+                    os_hash_algo,
+                    os_hash_value,
+                }) => BlockMap {
                     block_size,
                     hashes: shared::blocks::from_hex(hashes).unwrap_or_default(),
+                    whole: Whole {
+                        checksum: checksum.map(str::to_owned),
+                        secure: os_hash_algo
+                            .and_then(|a| a.parse().ok())
+                            .zip(os_hash_value.map(str::to_owned)),
+                    },
                 },
                 _ => BlockMap {
                     block_size: 0,
                     hashes: Vec::new(),
+                    whole: Whole::default(),
                 },
             };
             w.link.give_back(chan);
@@ -150,6 +152,60 @@ pub(super) struct Unavailable {
     index: u64,
 }
 
+/// How a download of bytes `offset..offset + len` of `image` (`size` bytes at `locations`)
+/// goes through the cache: block by block against the block hashes recorded with the image, or
+/// following the sequential fill of an image that has none ([`Sequential`], started here when
+/// none is under way). `None`: it is streamed from the store (counted as `unhashed`): the
+/// control plane cannot be asked, or the image has no hashes to verify against, or the
+/// download is a part without the image's end, whose bytes could not be verified before the
+/// answer ends.
+pub(super) async fn blocks<'a>(
+    w: &'a Rc<Worker>,
+    cache: &'a Arc<Cache>,
+    image: ImageId,
+    locations: Rc<[(String, String)]>,
+    (size, offset, len): (u64, u64, u64),
+) -> Option<Blocks<'a>> {
+    let map = hashes(w, cache, image).await?;
+    if map.covers(size) {
+        return Some(Blocks::new(
+            w,
+            cache,
+            image,
+            map,
+            locations,
+            (size, offset, len),
+        ));
+    }
+    if map.block_size != 0 || map.whole.checksum.is_none() || offset + len != size {
+        cache.metrics.cache_uncached(Uncached::Unhashed);
+        return None;
+    }
+    let (seq, start) = cache.sequential(image);
+    if start {
+        let task = sequential_fill(
+            w.clone(),
+            cache.clone(),
+            image,
+            size,
+            map.whole.clone(),
+            locations.clone(),
+            seq.clone(),
+        );
+        compio::runtime::spawn(task).detach();
+    } else {
+        cache.metrics.cache_coalesced();
+    }
+    let plain = Arc::new(BlockMap {
+        block_size: seq.block_size,
+        hashes: Vec::new(),
+        whole: Whole::default(),
+    });
+    let mut blocks = Blocks::new(w, cache, image, plain, locations, (size, offset, len));
+    blocks.seq = Some(seq);
+    Some(blocks)
+}
+
 /// The blocks a download covers, in order.
 pub(super) struct Blocks<'a> {
     w: &'a Rc<Worker>,
@@ -160,6 +216,8 @@ pub(super) struct Blocks<'a> {
     size: u64,
     pos: u64,
     end: u64,
+    /// The sequential fill followed (an image without block hashes).
+    seq: Option<Arc<Sequential>>,
 }
 
 impl<'a> Blocks<'a> {
@@ -190,6 +248,7 @@ impl<'a> Blocks<'a> {
             size,
             pos: offset,
             end: offset + len,
+            seq: None,
         }
     }
 
@@ -203,8 +262,13 @@ impl<'a> Blocks<'a> {
         let block_len = self.map.block_len(index, self.size);
         let start = self.pos - index * bs;
         let take = (self.end - self.pos).min(block_len - start);
-        self.read_ahead(index);
-        let piece = self.block(index, block_len, start, take).await;
+        let piece = match &self.seq {
+            Some(seq) => self.follow(seq, index, block_len, start, take).await,
+            None => {
+                self.read_ahead(index);
+                self.block(index, block_len, start, take).await
+            }
+        };
         self.pos += take;
         Some(piece)
     }
@@ -326,6 +390,55 @@ impl<'a> Blocks<'a> {
         self.direct(index, start, take).await
     }
 
+    /// Block `index` of an image being filled sequentially: from its file once it landed
+    /// (the store when it was not kept, or when the fill is slower than `image_cache_wait_ms`);
+    /// the last block only once the fill verified the image (waiting as long as the fill may
+    /// take), and nothing once the fill failed: the download is cut.
+    async fn follow(
+        &self,
+        seq: &Sequential,
+        index: u64,
+        block_len: u64,
+        start: u64,
+        take: u64,
+    ) -> Result<Piece, Unavailable> {
+        let cache = self.cache;
+        let last = index + 1 == shared::blocks::count(self.size, seq.block_size);
+        let limit = if last {
+            cache.settings.stall
+        } else {
+            cache.settings.wait
+        };
+        let waited = Instant::now();
+        let now = seq.wait_for(index, limit).await;
+        cache.metrics.cache_wait_took(waited.elapsed());
+        let unavailable = Unavailable {
+            image: self.image,
+            index,
+        };
+        if now.ended == Some(false) {
+            return Err(unavailable);
+        }
+        if now.landed > index {
+            if let Some((file, _)) = cache.blocks.open_block(self.image, index, block_len) {
+                cache.metrics.cache_served(take);
+                return Ok(Piece::File {
+                    file,
+                    start,
+                    len: take,
+                });
+            }
+            // not kept (everything else in the budget is being read)
+            return self.direct(index, start, take).await;
+        }
+        if last {
+            return Err(unavailable);
+        }
+        tracing::info!(image = %self.image, block = index, waited = ?waited.elapsed(), "sequential fill too slow; reading the store directly");
+        cache.metrics.cache_uncached(Uncached::Stalled);
+        self.direct(index, start, take).await
+    }
+
     /// Reads a block found on disk at start back against its hash, off the worker thread.
     async fn read_back(&self, index: u64, file: &std::fs::File) -> std::io::Result<bool> {
         read_back(file, self.map.hashes[index as usize]).await
@@ -396,18 +509,7 @@ async fn fill(
     };
     let data = Arc::new(data);
     fill.finish(Outcome::Ready(data.clone()));
-    let c = cache.clone();
-    let stored = compio::runtime::spawn_blocking(move || c.blocks.store(image, index, &data)).await;
-    match stored {
-        Ok(Ok(crate::cache::blocks::Admitted::Full)) => {
-            cache.metrics.cache_uncached(Uncached::Full);
-        }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(%image, block = index, error = %e, "cannot write a cache block")
-        }
-        Err(_) => tracing::error!(%image, block = index, "cache block write task failed"),
-    }
+    keep(&cache, image, index, data).await;
     cache.filled(image, index);
     cache.metrics.cache_fill_took(started.elapsed());
 }
@@ -427,6 +529,15 @@ async fn read_block(
         .await
         .map_err(|e| e.to_string())?;
     let mut reader = s.read(url, offset, len).await.map_err(|e| e.to_string())?;
+    read_exact(&mut reader, len, cache).await
+}
+
+/// The next `len` bytes of `reader`, each read within `image_cache_stall_time`.
+async fn read_exact(
+    reader: &mut crate::store::Reader,
+    len: u64,
+    cache: &Cache,
+) -> Result<Vec<u8>, String> {
     let mut data = Vec::with_capacity(len as usize);
     while (data.len() as u64) < len {
         let read = compio::time::timeout(cache.settings.stall, reader.read(data));
@@ -441,4 +552,225 @@ async fn read_block(
         }
     }
     Ok(data)
+}
+
+/// Writes block `index` of `image` within the budget, off the worker thread; whether it is
+/// on disk now.
+async fn keep(cache: &Arc<Cache>, image: ImageId, index: u64, data: Arc<Vec<u8>>) -> bool {
+    let c = cache.clone();
+    let stored = compio::runtime::spawn_blocking(move || c.blocks.store(image, index, &data)).await;
+    match stored {
+        Ok(Ok(crate::cache::blocks::Admitted::Full)) => {
+            cache.metrics.cache_uncached(Uncached::Full);
+            false
+        }
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(%image, block = index, error = %e, "cannot write a cache block");
+            false
+        }
+        Err(_) => {
+            tracing::error!(%image, block = index, "cache block write task failed");
+            false
+        }
+    }
+}
+
+/// The sequential fill of `image` (`size` bytes, no block hashes): reads it in order, one
+/// GET from the best location (a location that fails hands over to the next at the block it
+/// stopped at), hashing it as a whole (md5 and the secure hash) and block by block (xxh3),
+/// writing each block as it lands (within the budget, crash-safe like any block) except the
+/// last, which lands only when the image matched its `checksum` and `os_hash_value`. Then the
+/// block hashes computed are remembered and sent to the control plane, so the image is filled
+/// block by block from then on, by every node. An image that does not match is never kept:
+/// every block written is removed, the locations read are marked suspect, the count of
+/// verification failures goes up, and the downloads following are cut.
+async fn sequential_fill(
+    w: Rc<Worker>,
+    cache: Arc<Cache>,
+    image: ImageId,
+    size: u64,
+    whole: Whole,
+    locations: Rc<[(String, String)]>,
+    seq: Arc<Sequential>,
+) {
+    let started = Instant::now();
+    let bs = seq.block_size;
+    let count = shared::blocks::count(size, bs);
+    // what an earlier fill that did not end left (never verified)
+    cache.blocks.discard_blocks(image);
+    let _pin = cache.blocks.pin(image);
+    let mut order: Vec<&(String, String)> = locations.iter().collect();
+    order.sort_by_key(|(_, url)| cache.is_suspect(image, url));
+    let mut md5 = crate::hash::Secure::new(shared::image::HashAlgo::Md5);
+    let mut secure = whole
+        .secure
+        .as_ref()
+        .map(|(a, _)| crate::hash::Secure::new(*a));
+    let mut hashes = Vec::with_capacity(count as usize);
+    let mut read_from = Vec::new();
+    let mut next = order.into_iter();
+    let mut reader = None;
+    let mut last = None;
+    let mut index = 0;
+    while index < count {
+        let at = index * bs;
+        let len = (size - at).min(bs);
+        if reader.is_none() {
+            let Some((store, url)) = next.next() else {
+                break;
+            };
+            let opened = match w.stores.resolve(store, url).await {
+                Ok(s) => s.read(url, at, size - at).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match opened {
+                Ok(r) => {
+                    reader = Some(r);
+                    read_from.push(url.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(%image, store = %store, location = %url, error = %e, "cannot fill the cache from this location; trying the next");
+                    w.metrics.download_failover();
+                    continue;
+                }
+            }
+        }
+        let Some(r) = reader.as_mut() else { break };
+        let data = match read_exact(r, len, &cache).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(%image, block = index, error = %e, "sequential cache fill cut; going on from the next location");
+                w.metrics.download_failover();
+                reader = None;
+                continue;
+            }
+        };
+        cache.metrics.cache_fill_bytes(len);
+        md5.update(&data);
+        if let Some(s) = secure.as_mut() {
+            s.update(&data);
+        }
+        hashes.push(crate::hash::blocks::hash_block(&data));
+        let data = Arc::new(data);
+        if index + 1 == count {
+            last = Some(data);
+        } else {
+            keep(&cache, image, index, data).await;
+            seq.land(index + 1);
+        }
+        index += 1;
+    }
+    drop(reader);
+    let verified = last.is_some() && {
+        let md5_ok = whole.checksum.as_deref() == Some(md5.finish().1.as_str());
+        let secure_ok = match (secure, &whole.secure) {
+            (Some(s), Some((_, want))) => s.finish().1.eq_ignore_ascii_case(want),
+            _ => true,
+        };
+        md5_ok && secure_ok
+    };
+    match (verified, last) {
+        (true, Some(data)) => {
+            keep(&cache, image, count - 1, data).await;
+            let map = BlockMap {
+                block_size: bs,
+                hashes,
+                whole,
+            };
+            let hex = shared::blocks::to_hex(&map.hashes);
+            let checksum = map.whole.checksum.clone().unwrap_or_default();
+            cache.remember(image, map);
+            seq.land(count);
+            seq.end(true);
+            cache.sequential_ended(image);
+            cache.metrics.cache_fill_took(started.elapsed());
+            tracing::info!(%image, bytes = size, took = ?started.elapsed(), "image without block hashes read whole, verified and cached");
+            let record = shared::channel::Request::RecordBlockHashes {
+                image_id: image,
+                block_size: bs,
+                hashes: hex.as_str(),
+                checksum: checksum.as_str(),
+            };
+            match w.link.exchange(&record).await {
+                Ok(chan) => w.link.give_back(chan),
+                Err(e) => {
+                    tracing::warn!(%image, error = %e, "cannot record the block hashes computed")
+                }
+            }
+        }
+        (false, Some(_)) => {
+            tracing::error!(%image, locations = ?read_from, "image read from the store does not match its checksum or os_hash_value; not cached, locations marked suspect");
+            cache.metrics.cache_corrupt(Corrupt::Store);
+            for url in &read_from {
+                cache.suspect(image, url);
+            }
+            cache.blocks.discard_blocks(image);
+            seq.end(false);
+            cache.sequential_ended(image);
+        }
+        (_, None) => {
+            tracing::warn!(%image, block = index, "no location gave the whole image; sequential cache fill failed");
+            cache.blocks.discard_blocks(image);
+            seq.end(false);
+            cache.sequential_ended(image);
+        }
+    }
+}
+
+/// Fills every block of `image` (`size` bytes at `locations`, best first) that the cache
+/// lacks: a prefetch job. Stops early, done, when the image is taken off the queue meanwhile
+/// ([`Cache::dequeue`]). Blocks present are not read again, so a prefetch the job runner
+/// claims again after a restart goes on where it stopped.
+pub(crate) async fn prefetch(
+    w: &Rc<Worker>,
+    cache: &Arc<Cache>,
+    image: ImageId,
+    size: u64,
+    locations: &str,
+) -> Result<(), String> {
+    let locations: Rc<[(String, String)]> = shared::location::entries(locations)
+        .map(|(s, u)| (s.to_owned(), u.to_owned()))
+        .collect();
+    if size == 0 || locations.is_empty() {
+        return Ok(());
+    }
+    if !cache.queue(image) {
+        return Ok(());
+    }
+    let _pin = cache.blocks.pin(image);
+    let Some(mut blocks) = self::blocks(w, cache, image, locations, (size, 0, size)).await else {
+        cache.dequeue(image);
+        tracing::warn!(%image, "cannot prefetch an image without block hashes or checksum");
+        return Ok(());
+    };
+    let count = shared::blocks::count(size, blocks.map.block_size);
+    let mut outcome = Ok(());
+    while cache.is_queued(image) {
+        match blocks.next().await {
+            None => break,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                outcome = Err(format!("prefetch of image {image} stopped: {e}"));
+                break;
+            }
+        }
+    }
+    let whole = cache.dequeue(image);
+    outcome?;
+    // the last blocks were handed over before they were written: until they are on disk
+    while cache.filling(image) && cache.blocks.count_present(image, 0..=count - 1) < count {
+        compio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if whole && cache.blocks.count_present(image, 0..=count - 1) < count {
+        // a block was read past the cache (its fills were busy, or too slow): the job is
+        // retried, and reads only what is still missing
+        return Err(format!(
+            "image {image}: some blocks could not be cached yet"
+        ));
+    }
+    if whole {
+        tracing::info!(%image, bytes = size, "image prefetched into the cache");
+    }
+    Ok(())
 }

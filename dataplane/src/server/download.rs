@@ -387,30 +387,24 @@ async fn send(
         Source::Remote(_) if len == 0 => (Body::Empty, 0),
         Source::Remote(locations) => {
             let slot = w.stores.metric_slot(&locations[0].0);
-            let map = match cache {
-                Some(c) => cached::block_map(w, c, image_id, size).await,
+            let locations: std::rc::Rc<[(String, String)]> = locations.into();
+            let through = match cache {
+                Some(c) => {
+                    _pin = Some(c.blocks.pin(image_id));
+                    let span = (size, offset, len);
+                    cached::blocks(w, c, image_id, locations.clone(), span).await
+                }
                 None => None,
             };
-            let opened = match (cache, map) {
-                (Some(c), Some(map)) => {
-                    _pin = Some(c.blocks.pin(image_id));
-                    let mut blocks = cached::Blocks::new(
-                        w,
-                        c,
-                        image_id,
-                        map,
-                        locations.into(),
-                        (size, offset, len),
-                    );
-                    match blocks.next().await {
-                        Some(Ok(first)) => Some(Body::Cached(blocks, first)),
-                        Some(Err(e)) => {
-                            tracing::warn!(%image_id, error = %e, "no location gave the first block");
-                            None
-                        }
-                        None => Some(Body::Empty),
+            let opened = match through {
+                Some(mut blocks) => match blocks.next().await {
+                    Some(Ok(first)) => Some(Body::Cached(blocks, first)),
+                    Some(Err(e)) => {
+                        tracing::warn!(%image_id, error = %e, "no location gave the first block");
+                        None
                     }
-                }
+                    None => Some(Body::Empty),
+                },
                 _ => open_remote(&locations, offset, len, w)
                     .await
                     .map(|(reader, _)| Body::Remote(reader)),

@@ -12,7 +12,7 @@
 mod audit;
 pub mod bootstrap;
 mod cache_api;
-mod cached;
+pub(crate) mod cached;
 pub mod download;
 pub mod proxy;
 pub mod respond;

@@ -130,6 +130,12 @@ mod tests {
                 block_hashes: "0123456789abcdef".into(),
             },
             Request::BlockHashes { image_id: id },
+            Request::RecordBlockHashes {
+                image_id: id,
+                block_size: 1 << 20,
+                hashes: "0123456789abcdef".into(),
+                checksum: "abc".into(),
+            },
             Request::ClaimJobs {
                 max: 16,
                 lease_seconds: 300,

@@ -187,6 +187,20 @@ pub enum Request<S = String> {
         /// Bytes held.
         bytes: u64,
     },
+    /// Block hashes the data plane computed for an image that had none (a block cache fill
+    /// that read all of it and found it matching `checksum` and `os_hash_value`); recorded
+    /// when the image is still active with that `checksum`, its size consistent with them,
+    /// and none recorded meanwhile, so every node's cache fills it block by block from then on.
+    RecordBlockHashes {
+        /// The image.
+        image_id: ImageId,
+        /// Bytes per block.
+        block_size: u64,
+        /// 16 hex digits per block, in order.
+        hashes: S,
+        /// The md5 hex digest of the data that was read (must be the image's `checksum`).
+        checksum: S,
+    },
     /// The job failed this time; it is retried later with backoff.
     JobFailed {
         /// [`Job::id`].
@@ -199,7 +213,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -212,6 +226,7 @@ impl<S> Request<S> {
         "block_hashes",
         "authorize_cache",
         "cache_report",
+        "record_block_hashes",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -229,6 +244,7 @@ impl<S> Request<S> {
             Request::BlockHashes { .. } => 9,
             Request::AuthorizeCache { .. } => 10,
             Request::CacheReport { .. } => 11,
+            Request::RecordBlockHashes { .. } => 12,
         }
     }
 
@@ -247,8 +263,14 @@ pub enum CacheAction {
     Queue,
     /// `DELETE /v2/cache/{id}` (`cache_delete`).
     Delete,
-    /// `DELETE /v2/cache` (`cache_delete`).
-    Clear,
+    /// `DELETE /v2/cache` (`cache_delete`), of the cached images, the prefetch queue, or
+    /// both (`x-image-cache-clear-target`).
+    Clear {
+        /// The cached images.
+        cache: bool,
+        /// The queue (this node's prefetch jobs).
+        queue: bool,
+    },
     /// `POST /v2/cache/clean` (`cache_clean`).
     Clean,
     /// `POST /v2/cache/prune` (`cache_prune`).
@@ -305,17 +327,29 @@ pub enum Work<S = String> {
         /// As in [`Request::UploadLeftover`].
         upload: Option<S>,
     },
+    /// Fill this node's block cache with the image (`PUT /v2/cache/{id}` queued it for the
+    /// node it reached: only that node's data plane is handed the job). Blocks already
+    /// present are not read again, so a prefetch cut short by a restart resumes where it was.
+    Prefetch {
+        /// The image.
+        image_id: ImageId,
+        /// Its size.
+        size: u64,
+        /// Its locations, best first, as in `DownloadGranted` (looked up when claimed).
+        locations: S,
+    },
 }
 
 impl<S> Work<S> {
     /// Every job kind, as the database, logs and metric labels name them.
-    pub const KINDS: [&'static str; 2] = ["delete_data", "abort_upload"];
+    pub const KINDS: [&'static str; 3] = ["delete_data", "abort_upload", "prefetch"];
 
     /// This work's kind (one of [`Work::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             Work::DeleteData { .. } => Self::KINDS[0],
             Work::AbortUpload { .. } => Self::KINDS[1],
+            Work::Prefetch { .. } => Self::KINDS[2],
         }
     }
 }
@@ -358,12 +392,19 @@ pub enum Response<S = String> {
     /// Acknowledged (reply to `UploadLeftover`, `UploadAborted`, `JobDone`, `JobFailed`).
     Ack,
     /// The image's block hashes (reply to `BlockHashes`); `block_size` 0 when none are
-    /// recorded (data uploaded before they were, or no data).
+    /// recorded (data uploaded before they were, or no data): a fill then reads the image
+    /// whole and verifies it against its `checksum` and `os_hash_value`, sent with them.
     BlockHashes {
         /// Bytes per block.
         block_size: u64,
         /// 16 hex digits per block, in order.
         hashes: S,
+        /// The image's md5 hex digest.
+        checksum: Option<S>,
+        /// The algorithm of `os_hash_value` (a hashlib name).
+        os_hash_algo: Option<S>,
+        /// The image's secure hash, hex.
+        os_hash_value: Option<S>,
     },
     /// A cache API request may proceed (reply to `AuthorizeCache`).
     CacheGranted {
@@ -374,6 +415,9 @@ pub enum Response<S = String> {
         /// For `Nodes`: the `worker_self_reference_url` of each node caching the image, one
         /// per line.
         nodes: S,
+        /// For `List`: the images queued for prefetch on this node (prefetch jobs not done
+        /// yet), oldest first, one id per line.
+        queued: S,
     },
     /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
     Jobs(Vec<Job<S>>),

@@ -6,11 +6,12 @@
 /// may leave behind (`UploadLeftover`, `Work::AbortUpload`); version 5 has the content
 /// inspected (`UploadGranted::inspect_as`, `UploadComplete::virtual_size`); version 6 records
 /// block hashes (`UploadComplete::block_hashes`, `BlockHashes`); version 7 sends a download's
-/// secure hash (`DownloadGranted::os_hash_value`, its `ETag`). Both planes always come from one
-/// build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 7;
+/// secure hash (`DownloadGranted::os_hash_value`, its `ETag`); version 8 queues prefetches
+/// as jobs (`Work::Prefetch`, `CacheGranted::queued`, `CacheAction::Clear`'s targets). Both
+/// planes always come from one build, so older versions are not spoken any more.
+pub const MIN_VERSION: u16 = 8;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 7;
+pub const MAX_VERSION: u16 = 8;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -25,7 +26,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(7, 7), Some(7));
+        assert_eq!(negotiate(8, 8), Some(8));
+        assert_eq!(negotiate(7, 7), None);
         assert_eq!(negotiate(6, 6), None);
         assert_eq!(negotiate(5, 5), None);
         assert_eq!(negotiate(4, 4), None);

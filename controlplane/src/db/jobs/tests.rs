@@ -9,6 +9,9 @@ use crate::domain::{Location, LocationStatus, Move, UploadedData};
 use chrono::Duration;
 use shared::image::ImageStatus;
 
+/// The node claiming in these tests.
+const NODE: &str = "http://node-a:9292";
+
 async fn db(backend: Backend) -> (ScratchDb, Db) {
     let scratch = ScratchDb::create(backend).await;
     let db = Db::connect(scratch.url(), 4).await.unwrap();
@@ -90,20 +93,20 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(open_count(&db).await.unwrap(), 1);
 
     // claimed once, with a lease; nothing more is due meanwhile
-    let claimed = claim(&db, 10, 30, t0).await.unwrap();
+    let claimed = claim(&db, NODE, 10, 30, t0).await.unwrap();
     assert_eq!(claimed.len(), 1, "{backend:?}");
     assert_eq!(claimed[0].attempt, 0);
     assert_eq!(claimed[0].work, work);
     let id = claimed[0].id;
     assert!(
-        claim(&db, 10, 30, t0 + Duration::seconds(29))
+        claim(&db, NODE, 10, 30, t0 + Duration::seconds(29))
             .await
             .unwrap()
             .is_empty()
     );
     // the claimer died: after the lease another claim takes it again
     let t1 = t0 + Duration::seconds(31);
-    let again = claim(&db, 10, 30, t1).await.unwrap();
+    let again = claim(&db, NODE, 10, 30, t1).await.unwrap();
     assert_eq!((again.len(), again[0].id, again[0].attempt), (1, id, 1));
 
     // a failure: pending again after the backoff of its second attempt (10 s), error kept
@@ -116,14 +119,14 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(row.last_error.as_deref(), Some("store down"));
     assert_eq!(row.lease_until, None);
     assert!(
-        claim(&db, 10, 30, t1 + Duration::seconds(9))
+        claim(&db, NODE, 10, 30, t1 + Duration::seconds(9))
             .await
             .unwrap()
             .is_empty()
     );
     // a failure report for a job not claimed changes nothing
     assert_eq!(failed(&db, id, "late", t1).await.unwrap(), None);
-    let third = claim(&db, 10, 30, t1 + Duration::seconds(11))
+    let third = claim(&db, NODE, 10, 30, t1 + Duration::seconds(11))
         .await
         .unwrap();
     assert_eq!((third[0].id, third[0].attempt), (id, 2));
@@ -155,7 +158,7 @@ async fn lifecycle(backend: Backend) {
         url: format!("{url}-2"),
     };
     assert!(enqueue_one(&db, &work2, t1).await);
-    let j = claim(&db, 1, 30, t1).await.unwrap();
+    let j = claim(&db, NODE, 1, 30, t1).await.unwrap();
     let long = "é".repeat(2000);
     failed(&db, j[0].id, &long, t1).await.unwrap();
     let kept = all(&db).await.unwrap()[0].last_error.clone().unwrap();
@@ -181,7 +184,7 @@ async fn concurrent_claims(backend: Backend) {
     let now = Utc::now();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..8 {
-        let (x, y) = tokio::join!(claim(&a, 4, 60, now), claim(&b, 4, 60, now));
+        let (x, y) = tokio::join!(claim(&a, NODE, 4, 60, now), claim(&b, NODE, 4, 60, now));
         for job in x.unwrap().into_iter().chain(y.unwrap()) {
             assert!(
                 seen.insert(job.id),
@@ -191,7 +194,7 @@ async fn concurrent_claims(backend: Backend) {
         }
     }
     assert_eq!(seen.len(), 24, "{backend:?}: every job handed out");
-    assert!(claim(&a, 100, 60, now).await.unwrap().is_empty());
+    assert!(claim(&a, NODE, 100, 60, now).await.unwrap().is_empty());
     b.close().await;
     a.close().await;
 }
@@ -258,7 +261,7 @@ async fn leftovers(backend: Backend) {
     );
     assert_eq!(rows[1].payload.as_deref(), Some("up-1"));
     assert!(
-        claim(&db, 10, 60, t0 + Duration::hours(1))
+        claim(&db, NODE, 10, 60, t0 + Duration::hours(1))
             .await
             .unwrap()
             .is_empty()
@@ -289,7 +292,7 @@ async fn leftovers(backend: Backend) {
     );
     assert_eq!(release(&db, &[object, parts], t0).await.unwrap(), 2);
     assert_eq!(release(&db, &[object, parts], t0).await.unwrap(), 0, "once");
-    let mut got = claim(&db, 10, 60, t0).await.unwrap();
+    let mut got = claim(&db, NODE, 10, 60, t0).await.unwrap();
     got.sort_by_key(|j| j.id);
     assert_eq!(
         got.iter().map(|j| j.work.clone()).collect::<Vec<_>>(),
@@ -359,7 +362,7 @@ async fn leftovers(backend: Backend) {
         .unwrap();
     release(&db, &[object], t0).await.unwrap();
     assert!(
-        claim(&db, 10, 60, t0).await.unwrap().is_empty(),
+        claim(&db, NODE, 10, 60, t0).await.unwrap().is_empty(),
         "{backend:?}: saving"
     );
     let row = all(&db).await.unwrap().remove(0);
@@ -373,7 +376,7 @@ async fn leftovers(backend: Backend) {
     );
     images::add_location(&db, id, "s3", &url, t0).await.unwrap();
     let later = t0 + Duration::seconds(BUSY_RETRY_SECONDS + 1);
-    assert!(claim(&db, 10, 60, later).await.unwrap().is_empty());
+    assert!(claim(&db, NODE, 10, 60, later).await.unwrap().is_empty());
     assert!(
         all(&db).await.unwrap().is_empty(),
         "{backend:?}: void, dropped"
@@ -401,4 +404,57 @@ async fn leftovers(backend: Backend) {
         .unwrap();
     assert_eq!(release_all_held(&db, t0).await.unwrap(), 1, "{backend:?}");
     assert!(all(&db).await.unwrap().iter().all(|r| r.state == "pending"));
+}
+
+#[tokio::test]
+async fn prefetch_jobs_belong_to_their_node_on_every_backend() {
+    for backend in Backend::ALL {
+        prefetch_jobs(backend).await;
+    }
+}
+
+async fn prefetch_jobs(backend: Backend) {
+    let (_scratch, db) = db(backend).await;
+    let t0 = Utc::now();
+    let a = image_with(&db, &["file:///a".into()]).await;
+    let b = image_with(&db, &["file:///b".into()]).await;
+    assert!(enqueue_prefetch(&db, NODE, a.id, t0).await.unwrap());
+    assert!(
+        !enqueue_prefetch(&db, NODE, a.id, t0).await.unwrap(),
+        "{backend:?}: queued twice on one node"
+    );
+    assert!(
+        enqueue_prefetch(&db, "http://node-b:9292", a.id, t0)
+            .await
+            .unwrap()
+    );
+    assert!(enqueue_prefetch(&db, NODE, b.id, t0).await.unwrap());
+    assert_eq!(queued_prefetches(&db, NODE).await.unwrap(), [a.id, b.id]);
+
+    // node b's control plane is handed only its own prefetch
+    let other = claim(&db, "http://node-b:9292", 10, 60, t0).await.unwrap();
+    assert_eq!(other.len(), 1, "{backend:?}");
+    assert!(matches!(other[0].work, Work::Prefetch { image_id, .. } if image_id == a.id));
+    let mine = claim(&db, NODE, 10, 60, t0).await.unwrap();
+    assert_eq!(mine.len(), 2, "{backend:?}");
+
+    // a cancel takes the job off the queue (and out of the lease)
+    assert_eq!(cancel_prefetch(&db, NODE, Some(a.id)).await.unwrap(), 1);
+    assert_eq!(queued_prefetches(&db, NODE).await.unwrap(), [b.id]);
+    let b_job = mine
+        .iter()
+        .find(|j| matches!(j.work, Work::Prefetch { image_id, .. } if image_id == b.id))
+        .unwrap();
+    assert_eq!(
+        done(&db, b_job.id, t0).await.unwrap(),
+        Done::Finished(PREFETCH)
+    );
+    assert!(queued_prefetches(&db, NODE).await.unwrap().is_empty());
+    assert_eq!(
+        cancel_prefetch(&db, "http://node-b:9292", None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(open_count(&db).await.unwrap(), 0, "{backend:?}");
 }
