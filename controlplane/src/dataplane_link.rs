@@ -114,7 +114,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 13] = Request::<String>::KINDS;
+pub const KINDS: [&str; 15] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -323,6 +323,17 @@ impl Connection {
                 Request::JobDone { id } => self.job_done(id).await,
                 Request::JobFailed { id, error } => self.job_failed(id, &error).await,
                 Request::BlockHashes { image_id } => self.block_hashes(image_id).await,
+                Request::AuditTargets { after, max } => {
+                    db::images::audit_targets(&self.app.db, after, max.min(MAX_CLAIM))
+                        .await
+                        .map(Response::AuditTargets)
+                        .map_err(internal)
+                }
+                Request::Quarantine {
+                    image_id,
+                    url,
+                    reason,
+                } => self.quarantine(image_id, &url, &reason).await,
                 Request::RecordBlockHashes {
                     image_id,
                     block_size,
@@ -628,6 +639,10 @@ impl Connection {
             }
         }
         let locations = list.into_string();
+        if locations.is_empty() && image.has_data() {
+            // every copy is quarantined: never an empty answer for an image with data
+            return Err(Reason::Quarantined);
+        }
         tracing::debug!(image_id = %id, status = %image.status, "download authorized");
         if locations.is_empty() {
             return Ok(Response::DownloadGranted {
@@ -813,6 +828,15 @@ impl Connection {
             os_hash_algo: image.and_then(|i| i.os_hash_algo.clone()),
             os_hash_value: image.and_then(|i| i.os_hash_value.clone()),
         })
+    }
+
+    /// Quarantines a location whose data failed the auditor's verification.
+    async fn quarantine(&self, id: ImageId, url: &str, reason: &str) -> Result<Response, Reason> {
+        let done = db::images::quarantine(&self.app.db, id, url, Utc::now())
+            .await
+            .map_err(internal)?;
+        tracing::error!(image_id = %id, location = %url, reason, quarantined = done, "image data failed verification; location quarantined, never served again");
+        Ok(Response::Ack)
     }
 
     /// Records block hashes a data plane computed for an image that had none (see

@@ -286,6 +286,19 @@ pub fn owned(r: Response<&str>) -> Response {
                 })
                 .collect(),
         ),
+        Response::AuditTargets(targets) => Response::AuditTargets(
+            targets
+                .into_iter()
+                .map(|t| shared::channel::messages::AuditTarget {
+                    image_id: t.image_id,
+                    store: t.store.to_owned(),
+                    url: t.url.to_owned(),
+                    size: t.size,
+                    block_size: t.block_size,
+                    hashes: t.hashes.to_owned(),
+                })
+                .collect(),
+        ),
         Response::Denied(code) => Response::Denied(code),
     }
 }

@@ -47,6 +47,8 @@ pub enum Corrupt {
     Store = 0,
     /// A cached block read back from disk did not.
     Disk = 1,
+    /// The auditor found an image's data in a filesystem store that did not.
+    LocalStore = 2,
 }
 
 /// Why a block read bypassed the cache (label `reason`, in `shm::CACHE_REASONS` order).

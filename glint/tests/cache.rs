@@ -772,3 +772,88 @@ fn a_queued_prefetch_survives_a_restart_of_the_data_plane() {
     // the cache itself was left alone by clearing the queue
     assert!(listed()["cached_images"].as_array().unwrap().len() == 1);
 }
+
+#[test]
+fn the_auditor_quarantines_image_data_damaged_in_a_filesystem_store() {
+    // the embedded defaults' filesystem store, with the cache (and so the auditor) on
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[image_cache]\nimage_cache_dir = \"{}\"\nimage_cache_block_size = {BLOCK}\n\
+             image_cache_audit_bytes_per_second = {}\n",
+            dir.path().join("cache").display(),
+            256 * MIB
+        ),
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let c = Client::new();
+    let (bad, good) = (random_bytes(3 * MIB), random_bytes(2 * MIB));
+    let bad_id = workload::create(&g, "damaged");
+    assert_eq!(workload::put(&g, &bad_id, bad.clone()).0, 204);
+    let good_id = workload::create(&g, "intact");
+    assert_eq!(workload::put(&g, &good_id, good.clone()).0, 204);
+    // damaged behind glint's back
+    let file = g.store_dir().join(&bad_id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[MIB + 7] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    let series = "glint_dp_cache_verify_failures_total{source=\"local_store\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while workload::metric(&workload::scrape(&g), series) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the auditor did not find the damage"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // never served again: 503, not the wrong bytes; the intact image is served as before
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c
+            .get(g.url(&format!("/v2/images/{bad_id}/file")))
+            .send()
+            .unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a quarantined location is still served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = c
+        .get(g.url(&format!("/v2/images/{good_id}/file")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().unwrap()[..] == good[..]);
+    // the image is still listed active, and deleting it removes the damaged file
+    let img: serde_json::Value = c
+        .get(g.url(&format!("/v2/images/{bad_id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(img["status"], "active");
+    let r = c
+        .delete(g.url(&format!("/v2/images/{bad_id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the quarantined data was not removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -63,11 +63,16 @@ pub struct ColdPullConfig {
     pub work_dir: PathBuf,
     /// Where the JSON summary goes.
     pub out: PathBuf,
+    /// The store's answers held to this many bytes a second in all (0: as fast as it goes): a
+    /// slow store, so that a fill takes longer than nginx's 5 s lock timeout. glint without
+    /// the cache is not run then (it would read the image once per client at that rate).
+    pub store_rate: u64,
 }
 
 // === the counting hop ===
 
-/// A TCP forwarder to the store that counts the bytes the store sends.
+/// A TCP forwarder to the store that counts the bytes the store sends, and can hold them to a
+/// rate (a slow store: all its connections together send at most `rate` bytes a second).
 #[derive(Debug)]
 pub struct Hop {
     addr: SocketAddr,
@@ -75,9 +80,43 @@ pub struct Hop {
     stop: Arc<AtomicBool>,
 }
 
+/// What the store's answers are held to: bytes per second in all, from the first byte.
+#[derive(Debug)]
+struct Limit {
+    rate: u64,
+    sent: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl Limit {
+    /// `n` more bytes went out: sleeps until the rate allows them.
+    fn took(&self, n: u64) {
+        let wait = {
+            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            let (start, total) = sent.get_or_insert((Instant::now(), 0));
+            *total += n;
+            let due = Duration::from_secs_f64(*total as f64 / self.rate as f64);
+            due.checked_sub(start.elapsed())
+        };
+        if let Some(w) = wait {
+            std::thread::sleep(w);
+        }
+    }
+}
+
 impl Hop {
     /// Listens on a free loopback port, forwarding to `upstream` (`host:port`).
     pub fn start(upstream: SocketAddr) -> anyhow::Result<Hop> {
+        Hop::start_limited(upstream, 0)
+    }
+
+    /// As [`Hop::start`], the store's answers held to `rate` bytes a second in all (0: not).
+    pub fn start_limited(upstream: SocketAddr, rate: u64) -> anyhow::Result<Hop> {
+        let limit = (rate > 0).then(|| {
+            Arc::new(Limit {
+                rate,
+                sent: std::sync::Mutex::new(None),
+            })
+        });
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let down = Arc::new(AtomicU64::new(0));
@@ -90,6 +129,7 @@ impl Hop {
                 }
                 let Ok(client) = conn else { continue };
                 let d = d.clone();
+                let limit = limit.clone();
                 std::thread::spawn(move || {
                     let Ok(server) = TcpStream::connect(upstream) else {
                         return;
@@ -98,8 +138,8 @@ impl Hop {
                     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                         return;
                     };
-                    let up = std::thread::spawn(move || pump(c2, s2, None));
-                    pump(server, client, Some(&d));
+                    let up = std::thread::spawn(move || pump(c2, s2, None, None));
+                    pump(server, client, Some(&d), limit.as_deref());
                     let _ = up.join();
                 });
             }
@@ -125,8 +165,16 @@ impl Drop for Hop {
     }
 }
 
-fn pump(mut src: TcpStream, mut dst: TcpStream, count: Option<&AtomicU64>) {
-    let mut buf = vec![0u8; 256 * 1024];
+fn pump(mut src: TcpStream, mut dst: TcpStream, count: Option<&AtomicU64>, limit: Option<&Limit>) {
+    // smaller reads when held to a rate, so that the rate is even
+    let mut buf = vec![
+        0u8;
+        if limit.is_some() {
+            64 * 1024
+        } else {
+            256 * 1024
+        }
+    ];
     loop {
         match src.read(&mut buf) {
             Ok(n) if n > 0 => {
@@ -135,6 +183,9 @@ fn pump(mut src: TcpStream, mut dst: TcpStream, count: Option<&AtomicU64>) {
                 }
                 if let Some(c) = count {
                     c.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                if let Some(l) = limit {
+                    l.took(n as u64);
                 }
             }
             _ => break,
@@ -711,7 +762,7 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
         .trim_end_matches('/')
         .parse()
         .context("radosgw endpoint")?;
-    let hop = Hop::start(upstream)?;
+    let hop = Hop::start_limited(upstream, cfg.store_rate)?;
     let bucket_name = format!("cold-pull-{}", std::process::id());
     let (bucket, creds) = s3_bucket(&rgw, &hop.endpoint(), &bucket_name)?;
     {
@@ -811,18 +862,20 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
                 Some("dataplane"),
             ));
             let ppath = format!("/v2/images/{plain_id}/file");
-            runs.push(measure(
-                &rt,
-                "glint-nocache",
-                p_addr,
-                &ppath,
-                n,
-                size,
-                &md5,
-                &hop,
-                &[dp(&plain)],
-                Some("dataplane"),
-            ));
+            runs.extend((cfg.store_rate == 0).then(|| {
+                measure(
+                    &rt,
+                    "glint-nocache",
+                    p_addr,
+                    &ppath,
+                    n,
+                    size,
+                    &md5,
+                    &hop,
+                    &[dp(&plain)],
+                    Some("dataplane"),
+                )
+            }));
             nginx.restart()?;
             runs.push(measure(
                 &rt,

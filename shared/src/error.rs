@@ -182,6 +182,9 @@ pub enum Reason {
     CleanupPending,
     /// `PUT /v2/cache/{id}` of an image that is not active (400, Glance's text).
     NotQueueable,
+    /// Every copy of the image's data failed verification and was quarantined by the
+    /// auditor: none is served (503).
+    Quarantined,
     /// The control plane failed (500).
     Internal,
 }
@@ -228,7 +231,7 @@ impl Reason {
     pub fn code(self) -> ErrorCode {
         match self {
             Reason::Unauthenticated => ErrorCode::Unauthorized,
-            Reason::IdentityUnavailable => ErrorCode::ServiceUnavailable,
+            Reason::IdentityUnavailable | Reason::Quarantined => ErrorCode::ServiceUnavailable,
             Reason::NoSuchImage => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
             Reason::Transition { .. } | Reason::CleanupPending => ErrorCode::Conflict,
@@ -269,6 +272,10 @@ impl Reason {
             )
             .into(),
             Reason::NotQueueable => "Only images with status active can be targeted for queueing".into(),
+            Reason::Quarantined => format!(
+                "The data of image {image_id} failed verification and is quarantined; no intact copy is available."
+            )
+            .into(),
             Reason::Internal => INTERNAL.into(),
         }
     }
@@ -416,6 +423,13 @@ mod tests {
                 Reason::IdentityUnavailable,
                 503,
                 IDENTITY_UNAVAILABLE.into(),
+            ),
+            (
+                Reason::Quarantined,
+                503,
+                format!(
+                    "The data of image {id} failed verification and is quarantined; no intact copy is available."
+                ),
             ),
         ];
         for (reason, status, message) in table {

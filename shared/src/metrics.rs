@@ -355,11 +355,12 @@ pub mod shm {
     /// Image transfers, for `glint_dp_transfers_in_flight{route}` and the bytes per transfer.
     pub const TRANSFERS: [&str; 2] = ["upload", "download"];
     /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
-    pub const CHANNEL_KINDS: [&str; 13] = crate::channel::Request::<String>::KINDS;
+    pub const CHANNEL_KINDS: [&str; 15] = crate::channel::Request::<String>::KINDS;
     /// Block cache lookup results, for `glint_dp_cache_lookups_total{result}`.
     pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "partial"];
-    /// Where a block failed verification, for `glint_dp_cache_verify_failures_total{source}`.
-    pub const CACHE_SOURCES: [&str; 2] = ["store", "disk"];
+    /// Where a block failed verification, for `glint_dp_cache_verify_failures_total{source}`
+    /// (`local_store`: an image's data in a filesystem store, found by the auditor).
+    pub const CACHE_SOURCES: [&str; 3] = ["store", "disk", "local_store"];
     /// Why a block read bypassed the cache, for `glint_dp_cache_uncached_total{reason}`.
     pub const CACHE_REASONS: [&str; 4] = ["full", "stalled", "busy", "unhashed"];
 

@@ -212,7 +212,7 @@ async fn retire_locations(
     }
     let mut sql = db.sql(
         "SELECT url, store_id, position FROM image_locations WHERE image_id = ? AND \
-         status = 'active'",
+         status IN ('active', 'quarantined')",
     );
     sql = sql.arg(id.to_string());
     if let Some(positions) = positions {
@@ -233,7 +233,7 @@ async fn retire_locations(
         let n = db
             .sql(
                 "UPDATE image_locations SET status = 'pending_delete', updated_at = ? WHERE \
-                 image_id = ? AND position = ? AND status = 'active'",
+                 image_id = ? AND position = ? AND status IN ('active', 'quarantined')",
             )
             .arg(to_micros(now))
             .arg(id.to_string())
@@ -443,6 +443,86 @@ async fn delete_blocks(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The auditor's next batch: the active locations of up to `max` active images that have
+/// block hashes, with ids after `after`, in id order.
+pub async fn audit_targets(
+    db: &Db,
+    after: Option<ImageId>,
+    max: u32,
+) -> Result<Vec<shared::channel::messages::AuditTarget>, Error> {
+    let after = after.map(|a| a.to_string()).unwrap_or_default();
+    let ids = db
+        .sql(
+            "SELECT i.id FROM images i JOIN image_blocks b ON b.image_id = i.id \
+             WHERE i.status = 'active' AND i.id > ? ORDER BY i.id LIMIT ?",
+        )
+        .arg(after.as_str())
+        .arg(i64::from(max))
+        .query()
+        .fetch_all(&mut *db.conn().await?)
+        .await?;
+    let mut out = Vec::new();
+    for row in ids {
+        let raw = super::text_required(&row, "id")?;
+        let Ok(id) = raw.parse::<ImageId>() else {
+            continue;
+        };
+        let (Some(image), Some((block_size, hashes))) =
+            (get(db, id).await?, block_hashes(db, id).await?)
+        else {
+            continue;
+        };
+        let size = image.size.unwrap_or(0);
+        for l in image.active_locations() {
+            out.push(shared::channel::messages::AuditTarget {
+                image_id: id,
+                store: l.store.clone(),
+                url: l.url.clone(),
+                size,
+                block_size,
+                hashes: hashes.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Quarantines the active location `url` of image `id` (its data failed verification): it
+/// is never served again. Whether it was active.
+pub async fn quarantine(
+    db: &Db,
+    id: ImageId,
+    url: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let mut tx = db.begin().await?;
+    // the image row first (every writer locks images, then image_locations)
+    db.sql("UPDATE images SET version = version + 1 WHERE id = ?")
+        .arg(id.to_string())
+        .query()
+        .execute(&mut *tx)
+        .await?;
+    let n = db
+        .sql(
+            "UPDATE image_locations SET status = 'quarantined', updated_at = ? \
+             WHERE image_id = ? AND url = ? AND status = 'active'",
+        )
+        .arg(to_micros(now))
+        .arg(id.to_string())
+        .arg(url)
+        .query()
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    db.cache().invalidate(id);
+    Ok(true)
 }
 
 /// Records block hashes for an image's data when none are (computed by a data plane that
@@ -909,6 +989,68 @@ mod tests {
             );
             let counts = status_counts(&db).await.unwrap();
             assert_eq!(counts, [(ImageStatus::Active, 3)], "{backend:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn derived_block_hashes_audit_targets_and_quarantine_on_every_backend() {
+        use crate::domain::{Location, LocationStatus};
+        for backend in Backend::ALL {
+            let (_scratch, db) = db(backend).await;
+            let mut img = sample();
+            img.id = ImageId::new_random();
+            img.status = ImageStatus::Active;
+            img.size = Some(3);
+            img.locations = ["file:///d/a", "s3://b/a"]
+                .iter()
+                .enumerate()
+                .map(|(i, url)| Location {
+                    url: (*url).into(),
+                    store: "file".into(),
+                    status: LocationStatus::Active,
+                    position: i as i64,
+                })
+                .collect();
+            insert(&db, &img).await.unwrap();
+            // no hashes yet: nothing to audit
+            assert!(audit_targets(&db, None, 10).await.unwrap().is_empty());
+            let hashes = "0123456789abcdef0123456789abcdef";
+            assert!(add_block_hashes(&db, img.id, 2, hashes).await.unwrap());
+            assert!(
+                !add_block_hashes(&db, img.id, 2, "ffffffffffffffffffffffffffffffff")
+                    .await
+                    .unwrap(),
+                "{backend:?}: replaced recorded hashes"
+            );
+            assert_eq!(
+                block_hashes(&db, img.id).await.unwrap(),
+                Some((2, hashes.to_owned()))
+            );
+            let targets = audit_targets(&db, None, 10).await.unwrap();
+            assert_eq!(targets.len(), 2, "{backend:?}");
+            assert!(
+                audit_targets(&db, Some(img.id), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // a quarantined copy is not served, nor audited, but is still the image's data
+            assert!(
+                quarantine(&db, img.id, "file:///d/a", Utc::now())
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !quarantine(&db, img.id, "file:///d/a", Utc::now())
+                    .await
+                    .unwrap()
+            );
+            let now = get(&db, img.id).await.unwrap().unwrap();
+            assert_eq!(now.locations[0].status, LocationStatus::Quarantined);
+            assert_eq!(now.active_locations().count(), 1);
+            assert!(now.has_data());
+            assert_eq!(now.version, img.version + 1, "{backend:?}");
+            assert_eq!(audit_targets(&db, None, 10).await.unwrap().len(), 1);
         }
     }
 

@@ -29,6 +29,9 @@ pub enum LocationStatus {
     PendingDelete,
     /// Removed.
     Deleted,
+    /// Its data failed verification (the auditor found it no longer matching the image's
+    /// block hashes): never served again; removed with the image like an active one.
+    Quarantined,
 }
 
 impl LocationStatus {
@@ -38,6 +41,7 @@ impl LocationStatus {
             LocationStatus::Active => "active",
             LocationStatus::PendingDelete => "pending_delete",
             LocationStatus::Deleted => "deleted",
+            LocationStatus::Quarantined => "quarantined",
         }
     }
 }
@@ -49,6 +53,7 @@ impl std::str::FromStr for LocationStatus {
             "active" => Ok(LocationStatus::Active),
             "pending_delete" => Ok(LocationStatus::PendingDelete),
             "deleted" => Ok(LocationStatus::Deleted),
+            "quarantined" => Ok(LocationStatus::Quarantined),
             _ => Err(()),
         }
     }
@@ -100,9 +105,15 @@ impl Image {
             .filter(|l| l.status == LocationStatus::Active)
     }
 
-    /// Whether some store holds the image's data (Glance: `image.locations` is not empty).
+    /// Whether some store holds the image's data (Glance: `image.locations` is not empty);
+    /// quarantined data counts (it is the image's, though none of it is served).
     pub fn has_data(&self) -> bool {
-        self.active_locations().next().is_some()
+        self.locations.iter().any(|l| {
+            matches!(
+                l.status,
+                LocationStatus::Active | LocationStatus::Quarantined
+            )
+        })
     }
 
     /// The active locations, best first: higher store weight first, then by position
@@ -133,10 +144,13 @@ impl Image {
             .unwrap_or(0)
     }
 
-    /// Every active location starts being removed (the image's data goes).
+    /// Every active (or quarantined) location starts being removed (the image's data goes).
     pub fn retire_locations(&mut self) {
         for l in &mut self.locations {
-            if l.status == LocationStatus::Active {
+            if matches!(
+                l.status,
+                LocationStatus::Active | LocationStatus::Quarantined
+            ) {
                 l.status = LocationStatus::PendingDelete;
             }
         }

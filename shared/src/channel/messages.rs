@@ -201,6 +201,26 @@ pub enum Request<S = String> {
         /// The md5 hex digest of the data that was read (must be the image's `checksum`).
         checksum: S,
     },
+    /// What the auditor re-verifies next ([`Response::AuditTargets`]): the active locations
+    /// of active images that have block hashes, for images after `after` in id order, at most
+    /// `max` images.
+    AuditTargets {
+        /// The last image of the previous batch (`None`: from the first).
+        after: Option<ImageId>,
+        /// Most images.
+        max: u32,
+    },
+    /// The data at a location of `image_id` no longer matches its block hashes (found by the
+    /// auditor): the location is quarantined, never served again (the image's other copies
+    /// are; with none left, downloads are 503).
+    Quarantine {
+        /// The image.
+        image_id: ImageId,
+        /// The location.
+        url: S,
+        /// What was found (kept in the log).
+        reason: S,
+    },
     /// The job failed this time; it is retried later with backoff.
     JobFailed {
         /// [`Job::id`].
@@ -213,7 +233,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 15] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -227,6 +247,8 @@ impl<S> Request<S> {
         "authorize_cache",
         "cache_report",
         "record_block_hashes",
+        "audit_targets",
+        "quarantine",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -245,6 +267,8 @@ impl<S> Request<S> {
             Request::AuthorizeCache { .. } => 10,
             Request::CacheReport { .. } => 11,
             Request::RecordBlockHashes { .. } => 12,
+            Request::AuditTargets { .. } => 13,
+            Request::Quarantine { .. } => 14,
         }
     }
 
@@ -299,6 +323,23 @@ pub struct Job<S = String> {
     pub attempt: u32,
     /// What to do.
     pub work: Work<S>,
+}
+
+/// One copy of an image's data to re-verify against its block hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTarget<S = String> {
+    /// The image.
+    pub image_id: ImageId,
+    /// The location's store id.
+    pub store: S,
+    /// The location.
+    pub url: S,
+    /// The image's size.
+    pub size: u64,
+    /// Bytes per block.
+    pub block_size: u64,
+    /// 16 hex digits per block, in order.
+    pub hashes: S,
 }
 
 /// What a [`Job`] asks for.
@@ -421,6 +462,8 @@ pub enum Response<S = String> {
     },
     /// Jobs claimed (reply to `ClaimJobs`; empty when none is due).
     Jobs(Vec<Job<S>>),
+    /// What to audit (reply to `AuditTargets`; empty after the last image).
+    AuditTargets(Vec<AuditTarget<S>>),
     /// Refused; the data plane answers the client with this reason's status and message.
     Denied(Reason),
 }
