@@ -248,11 +248,11 @@ enum Mode {
         /// Where the JSON summary goes.
         #[arg(long, default_value = "target/cold-pull/summary.json")]
         out: PathBuf,
-        /// Hold the store to this many bytes a second in all (`100MiB`; 0: unlimited): a
-        /// slow store, fills longer than nginx's 5 s lock timeout (glint without its cache is
-        /// not run then).
-        #[arg(long, default_value = "0", value_parser = compare_stores::parse_size)]
-        store_rate: u64,
+        /// Hold the store to this many bytes a second in all (`100MiB`; unlimited when not
+        /// given): a slow store, fills longer than nginx's 5 s lock timeout (glint without its
+        /// cache is not run then).
+        #[arg(long, value_parser = compare_stores::parse_size)]
+        store_rate: Option<u64>,
     },
     /// Measure the md5+sha512 hash limit of this machine.
     HashLimit {
@@ -630,7 +630,7 @@ fn main() -> anyhow::Result<()> {
                 block_size,
                 work_dir,
                 out,
-                store_rate,
+                store_rate: store_rate.unwrap_or(0),
             };
             let s = loadtest::cold_pull::run(cfg, cli.client_threads)?;
             let e = &s.environment;
