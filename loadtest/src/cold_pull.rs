@@ -67,6 +67,15 @@ pub struct ColdPullConfig {
     /// slow store, so that a fill takes longer than nginx's 5 s lock timeout. glint without
     /// the cache is not run then (it would read the image once per client at that rate).
     pub store_rate: u64,
+    /// The runs to make, by name (`glint-cold`, `glint-warm`, `glint-nocache`, `nginx-cold`,
+    /// `nginx-local`, `varnish-cold`); empty: all.
+    pub servers: Vec<String>,
+}
+
+impl ColdPullConfig {
+    fn runs(&self, name: &str) -> bool {
+        self.servers.is_empty() || self.servers.iter().any(|s| s == name)
+    }
 }
 
 // === the counting hop ===
@@ -837,32 +846,36 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
             let p_addr = addr(port_of(&plain.public)?);
             clear(&cached)?;
             let path = format!("/v2/images/{cached_id}/file");
-            runs.push(measure(
-                &rt,
-                "glint-cold",
-                g_addr,
-                &path,
-                n,
-                size,
-                &md5,
-                &hop,
-                &[dp(&cached)],
-                Some("dataplane"),
-            ));
-            runs.push(measure(
-                &rt,
-                "glint-warm",
-                g_addr,
-                &path,
-                n,
-                size,
-                &md5,
-                &hop,
-                &[dp(&cached)],
-                Some("dataplane"),
-            ));
+            if cfg.runs("glint-cold") {
+                runs.push(measure(
+                    &rt,
+                    "glint-cold",
+                    g_addr,
+                    &path,
+                    n,
+                    size,
+                    &md5,
+                    &hop,
+                    &[dp(&cached)],
+                    Some("dataplane"),
+                ));
+            }
+            if cfg.runs("glint-warm") {
+                runs.push(measure(
+                    &rt,
+                    "glint-warm",
+                    g_addr,
+                    &path,
+                    n,
+                    size,
+                    &md5,
+                    &hop,
+                    &[dp(&cached)],
+                    Some("dataplane"),
+                ));
+            }
             let ppath = format!("/v2/images/{plain_id}/file");
-            runs.extend((cfg.store_rate == 0).then(|| {
+            runs.extend((cfg.store_rate == 0 && cfg.runs("glint-nocache")).then(|| {
                 measure(
                     &rt,
                     "glint-nocache",
@@ -877,44 +890,50 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
                 )
             }));
             nginx.restart()?;
-            runs.push(measure(
-                &rt,
-                "nginx-cold",
-                addr(nginx.server.port),
-                "/cold",
-                n,
-                size,
-                &md5,
-                &hop,
-                &[nginx.server.pid()],
-                None,
-            ));
-            runs.push(measure(
-                &rt,
-                "nginx-local",
-                addr(nginx.server.port),
-                "/local",
-                n,
-                size,
-                &md5,
-                &hop,
-                &[nginx.server.pid()],
-                None,
-            ));
-            if let Some(v) = varnish.as_mut() {
-                v.restart()?;
+            if cfg.runs("nginx-cold") {
                 runs.push(measure(
                     &rt,
-                    "varnish-cold",
-                    addr(v.server.port),
+                    "nginx-cold",
+                    addr(nginx.server.port),
                     "/cold",
                     n,
                     size,
                     &md5,
                     &hop,
-                    &[v.server.pid()],
+                    &[nginx.server.pid()],
                     None,
                 ));
+            }
+            if cfg.runs("nginx-local") {
+                runs.push(measure(
+                    &rt,
+                    "nginx-local",
+                    addr(nginx.server.port),
+                    "/local",
+                    n,
+                    size,
+                    &md5,
+                    &hop,
+                    &[nginx.server.pid()],
+                    None,
+                ));
+            }
+            if let Some(v) = varnish.as_mut() {
+                v.restart()?;
+                if cfg.runs("varnish-cold") {
+                    runs.push(measure(
+                        &rt,
+                        "varnish-cold",
+                        addr(v.server.port),
+                        "/cold",
+                        n,
+                        size,
+                        &md5,
+                        &hop,
+                        &[v.server.pid()],
+                        None,
+                    ));
+                }
             }
         }
     }
@@ -1069,11 +1088,13 @@ fn table(cfg: &ColdPullConfig, runs: &[RunResult]) -> Vec<Row> {
     for &n in &cfg.clients {
         for (metric, ours, reference, theirs, f, target, goal) in lines {
             let reference_values = if theirs == "best-cold" {
-                let varnish = of("varnish-cold", n, f);
-                of("nginx-cold", n, f)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| a.max(varnish.get(i).copied().unwrap_or(0.0)))
+                // per round, the better of the two (either alone when the other was not run)
+                let (nginx, varnish) = (of("nginx-cold", n, f), of("varnish-cold", n, f));
+                (0..nginx.len().max(varnish.len()))
+                    .map(|i| {
+                        let a = nginx.get(i).copied().unwrap_or(0.0);
+                        a.max(varnish.get(i).copied().unwrap_or(0.0))
+                    })
                     .collect()
             } else {
                 of(theirs, n, f)

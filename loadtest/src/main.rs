@@ -253,6 +253,10 @@ enum Mode {
         /// cache is not run then).
         #[arg(long, value_parser = compare_stores::parse_size)]
         store_rate: Option<u64>,
+        /// Only these runs (`glint-cold`, `glint-warm`, `glint-nocache`, `nginx-cold`,
+        /// `nginx-local`, `varnish-cold`), comma-separated; all when not given.
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<String>,
     },
     /// Measure the md5+sha512 hash limit of this machine.
     HashLimit {
@@ -618,6 +622,7 @@ fn main() -> anyhow::Result<()> {
             work_dir,
             out,
             store_rate,
+            servers,
         } => {
             let cfg = loadtest::cold_pull::ColdPullConfig {
                 glint_bin,
@@ -631,6 +636,7 @@ fn main() -> anyhow::Result<()> {
                 work_dir,
                 out,
                 store_rate: store_rate.unwrap_or(0),
+                servers,
             };
             let s = loadtest::cold_pull::run(cfg, cli.client_threads)?;
             let e = &s.environment;
