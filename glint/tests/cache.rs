@@ -137,6 +137,15 @@ image_cache_block_size = {BLOCK}
     fn cached_blocks(&self) -> Vec<(PathBuf, u64)> {
         block_files(&self.cache_dir)
     }
+
+    /// Waits until `n` blocks are on disk.
+    fn wait_cached(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.cached_blocks().len() < n {
+            assert!(Instant::now() < deadline, "{n} blocks not cached");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn block_files(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -288,6 +297,7 @@ fn a_corrupted_block_on_disk_is_never_served_and_is_filled_again() {
     let data = random_bytes(4 * MIB);
     let id = rig.image(&data);
     assert!(rig.download(&id).1 == data);
+    rig.wait_cached(4);
     // the data plane dies; a block is damaged on disk before the next one reads it
     workload::kill_dataplane(&rig.g);
     let (victim, _) = rig
@@ -530,6 +540,8 @@ fn the_auditor_discards_a_block_damaged_while_running() {
     let data = random_bytes(3 * MIB);
     let id = rig.image(&data);
     assert!(rig.download(&id).1 == data);
+    // (a block is written just after its bytes went out)
+    rig.wait_cached(3);
     // damaged behind the data plane's back while it runs (the block was verified when stored)
     let (victim, _) = rig
         .cached_blocks()
