@@ -89,7 +89,8 @@ pub struct Hop {
     stop: Arc<AtomicBool>,
 }
 
-/// What the store's answers are held to: bytes per second in all, from the first byte.
+/// What the store's answers are held to: bytes per second in all (time the store was idle
+/// earns no credit: at most 100 ms of it).
 #[derive(Debug)]
 struct Limit {
     rate: u64,
@@ -102,6 +103,12 @@ impl Limit {
         let wait = {
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
             let (start, total) = sent.get_or_insert((Instant::now(), 0));
+            let due = Duration::from_secs_f64(*total as f64 / self.rate as f64);
+            if start.elapsed() > due + Duration::from_millis(100) {
+                // idle since: the rate counts from now
+                *start = Instant::now();
+                *total = 0;
+            }
             *total += n;
             let due = Duration::from_secs_f64(*total as f64 / self.rate as f64);
             due.checked_sub(start.elapsed())
