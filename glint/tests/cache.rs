@@ -234,6 +234,42 @@ fn concurrent_cold_pulls_read_each_block_from_the_store_once() {
 }
 
 #[test]
+fn hundreds_of_followers_of_one_fill_are_all_served() {
+    // more waiters on one fill than a worker's queue of wakeups from the other worker took
+    // (compio's default, 64): waking them used to deadlock both workers
+    let rig = Rig::start("");
+    let data = random_bytes(2 * MIB);
+    let id = rig.image(&data);
+    rig.proxy.set(Mode::Throttle {
+        bytes_per_second: 4 * MIB as u64,
+    });
+    let before = rig.store_bytes();
+    let clients = 256;
+    let started = std::sync::Barrier::new(clients);
+    let answers: Vec<(u16, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    started.wait();
+                    let r = rig.get(&id, &[]);
+                    let status = r.status().as_u16();
+                    (
+                        status,
+                        r.bytes().map(|b| b[..] == data[..]).unwrap_or(false),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, same) in &answers {
+        assert_eq!(*status, 200);
+        assert!(*same, "a client got other bytes");
+    }
+    assert_read_once(&rig, before, data.len() as u64, 2);
+}
+
+#[test]
 fn ranges_fill_only_their_blocks_and_resume_safely() {
     let rig = Rig::start("image_cache_readahead_blocks = 0");
     let data = random_bytes(8 * MIB + 777);

@@ -13,9 +13,10 @@
 //! fill's entry stays in the table until its block is on disk (or known not to be kept), so a
 //! download never starts a second read of a block in between.
 //!
-//! Waits cross worker threads: a fill's waiters are woken by an [`event_listener::Event`], whose
-//! wakers reach each worker's runtime (compio wakes a runtime from another thread through its
-//! driver). The table is one mutex, held for bookkeeping only.
+//! Waits cross worker threads: a fill's waiters are woken through their wakers, which reach
+//! each worker's runtime (compio wakes a runtime from another thread through its driver), and
+//! are called with no lock held (`Waiters`: a wakeup may wait for the other worker to drain
+//! its queue). The table is one mutex, held for bookkeeping only.
 
 pub mod blocks;
 
@@ -67,7 +68,7 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Sequential {
     progress: Mutex<Progress>,
-    moved: event_listener::Event,
+    moved: Waiters,
     /// Bytes per block.
     pub block_size: u64,
 }
@@ -79,7 +80,7 @@ impl Sequential {
                 landed: 0,
                 ended: None,
             }),
-            moved: event_listener::Event::new(),
+            moved: Waiters::default(),
             block_size,
         }
     }
@@ -92,28 +93,24 @@ impl Sequential {
     /// Blocks `0..landed` have landed.
     pub fn land(&self, landed: u64) {
         lock(&self.progress).landed = landed;
-        self.moved.notify(usize::MAX);
+        self.moved.wake_all();
     }
 
     /// The fill ended, verified or not.
     pub fn end(&self, verified: bool) {
         lock(&self.progress).ended = Some(verified);
-        self.moved.notify(usize::MAX);
+        self.moved.wake_all();
     }
 
     /// Waits up to `limit` until block `index` landed or the fill ended; where it is then.
     pub async fn wait_for(&self, index: u64, limit: Duration) -> Progress {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let listener = self.moved.listen();
+        let there = || {
             let now = self.progress();
-            if now.landed > index || now.ended.is_some() {
-                return now;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || compio::time::timeout(left, listener).await.is_err() {
-                return self.progress();
-            }
+            (now.landed > index || now.ended.is_some()).then_some(now)
+        };
+        match self.moved.until(limit, there).await {
+            Some(p) => p,
+            None => self.progress(),
         }
     }
 }
@@ -143,18 +140,60 @@ pub enum Outcome {
     Failed,
 }
 
+/// The tasks waiting for a fill, woken with no lock held. They may run on other workers'
+/// threads, whose queues of wakeups from other threads are bounded: waking one whose queue is
+/// full waits until that worker drains it, which it cannot do while it needs a lock the waking
+/// thread holds (event_listener wakes with its list locked: with 256 followers of one fill on
+/// two workers, both deadlocked).
+#[derive(Debug, Default)]
+struct Waiters {
+    wakers: Mutex<Vec<std::task::Waker>>,
+}
+
+impl Waiters {
+    fn register(&self, waker: &std::task::Waker) {
+        let mut wakers = lock(&self.wakers);
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *lock(&self.wakers));
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Waits up to `limit` until `ready` gives a value (checked again after each wakeup, and
+    /// after registering, so that no wakeup is lost); `None` at the limit.
+    async fn until<T>(&self, limit: Duration, ready: impl Fn() -> Option<T>) -> Option<T> {
+        let wait = std::future::poll_fn(|cx| {
+            if let Some(v) = ready() {
+                return std::task::Poll::Ready(v);
+            }
+            self.register(cx.waker());
+            match ready() {
+                Some(v) => std::task::Poll::Ready(v),
+                None => std::task::Poll::Pending,
+            }
+        });
+        compio::time::timeout(limit, wait).await.ok()
+    }
+}
+
 /// One block being filled: its outcome, and its waiters.
 #[derive(Debug)]
 pub struct Fill {
     outcome: Mutex<Outcome>,
-    done: event_listener::Event,
+    done: Waiters,
 }
 
 impl Fill {
     fn new() -> Fill {
         Fill {
             outcome: Mutex::new(Outcome::Running),
-            done: event_listener::Event::new(),
+            done: Waiters::default(),
         }
     }
 
@@ -168,22 +207,15 @@ impl Fill {
     /// Publishes the outcome and wakes every waiter.
     pub fn finish(&self, outcome: Outcome) {
         *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
-        self.done.notify(usize::MAX);
+        self.done.wake_all();
     }
 
     /// Waits up to `limit` for the fill to end; [`Outcome::Running`] if it did not.
     pub async fn wait(&self, limit: Duration) -> Outcome {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let listener = self.done.listen();
-            let now = self.outcome();
-            if !matches!(now, Outcome::Running) {
-                return now;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || compio::time::timeout(left, listener).await.is_err() {
-                return self.outcome();
-            }
+        let ended = || Some(self.outcome()).filter(|o| !matches!(o, Outcome::Running));
+        match self.done.until(limit, ended).await {
+            Some(o) => o,
+            None => self.outcome(),
         }
     }
 }

@@ -147,6 +147,12 @@ struct WorkerInit {
     api_socket: std::path::PathBuf,
 }
 
+/// Wakeups from other threads a worker's runtime queues (compio's default is 64). A thread
+/// waking a task on a worker whose queue is full spins until that worker drains it; a block
+/// fill wakes every download waiting for it, hundreds in a cold pull, so the queue holds more
+/// than a worker ever has tasks (each task is queued at most once).
+const WAKEUP_QUEUE: usize = 1 << 16;
+
 /// A worker's runtime: io_uring set up for one issuing thread with its completion work
 /// deferred until the thread asks for completions (`SINGLE_ISSUER | DEFER_TASKRUN`, Linux
 /// 6.1+; `COOP_TASKRUN` from 5.19). A worker thread owns its ring, so nothing else submits:
@@ -163,12 +169,16 @@ pub fn worker_runtime() -> std::io::Result<(compio::runtime::Runtime, bool)> {
         .defer_taskrun(true);
     match compio::runtime::Runtime::builder()
         .with_proactor(proactor)
+        .sync_queue_size(WAKEUP_QUEUE)
         .build()
     {
         Ok(rt) => Ok((rt, true)),
         Err(e) => {
             tracing::info!(error = %e, "io_uring refused SINGLE_ISSUER/DEFER_TASKRUN; plain setup");
-            Ok((compio::runtime::Runtime::new()?, false))
+            let rt = compio::runtime::Runtime::builder()
+                .sync_queue_size(WAKEUP_QUEUE)
+                .build()?;
+            Ok((rt, false))
         }
     }
 }
