@@ -946,6 +946,21 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
     }
     let table = table(&cfg, &runs);
     drop((nginx, varnish));
+    // the image objects and the bucket go: radosgw's OSD is small, and runs add up
+    {
+        use rusty_s3::S3Action;
+        let client = reqwest::blocking::Client::new();
+        for key in [&cached_id, &plain_id] {
+            let url = bucket
+                .delete_object(Some(&creds), key)
+                .sign(Duration::from_secs(60));
+            let _ = client.delete(url).send();
+        }
+        let url = bucket.delete_bucket(&creds).sign(Duration::from_secs(60));
+        if let Err(e) = client.delete(url).send() {
+            eprintln!("cold-pull: bucket {bucket_name} not removed: {e}");
+        }
+    }
     let summary = Summary {
         environment,
         config: cfg.clone(),
