@@ -853,94 +853,33 @@ pub fn run(cfg: ColdPullConfig, client_threads: usize) -> anyhow::Result<Summary
             let p_addr = addr(port_of(&plain.public)?);
             clear(&cached)?;
             let path = format!("/v2/images/{cached_id}/file");
-            if cfg.runs("glint-cold") {
-                runs.push(measure(
-                    &rt,
-                    "glint-cold",
-                    g_addr,
-                    &path,
-                    n,
-                    size,
-                    &md5,
-                    &hop,
-                    &[dp(&cached)],
-                    Some("dataplane"),
-                ));
-            }
-            if cfg.runs("glint-warm") {
-                runs.push(measure(
-                    &rt,
-                    "glint-warm",
-                    g_addr,
-                    &path,
-                    n,
-                    size,
-                    &md5,
-                    &hop,
-                    &[dp(&cached)],
-                    Some("dataplane"),
-                ));
-            }
             let ppath = format!("/v2/images/{plain_id}/file");
-            runs.extend((cfg.store_rate == 0 && cfg.runs("glint-nocache")).then(|| {
-                measure(
-                    &rt,
-                    "glint-nocache",
-                    p_addr,
-                    &ppath,
-                    n,
-                    size,
-                    &md5,
-                    &hop,
-                    &[dp(&plain)],
-                    Some("dataplane"),
-                )
-            }));
+            // one run, when `--servers` asks for it
+            let mut one = |name: &str, at, path: &str, pids: &[u32], rss_of| {
+                if cfg.runs(name) {
+                    let r = measure(&rt, name, at, path, n, size, &md5, &hop, pids, rss_of);
+                    runs.push(r);
+                }
+            };
+            let glint = Some("dataplane");
+            one("glint-cold", g_addr, &path, &[dp(&cached)], glint);
+            one("glint-warm", g_addr, &path, &[dp(&cached)], glint);
+            if cfg.store_rate == 0 {
+                one("glint-nocache", p_addr, &ppath, &[dp(&plain)], glint);
+            }
             nginx.restart()?;
-            if cfg.runs("nginx-cold") {
-                runs.push(measure(
-                    &rt,
-                    "nginx-cold",
-                    addr(nginx.server.port),
-                    "/cold",
-                    n,
-                    size,
-                    &md5,
-                    &hop,
-                    &[nginx.server.pid()],
-                    None,
-                ));
-            }
-            if cfg.runs("nginx-local") {
-                runs.push(measure(
-                    &rt,
-                    "nginx-local",
-                    addr(nginx.server.port),
-                    "/local",
-                    n,
-                    size,
-                    &md5,
-                    &hop,
-                    &[nginx.server.pid()],
-                    None,
-                ));
-            }
+            let (at, pid) = (addr(nginx.server.port), nginx.server.pid());
+            one("nginx-cold", at, "/cold", &[pid], None);
+            one("nginx-local", at, "/local", &[pid], None);
             if let Some(v) = varnish.as_mut() {
                 v.restart()?;
-                if cfg.runs("varnish-cold") {
-                    runs.push(measure(
-                        &rt,
-                        "varnish-cold",
-                        addr(v.server.port),
-                        "/cold",
-                        n,
-                        size,
-                        &md5,
-                        &hop,
-                        &[v.server.pid()],
-                        None,
-                    ));
-                }
+                one(
+                    "varnish-cold",
+                    addr(v.server.port),
+                    "/cold",
+                    &[v.server.pid()],
+                    None,
+                );
             }
         }
     }

@@ -146,15 +146,44 @@ pub(crate) async fn enqueue(
             "upload leftovers are recorded with record_leftover".into(),
         ));
     };
-    let now = to_micros(now);
     let key = dedup_key(kind, url);
+    let row = Pending {
+        kind,
+        key: &key,
+        image: &image_id.to_string(),
+        store,
+        url,
+        node: None,
+    };
+    insert_pending(db, conn, &row, now).await
+}
+
+/// A pending job row to insert.
+struct Pending<'a> {
+    kind: &'static str,
+    key: &'a str,
+    image: &'a str,
+    store: &'a str,
+    url: &'a str,
+    node: Option<&'a str>,
+}
+
+/// Inserts `row` pending, due at `now`, unless a job with its dedup key exists; whether it
+/// was added.
+async fn insert_pending(
+    db: &Db,
+    conn: &mut AnyConnection,
+    row: &Pending<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let now = to_micros(now);
     if db.backend() == Backend::Mysql {
         // MySQL counts a row found by ON DUPLICATE KEY UPDATE as affected (sqlx asks for
         // found rows), so the answer comes from a look first; the upsert below still keeps
         // a concurrent enqueue from failing (it would only be counted twice).
         let found = db
             .sql("SELECT id FROM jobs WHERE dedup_key = ?")
-            .arg(&key)
+            .arg(row.key)
             .query()
             .fetch_optional(&mut *conn)
             .await?;
@@ -163,18 +192,20 @@ pub(crate) async fn enqueue(
         }
     }
     let mut sql = db.sql(
-        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, state, attempts, \
+        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, node, state, attempts, \
          not_before, lease_until, last_error, created_at, updated_at) VALUES (",
     );
-    sql.bind(kind)
+    sql.bind(row.kind)
         .push(", ")
-        .bind(&key)
+        .bind(row.key)
         .push(", ")
-        .bind(image_id.to_string())
+        .bind(row.image)
         .push(", ")
-        .bind(store)
+        .bind(row.store)
         .push(", ")
-        .bind(url)
+        .bind(row.url)
+        .push(", ")
+        .bind(row.node)
         .push(", 'pending', 0, ")
         .bind(now)
         .push(", NULL, NULL, ")
@@ -189,7 +220,7 @@ pub(crate) async fn enqueue(
     });
     let n = sql.query().execute(&mut *conn).await?.rows_affected();
     if n == 1 {
-        db.jobs_enqueued().add(kind);
+        db.jobs_enqueued().add(row.kind);
     }
     Ok(n == 1)
 }
@@ -509,47 +540,15 @@ pub async fn enqueue_prefetch(
 ) -> Result<bool, Error> {
     let image = image_id.to_string();
     let key = dedup_key_of(&[PREFETCH, node, &image]);
-    let mut conn = db.conn().await?;
-    if db.backend() == Backend::Mysql {
-        // as in `enqueue`: MySQL counts a duplicate found by the upsert as affected
-        let found = db
-            .sql("SELECT id FROM jobs WHERE dedup_key = ?")
-            .arg(&key)
-            .query()
-            .fetch_optional(&mut *conn)
-            .await?;
-        if found.is_some() {
-            return Ok(false);
-        }
-    }
-    let now = to_micros(now);
-    let mut sql = db.sql(
-        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, node, state, attempts, \
-         not_before, lease_until, last_error, created_at, updated_at) VALUES (",
-    );
-    sql.bind(PREFETCH)
-        .push(", ")
-        .bind(&key)
-        .push(", ")
-        .bind(&image)
-        .push(", '', '', ")
-        .bind(node)
-        .push(", 'pending', 0, ")
-        .bind(now)
-        .push(", NULL, NULL, ")
-        .bind(now)
-        .push(", ")
-        .bind(now)
-        .push(")");
-    sql.push(match db.backend() {
-        Backend::Mysql => " ON DUPLICATE KEY UPDATE id = id",
-        Backend::Sqlite | Backend::Postgres => " ON CONFLICT (dedup_key) DO NOTHING",
-    });
-    let n = sql.query().execute(&mut *conn).await?.rows_affected();
-    if n == 1 {
-        db.jobs_enqueued().add(PREFETCH);
-    }
-    Ok(n == 1)
+    let row = Pending {
+        kind: PREFETCH,
+        key: &key,
+        image: &image,
+        store: "",
+        url: "",
+        node: Some(node),
+    };
+    insert_pending(db, &mut *db.conn().await?, &row, now).await
 }
 
 /// The images queued for prefetch into the cache of `node` (its `prefetch` jobs not done yet),

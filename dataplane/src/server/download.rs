@@ -390,9 +390,12 @@ async fn send(
             let locations: std::rc::Rc<[(String, String)]> = locations.into();
             let through = match cache {
                 Some(c) => {
-                    _pin = Some(c.blocks.pin(image_id));
                     let span = (size, offset, len);
-                    cached::blocks(w, c, image_id, locations.clone(), span).await
+                    let blocks = cached::blocks(w, c, image_id, locations.clone(), span).await;
+                    // pinned before its first block is read (a download streamed past the
+                    // cache leaves no entry in it)
+                    _pin = blocks.as_ref().map(|_| c.blocks.pin(image_id));
+                    blocks
                 }
                 None => None,
             };
