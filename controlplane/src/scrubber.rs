@@ -8,6 +8,8 @@
 //!    moves each active location to `pending_delete` with its `delete_data` job, in one
 //!    transaction, conditional on the status and the version read: an image restored
 //!    meanwhile (`POST …/actions/restore`) is left alone. The id is never reused.
+//!
+//! Each pass also purges the tasks whose `expires_at` has passed.
 
 use crate::app::App;
 use crate::db;
@@ -62,6 +64,12 @@ pub async fn run(app: App, mut shutdown: watch::Receiver<bool>) {
         app.metrics.scrubber_run(pass.is_ok());
         if let Err(e) = pass {
             tracing::warn!(error = %e, "scrubber pass failed");
+        }
+        // tasks past their `expires_at` (Glance soft-deletes them when tasks are read)
+        match db::tasks::purge_expired(&app.db, Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "expired tasks purged"),
+            Err(e) => tracing::warn!(error = %e, "expired tasks could not be purged"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -165,7 +165,10 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus() {
         );
     }
     let _ = c.get(g.url("/v2/images?limit=2")).send().unwrap();
-    let _ = c.get(g.url("/v2/tasks")).send().unwrap();
+    let _ = c
+        .get(g.url(&format!("/v2/images/{}/locations", ids[0])))
+        .send()
+        .unwrap();
     // a download the client drops after a little
     workload::download_part_of(&g, &ids[0], 130_000);
     // an upload the client drops half-way: the image goes back to queued
@@ -213,7 +216,7 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus() {
         v > 0.0
     });
     prom.wait_for(
-        "sum(glint_api_requests_total{route=\"unmatched:/v2/tasks\"})",
+        "sum(glint_api_requests_total{route=\"unmatched:/v2/images/{image_id}/locations\"})",
         |v| v >= 1.0,
     );
 

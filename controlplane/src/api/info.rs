@@ -2,7 +2,7 @@
 //! `GET /v2/info/stores/detail`, `GET /v2/info/usage`, `GET /v2/images/{image_id}/tasks`.
 //!
 //! glint has no interoperable import yet, so the import methods list is empty (clients then
-//! use `PUT …/file`) and every image's task list is empty. The store documents are Glance's
+//! use `PUT …/file`); an image's task list comes from the `tasks` table. The store documents are Glance's
 //! (`glance/api/v2/discovery.py`): only with multi-store (`enabled_backends`), else 404
 //! "Multi backend is not supported at this site."; the detail needs `stores_info_detail`
 //! (admin or service) and shows, per store, its type, weight and the driver properties
@@ -128,7 +128,8 @@ pub(crate) async fn usage() -> Json<Value> {
     Json(json!({"usage": {}}))
 }
 
-/// `GET /v2/images/{image_id}/tasks`: 404 for invisible images, else the (empty) task list.
+/// `GET /v2/images/{image_id}/tasks`: 404 for invisible images, else the image's tasks not
+/// expired yet (Glance returns their database rows, as [`crate::domain::task::Task::image_view`]).
 pub(crate) async fn image_tasks(
     State(app): State<App>,
     Caller(ctx): Caller,
@@ -136,5 +137,7 @@ pub(crate) async fn image_tasks(
     ImagePath(id): ImagePath,
 ) -> Result<Json<Value>, ApiError> {
     load_visible(&app, &ctx, id).await?;
-    Ok(Json(json!({"tasks": []})))
+    let tasks = crate::db::tasks::of_image(&app.db, id, chrono::Utc::now()).await?;
+    let views: Vec<Value> = tasks.iter().map(|t| t.image_view()).collect();
+    Ok(Json(json!({ "tasks": views })))
 }

@@ -3,7 +3,7 @@
 //!
 //! Start at [`router`]. One file per resource: [`versions`], [`images`], [`tags`],
 //! [`members`], [`actions`] (deactivate/reactivate/restore), [`info`] (discovery and image
-//! tasks), [`stores`] (removing one store's copy, multi-store), [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
+//! tasks), [`tasks`] (`/v2/tasks`), [`stores`] (removing one store's copy, multi-store), [`schemas`]; [`view`] renders image JSON; [`list_params`] parses list queries;
 //! [`extract`] holds our extractors (Glance-style errors for bad input); [`error`] is the only
 //! place that maps errors to status codes; [`middleware`] adds the request id, the span and
 //! the metrics.
@@ -27,6 +27,7 @@ pub mod middleware;
 pub mod schemas;
 pub mod stores;
 pub mod tags;
+pub mod tasks;
 pub mod versions;
 pub mod view;
 
@@ -94,6 +95,11 @@ pub fn router(app: App) -> Router {
             post(actions::restore),
         )
         .route("/v2/images/{image_id}/tasks", get(info::image_tasks))
+        .route("/v2/tasks", get(tasks::list))
+        .route(
+            "/v2/tasks/{task_id}",
+            get(tasks::show).delete(tasks::delete),
+        )
         .route("/v2/info/import", get(info::import))
         .route("/v2/info/stores", get(info::stores))
         .route("/v2/info/stores/detail", get(info::stores_detail))

@@ -1671,3 +1671,118 @@ async fn delete_from_store_every_answer() {
     let stores: Vec<&str> = jobs.iter().map(|j| j.store_id.as_str()).collect();
     assert_eq!(stores, ["fast", "slow"]);
 }
+
+/// A task of `owner` on `image`, created `age_s` seconds ago, expiring at `expires`.
+fn task_of(
+    owner: &str,
+    image: Option<ImageId>,
+    age_s: i64,
+    status: crate::domain::task::TaskStatus,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+) -> crate::domain::task::Task {
+    let at = chrono::Utc::now() - chrono::Duration::seconds(age_s);
+    crate::domain::task::Task {
+        id: uuid::Uuid::new_v4().to_string(),
+        kind: crate::domain::task::API_IMAGE_IMPORT.into(),
+        status,
+        owner: Some(owner.into()),
+        image_id: image,
+        request_id: Some("req-test".into()),
+        user_id: Some("u1".into()),
+        input: json!({"image_id": image.map(|i| i.to_string())}),
+        result: None,
+        message: String::new(),
+        expires_at: expires,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn tasks_api_lists_shows_and_refuses_delete() {
+    use crate::domain::task::TaskStatus;
+    let h = harness().await;
+    let image: ImageId = h
+        .create(&member("p1"), json!({"name": "t"}))
+        .await
+        .parse()
+        .unwrap();
+    let db = &h.t.app.db;
+    let later = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let expired = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+    let old = task_of("p1", Some(image), 30, TaskStatus::Success, later);
+    let new = task_of("p1", Some(image), 10, TaskStatus::Processing, None);
+    let other = task_of("p2", None, 20, TaskStatus::Failure, later);
+    let gone = task_of("p1", Some(image), 5, TaskStatus::Failure, expired);
+    for t in [&old, &new, &other, &gone] {
+        crate::db::tasks::insert(db, t).await.unwrap();
+    }
+
+    // admin only by default (tasks_api_access)
+    let r = h.get("/v2/tasks", &member("p1")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = h.get("/v2/tasks", &admin()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids: Vec<&str> = r.body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    // newest first; the expired one is not shown
+    assert_eq!(ids, [new.id.as_str(), other.id.as_str(), old.id.as_str()]);
+    assert_eq!(r.body["schema"], "/v2/schemas/tasks");
+    assert_eq!(r.body["first"], "/v2/tasks");
+    assert!(r.body["tasks"][0].get("input").is_none());
+
+    // filters and pages
+    let r = h.get("/v2/tasks?status=success", &admin()).await;
+    assert_eq!(r.body["tasks"].as_array().unwrap().len(), 1);
+    let r = h.get("/v2/tasks?limit=2&sort_dir=asc", &admin()).await;
+    assert_eq!(r.body["tasks"][0]["id"], old.id.as_str());
+    let next = r.body["next"].as_str().unwrap().to_owned();
+    assert!(next.contains(&format!("marker={}", other.id)), "{next}");
+    let r = h.get(&next, &admin()).await;
+    assert_eq!(r.body["tasks"][0]["id"], new.id.as_str());
+    assert!(r.body.get("next").is_none());
+    let r = h.get("/v2/tasks?status=done", &admin()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // one task
+    let r = h.get(&format!("/v2/tasks/{}", old.id), &admin()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "success");
+    assert_eq!(r.body["image_id"], image.to_string());
+    assert_eq!(r.body["self"], format!("/v2/tasks/{}", old.id));
+    let r = h.get(&format!("/v2/tasks/{}", gone.id), &admin()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .get(&format!("/v2/tasks/{}", uuid::Uuid::new_v4()), &admin())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // never deleted by hand
+    let r = h.delete(&format!("/v2/tasks/{}", old.id), &admin()).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), "GET");
+
+    // the image's tasks (Glance's row shape), for whoever sees the image
+    let r = h
+        .get(&format!("/v2/images/{image}/tasks"), &member("p1"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list = r.body["tasks"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{}", r.body);
+    assert_eq!(list[0]["id"], old.id.as_str());
+    assert_eq!(list[0]["deleted"], false);
+    assert_eq!(list[0]["request_id"], "req-test");
+
+    // expired tasks are purged
+    assert_eq!(
+        crate::db::tasks::purge_expired(db, chrono::Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(crate::db::tasks::get(db, &gone.id).await.unwrap().is_none());
+}

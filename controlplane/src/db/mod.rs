@@ -33,6 +33,7 @@ pub mod purge;
 mod row;
 #[cfg(any(test, feature = "test-util"))]
 pub mod scratch;
+pub mod tasks;
 
 pub use list::{
     CmpOp, Column, Filter, ListQuery, MemberStatusFilter, Scope, SortDir, SortKey, SqlValue,
@@ -415,6 +416,11 @@ impl From<&Option<String>> for Arg {
         Arg::Text(v.clone())
     }
 }
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
 impl From<Option<&str>> for Arg {
     fn from(v: Option<&str>) -> Arg {
         Arg::Text(v.map(str::to_owned))
@@ -610,7 +616,7 @@ mod tests {
             let scratch = ScratchDb::create(backend).await;
             let db = Db::connect(scratch.url(), 2).await.unwrap();
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.migrate().await.unwrap(), 8, "{backend:?}");
+            assert_eq!(db.migrate().await.unwrap(), 9, "{backend:?}");
             assert_eq!(db.migrate().await.unwrap(), 0, "{backend:?}");
             db.ping().await.unwrap();
             db.close().await;
@@ -655,7 +661,7 @@ mod tests {
             .unwrap();
             ids.push(id);
         }
-        assert_eq!(db.migrate().await.unwrap(), 6, "{backend:?}");
+        assert_eq!(db.migrate().await.unwrap(), 7, "{backend:?}");
         let want = [
             Some(LocationStatus::Active),
             Some(LocationStatus::Active),

@@ -11,6 +11,8 @@
 //! - [`member`] holds image members (sharing) and their statuses.
 //! - [`metadef`] holds the metadata definitions catalog (namespaces, objects, properties,
 //!   tags, resource types): Glance's body checks and JSON.
+//! - [`import`] holds the interoperable import's rules (body, preconditions, stores, the
+//!   lock, progress properties); [`task`] the task record and its views.
 //! - [`patch`] parses both JSON-patch media types and applies them to an [`Image`]
 //!   (Glance's `_do_add`/`_do_replace`/`_do_remove`).
 //!
@@ -18,12 +20,14 @@
 
 pub mod create;
 pub mod image;
+pub mod import;
 pub mod location;
 pub mod member;
 pub mod metadef;
 pub mod patch;
 pub mod property;
 pub mod status;
+pub mod task;
 
 pub use create::NewImage;
 pub use image::Image;

@@ -105,6 +105,25 @@ impl Move {
         Move::fixed(ImageStatus::Saving, ImageStatus::Queued, DataChange::Clear)
     }
 
+    /// `uploading → queued`: a stage did not finish, or an import failed; the data fields
+    /// are forgotten.
+    pub fn revert_stage() -> Move {
+        Move::fixed(
+            ImageStatus::Uploading,
+            ImageStatus::Queued,
+            DataChange::Clear,
+        )
+    }
+
+    /// `importing → active` with the data an import wrote into its (last) store.
+    pub fn commit_import(data: UploadedData) -> Move {
+        Move::fixed(
+            ImageStatus::Importing,
+            ImageStatus::Active,
+            DataChange::Record(data),
+        )
+    }
+
     /// `pending_delete → deleted` by the scrubber after `scrub_time`: the data goes.
     pub fn finish_delete() -> Move {
         Move::fixed(
@@ -179,6 +198,19 @@ impl Image {
             });
         }
         self.plan(ImageStatus::Saving)
+    }
+
+    /// The move that starts a stage (`PUT …/stage`): `queued → uploading`; any other status is
+    /// [`Error::InvalidTransition`] (409). The formats may still be unset (the import checks
+    /// them).
+    pub fn begin_stage(&self) -> Result<Move, Error> {
+        if self.status != ImageStatus::Queued {
+            return Err(Error::InvalidTransition {
+                from: self.status,
+                to: ImageStatus::Uploading,
+            });
+        }
+        self.plan(ImageStatus::Uploading)
     }
 }
 

@@ -60,6 +60,8 @@ pub enum Rule {
     RestoreImage,
     /// `GET /v2/info/stores/detail` (`glance/policies/discovery.py`): admin or service.
     StoresInfoDetail,
+    /// Every `/v2/tasks` call (`glance/policies/tasks.py`): admin.
+    TasksApiAccess,
     /// `PUT /v2/cache/{id}` (`glance/policies/cache.py`): admin.
     CacheImage,
     /// `GET /v2/cache`: admin.
@@ -152,7 +154,7 @@ const METADEF_ADMIN: &str = "rule:metadef_admin";
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 53] = [
+    pub const ALL: [Rule; 54] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -174,6 +176,7 @@ impl Rule {
         Rule::DeleteImageLocation,
         Rule::RestoreImage,
         Rule::StoresInfoDetail,
+        Rule::TasksApiAccess,
         Rule::CacheImage,
         Rule::CacheList,
         Rule::CacheDelete,
@@ -232,6 +235,7 @@ impl Rule {
             Rule::DeleteImageLocation => "delete_image_location",
             Rule::RestoreImage => "restore_image",
             Rule::StoresInfoDetail => "stores_info_detail",
+            Rule::TasksApiAccess => "tasks_api_access",
             Rule::CacheImage => "cache_image",
             Rule::CacheList => "cache_list",
             Rule::CacheDelete => "cache_delete",
@@ -305,6 +309,7 @@ impl Rule {
             }
             Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
             Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
+            Rule::TasksApiAccess => "role:admin",
             Rule::CacheImage
             | Rule::CacheList
             | Rule::CacheDelete

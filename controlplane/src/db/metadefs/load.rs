@@ -245,7 +245,7 @@ async fn add_content(
                  updated_at = ? WHERE namespace_id = ? AND name = ?",
             )
             .arg(&o.description)
-            .arg(&join_required(o.required.as_deref()))
+            .arg(join_required(o.required.as_deref()))
             .arg(defs_to_text(o.properties.as_ref()))
             .arg(at)
             .arg(id)
