@@ -13,7 +13,7 @@ property, upload (with and without x-openstack-image-size), get, data()
 download with checksum verification ON (the client checks os_hash_value, then
 checksum), update with a property, remove_props, image_tags.update/delete, list
 with filters (name, tag, extra property, status), 204 download of an image
-without data, delete, get -> HTTPNotFound, second delete -> HTTPNotFound.
+without data, tasks.list and tasks.get (404), delete, get -> HTTPNotFound, second delete -> HTTPNotFound.
 
 Env: GLINT_ENDPOINT (e.g. http://127.0.0.1:9292), GLINT_SCRATCH (scratch dir).
 Run: .venv-compat/bin/python loadtest/compat/test_glanceclient.py
@@ -214,6 +214,12 @@ def main(c):
     data, _ = c.step('images.data (sizeless upload)', download, gc, empty['id'])
     c.check(data == small, 'images.data (sizeless upload): bytes identical', 'bytes differ')
     c.step('images.delete (second image)', gc.images.delete, empty['id'])
+
+    # the tasks API (admin-only; noauth callers without roles are admin): the list parses
+    # (paged by the client's own limit and the next links), an unknown task is 404
+    tasks = c.step('tasks.list', lambda: list(gc.tasks.list(filters={'status': 'success'})))
+    c.check(isinstance(tasks, list), 'tasks.list: a list', repr(tasks))
+    expect_not_found(c, 'tasks.get of an unknown uuid', gc.tasks.get, str(uuid.uuid4()))
 
     c.step('images.delete', gc.images.delete, want_id)
     expect_not_found(c, 'images.get after delete', gc.images.get, want_id)
