@@ -124,31 +124,32 @@ pub async fn of_image(db: &Db, id: ImageId, now: DateTime<Utc>) -> Result<Vec<Ta
     rows.iter().map(from_row).collect()
 }
 
+/// Runs one write statement; the rows it changed.
+async fn write(db: &Db, sql: super::Sql) -> Result<u64, Error> {
+    let done = sql.query().execute(&mut *db.conn().await?).await?;
+    Ok(done.rows_affected())
+}
+
 /// `pending → processing`; whether it moved.
 pub async fn start(db: &Db, id: &str, now: DateTime<Utc>) -> Result<bool, Error> {
-    let n = db
+    let sql = db
         .sql("UPDATE tasks SET status = 'processing', updated_at = ? WHERE id = ? AND status = 'pending'")
         .arg(to_micros(now))
-        .arg(id)
-        .query()
-        .execute(&mut *db.conn().await?)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+        .arg(id);
+    Ok(write(db, sql).await? == 1)
 }
 
 /// Sets the message of a running task (`Copied N MiB`).
 pub async fn progress(db: &Db, id: &str, message: &str, now: DateTime<Utc>) -> Result<(), Error> {
-    db.sql(
-        "UPDATE tasks SET message = ?, updated_at = ? WHERE id = ? \
-         AND status IN ('pending', 'processing')",
-    )
-    .arg(message)
-    .arg(to_micros(now))
-    .arg(id)
-    .query()
-    .execute(&mut *db.conn().await?)
-    .await?;
+    let sql = db
+        .sql(
+            "UPDATE tasks SET message = ?, updated_at = ? WHERE id = ? \
+             AND status IN ('pending', 'processing')",
+        )
+        .arg(message)
+        .arg(to_micros(now))
+        .arg(id);
+    write(db, sql).await?;
     Ok(())
 }
 
@@ -163,7 +164,7 @@ pub async fn finish(
     ttl: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let n = db
+    let sql = db
         .sql(
             "UPDATE tasks SET status = ?, result = ?, message = ?, expires_at = ?, \
              updated_at = ? WHERE id = ? AND status IN ('pending', 'processing')",
@@ -173,24 +174,16 @@ pub async fn finish(
         .arg(message)
         .arg(to_micros(now + ttl))
         .arg(to_micros(now))
-        .arg(id)
-        .query()
-        .execute(&mut *db.conn().await?)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+        .arg(id);
+    Ok(write(db, sql).await? == 1)
 }
 
 /// Removes the tasks that expired before `now`; how many.
 pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, Error> {
-    let n = db
+    let sql = db
         .sql("DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at < ?")
-        .arg(to_micros(now))
-        .query()
-        .execute(&mut *db.conn().await?)
-        .await?
-        .rows_affected();
-    Ok(n)
+        .arg(to_micros(now));
+    write(db, sql).await
 }
 
 #[cfg(test)]
