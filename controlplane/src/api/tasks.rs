@@ -125,19 +125,18 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
     Ok(q)
 }
 
-/// The value `t` sorts by under `key` (timestamps as microseconds, zero-padded, so text
-/// order is time order).
-fn sort_value(t: &Task, key: &str) -> String {
-    let micros = |d: chrono::DateTime<Utc>| format!("{:020}", d.timestamp_micros().max(0));
-    match key {
-        "updated_at" => micros(t.updated_at),
-        "id" => t.id.clone(),
-        "type" => t.kind.clone(),
-        "status" => t.status.as_str().to_owned(),
-        "owner" => t.owner.clone().unwrap_or_default(),
-        "expires_at" => t.expires_at.map(micros).unwrap_or_default(),
-        _ => micros(t.created_at),
-    }
+/// How `a` and `b` compare under sort key `key` (ties: by id).
+fn compare(a: &Task, b: &Task, key: &str) -> std::cmp::Ordering {
+    let by = match key {
+        "updated_at" => a.updated_at.cmp(&b.updated_at),
+        "id" => std::cmp::Ordering::Equal,
+        "type" => a.kind.cmp(&b.kind),
+        "status" => a.status.as_str().cmp(b.status.as_str()),
+        "owner" => a.owner.cmp(&b.owner),
+        "expires_at" => a.expires_at.cmp(&b.expires_at),
+        _ => a.created_at.cmp(&b.created_at),
+    };
+    by.then_with(|| a.id.cmp(&b.id))
 }
 
 fn link(rest: &[(String, String)], marker: Option<&str>) -> String {
@@ -169,11 +168,8 @@ pub(crate) async fn list(
     tasks.retain(|t| {
         q.status.is_none_or(|s| t.status == s) && q.kind.as_deref().is_none_or(|k| t.kind == k)
     });
-    // (sort value, id) in the direction asked, ids breaking ties the same way
     tasks.sort_by(|a, b| {
-        let ord = sort_value(a, &q.sort_key)
-            .cmp(&sort_value(b, &q.sort_key))
-            .then_with(|| a.id.cmp(&b.id));
+        let ord = compare(a, b, &q.sort_key);
         if q.desc { ord.reverse() } else { ord }
     });
     let start = match &q.marker {

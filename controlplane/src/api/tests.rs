@@ -1682,19 +1682,9 @@ fn task_of(
 ) -> crate::domain::task::Task {
     let at = chrono::Utc::now() - chrono::Duration::seconds(age_s);
     crate::domain::task::Task {
-        id: uuid::Uuid::new_v4().to_string(),
-        kind: crate::domain::task::API_IMAGE_IMPORT.into(),
-        status,
-        owner: Some(owner.into()),
-        image_id: image,
         request_id: Some("req-test".into()),
-        user_id: Some("u1".into()),
-        input: json!({"image_id": image.map(|i| i.to_string())}),
-        result: None,
-        message: String::new(),
         expires_at: expires,
-        created_at: at,
-        updated_at: at,
+        ..crate::domain::task::tests::task_at(owner, image, status, at)
     }
 }
 

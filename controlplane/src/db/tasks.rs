@@ -191,25 +191,10 @@ mod tests {
     use super::*;
     use crate::db::Backend;
     use crate::db::scratch::ScratchDb;
-    use crate::domain::task::API_IMAGE_IMPORT;
     use serde_json::json;
 
     fn task(owner: &str, image: Option<ImageId>, at: DateTime<Utc>) -> Task {
-        Task {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind: API_IMAGE_IMPORT.into(),
-            status: TaskStatus::Pending,
-            owner: Some(owner.into()),
-            image_id: image,
-            request_id: Some("req-1".into()),
-            user_id: None,
-            input: json!({"import_req": {"method": {"name": "glance-direct"}}}),
-            result: None,
-            message: String::new(),
-            expires_at: None,
-            created_at: at,
-            updated_at: at,
-        }
+        crate::domain::task::tests::task_at(owner, image, TaskStatus::Pending, at)
     }
 
     #[tokio::test]

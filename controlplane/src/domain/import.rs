@@ -501,27 +501,18 @@ mod tests {
 
     #[test]
     fn stale_locks() {
-        use crate::domain::task::{Task, TaskStatus};
+        use crate::domain::task::TaskStatus;
         let now = Utc::now();
         let mut img = sample();
         assert_eq!(lock_state(&img, None, now), Lock::Free);
         img.properties.insert(IMPORT_TASK.into(), "t0".into());
         assert_eq!(lock_state(&img, None, now), Lock::Stale("t0".into()));
-        let mut t = Task {
-            id: "t0".into(),
-            kind: "api_image_import".into(),
-            status: TaskStatus::Processing,
-            owner: None,
-            image_id: None,
-            request_id: None,
-            user_id: None,
-            input: json!({}),
-            result: None,
-            message: String::new(),
-            expires_at: None,
-            created_at: now,
-            updated_at: now - chrono::Duration::minutes(30),
-        };
+        let mut t = crate::domain::task::tests::task_at(
+            "p1",
+            None,
+            TaskStatus::Processing,
+            now - chrono::Duration::minutes(30),
+        );
         assert_eq!(lock_state(&img, Some(&t), now), Lock::Held);
         t.updated_at = now - chrono::Duration::minutes(61);
         assert_eq!(lock_state(&img, Some(&t), now), Lock::Stale("t0".into()));

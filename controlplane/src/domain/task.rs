@@ -172,27 +172,47 @@ impl Task {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A task of `owner` on `image`, in `status`, created and last updated at `at`.
+    pub(crate) fn task_at(
+        owner: &str,
+        image: Option<ImageId>,
+        status: TaskStatus,
+        at: DateTime<Utc>,
+    ) -> Task {
+        Task {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: API_IMAGE_IMPORT.into(),
+            status,
+            owner: Some(owner.into()),
+            image_id: image,
+            request_id: Some("req-1".into()),
+            user_id: None,
+            input: json!({"image_id": image.map(|i| i.to_string())}),
+            result: None,
+            message: String::new(),
+            expires_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
 
     fn sample() -> Task {
         let t = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00.250Z")
             .unwrap()
             .with_timezone(&Utc);
         Task {
-            id: "5f0f8d3a-8d4b-4a7a-9c2b-0c4d2f2f4a11".into(),
-            kind: API_IMAGE_IMPORT.into(),
-            status: TaskStatus::Success,
-            owner: Some("p1".into()),
-            image_id: Some("0b3a8c7e-1234-4321-abcd-0123456789ab".parse().unwrap()),
-            request_id: Some("req-1".into()),
-            user_id: None,
-            input: json!({"image_id": "x"}),
             result: Some(json!({"image_id": "x"})),
             message: "Copied 1 MiB".into(),
             expires_at: Some(t),
-            created_at: t,
-            updated_at: t,
+            ..task_at(
+                "p1",
+                Some("0b3a8c7e-1234-4321-abcd-0123456789ab".parse().unwrap()),
+                TaskStatus::Success,
+                t,
+            )
         }
     }
 
