@@ -62,6 +62,7 @@
 
 use crate::app::{App, Refusal};
 use crate::db;
+use crate::domain::task::{Task, TaskStatus};
 use crate::domain::{self, Image, Move, UploadedData};
 use crate::policy::{Context, Target};
 use chrono::Utc;
@@ -114,7 +115,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 15] = Request::<String>::KINDS;
+pub const KINDS: [&str; 18] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -128,11 +129,30 @@ struct Connection {
     handshaken: bool,
 }
 
-/// An upload lease: the store granted and the held jobs recording what the upload may leave.
+/// An upload lease: the store granted, the held jobs recording what the upload may leave,
+/// and what the upload is for.
 #[derive(Debug)]
 struct Lease {
     store: String,
     leftovers: Vec<u64>,
+    kind: LeaseKind,
+}
+
+/// What an upload lease writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LeaseKind {
+    /// `PUT …/file`: `saving`, `active` at the commit, `queued` if it ends otherwise.
+    Upload,
+    /// `PUT …/stage`: `uploading`, still `uploading` (staged) at the commit, `queued` if it
+    /// ends otherwise.
+    Stage,
+    /// One store of an import job (`ImportBegin`): the commit adds the location (and may make
+    /// the image `active`); any other end leaves the image to the job.
+    Import {
+        task_id: String,
+        method: domain::import::Method,
+        all_stores_must_succeed: bool,
+    },
 }
 
 /// What to do after answering a frame.
@@ -245,6 +265,7 @@ impl Connection {
                     credentials,
                     declared_size,
                     store,
+                    stage,
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     self.authorize_upload(
@@ -253,6 +274,7 @@ impl Connection {
                         &credentials,
                         declared_size,
                         store.as_deref(),
+                        stage,
                     )
                     .instrument(span)
                     .await
@@ -354,6 +376,33 @@ impl Connection {
                         .instrument(span)
                         .await
                 }
+                Request::ImportBegin {
+                    task_id,
+                    image_id,
+                    store,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
+                    self.import_begin(&task_id, image_id, &store)
+                        .instrument(span)
+                        .await
+                }
+                Request::ImportProgress {
+                    task_id,
+                    image_id,
+                    copied,
+                } => self.import_progress(&task_id, image_id, copied).await,
+                Request::ImportFinished {
+                    job,
+                    task_id,
+                    image_id,
+                    error,
+                    failed_stores,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
+                    self.import_finished(job, &task_id, image_id, error.as_deref(), &failed_stores)
+                        .instrument(span)
+                        .await
+                }
                 Request::CacheReport { image_id, bytes } => {
                     let node = self.app.config.self_reference_url();
                     db::cached::record(&self.app.db, &node, image_id, bytes)
@@ -411,7 +460,13 @@ impl Connection {
         credentials: &Credentials,
         declared_size: Option<u64>,
         store: Option<&str>,
+        stage: bool,
     ) -> Result<Response, Reason> {
+        if stage {
+            return self
+                .authorize_stage(request_id, id, credentials, declared_size)
+                .await;
+        }
         let stores = &self.app.stores;
         // Glance resolves the store before it looks at the image (image_data.py upload)
         let store = match store {
@@ -466,19 +521,79 @@ impl Connection {
             Lease {
                 store: store.clone(),
                 leftovers: Vec::new(),
+                kind: LeaseKind::Upload,
             },
         );
         self.log_transition(request_id, id, begin.from, begin.to);
+        Ok(self.grant(&image, store))
+    }
+
+    /// The terms of an upload of `image` into `store`.
+    fn grant(&self, image: &Image, store: String) -> Response {
+        let app = &self.app;
         // Glance inspects bare images only (glance/location.py set_data)
         let inspect_as = (image.container_format.as_deref() == Some("bare"))
             .then(|| image.disk_format.clone())
             .flatten();
-        Ok(Response::UploadGranted {
+        Response::UploadGranted {
             hash_algo: app.config.image.hashing_algorithm,
-            max_size_bytes: cap,
+            max_size_bytes: app.config.image.image_size_cap_bytes,
             store,
             inspect_as,
-        })
+        }
+    }
+
+    /// `PUT …/stage` (Glance's `stage`): `glance-direct` must be enabled (404), the image
+    /// visible (404) and `modify_image` allowed (403); `queued → uploading` (409 from any
+    /// other status); the data goes to the staging store.
+    async fn authorize_stage(
+        &mut self,
+        request_id: &str,
+        id: ImageId,
+        credentials: &Credentials,
+        declared_size: Option<u64>,
+    ) -> Result<Response, Reason> {
+        let app = self.app.clone();
+        if !app
+            .config
+            .import_enabled(domain::import::Method::GlanceDirect.as_str())
+        {
+            return Err(Reason::StagingDisabled);
+        }
+        let (_, image) = self
+            .find_authorized(credentials, id, Action::ModifyImage)
+            .await?;
+        let begin = image.begin_stage().map_err(|e| match e {
+            domain::Error::InvalidTransition { from, to } => Reason::Transition { from, to },
+            other => {
+                tracing::error!(error = %other, "unexpected refusal to begin a stage");
+                Reason::Internal
+            }
+        })?;
+        if declared_size.is_some_and(|s| s > app.config.image.image_size_cap_bytes) {
+            return Err(Reason::TooLarge);
+        }
+        if !db::images::apply_move(&app.db, id, &begin, Utc::now())
+            .await
+            .map_err(internal)?
+        {
+            let from = db::images::status(&app.db, id)
+                .await
+                .map_err(internal)?
+                .unwrap_or(ImageStatus::Deleted);
+            return Err(Reason::Transition { from, to: begin.to });
+        }
+        let store = shared::config::STAGING_STORE.to_owned();
+        self.leases.insert(
+            id,
+            Lease {
+                store: store.clone(),
+                leftovers: Vec::new(),
+                kind: LeaseKind::Stage,
+            },
+        );
+        self.log_transition(request_id, id, begin.from, begin.to);
+        Ok(self.grant(&image, store))
     }
 
     /// Records what the upload under the lease of `id` may leave at `url`.
@@ -496,10 +611,19 @@ impl Connection {
             tracing::error!(image_id = %id, error = %e, "UploadLeftover with a location that cannot be stored");
             return Err(Reason::Protocol);
         }
-        let job =
-            db::jobs::record_leftover(&self.app.db, id, &lease.store, url, upload, Utc::now())
-                .await
-                .map_err(internal)?;
+        // a stage's leftover is in this node's staging directory: only this node removes it
+        let node = (lease.kind == LeaseKind::Stage).then(|| self.app.config.self_reference_url());
+        let job = db::jobs::record_leftover(
+            &self.app.db,
+            id,
+            &lease.store,
+            url,
+            upload,
+            node.as_deref(),
+            Utc::now(),
+        )
+        .await
+        .map_err(internal)?;
         lease.leftovers.push(job);
         tracing::debug!(image_id = %id, job_id = job, multipart = upload.is_some(), "upload leftover recorded");
         Ok(Response::Ack)
@@ -528,7 +652,11 @@ impl Connection {
     /// Puts a leased image back to `queued` (the lease is gone either way).
     /// The image first: an object abort due while its image is still `saving` would wait.
     async fn revert(&mut self, request_id: &str, id: ImageId) -> Result<bool, Reason> {
-        let revert = Move::revert_upload();
+        let Some(revert) = self.leases.get(&id).and_then(|l| l.kind.revert()) else {
+            // an import's store: the job goes on with the next store or fails the import
+            self.end_lease(id).await;
+            return Ok(false);
+        };
         let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await;
         self.end_lease(id).await;
         let moved = moved.map_err(internal)?;
@@ -571,6 +699,27 @@ impl Connection {
         if data.size > app.config.image.image_size_cap_bytes {
             self.revert(request_id, id).await?;
             return Err(Reason::TooLarge);
+        }
+        match self.leases.get(&id).map(|l| l.kind.clone()) {
+            Some(LeaseKind::Stage) => return self.stage_complete(request_id, id, data).await,
+            Some(LeaseKind::Import {
+                task_id,
+                method,
+                all_stores_must_succeed,
+            }) => {
+                let committed = self
+                    .import_store_complete(&task_id, method, all_stores_must_succeed, id, data)
+                    .await;
+                match &committed {
+                    // the commit dropped the lease's held jobs
+                    Ok(_) => {
+                        self.leases.remove(&id);
+                    }
+                    Err(_) => self.end_lease(id).await,
+                }
+                return committed;
+            }
+            _ => {}
         }
         let commit = Move::commit_upload(data);
         let committed = match db::images::apply_move(&app.db, id, &commit, Utc::now()).await {
@@ -694,9 +843,62 @@ impl Connection {
                 *locations = list.into_string();
                 *size = image.size.unwrap_or(0);
             }
+            if let Work::Import { .. } = &job.work
+                && !self.fill_import(&mut job.work, job.id).await?
+            {
+                continue;
+            }
             jobs.push(job);
         }
         Ok(Response::Jobs(jobs))
+    }
+
+    /// Fills a claimed `import` job from its task and image (method, URI, the stores left);
+    /// `false` when there is nothing to run: the task is gone or over (the job is dropped), or
+    /// the image is no longer its (the task fails, the job is dropped).
+    async fn fill_import(&self, work: &mut Work, job: u64) -> Result<bool, Reason> {
+        let app = &self.app;
+        let Work::Import {
+            task_id,
+            image_id,
+            method,
+            uri,
+            stores,
+            all_stores_must_succeed,
+        } = work
+        else {
+            return Ok(true);
+        };
+        let now = Utc::now();
+        let task = db::tasks::get(&app.db, task_id).await.map_err(internal)?;
+        let image = db::images::get(&app.db, *image_id)
+            .await
+            .map_err(internal)?;
+        let runnable = match (&task, &image) {
+            (Some(t), Some(i)) if !t.status.is_final() && importing(i, task_id) => {
+                import_request(t).map(|r| (t, i, r))
+            }
+            _ => None,
+        };
+        let Some((task, image, (m, u, must))) = runnable else {
+            if task.as_ref().is_some_and(|t| !t.status.is_final()) {
+                let ttl = chrono::Duration::hours(
+                    i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
+                );
+                let msg = "The image is no longer being imported by this task";
+                db::tasks::finish(&app.db, task_id, TaskStatus::Failure, None, msg, ttl, now)
+                    .await
+                    .map_err(internal)?;
+            }
+            tracing::info!(job_id = job, %task_id, "import job with nothing left to run dropped");
+            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+            return Ok(false);
+        };
+        *method = m.as_str().to_owned();
+        *uri = u;
+        *all_stores_must_succeed = must;
+        *stores = stores_left(task, image, app).join(",");
+        Ok(true)
     }
 
     async fn job_done(&self, id: u64) -> Result<Response, Reason> {
@@ -882,9 +1084,13 @@ impl Connection {
     }
 
     async fn revert_leases(&mut self) {
-        let revert = Move::revert_upload();
         let ids: Vec<ImageId> = self.leases.keys().copied().collect();
         for id in ids {
+            let Some(revert) = self.leases.get(&id).and_then(|l| l.kind.revert()) else {
+                // an import's store: the job is claimed again when its lease runs out
+                self.end_lease(id).await;
+                continue;
+            };
             let moved = db::images::apply_move(&self.app.db, id, &revert, Utc::now()).await;
             // after the image: an object abort due while its image is `saving` would wait
             self.end_lease(id).await;
@@ -901,6 +1107,395 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+impl LeaseKind {
+    /// The move back to `queued` when the lease ends without a commit (`None`: an import's
+    /// store, left to the import job).
+    fn revert(&self) -> Option<Move> {
+        match self {
+            LeaseKind::Upload => Some(Move::revert_upload()),
+            LeaseKind::Stage => Some(Move::revert_stage()),
+            LeaseKind::Import { .. } => None,
+        }
+    }
+}
+
+/// What an import task was asked: the method, `web-download`'s URI, and
+/// `all_stores_must_succeed` (from its input's `import_req`, as Glance records it).
+fn import_request(task: &Task) -> Option<(domain::import::Method, Option<String>, bool)> {
+    let req = task.input.get("import_req")?;
+    let method = req.get("method")?;
+    let name = method.get("name")?.as_str()?;
+    let uri = method
+        .get("uri")
+        .and_then(|u| u.as_str())
+        .map(str::to_owned);
+    let must = req
+        .get("all_stores_must_succeed")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    Some((domain::import::Method::from_name(name)?, uri, must))
+}
+
+/// The stores an import task writes (its input's `backend`; without multi-store, the store).
+fn task_stores(task: &Task, app: &App) -> Vec<String> {
+    if !app.stores.multistore {
+        return vec![app.stores.default.clone()];
+    }
+    task.input
+        .get("backend")
+        .and_then(|b| b.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stores an import still has to write: the task's, less those done (Glance's
+/// `os_glance_importing_to_stores`) and those already holding a copy (a commit whose
+/// progress update a crash cut off).
+fn stores_left(task: &Task, image: &Image, app: &App) -> Vec<String> {
+    let all = task_stores(task, app);
+    let holding: Vec<&str> = image.active_locations().map(|l| l.store.as_str()).collect();
+    domain::import::remaining(image, &all, app.stores.multistore)
+        .into_iter()
+        .filter(|s| !holding.contains(&s.as_str()))
+        .collect()
+}
+
+/// Whether `image` is still being imported by task `task_id` (it holds the lock).
+fn importing(image: &Image, task_id: &str) -> bool {
+    image.status != ImageStatus::Deleted
+        && image
+            .properties
+            .get(domain::import::IMPORT_TASK)
+            .map(String::as_str)
+            == Some(task_id)
+}
+
+impl Connection {
+    /// Commits a stage: the image, still `uploading`, records the size and this node as
+    /// `os_glance_stage_host` (Glance's `stage`); the lease's held jobs are dropped.
+    async fn stage_complete(
+        &mut self,
+        request_id: &str,
+        id: ImageId,
+        data: UploadedData,
+    ) -> Result<Response, Reason> {
+        let app = self.app.clone();
+        for _ in 0..crate::api::images::WRITE_ATTEMPTS {
+            let image = db::images::get(&app.db, id).await.map_err(internal)?;
+            let image = match image {
+                Some(i) if i.status == ImageStatus::Uploading => i,
+                None => {
+                    self.end_lease(id).await;
+                    return Err(Reason::DeletedDuringUpload);
+                }
+                Some(i) if i.status == ImageStatus::Deleted => {
+                    self.end_lease(id).await;
+                    return Err(Reason::DeletedDuringUpload);
+                }
+                Some(i) => {
+                    self.end_lease(id).await;
+                    return Err(Reason::Transition {
+                        from: i.status,
+                        to: ImageStatus::Uploading,
+                    });
+                }
+            };
+            let mut next = (*image).clone();
+            next.size = Some(data.size);
+            next.properties.insert(
+                domain::import::STAGE_HOST.to_owned(),
+                app.config.self_reference_url(),
+            );
+            next.updated_at = Utc::now();
+            match db::images::commit_stage(&app.db, &next, &data.location).await {
+                Ok(true) => {
+                    self.leases.remove(&id);
+                    tracing::info!(image_id = %id, request_id, size = data.size, "image data staged");
+                    return Ok(Response::UploadCommitted);
+                }
+                Ok(false) => continue,
+                Err(db::Error::CleanupPending) => {
+                    self.revert(request_id, id).await?;
+                    return Err(Reason::CleanupPending);
+                }
+                Err(e) => {
+                    self.end_lease(id).await;
+                    return Err(internal(e));
+                }
+            }
+        }
+        self.revert(request_id, id).await?;
+        Err(Reason::Internal)
+    }
+
+    /// An import job starts writing `store` (see [`Request::ImportBegin`]).
+    async fn import_begin(
+        &mut self,
+        task_id: &str,
+        id: ImageId,
+        store: &str,
+    ) -> Result<Response, Reason> {
+        let app = self.app.clone();
+        let task = db::tasks::get(&app.db, task_id)
+            .await
+            .map_err(internal)?
+            .filter(|t| !t.status.is_final())
+            .ok_or(Reason::ImportOver)?;
+        let (method, _, must) = import_request(&task).ok_or(Reason::ImportOver)?;
+        let image = db::images::get(&app.db, id)
+            .await
+            .map_err(internal)?
+            .filter(|i| importing(i, task_id))
+            .ok_or(Reason::ImportOver)?;
+        let config = app.stores.get(store).ok_or(Reason::UnknownStore)?;
+        if config.read_only() {
+            return Err(Reason::ReadOnlyStore);
+        }
+        if task.status == TaskStatus::Pending {
+            db::tasks::start(&app.db, task_id, Utc::now())
+                .await
+                .map_err(internal)?;
+        }
+        // a lease left by an earlier attempt of this job on this connection ends first
+        self.end_lease(id).await;
+        self.leases.insert(
+            id,
+            Lease {
+                store: store.to_owned(),
+                leftovers: Vec::new(),
+                kind: LeaseKind::Import {
+                    task_id: task_id.to_owned(),
+                    method,
+                    all_stores_must_succeed: must,
+                },
+            },
+        );
+        tracing::info!(image_id = %id, task_id, store, "import writing a store");
+        Ok(self.grant(&image, store.to_owned()))
+    }
+
+    /// An import's copy into `data.store` is stored: it becomes a location of the image, which
+    /// becomes `active` when Glance's `set_active` says so; the store is taken off
+    /// `os_glance_importing_to_stores`.
+    async fn import_store_complete(
+        &mut self,
+        task_id: &str,
+        method: domain::import::Method,
+        must_succeed: bool,
+        id: ImageId,
+        data: UploadedData,
+    ) -> Result<Response, Reason> {
+        let app = self.app.clone();
+        let multistore = app.stores.multistore;
+        let task = db::tasks::get(&app.db, task_id)
+            .await
+            .map_err(internal)?
+            .filter(|t| !t.status.is_final())
+            .ok_or(Reason::ImportOver)?;
+        let store = data.store.clone();
+        let mut data = Some(data);
+        for _ in 0..crate::api::images::WRITE_ATTEMPTS {
+            let image = db::images::get(&app.db, id)
+                .await
+                .map_err(internal)?
+                .filter(|i| importing(i, task_id))
+                .ok_or(Reason::ImportOver)?;
+            if let Some(d) = data.take() {
+                let after = stores_left(&task, &image, &app)
+                    .into_iter()
+                    .filter(|s| *s != store)
+                    .count();
+                let activate = image.status == ImageStatus::Importing
+                    && domain::import::sets_active(method, must_succeed, after);
+                let step = if activate {
+                    Move::commit_import(d.clone())
+                } else {
+                    // another copy: the image stays where it is, with one more location
+                    Move {
+                        from: image.status,
+                        to: image.status,
+                        data: domain::DataChange::Record(d.clone()),
+                    }
+                };
+                let now = Utc::now();
+                match db::images::apply_move_if(&app.db, id, &step, Some(image.version), now).await
+                {
+                    Ok(true) => {
+                        if step.from != step.to {
+                            self.log_transition(task_id, id, step.from, step.to);
+                        }
+                        tracing::info!(image_id = %id, task_id, store = %store, activate, "import copy committed");
+                    }
+                    Ok(false) => {
+                        data = Some(d);
+                        continue;
+                    }
+                    Err(db::Error::CleanupPending) => return Err(Reason::CleanupPending),
+                    Err(e) => return Err(internal(e)),
+                }
+                continue;
+            }
+            // the progress: no longer importing to this store
+            let mut next = (*image).clone();
+            domain::import::store_done(&mut next, &store, multistore);
+            if next.properties == image.properties {
+                return Ok(Response::UploadCommitted);
+            }
+            next.updated_at = Utc::now();
+            if db::images::update(&app.db, &next).await.map_err(internal)? {
+                return Ok(Response::UploadCommitted);
+            }
+        }
+        Err(Reason::Internal)
+    }
+
+    /// Progress of a running import (the task's message), or `ImportOver` to stop it.
+    async fn import_progress(
+        &self,
+        task_id: &str,
+        id: ImageId,
+        copied: u64,
+    ) -> Result<Response, Reason> {
+        let db = &self.app.db;
+        let live = db::tasks::get(db, task_id)
+            .await
+            .map_err(internal)?
+            .is_some_and(|t| !t.status.is_final());
+        let image = db::images::get(db, id).await.map_err(internal)?;
+        if !live || !image.is_some_and(|i| importing(&i, task_id)) {
+            return Err(Reason::ImportOver);
+        }
+        let message = format!("Copied {} MiB", copied >> 20);
+        db::tasks::progress(db, task_id, &message, Utc::now())
+            .await
+            .map_err(internal)?;
+        Ok(Response::Ack)
+    }
+
+    /// An import job ended (see [`Request::ImportFinished`]): the task succeeds or fails, the
+    /// image's lock and progress properties are settled, and on failure the image goes back
+    /// to `queued` with what the import wrote retired. The job is done.
+    async fn import_finished(
+        &mut self,
+        job: u64,
+        task_id: &str,
+        id: ImageId,
+        error: Option<&str>,
+        failed_stores: &str,
+    ) -> Result<Response, Reason> {
+        let app = self.app.clone();
+        let now = Utc::now();
+        if let Some(task) = db::tasks::get(&app.db, task_id).await.map_err(internal)?
+            && !task.status.is_final()
+        {
+            let outcome = self.settle_import(&task, id, error, failed_stores).await?;
+            let ttl = chrono::Duration::hours(
+                i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
+            );
+            let (status, result, message) = match &outcome {
+                Ok(()) => (
+                    TaskStatus::Success,
+                    Some(serde_json::json!({"image_id": id.to_string()})),
+                    String::new(),
+                ),
+                Err(m) => (TaskStatus::Failure, None, m.clone()),
+            };
+            db::tasks::finish(
+                &app.db,
+                task_id,
+                status,
+                result.as_ref(),
+                &message,
+                ttl,
+                now,
+            )
+            .await
+            .map_err(internal)?;
+            match &outcome {
+                Ok(()) => tracing::info!(image_id = %id, task_id, "import succeeded"),
+                Err(m) => tracing::warn!(image_id = %id, task_id, error = %m, "import failed"),
+            }
+        }
+        self.end_lease(id).await;
+        db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+        Ok(Response::Ack)
+    }
+
+    /// The image as the import ends: `Ok` if the import succeeded (the image active, or a
+    /// copy made), else why it failed, after the lock is released, the stores not written
+    /// listed as failed and, where the import must fail, its copies retired and the image put
+    /// back to `queued`.
+    async fn settle_import(
+        &mut self,
+        task: &Task,
+        id: ImageId,
+        error: Option<&str>,
+        failed_stores: &str,
+    ) -> Result<Result<(), String>, Reason> {
+        let app = self.app.clone();
+        let multistore = app.stores.multistore;
+        let failed: Vec<String> = failed_stores
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let (method, _, must) =
+            import_request(task).unwrap_or((domain::import::Method::GlanceDirect, None, true));
+        for _ in 0..crate::api::images::WRITE_ATTEMPTS {
+            let Some(image) = db::images::get(&app.db, id).await.map_err(internal)? else {
+                return Ok(Err("Image not found".into()));
+            };
+            if image.status == ImageStatus::Deleted {
+                return Ok(Err("Image was deleted during import".into()));
+            }
+            if !importing(&image, &task.id) {
+                return Ok(Err("Another import took over the image".into()));
+            }
+            let mut next = (*image).clone();
+            let left = stores_left(task, &image, &app);
+            let failure = match error {
+                Some(e) => Some(e.to_owned()),
+                None if image.status == ImageStatus::Importing => {
+                    Some("The import wrote no store".to_owned())
+                }
+                None => None,
+            };
+            let mut unfinished = left.clone();
+            unfinished.extend(failed.iter().cloned());
+            domain::import::finish(&mut next, &task.id, &unfinished, multistore);
+            let from = next.status;
+            if failure.is_some() {
+                let ours = task_stores(task, &app);
+                if method != domain::import::Method::CopyImage || must {
+                    for l in &mut next.locations {
+                        if l.status == domain::LocationStatus::Active && ours.contains(&l.store) {
+                            l.status = domain::LocationStatus::PendingDelete;
+                        }
+                    }
+                }
+                if next.status == ImageStatus::Importing {
+                    next.transition(ImageStatus::Queued).map_err(|e| {
+                        tracing::error!(error = %e, "cannot revert a failed import");
+                        Reason::Internal
+                    })?;
+                }
+            }
+            next.updated_at = Utc::now();
+            if db::images::update(&app.db, &next).await.map_err(internal)? {
+                if from != next.status {
+                    self.log_transition(&task.id, id, from, next.status);
+                }
+                return Ok(failure.map_or(Ok(()), Err));
+            }
+        }
+        Err(Reason::Internal)
     }
 }
 

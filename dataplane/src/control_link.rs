@@ -282,6 +282,21 @@ pub fn owned(r: Response<&str>) -> Response {
                             size,
                             locations: locations.to_owned(),
                         },
+                        Work::Import {
+                            task_id,
+                            image_id,
+                            method,
+                            uri,
+                            stores,
+                            all_stores_must_succeed,
+                        } => Work::Import {
+                            task_id: task_id.to_owned(),
+                            image_id,
+                            method: method.to_owned(),
+                            uri: uri.map(str::to_owned),
+                            stores: stores.to_owned(),
+                            all_stores_must_succeed,
+                        },
                     },
                 })
                 .collect(),

@@ -1,8 +1,8 @@
 //! Work the control plane asks of the data plane (deleting an image's data, removing what a
-//! failed upload left, filling the block cache with a queued image; import, copy-image and
-//! location hashing later), run by one task per data plane.
+//! failed upload left, filling the block cache with a queued image, importing staged data;
+//! copy-image and location hashing later), run by one task per data plane.
 //!
-//! A prefetch runs as a task of its own (it may take minutes), so deletes behind it are not
+//! A prefetch or an import runs as a task of its own (it may take minutes), so deletes behind it are not
 //! held up; while it runs, the claims that hand it out again (its lease ran out) are skipped,
 //! which keeps it leased to this data plane.
 //!
@@ -32,9 +32,9 @@ pub async fn run(w: Rc<Worker>) {
         let claimed = claim(&w).await;
         let full = claimed.len() as u32 == BATCH;
         for job in claimed {
-            if let Work::Prefetch { .. } = job.work {
+            if let Work::Prefetch { .. } | Work::Import { .. } = job.work {
                 if running.borrow_mut().insert(job.id) {
-                    let task = prefetch(w.clone(), job, running.clone());
+                    let task = long(w.clone(), job, running.clone());
                     compio::runtime::spawn(task).detach();
                 }
                 continue;
@@ -54,8 +54,14 @@ pub async fn run(w: Rc<Worker>) {
     }
 }
 
-/// Runs a prefetch job to its end, then reports it.
-async fn prefetch(w: Rc<Worker>, job: Job, running: Rc<RefCell<HashSet<u64>>>) {
+/// Runs a prefetch or an import job to its end, then reports it.
+async fn long(w: Rc<Worker>, job: Job, running: Rc<RefCell<HashSet<u64>>>) {
+    if let Work::Import { .. } = &job.work {
+        // reports its end itself (`ImportFinished`)
+        crate::server::import::run(&w, &job).await;
+        running.borrow_mut().remove(&job.id);
+        return;
+    }
     let Work::Prefetch {
         image_id,
         size,
@@ -100,6 +106,13 @@ async fn claim(w: &Worker) -> Vec<Job> {
 
 /// The configured store that serves `url` (named `store` when it was recorded).
 async fn target(w: &Worker, store: &str, url: &str) -> Result<crate::store::Store, String> {
+    if store == shared::config::STAGING_STORE {
+        return w
+            .stores
+            .staging()
+            .map(crate::store::Store::File)
+            .ok_or_else(|| "this node has no staging store".to_owned());
+    }
     w.stores
         .resolve(store, url)
         .await
@@ -115,6 +128,7 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             url,
         } => {
             let target = target(w, store, url).await?;
+            let url = &staged_url(&target, store, image_id, url);
             target.delete(url).await.map_err(|e| e.to_string())?;
             if let Some(cache) = &w.cache {
                 cache.forget(*image_id);
@@ -129,6 +143,7 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             upload,
         } => {
             let target = target(w, store, url).await?;
+            let url = &staged_url(&target, store, image_id, url);
             target
                 .abort_leftover(url, upload.as_deref())
                 .await
@@ -141,8 +156,25 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             tracing::info!(%image_id, store = %store, location = %url, removed = what, attempt = job.attempt, "failed upload's leftover removed");
             Ok(())
         }
-        // run as a task of its own (`prefetch`)
-        Work::Prefetch { .. } => Ok(()),
+        // run as tasks of their own (`long`)
+        Work::Prefetch { .. } | Work::Import { .. } => Ok(()),
+    }
+}
+
+/// The location a job names, or for the staging store the data staged for the image in this
+/// node's staging directory (the control plane names it from its configuration, which may
+/// spell the directory differently).
+fn staged_url(
+    target: &crate::store::Store,
+    store: &str,
+    image_id: &shared::image::ImageId,
+    url: &str,
+) -> String {
+    match target {
+        crate::store::Store::File(f) if store == shared::config::STAGING_STORE => {
+            f.location_for(image_id)
+        }
+        _ => url.to_owned(),
     }
 }
 

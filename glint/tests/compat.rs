@@ -33,6 +33,14 @@ fn python_glanceclient() {
     run_script("test_glanceclient.py");
 }
 
+/// Interoperable import (`glance-direct`) through python-glanceclient (API and shell),
+/// openstacksdk and `openstack image create --import`.
+#[test]
+#[ignore = "needs the client venv: run through ./scripts/test"]
+fn image_import_through_every_client() {
+    run_script("test_import.py");
+}
+
 /// Glance's `hashing_algorithm` beyond the default: glint started with each of these
 /// hashlib names, python-glanceclient uploads and downloads with verification, and the script
 /// recomputes `os_hash_value` with Python's hashlib.

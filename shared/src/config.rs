@@ -75,6 +75,39 @@ pub struct Config {
     pub keystone_authtoken: KeystoneAuthtoken,
     /// Log filter in `RUST_LOG` syntax; default `info`. Env `GLINT_LOG` (or `RUST_LOG`).
     pub log: Option<String>,
+    /// Glance's `enabled_import_methods`: the interoperable import methods offered
+    /// (`/v2/info/import`, `OpenStack-image-import-methods`). Default every method glint
+    /// implements ([`IMPORT_METHODS`]); `[]` turns import (and `PUT …/stage`) off.
+    pub enabled_import_methods: Vec<String>,
+    /// Glance's `node_staging_uri`: the `file://` directory where `PUT …/stage` keeps data until
+    /// it is imported (Glance's `os_glance_staging_store`). Default
+    /// `file://<data_dir>/staging`.
+    pub node_staging_uri: Option<String>,
+    /// `[task]`: Glance's task options.
+    pub task: TaskOptions,
+}
+
+/// The import methods glint implements, in Glance's order (the default of
+/// `enabled_import_methods`).
+pub const IMPORT_METHODS: [&str; 1] = ["glance-direct"];
+
+/// The id of the staging store (Glance's reserved `os_glance_staging_store`).
+pub const STAGING_STORE: &str = "os_glance_staging_store";
+
+/// `[task]` (Glance's names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskOptions {
+    /// Hours a finished task stays visible (`expires_at`). Default 48.
+    pub task_time_to_live: u64,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            task_time_to_live: 48,
+        }
+    }
 }
 
 /// A TCP listen address whose default is `127.0.0.1:DEFAULT_PORT`.
@@ -338,6 +371,9 @@ impl Default for Config {
             auth: Auth::default(),
             keystone_authtoken: KeystoneAuthtoken::default(),
             log: None,
+            enabled_import_methods: IMPORT_METHODS.iter().map(|m| m.to_string()).collect(),
+            node_staging_uri: None,
+            task: TaskOptions::default(),
         }
     }
 }
@@ -673,6 +709,25 @@ impl Config {
                 self.data_dir.display()
             ));
         }
+        for m in &self.enabled_import_methods {
+            if !IMPORT_METHODS.contains(&m.as_str()) {
+                errors.push(format!(
+                    "enabled_import_methods: {m:?} is not an import method glint implements ({})",
+                    IMPORT_METHODS.join(", ")
+                ));
+            }
+        }
+        if let Some(uri) = &self.node_staging_uri {
+            match uri.strip_prefix("file://") {
+                Some(path) if path.starts_with('/') => {}
+                _ => errors.push(format!(
+                    "node_staging_uri: {uri:?} must be file:// followed by an absolute path"
+                )),
+            }
+        }
+        if self.task.task_time_to_live == 0 {
+            errors.push("task.task_time_to_live: must be at least 1 (hours)".into());
+        }
         self.keystone_authtoken
             .validate(self.auth.mode, &mut errors);
         if let Err(e) = StoreSet::from_config(self) {
@@ -704,6 +759,40 @@ impl Config {
     /// JSON file the supervisor writes once listeners are bound: `{"public": …, "admin": …}`.
     pub fn addresses_file(&self) -> PathBuf {
         self.run_dir().join("addresses.json")
+    }
+
+    /// The staging directory (`node_staging_uri`, else `<data_dir>/staging`).
+    pub fn staging_dir(&self) -> PathBuf {
+        match self
+            .node_staging_uri
+            .as_deref()
+            .and_then(|u| u.strip_prefix("file://"))
+        {
+            Some(path) => PathBuf::from(path),
+            None => self.data_dir.join("staging"),
+        }
+    }
+
+    /// The staging store (Glance's `os_glance_staging_store`): a filesystem store at
+    /// [`Config::staging_dir`], held by the data plane beside the configured stores when
+    /// `glance-direct` is enabled (never listed in `/v2/info/stores`).
+    pub fn staging_store(&self) -> StoreConfig {
+        StoreConfig {
+            id: STAGING_STORE.to_owned(),
+            description: None,
+            weight: 0,
+            kind: StoreKind::File(stores::FileStore {
+                filesystem_store_datadir: self.staging_dir(),
+                upload_direct_io: true,
+            }),
+            connect_timeout_seconds: 10,
+            read_timeout_seconds: 60,
+        }
+    }
+
+    /// Whether `method` is in `enabled_import_methods`.
+    pub fn import_enabled(&self, method: &str) -> bool {
+        self.enabled_import_methods.iter().any(|m| m == method)
     }
 
     /// The filesystem store directory.

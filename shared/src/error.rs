@@ -185,6 +185,13 @@ pub enum Reason {
     /// Every copy of the image's data failed verification and was quarantined by the
     /// auditor: none is served (503).
     Quarantined,
+    /// `PUT …/stage` where `glance-direct` is not in `enabled_import_methods` (404, Glance's
+    /// text).
+    StagingDisabled,
+    /// An import job's request for a task that is no longer running its import (finished,
+    /// failed by another node, expired) or for an image no longer importing (409): the data
+    /// plane stops that import.
+    ImportOver,
     /// The control plane failed (500).
     Internal,
 }
@@ -208,6 +215,8 @@ pub enum Action {
     CachePrune,
     /// `list_cached_nodes`.
     ListCachedNodes,
+    /// `modify_image` (what `PUT …/stage` is checked against, as in Glance).
+    ModifyImage,
 }
 
 impl Action {
@@ -222,6 +231,7 @@ impl Action {
             Action::CacheClean => "cache_clean",
             Action::CachePrune => "cache_prune",
             Action::ListCachedNodes => "list_cached_nodes",
+            Action::ModifyImage => "modify_image",
         }
     }
 }
@@ -232,9 +242,11 @@ impl Reason {
         match self {
             Reason::Unauthenticated => ErrorCode::Unauthorized,
             Reason::IdentityUnavailable | Reason::Quarantined => ErrorCode::ServiceUnavailable,
-            Reason::NoSuchImage => ErrorCode::NotFound,
+            Reason::NoSuchImage | Reason::StagingDisabled => ErrorCode::NotFound,
             Reason::NotAllowed(_) | Reason::Deactivated => ErrorCode::Forbidden,
-            Reason::Transition { .. } | Reason::CleanupPending => ErrorCode::Conflict,
+            Reason::Transition { .. } | Reason::CleanupPending | Reason::ImportOver => {
+                ErrorCode::Conflict
+            }
             Reason::FormatsMissing { .. }
             | Reason::Protocol
             | Reason::UnknownStore
@@ -276,6 +288,8 @@ impl Reason {
                 "The data of image {image_id} failed verification and is quarantined; no intact copy is available."
             )
             .into(),
+            Reason::StagingDisabled => "'glance-direct' method is not available at this site.".into(),
+            Reason::ImportOver => format!("The import into image {image_id} is no longer running.").into(),
             Reason::Internal => INTERNAL.into(),
         }
     }

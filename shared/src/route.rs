@@ -213,6 +213,9 @@ pub enum Route<'a> {
     Upload(&'a str),
     /// `GET /v2/images/{id}/file`.
     Download(&'a str),
+    /// `PUT /v2/images/{id}/stage` (import's staging; the data plane checks that
+    /// `glance-direct` is enabled).
+    Stage(&'a str),
     /// `/v2/cache…` with the cache on (the data plane holds the cache): the action and its
     /// image, or the methods the path allows (405).
     Cache(Result<(crate::channel::CacheAction, Option<&'a str>), &'static str>),
@@ -234,7 +237,7 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
         return Route::Cache(route);
     }
     let mut parts = rest.split('/');
-    let (Some(""), Some("images"), Some(id), Some("file"), None) = (
+    let (Some(""), Some("images"), Some(id), Some(what), None) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -243,9 +246,10 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
     ) else {
         return Route::Forward;
     };
-    match method {
-        "PUT" => Route::Upload(id),
-        "GET" => Route::Download(id),
+    match (what, method) {
+        ("file", "PUT") => Route::Upload(id),
+        ("file", "GET") => Route::Download(id),
+        ("stage", "PUT") => Route::Stage(id),
         _ => Route::Forward,
     }
 }
@@ -436,6 +440,9 @@ mod tests {
         }
         let p = format!("/v2/images/{id}/file");
         assert_eq!(classify("PUT", &p, None, f), Route::Upload(id));
+        let stage = p.replace("/file", "/stage");
+        assert_eq!(classify("PUT", &stage, None, f), Route::Stage(id));
+        assert_eq!(classify("GET", &stage, None, f), Route::Forward);
         assert_eq!(classify("GET", &p, None, f), Route::Download(id));
         let p15 = format!("/v2.15/images/{id}/file");
         assert_eq!(classify("GET", &p15, None, f), Route::Download(id));

@@ -135,7 +135,16 @@ pub(crate) async fn create(
     if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", images_url(&host), image.id)) {
         response.headers_mut().insert(header::LOCATION, loc);
     }
-    // Glance: every store of `enabled_backends`, read-only ones too (`ResponseSerializer.create`)
+    // Glance: the methods when any is enabled, every store of `enabled_backends`, read-only
+    // ones too (`ResponseSerializer.create`)
+    let methods = &app.config.enabled_import_methods;
+    if !methods.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&methods.join(","))
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("openstack-image-import-methods"), v);
+    }
     if app.stores.multistore {
         let ids: Vec<&str> = app.stores.stores.iter().map(|s| s.id.as_str()).collect();
         if let Ok(v) = HeaderValue::from_str(&ids.join(",")) {
@@ -292,13 +301,25 @@ pub(crate) async fn delete(
     ImagePath(id): ImagePath,
 ) -> Result<StatusCode, ApiError> {
     let mut from = ImageStatus::Queued;
+    let mut staged_on = None;
     let delayed = app.config.controlplane.delayed_delete;
     let image = write_image(&app, &ctx, id, Rule::DeleteImage, |image| {
         from = image.status;
+        staged_on = image
+            .properties
+            .get(domain::import::STAGE_HOST)
+            .filter(|_| image.status == ImageStatus::Uploading)
+            .cloned();
         image.delete(Utc::now(), delayed)?;
         Ok(true)
     })
     .await?;
+    // staged data goes with the image (Glance deletes it from the staging store); an import
+    // running on it stops and removes what it staged itself
+    if let Some(node) = staged_on {
+        let url = shared::location::file_location(&app.config.staging_dir(), &id);
+        db::jobs::enqueue_staged_delete(&app.db, id, &url, &node, Utc::now()).await?;
+    }
     app.metrics.transition(from, image.status);
     tracing::info!(image_id = %id, request_id = %request_id, from = %from, to = %image.status, "image status changed");
     Ok(StatusCode::NO_CONTENT)

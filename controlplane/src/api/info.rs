@@ -1,8 +1,8 @@
 //! Discovery documents and per-image task lists: `GET /v2/info/import`, `GET /v2/info/stores`,
 //! `GET /v2/info/stores/detail`, `GET /v2/info/usage`, `GET /v2/images/{image_id}/tasks`.
 //!
-//! glint has no interoperable import yet, so the import methods list is empty (clients then
-//! use `PUT …/file`); an image's task list comes from the `tasks` table. The store documents are Glance's
+//! The import methods are `enabled_import_methods` (clients use `PUT …/file` when the list is
+//! empty); an image's task list comes from the `tasks` table. The store documents are Glance's
 //! (`glance/api/v2/discovery.py`): only with multi-store (`enabled_backends`), else 404
 //! "Multi backend is not supported at this site."; the detail needs `stores_info_detail`
 //! (admin or service) and shows, per store, its type, weight and the driver properties
@@ -19,16 +19,13 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 use shared::config::{StoreConfig, StoreKind, StoreSet};
 
-/// The import methods this deployment enables (none until the import issue).
-pub const IMPORT_METHODS: &[&str] = &[];
-
-/// `GET /v2/info/import`.
-pub(crate) async fn import(_: NoBody) -> Json<Value> {
+/// `GET /v2/info/import`: `enabled_import_methods`.
+pub(crate) async fn import(State(app): State<App>, _: NoBody) -> Json<Value> {
     Json(json!({
         "import-methods": {
             "description": "Import methods available.",
             "type": "array",
-            "value": IMPORT_METHODS,
+            "value": app.config.enabled_import_methods,
         }
     }))
 }

@@ -18,6 +18,7 @@ pub mod actions;
 pub mod error;
 pub mod extract;
 pub mod images;
+pub mod import;
 pub mod info;
 pub mod list_params;
 pub mod members;
@@ -93,6 +94,11 @@ pub fn router(app: App) -> Router {
         .route(
             "/v2/images/{image_id}/actions/restore",
             post(actions::restore),
+        )
+        .route("/v2/images/{image_id}/import", post(import::import_image))
+        .route(
+            "/v2/images/{image_id}/stage",
+            axum::routing::put(served_by_data_plane),
         )
         .route("/v2/images/{image_id}/tasks", get(info::image_tasks))
         .route("/v2/tasks", get(tasks::list))

@@ -107,6 +107,7 @@ fn upload(id: ImageId, creds: Credentials, size: Option<u64>) -> Request {
         credentials: creds,
         declared_size: size,
         store: None,
+        stage: false,
     }
 }
 
@@ -117,6 +118,7 @@ fn upload_to(id: ImageId, store: &str) -> Request {
         credentials: owner_creds(),
         declared_size: None,
         store: Some(store.into()),
+        stage: false,
     }
 }
 

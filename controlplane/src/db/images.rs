@@ -660,6 +660,22 @@ pub async fn update(db: &Db, image: &Image) -> Result<bool, Error> {
 
 async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
     let mut tx = db.begin().await?;
+    if !update_on(db, &mut tx, image).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// [`update`] on `conn`, inside the caller's transaction (which it leaves to the caller to
+/// commit, or to roll back on `false`); the caller invalidates the image cache
+/// ([`invalidate`]) after committing.
+pub(crate) async fn update_on(
+    db: &Db,
+    conn: &mut AnyConnection,
+    image: &Image,
+) -> Result<bool, Error> {
     let mut sql = db.sql("UPDATE images SET version = version + 1");
     for (column, value) in columns(image)? {
         sql.push(", ").push(column).push(" = ").bind(value);
@@ -668,21 +684,43 @@ async fn update_tx(db: &Db, image: &Image) -> Result<bool, Error> {
         .bind(image.id.to_string())
         .push(" AND version = ")
         .bind(image.version);
-    let done = sql.query().execute(&mut *tx).await?.rows_affected();
+    let done = sql.query().execute(&mut *conn).await?.rows_affected();
     if done != 1 {
-        tx.rollback().await?;
         return Ok(false);
     }
-    write_children(db, &mut tx, image).await?;
+    write_children(db, conn, image).await?;
     let retired: Vec<i64> = image
         .locations
         .iter()
         .filter(|l| l.status == LocationStatus::PendingDelete)
         .map(|l| l.position)
         .collect();
-    retire_locations(db, &mut tx, image.id, Some(&retired), image.updated_at).await?;
-    tx.commit().await?;
+    retire_locations(db, conn, image.id, Some(&retired), image.updated_at).await?;
     Ok(true)
+}
+
+/// Commits a stage: `image` (its size and `os_glance_stage_host` set by the caller, still
+/// `uploading`) is written if its stored version is still `image.version`, and the stage's
+/// held leftover jobs are dropped in the same transaction ([`super::jobs::settle_commit`]:
+/// [`Error::CleanupPending`] while a delete of the staged data at `url` is still queued).
+pub async fn commit_stage(db: &Db, image: &Image, url: &str) -> Result<bool, Error> {
+    let outcome = async {
+        let mut tx = db.begin().await?;
+        if !update_on(db, &mut tx, image).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        super::jobs::settle_commit(db, &mut tx, image.id, url).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    .await;
+    written(db, image.id, outcome)
+}
+
+/// Drops image `id` from the image cache (after a write made with [`update_on`]).
+pub(crate) fn invalidate(db: &Db, id: ImageId) {
+    db.cache().invalidate(id);
 }
 
 /// Executes the status move `m` on image `id`, only if the image is still in `m.from`:

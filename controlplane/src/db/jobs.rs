@@ -47,9 +47,11 @@ pub const DELETE_DATA: &str = Work::<String>::KINDS[0];
 pub const ABORT_UPLOAD: &str = Work::<String>::KINDS[1];
 /// The `kind` of a `prefetch` job.
 pub const PREFETCH: &str = Work::<String>::KINDS[2];
+/// The `kind` of an `import` job (its `url` is the task id).
+pub const IMPORT: &str = Work::<String>::KINDS[3];
 
 /// Every job kind (metric labels).
-pub const KINDS: [&str; 3] = Work::<String>::KINDS;
+pub const KINDS: [&str; 4] = Work::<String>::KINDS;
 
 /// How long an `abort_upload` of an object waits while its image is `saving` again.
 pub const BUSY_RETRY_SECONDS: i64 = 30;
@@ -66,6 +68,7 @@ pub struct Enqueued {
     delete_data: AtomicU64,
     abort_upload: AtomicU64,
     prefetch: AtomicU64,
+    import: AtomicU64,
 }
 
 impl Enqueued {
@@ -75,6 +78,7 @@ impl Enqueued {
             DELETE_DATA => self.delete_data.load(Ordering::Relaxed),
             ABORT_UPLOAD => self.abort_upload.load(Ordering::Relaxed),
             PREFETCH => self.prefetch.load(Ordering::Relaxed),
+            IMPORT => self.import.load(Ordering::Relaxed),
             _ => 0,
         }
     }
@@ -84,6 +88,7 @@ impl Enqueued {
             DELETE_DATA => self.delete_data.fetch_add(1, Ordering::Relaxed),
             ABORT_UPLOAD => self.abort_upload.fetch_add(1, Ordering::Relaxed),
             PREFETCH => self.prefetch.fetch_add(1, Ordering::Relaxed),
+            IMPORT => self.import.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
@@ -95,6 +100,7 @@ fn known_kind(kind: &str) -> &'static str {
         DELETE_DATA => DELETE_DATA,
         ABORT_UPLOAD => ABORT_UPLOAD,
         PREFETCH => PREFETCH,
+        IMPORT => IMPORT,
         _ => "other",
     }
 }
@@ -227,13 +233,16 @@ async fn insert_pending(
 
 /// Records what a running upload of `image_id` into `store` may leave at `url` (`upload`: a
 /// multipart upload id or segment prefix; `None`: the object itself) as a `held` job; returns
-/// its id, for [`release`] when the upload does not commit.
+/// its id, for [`release`] when the upload does not commit. With `node`, only that node's
+/// data plane is handed the job (a stage's leftover is in that node's staging directory).
+#[allow(clippy::too_many_arguments)]
 pub async fn record_leftover(
     db: &Db,
     image_id: ImageId,
     store: &str,
     url: &str,
     upload: Option<&str>,
+    node: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<u64, Error> {
     let at = to_micros(now);
@@ -242,8 +251,8 @@ pub async fn record_leftover(
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let key = dedup_key_of(&[ABORT_UPLOAD, url, upload.unwrap_or(""), &nonce]);
     let mut sql = db.sql(
-        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, payload, state, attempts, \
-         not_before, lease_until, last_error, created_at, updated_at) VALUES (",
+        "INSERT INTO jobs (kind, dedup_key, image_id, store_id, url, payload, node, state, \
+         attempts, not_before, lease_until, last_error, created_at, updated_at) VALUES (",
     );
     sql.bind(ABORT_UPLOAD)
         .push(", ")
@@ -256,6 +265,8 @@ pub async fn record_leftover(
         .bind(url)
         .push(", ")
         .bind(upload)
+        .push(", ")
+        .bind(node)
         .push(", 'held', 0, ")
         .bind(at)
         .push(", NULL, NULL, ")
@@ -458,6 +469,14 @@ pub async fn claim(
                 size: 0,
                 locations: String::new(),
             },
+            IMPORT => Work::Import {
+                task_id: url,
+                image_id,
+                method: String::new(),
+                uri: None,
+                stores: String::new(),
+                all_stores_must_succeed: true,
+            },
             _ => {
                 tracing::error!(job_id = id, %kind, "job kind not understood; left alone");
                 continue;
@@ -546,6 +565,52 @@ pub async fn enqueue_prefetch(
         image: &image,
         store: "",
         url: "",
+        node: Some(node),
+    };
+    insert_pending(db, &mut *db.conn().await?, &row, now).await
+}
+
+/// Queues the import of task `task_id` into `image_id`, to run on `node` (the one holding the
+/// staged data), on `conn` (inside the caller's transaction). The job carries only the task:
+/// the claim fills in the method, URI and stores left from the task and the image.
+pub async fn enqueue_import(
+    db: &Db,
+    conn: &mut AnyConnection,
+    image_id: ImageId,
+    task_id: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let image = image_id.to_string();
+    let key = dedup_key_of(&[IMPORT, task_id]);
+    let row = Pending {
+        kind: IMPORT,
+        key: &key,
+        image: &image,
+        store: "",
+        url: task_id,
+        node: Some(node),
+    };
+    insert_pending(db, conn, &row, now).await
+}
+
+/// Queues the removal of the data staged for `image_id` on `node` (`url` names it for
+/// operators; the data plane finds it by the image id in its own staging directory).
+pub async fn enqueue_staged_delete(
+    db: &Db,
+    image_id: ImageId,
+    url: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let image = image_id.to_string();
+    let key = dedup_key_of(&[DELETE_DATA, shared::config::STAGING_STORE, node, &image]);
+    let row = Pending {
+        kind: DELETE_DATA,
+        key: &key,
+        image: &image,
+        store: shared::config::STAGING_STORE,
+        url,
         node: Some(node),
     };
     insert_pending(db, &mut *db.conn().await?, &row, now).await

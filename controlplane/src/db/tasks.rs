@@ -178,6 +178,29 @@ pub async fn finish(
     Ok(write(db, sql).await? == 1)
 }
 
+/// Starts an import in one transaction: `image` (with the lock and progress properties the
+/// domain set, [`crate::domain::import::begin`]) is written if its stored version is still
+/// `image.version`, `task` is recorded, and its `import` job is queued for `node`. Returns
+/// `false`, changing nothing, when someone else wrote the image first.
+pub async fn begin_import(
+    db: &Db,
+    image: &crate::domain::Image,
+    task: &Task,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let mut tx = db.begin().await?;
+    if !super::images::update_on(db, &mut tx, image).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    insert_on(db, &mut tx, task).await?;
+    super::jobs::enqueue_import(db, &mut tx, image.id, &task.id, node, now).await?;
+    tx.commit().await?;
+    super::images::invalidate(db, image.id);
+    Ok(true)
+}
+
 /// Removes the tasks that expired before `now`; how many.
 pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, Error> {
     let sql = db

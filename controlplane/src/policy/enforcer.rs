@@ -358,6 +358,7 @@ impl From<Action> for Rule {
             Action::CacheClean => Rule::CacheClean,
             Action::CachePrune => Rule::CachePrune,
             Action::ListCachedNodes => Rule::ListCachedNodes,
+            Action::ModifyImage => Rule::ModifyImage,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 /// Runs the data plane on `listener` until the process is signalled (SIGTERM/SIGINT).
 pub fn run(config: Config, listener: std::net::TcpListener) -> Result<(), Error> {
     crate::io::return_large_blocks();
-    let stores = store::Prepared::new(config.stores())?;
+    let stores = store::Prepared::for_config(&config)?;
     let swept = stores.sweep_temp();
     if swept > 0 {
         tracing::warn!(

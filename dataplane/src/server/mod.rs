@@ -14,6 +14,7 @@ pub mod bootstrap;
 mod cache_api;
 pub(crate) mod cached;
 pub mod download;
+pub mod import;
 pub mod proxy;
 pub mod respond;
 pub mod tls;
@@ -124,7 +125,11 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
         conn.status = 0;
         let (keep, which) = match route {
             Route::Upload(id) => (
-                upload::handle(&mut conn, &head, id, &rid, &worker).await,
+                upload::handle(&mut conn, &head, id, &rid, &worker, false).await,
+                crate::metrics::Route::Upload,
+            ),
+            Route::Stage(id) => (
+                upload::handle(&mut conn, &head, id, &rid, &worker, true).await,
                 crate::metrics::Route::Upload,
             ),
             Route::Download(id) => (

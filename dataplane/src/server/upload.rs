@@ -56,8 +56,9 @@ pub async fn handle(
     id: &str,
     rid: &str,
     w: &Worker,
+    stage: bool,
 ) -> bool {
-    let checked = match check(head, id, w.settings.features, &w.stores) {
+    let checked = match check(head, id, w.settings.features, &w.stores, stage) {
         Ok(c) => c,
         Err(refusal) => return refuse(conn, Route::Upload, refusal, rid, w).await,
     };
@@ -90,6 +91,8 @@ struct Checked {
     keep_if_refused: bool,
     /// `X-Image-Meta-Store` (multi-store only), checked against the configured stores.
     store: Option<String>,
+    /// `PUT …/stage`: into the staging store.
+    stage: bool,
 }
 
 /// Step 1: the image id, `Content-Type: application/octet-stream` (415), a valid
@@ -100,6 +103,7 @@ fn check(
     id: &str,
     features: shared::route::Features,
     stores: &crate::store::Stores,
+    stage: bool,
 ) -> Result<Checked, Refusal> {
     // An error answered before the body is read leaves the body in the socket: close then.
     let keep = head.framing == Framing::Empty;
@@ -137,6 +141,8 @@ fn check(
         return Err(Refusal::new(400, msg, keep));
     }
     let store = match head.header("x-image-meta-store").map(str::trim) {
+        // a stage goes to the staging store whatever the header says (the import picks stores)
+        _ if stage => None,
         Some(id) if features.multistore => match stores.config(id) {
             None => return Err(Refusal::new(400, shared::error::unknown_store(&id), keep)),
             Some(c) if c.read_only() => {
@@ -152,22 +158,23 @@ fn check(
         expected: declared.or(length),
         keep_if_refused: keep,
         store,
+        stage,
     })
 }
 
 /// What the control plane granted: the lease (held on this channel connection) and the
 /// upload's terms.
 #[derive(Debug)]
-struct Grant {
-    lease: control_link::Conn,
-    hash_algo: HashAlgo,
-    max_size: u64,
+pub(super) struct Grant {
+    pub(super) lease: control_link::Conn,
+    pub(super) hash_algo: HashAlgo,
+    pub(super) max_size: u64,
     /// The store to write to.
-    store: String,
+    pub(super) store: String,
     /// The `disk_format` the content must be (`None`: not inspected).
-    inspect_as: Option<String>,
+    pub(super) inspect_as: Option<String>,
     /// The client request's id (for the channel requests made under the lease).
-    request_id: String,
+    pub(super) request_id: String,
 }
 
 /// Step 2: `AuthorizeUpload`. The control plane checks policy and status and moves the image
@@ -184,6 +191,7 @@ async fn authorize(
         credentials: credentials(head),
         declared_size: c.expected,
         store: c.store.as_deref(),
+        stage: c.stage,
     };
     match w.link.call_keep(&ask).await {
         Ok((
@@ -337,16 +345,16 @@ async fn answer(
 }
 
 #[derive(Debug)]
-struct Failure {
-    code: ErrorCode,
-    message: String,
+pub(super) struct Failure {
+    pub(super) code: ErrorCode,
+    pub(super) message: String,
     client_gone: bool,
     side: Side,
 }
 
 impl Failure {
     /// A failure the client caused.
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Failure {
             code,
             message: message.into(),
@@ -435,7 +443,7 @@ async fn receive(
         }
     };
     let virtual_size = match (&grant.inspect_as, verdict) {
-        (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, c, w) {
+        (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, &c.image_id, w) {
             Ok(v) => v,
             Err(f) => {
                 upload.abort().await;
@@ -466,10 +474,10 @@ struct Stored {
 /// against the claimed `disk_format`, hostile content refused (400, the image back to
 /// `queued`, nothing kept); returns the `virtual_size` to record. Counted by format and by
 /// refusal reason.
-fn judge(
+pub(super) fn judge(
     mut verdict: inspect::Verdict,
     disk_format: &str,
-    c: &Checked,
+    image_id: &ImageId,
     w: &Worker,
 ) -> Result<Option<u64>, Failure> {
     let s = &w.settings;
@@ -480,12 +488,12 @@ fn judge(
         && r.check_name()
             .is_some_and(|n| s.gpt_safety_checks_nonfatal.iter().any(|m| m == n))
     {
-        tracing::warn!(image_id = %c.image_id, reason = r.reason(), "non-fatal GPT safety check failed: {r}");
+        tracing::warn!(%image_id, reason = r.reason(), "non-fatal GPT safety check failed: {r}");
         verdict.refusal = None;
     }
     inspect::check(&verdict, disk_format, s.require_image_format_match).map_err(|r| {
         w.metrics.upload_refused(&r);
-        tracing::warn!(image_id = %c.image_id, disk_format, reason = r.reason(), "upload refused by inspection: {r}");
+        tracing::warn!(%image_id, disk_format, reason = r.reason(), "upload refused by inspection: {r}");
         let message = if r.is_safety() {
             format!("Image failed safety checks: {r}")
         } else {
@@ -497,7 +505,7 @@ fn judge(
 
 /// Records on the lease (`UploadLeftover`) what the upload has named since the last call,
 /// then lets it go on with what waited for the record.
-async fn record_leftovers(
+pub(super) async fn record_leftovers(
     upload: &mut crate::store::Upload,
     grant: &mut Grant,
     image_id: ImageId,
@@ -623,7 +631,7 @@ async fn fill(
 }
 
 /// A store failure, logged.
-fn store_failed(e: crate::store::Error) -> Failure {
+pub(super) fn store_failed(e: crate::store::Error) -> Failure {
     tracing::warn!(error = %e, "store write failed");
     Failure::new(e.code(), format!("Error storing image data: {e}")).on(Side::Store)
 }

@@ -367,6 +367,16 @@ impl Prepared {
         Ok(Prepared { set, files })
     }
 
+    /// The stores of `config`, and the staging store when `glance-direct` is enabled
+    /// ([`shared::config::Config::staging_store`]).
+    pub fn for_config(config: &shared::config::Config) -> Result<Prepared, crate::Error> {
+        let mut set = config.stores();
+        if config.import_enabled("glance-direct") {
+            set.stores.push(config.staging_store());
+        }
+        Prepared::new(set)
+    }
+
     /// Removes temp files of interrupted uploads from every filesystem store.
     pub fn sweep_temp(&self) -> usize {
         self.files
@@ -440,6 +450,18 @@ impl Stores {
     pub async fn get(&self, id: &str) -> Option<Result<Store, Error>> {
         let i = self.slots.iter().position(|s| s.config.id == id)?;
         Some(self.slot(i).await)
+    }
+
+    /// The staging store (`os_glance_staging_store`), when `glance-direct` is enabled.
+    pub fn staging(&self) -> Option<fs::FsStore> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.config.id == shared::config::STAGING_STORE)?;
+        match &*slot.state.borrow() {
+            State::Up(Store::File(f)) => Some(f.clone()),
+            _ => None,
+        }
     }
 
     /// The metrics slot of the store with this id (`glint_dp_transfer_bytes_total{store}`;

@@ -73,7 +73,7 @@ impl Stack {
             let (rt, _) = dataplane::worker_runtime().unwrap();
             rt.block_on(async move {
                 use dataplane::server::{self, worker};
-                let stores = dataplane::store::Prepared::new(config.stores())
+                let stores = dataplane::store::Prepared::for_config(&config)
                     .unwrap()
                     .open()
                     .await;

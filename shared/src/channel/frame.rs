@@ -115,6 +115,14 @@ mod tests {
                 },
                 declared_size: Some(7),
                 store: Some("fast".into()),
+                stage: true,
+            },
+            Request::ImportFinished {
+                job: 3,
+                task_id: "t".into(),
+                image_id: id,
+                error: Some("no".into()),
+                failed_stores: "a,b".into(),
             },
             Request::UploadComplete {
                 request_id: "req-1".into(),

@@ -84,6 +84,11 @@ pub enum Request<S = String> {
         declared_size: Option<u64>,
         /// `X-Image-Meta-Store`: the store the client asked for (multi-store only).
         store: Option<S>,
+        /// `PUT …/stage` rather than `PUT …/file`: the data goes to the staging store, the
+        /// image `queued → uploading` (policy `modify_image`), and the commit records only its
+        /// size and this node as `os_glance_stage_host`; the image stays `uploading` for the
+        /// import.
+        stage: bool,
     },
     /// The data is durably stored at `location`; commit `active`.
     UploadComplete {
@@ -221,6 +226,46 @@ pub enum Request<S = String> {
         /// What was found (kept in the log).
         reason: S,
     },
+    /// An import job ([`Work::Import`]) is about to write its data into `store`: answered
+    /// `UploadGranted` (with the terms of an upload into that store) and an upload lease on
+    /// this connection, so `UploadLeftover`, `UploadComplete` and `UploadAborted` work as
+    /// for an upload; the commit adds the location (and makes the image `active` when it is
+    /// the store that does, Glance's `set_active`). `Denied(ImportOver)` when the task no
+    /// longer runs the import.
+    ImportBegin {
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// The target store.
+        store: S,
+    },
+    /// How far an import is (the task's `message`: "Copied N MiB"); also tells the control
+    /// plane the task is alive. Answered `Ack`, or `Denied(ImportOver)` to stop it.
+    ImportProgress {
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// Bytes copied so far into the current store.
+        copied: u64,
+    },
+    /// An import job ended: with `error`, it failed (the task fails, what it added is
+    /// retired, the image goes back to `queued`); without, every store was written. The job
+    /// is done either way; answered `Ack`.
+    ImportFinished {
+        /// [`Job::id`].
+        job: u64,
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// Why it failed, for the task's `message`.
+        error: Option<S>,
+        /// The stores it could not write (multi-store, `all_stores_must_succeed` off: the
+        /// import may succeed without them), comma-separated.
+        failed_stores: S,
+    },
     /// The job failed this time; it is retried later with backoff.
     JobFailed {
         /// [`Job::id`].
@@ -233,7 +278,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 18] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -249,6 +294,9 @@ impl<S> Request<S> {
         "record_block_hashes",
         "audit_targets",
         "quarantine",
+        "import_begin",
+        "import_progress",
+        "import_finished",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -269,6 +317,9 @@ impl<S> Request<S> {
             Request::RecordBlockHashes { .. } => 12,
             Request::AuditTargets { .. } => 13,
             Request::Quarantine { .. } => 14,
+            Request::ImportBegin { .. } => 15,
+            Request::ImportProgress { .. } => 16,
+            Request::ImportFinished { .. } => 17,
         }
     }
 
@@ -379,11 +430,31 @@ pub enum Work<S = String> {
         /// Its locations, best first, as in `DownloadGranted` (looked up when claimed).
         locations: S,
     },
+    /// Run the import of task `task_id` (`POST /v2/images/{id}/import`): get the data
+    /// (`glance-direct`: this node's staging store; `web-download`: `uri`), then write it into
+    /// each of `stores` in turn (`ImportBegin` … `UploadComplete`), then remove the staged
+    /// data and report `ImportFinished`. Handed only to the node that holds the staged data.
+    Import {
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// The method (`glance-direct`, …).
+        method: S,
+        /// `web-download`'s URI.
+        uri: Option<S>,
+        /// The stores still to write, comma-separated, in order (filled when claimed, from
+        /// `os_glance_importing_to_stores`: a job claimed again after a crash writes only
+        /// those left).
+        stores: S,
+        /// `all_stores_must_succeed`.
+        all_stores_must_succeed: bool,
+    },
 }
 
 impl<S> Work<S> {
     /// Every job kind, as the database, logs and metric labels name them.
-    pub const KINDS: [&'static str; 3] = ["delete_data", "abort_upload", "prefetch"];
+    pub const KINDS: [&'static str; 4] = ["delete_data", "abort_upload", "prefetch", "import"];
 
     /// This work's kind (one of [`Work::KINDS`]).
     pub fn kind(&self) -> &'static str {
@@ -391,6 +462,7 @@ impl<S> Work<S> {
             Work::DeleteData { .. } => Self::KINDS[0],
             Work::AbortUpload { .. } => Self::KINDS[1],
             Work::Prefetch { .. } => Self::KINDS[2],
+            Work::Import { .. } => Self::KINDS[3],
         }
     }
 }

@@ -7,11 +7,13 @@
 /// inspected (`UploadGranted::inspect_as`, `UploadComplete::virtual_size`); version 6 records
 /// block hashes (`UploadComplete::block_hashes`, `BlockHashes`); version 7 sends a download's
 /// secure hash (`DownloadGranted::os_hash_value`, its `ETag`); version 8 queues prefetches
-/// as jobs (`Work::Prefetch`, `CacheGranted::queued`, `CacheAction::Clear`'s targets). Both
+/// as jobs (`Work::Prefetch`, `CacheGranted::queued`, `CacheAction::Clear`'s targets); version 9
+/// stages and imports (`AuthorizeUpload::stage`, `ImportBegin`, `ImportProgress`,
+/// `ImportFinished`, `Work::Import`). Both
 /// planes always come from one build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 8;
+pub const MIN_VERSION: u16 = 9;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 8;
+pub const MAX_VERSION: u16 = 9;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -26,7 +28,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(8, 8), Some(8));
+        assert_eq!(negotiate(9, 9), Some(9));
+        assert_eq!(negotiate(8, 8), None);
         assert_eq!(negotiate(7, 7), None);
         assert_eq!(negotiate(6, 6), None);
         assert_eq!(negotiate(5, 5), None);
@@ -34,7 +37,7 @@ mod tests {
         assert_eq!(negotiate(3, 3), None);
         assert_eq!(negotiate(2, 2), None);
         assert_eq!(negotiate(1, 1), None);
-        assert_eq!(negotiate(1, 9), Some(MAX_VERSION));
+        assert_eq!(negotiate(1, 10), Some(MAX_VERSION));
         assert_eq!(negotiate(MAX_VERSION + 1, MAX_VERSION + 3), None);
         assert_eq!(negotiate(0, 0), None);
     }

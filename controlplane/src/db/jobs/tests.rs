@@ -246,10 +246,10 @@ async fn leftovers(backend: Backend) {
     // held jobs are not claimable; the commit drops them
     let id = saving_image(&db).await;
     let url = format!("s3://host/bucket/{id}");
-    let object = record_leftover(&db, id, "s3", &url, None, t0)
+    let object = record_leftover(&db, id, "s3", &url, None, None, t0)
         .await
         .unwrap();
-    let parts = record_leftover(&db, id, "s3", &url, Some("up-1"), t0)
+    let parts = record_leftover(&db, id, "s3", &url, Some("up-1"), None, t0)
         .await
         .unwrap();
     assert_ne!(object, parts);
@@ -279,10 +279,10 @@ async fn leftovers(backend: Backend) {
     // an upload that ends otherwise: released, its image back to queued, then claimed
     let id = saving_image(&db).await;
     let url = format!("s3://host/bucket/{id}");
-    let object = record_leftover(&db, id, "s3", &url, None, t0)
+    let object = record_leftover(&db, id, "s3", &url, None, None, t0)
         .await
         .unwrap();
-    let parts = record_leftover(&db, id, "s3", &url, Some("up-2"), t0)
+    let parts = record_leftover(&db, id, "s3", &url, Some("up-2"), None, t0)
         .await
         .unwrap();
     assert!(
@@ -315,7 +315,7 @@ async fn leftovers(backend: Backend) {
     // while the object abort runs, a new upload of the image cannot commit to that URL
     let begin = Move::between(ImageStatus::Queued, ImageStatus::Saving).unwrap();
     assert!(images::apply_move(&db, id, &begin, t0).await.unwrap());
-    let again = record_leftover(&db, id, "s3", &url, None, t0)
+    let again = record_leftover(&db, id, "s3", &url, None, None, t0)
         .await
         .unwrap();
     assert!(matches!(
@@ -342,7 +342,7 @@ async fn leftovers(backend: Backend) {
     }
     // once it is done, the commit goes through (and supersedes a pending object abort
     // of an earlier attempt, since the new data replaced that object)
-    let earlier = record_leftover(&db, id, "s3", &url, None, t0)
+    let earlier = record_leftover(&db, id, "s3", &url, None, None, t0)
         .await
         .unwrap();
     release(&db, &[earlier], t0).await.unwrap();
@@ -357,7 +357,7 @@ async fn leftovers(backend: Backend) {
     // the image has its URL (a later upload committed there)
     let id = saving_image(&db).await;
     let url = format!("s3://host/bucket/{id}");
-    let object = record_leftover(&db, id, "s3", &url, None, t0)
+    let object = record_leftover(&db, id, "s3", &url, None, None, t0)
         .await
         .unwrap();
     release(&db, &[object], t0).await.unwrap();
@@ -399,7 +399,7 @@ async fn leftovers(backend: Backend) {
     // at start-up every held job is due
     let id = saving_image(&db).await;
     let url = format!("s3://host/bucket/{id}");
-    record_leftover(&db, id, "s3", &url, Some("up-3"), t0)
+    record_leftover(&db, id, "s3", &url, Some("up-3"), None, t0)
         .await
         .unwrap();
     assert_eq!(release_all_held(&db, t0).await.unwrap(), 1, "{backend:?}");

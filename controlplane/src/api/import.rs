@@ -1,0 +1,158 @@
+//! `POST /v2/images/{image_id}/import` (Glance's interoperable import, API 2.6): checks the
+//! request in Glance's order, then starts the import and answers 202.
+//!
+//! The order and texts are Glance 33's `import_image`: the body (400,
+//! [`domain::import::parse`]), the image (404), the status and formats for the method (409,
+//! [`domain::import::check_status`]), the policy (`modify_image`), the `os_glance_import_task`
+//! lock (409 "Image has active task" while valid; a stale one is taken over,
+//! [`domain::import::lock_state`]), the stores (400, or 409 for an unknown one,
+//! [`domain::import::target_stores`]), `all_stores_must_succeed` only with multi-store (400).
+//!
+//! Then one transaction ([`db::tasks::begin_import`]) records the task (`pending`, input
+//! `{"image_id", "import_req", "backend"}` as Glance's), moves the image (`uploading →
+//! importing` with the lock and `os_glance_importing_to_stores`, [`domain::import::begin`]) and
+//! queues the `import` job for the node that holds the staged data (`os_glance_stage_host`):
+//! that node's data plane runs it, whichever node took the request, so a deployment of several
+//! nodes needs no proxying between them.
+
+use super::ApiError;
+use super::extract::{Caller, GlanceJson, ImagePath, ReqId};
+use super::images::{WRITE_ATTEMPTS, not_found};
+use crate::app::App;
+use crate::db;
+use crate::domain::import::{self, Lock, Method, StoresError};
+use crate::domain::task::{API_IMAGE_IMPORT, Task, TaskStatus};
+use crate::policy::Rule;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+/// `POST /v2/images/{image_id}/import`: 202 once the import is queued.
+pub(crate) async fn import_image(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    ReqId(request_id): ReqId,
+    ImagePath(id): ImagePath,
+    headers: HeaderMap,
+    GlanceJson(body): GlanceJson,
+) -> Result<StatusCode, ApiError> {
+    let req = import::parse(&body, |m| app.config.import_enabled(m))?;
+    let header_store = headers
+        .get("x-image-meta-store")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let multistore = app.stores.multistore;
+    let _serialised = app.lock_image(id).await;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = app
+            .find_visible(&ctx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        import::check_status(&current, req.method)?;
+        app.policy.authorize(
+            &ctx,
+            Rule::ModifyImage,
+            &crate::policy::Target::of(&current),
+        )?;
+        let now = Utc::now();
+        let stale = match import::lock_state(&current, holder(&app, &current).await?.as_ref(), now)
+        {
+            Lock::Free => None,
+            Lock::Held => return Err(ApiError::Conflict("Image has active task".into())),
+            Lock::Stale(task) => Some(task),
+        };
+        let stores = import::target_stores(&req, header_store, &app.stores, &current).map_err(
+            |e| match e {
+                StoresError::Invalid(m) => ApiError::BadRequest(m),
+                StoresError::Unknown(m) => ApiError::Conflict(m),
+            },
+        )?;
+        if !req.all_stores_must_succeed && !multistore {
+            let uri = req.uri.as_deref().unwrap_or("None");
+            return Err(ApiError::BadRequest(format!(
+                "All_stores_must_succeed can only be set with enabled_backends {uri}"
+            )));
+        }
+        let stale_stores = match &stale {
+            Some(task) => stale_task_stores(&app, task).await?,
+            None => Vec::new(),
+        };
+        // the node that runs it: the stage host holds the staged data
+        let node = match req.method {
+            Method::GlanceDirect => current.properties.get(import::STAGE_HOST).cloned(),
+            _ => None,
+        }
+        .unwrap_or_else(|| app.config.self_reference_url());
+        let task = Task {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: API_IMAGE_IMPORT.into(),
+            status: TaskStatus::Pending,
+            owner: ctx.project_id.clone(),
+            image_id: Some(id),
+            request_id: Some(request_id.to_string()),
+            user_id: ctx.user_id.clone(),
+            input: json!({
+                "image_id": id.to_string(),
+                "import_req": body,
+                "backend": if multistore { json!(stores) } else { json!([null]) },
+            }),
+            result: None,
+            message: String::new(),
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut next = (*current).clone();
+        import::begin(
+            &mut next,
+            req.method,
+            &task.id,
+            &stores,
+            multistore,
+            &stale_stores,
+            now,
+        )?;
+        if db::tasks::begin_import(&app.db, &next, &task, &node, now).await? {
+            if let Some(old) = &stale {
+                tracing::warn!(image_id = %id, stale_task = %old, "stale import lock taken over");
+            }
+            if next.status != current.status {
+                app.metrics.transition(current.status, next.status);
+            }
+            tracing::info!(image_id = %id, %request_id, task_id = %task.id, method = req.method.as_str(),
+                stores = %stores.join(","), %node, "import queued");
+            return Ok(StatusCode::ACCEPTED);
+        }
+        tracing::debug!(image_id = %id, "concurrent update; retrying the import");
+    }
+    Err(ApiError::Conflict(format!(
+        "Image {id} is being modified concurrently; retry the request."
+    )))
+}
+
+/// The task holding the image's import lock, if the lock is set and the task still exists.
+async fn holder(app: &App, image: &crate::domain::Image) -> Result<Option<Task>, ApiError> {
+    match image.properties.get(import::IMPORT_TASK) {
+        Some(task) => Ok(db::tasks::get(&app.db, task).await?),
+        None => Ok(None),
+    }
+}
+
+/// The stores a stale import was writing (its task's `backend`), whose progress entries the
+/// new import clears (Glance's `_cleanup_stale_task_progress`).
+async fn stale_task_stores(app: &App, task: &str) -> Result<Vec<String>, ApiError> {
+    let Some(task) = db::tasks::get(&app.db, task).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(task
+        .input
+        .get("backend")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}

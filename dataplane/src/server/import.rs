@@ -1,0 +1,374 @@
+//! Runs an `import` job ([`Work::Import`], `POST /v2/images/{id}/import`): the staged data
+//! into each target store, through the same pipeline as an upload.
+//!
+//! For each store the job still has to write (the control plane lists them when it hands the
+//! job out, so a job claimed again after a crash writes only what is left):
+//!
+//! 1. `ImportBegin` takes an upload lease for that store on a channel connection and gives the
+//!    upload's terms (hash algorithm, size cap, whether to inspect);
+//! 2. the staged file is read (off the worker thread, one buffer at a time) into the hashing
+//!    pipeline and the store's upload, each leftover recorded (`UploadLeftover`) before the
+//!    store can hold it, exactly as for `PUT …/file`; `ImportProgress` reports every
+//!    [`PROGRESS_EVERY`] bytes and may stop the import (`ImportOver`: the image was deleted,
+//!    another import took over);
+//! 3. the content is judged like an upload's (hostile or mismatched → the store fails), the
+//!    store commits, and `UploadComplete` records the location (the control plane makes the
+//!    image `active` when Glance's `set_active` says so).
+//!
+//! A store that fails fails the import when `all_stores_must_succeed` (the default), else it is
+//! listed as failed and the next one is written. At the end the staged data is removed and
+//! `ImportFinished` reports the outcome (the control plane finishes the task, and on failure
+//! retires what the import wrote and puts the image back to `queued`). A job claimed
+//! [`MAX_ATTEMPTS`] times (crashes mid-import) fails instead of running again, so an import
+//! never stays `importing` for ever.
+
+use super::upload::{Failure, Grant, judge, record_leftovers, store_failed};
+use super::worker::Worker;
+use crate::hash::pipeline::PipelinedHasher;
+use shared::channel::{Job, Request, Response, Work};
+use shared::error::{ErrorCode, Reason};
+use shared::image::ImageId;
+use std::sync::Arc;
+
+/// Claims of one import job after which it fails instead of running again.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Bytes between two `ImportProgress` reports.
+pub const PROGRESS_EVERY: u64 = 64 << 20;
+
+/// Buffers one store's copy may have in flight (as an upload).
+const DEPTH: usize = 8;
+
+/// Runs the import job to its end and reports it (`ImportFinished`).
+pub async fn run(w: &Worker, job: &Job) {
+    let Work::Import {
+        task_id,
+        image_id,
+        method,
+        uri: _,
+        stores,
+        all_stores_must_succeed,
+    } = &job.work
+    else {
+        return;
+    };
+    let stores: Vec<&str> = stores.split(',').filter(|s| !s.is_empty()).collect();
+    let mut failed: Vec<&str> = Vec::new();
+    let error = if job.attempt >= MAX_ATTEMPTS {
+        Some(format!(
+            "The import was interrupted {} times; giving up",
+            job.attempt
+        ))
+    } else if method != "glance-direct" {
+        Some(format!("Import method {method:?} is not supported here"))
+    } else {
+        let mut error = None;
+        for store in &stores {
+            tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
+            match copy(w, task_id, image_id, store).await {
+                Ok(size) => {
+                    tracing::info!(%image_id, task_id = %task_id, store, size, "import copy stored")
+                }
+                Err(Stop::Over) => {
+                    error = Some("The import was stopped".to_owned());
+                    break;
+                }
+                Err(Stop::Failed(m)) => {
+                    tracing::warn!(%image_id, task_id = %task_id, store, error = %m, "import into a store failed");
+                    if *all_stores_must_succeed {
+                        error = Some(m);
+                        break;
+                    }
+                    failed.push(store);
+                }
+            }
+        }
+        error
+    };
+    // the staged data has served its purpose, whatever the outcome (a failed import is staged
+    // again, as with Glance)
+    if let Some(staging) = w.stores.staging() {
+        let url = staging.location_for(image_id);
+        if let Err(e) = staging.delete(&url) {
+            tracing::warn!(%image_id, error = %e, "cannot remove staged data");
+        }
+    }
+    let failed = failed.join(",");
+    let finished = Request::ImportFinished {
+        job: job.id,
+        task_id: task_id.as_str(),
+        image_id: *image_id,
+        error: error.as_deref(),
+        failed_stores: failed.as_str(),
+    };
+    w.metrics.job(job.work.kind(), error.is_none());
+    match w.link.call_keep(&finished).await {
+        Ok((chan, _)) => w.link.give_back(chan),
+        // the job's lease runs out and it is claimed again: with no store left it only reports
+        Err(e) => tracing::warn!(%image_id, error = %e, "cannot report the end of an import"),
+    }
+}
+
+/// Why one store's copy ended without a commit.
+#[derive(Debug)]
+enum Stop {
+    /// The control plane said the import is over.
+    Over,
+    /// This store failed (the message goes into the task).
+    Failed(String),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        Stop::Failed(f.message)
+    }
+}
+
+/// Copies the staged data of `image_id` into `store` under an import lease; the size stored.
+async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Result<u64, Stop> {
+    let staging = w
+        .stores
+        .staging()
+        .ok_or_else(|| Stop::Failed("This node has no staging store".into()))?;
+    let staged = staging.path_for(image_id);
+    let file = std::fs::File::open(&staged)
+        .map_err(|e| Stop::Failed(format!("No staged data for image {image_id}: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Stop::Failed(format!("Cannot read the staged data: {e}")))?
+        .len();
+    let file = Arc::new(file);
+    let begin = Request::ImportBegin {
+        task_id,
+        image_id: *image_id,
+        store,
+    };
+    let mut grant = match w.link.call_keep(&begin).await {
+        Ok((
+            lease,
+            Response::UploadGranted {
+                hash_algo,
+                max_size_bytes,
+                store,
+                inspect_as,
+            },
+        )) => Grant {
+            lease,
+            hash_algo,
+            max_size: max_size_bytes,
+            store,
+            inspect_as,
+            request_id: task_id.to_owned(),
+        },
+        Ok((chan, Response::Denied(Reason::ImportOver))) => {
+            w.link.give_back(chan);
+            return Err(Stop::Over);
+        }
+        Ok((chan, other)) => {
+            w.link.give_back(chan);
+            return Err(Stop::Failed(format!("The import was refused: {other:?}")));
+        }
+        Err(e) => {
+            return Err(Stop::Failed(format!(
+                "The control plane is unreachable: {e}"
+            )));
+        }
+    };
+    if size > grant.max_size {
+        abort(w, grant, image_id, ErrorCode::PayloadTooLarge).await;
+        return Err(Stop::Failed(shared::error::TOO_LARGE.into()));
+    }
+    let stored = write(w, &mut grant, image_id, &file, size).await;
+    let stored = match stored {
+        Ok(s) => s,
+        Err(stop) => {
+            let code = match &stop {
+                Stop::Over => ErrorCode::Conflict,
+                Stop::Failed(_) => ErrorCode::ServiceUnavailable,
+            };
+            abort(w, grant, image_id, code).await;
+            return Err(stop);
+        }
+    };
+    let (location, digests, virtual_size, blocks) = stored;
+    let block_hashes = shared::blocks::to_hex(&blocks.hashes);
+    let complete = Request::UploadComplete {
+        request_id: task_id,
+        image_id: *image_id,
+        size: digests.size,
+        checksum: digests.md5_hex.as_str(),
+        os_hash_algo: digests.algo,
+        os_hash_value: digests.secure_hex.as_str(),
+        location: location.as_str(),
+        store: grant.store.as_str(),
+        virtual_size,
+        block_size: blocks.block_size,
+        block_hashes: block_hashes.as_str(),
+    };
+    let mut lease = grant.lease;
+    match lease.call(&complete).await {
+        Ok(Response::UploadCommitted) => {
+            w.link.give_back(lease);
+            Ok(digests.size)
+        }
+        Ok(Response::Denied(Reason::ImportOver)) => {
+            w.link.give_back(lease);
+            Err(Stop::Over)
+        }
+        Ok(other) => {
+            w.link.give_back(lease);
+            Err(Stop::Failed(format!(
+                "The copy was not recorded: {other:?}"
+            )))
+        }
+        Err(e) => Err(Stop::Failed(format!(
+            "The control plane is unreachable: {e}"
+        ))),
+    }
+}
+
+type Stored = (
+    String,
+    crate::hash::Digests,
+    Option<u64>,
+    crate::hash::blocks::Blocks,
+);
+
+/// The staged file into the store's upload through the hashing pipeline; the location, the
+/// digests, the inspected virtual size and the block hashes.
+async fn write(
+    w: &Worker,
+    grant: &mut Grant,
+    image_id: &ImageId,
+    file: &Arc<std::fs::File>,
+    size: u64,
+) -> Result<Stored, Stop> {
+    let store = match w.stores.get(&grant.store).await {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(store_failed(e).into()),
+        None => {
+            return Err(Stop::Failed(shared::error::unknown_store(&grant.store)));
+        }
+    };
+    let mut upload = store
+        .create_upload(image_id, Some(size))
+        .await
+        .map_err(store_failed)?;
+    if let Err(f) = record_leftovers(&mut upload, grant, *image_id).await {
+        upload.abort().await;
+        return Err(f.into());
+    }
+    let mut hasher = PipelinedHasher::start(
+        grant.hash_algo,
+        w.buffers.clone(),
+        DEPTH,
+        grant.inspect_as.is_some(),
+        w.settings.block_size,
+    );
+    let copied = fill(w, grant, image_id, file, size, &mut upload, &mut hasher).await;
+    if let Err(stop) = copied {
+        upload.abort().await;
+        return Err(stop);
+    }
+    let finished = match hasher.finish().await {
+        Ok(f) => f,
+        Err(e) => {
+            upload.abort().await;
+            return Err(Stop::Failed(e.to_string()));
+        }
+    };
+    let virtual_size = match (&grant.inspect_as, finished.verdict) {
+        (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, image_id, w) {
+            Ok(v) => v,
+            Err(f) => {
+                upload.abort().await;
+                return Err(f.into());
+            }
+        },
+        _ => None,
+    };
+    let location = upload
+        .commit(finished.digests.size)
+        .await
+        .map_err(store_failed)?;
+    Ok((location, finished.digests, virtual_size, finished.blocks))
+}
+
+/// Reads the staged file, buffer by buffer, into the hasher and the upload.
+async fn fill(
+    w: &Worker,
+    grant: &mut Grant,
+    image_id: &ImageId,
+    file: &Arc<std::fs::File>,
+    size: u64,
+    upload: &mut crate::store::Upload,
+    hasher: &mut PipelinedHasher,
+) -> Result<(), Stop> {
+    let direct = upload.direct();
+    let slot = w.stores.metric_slot(&grant.store);
+    let mut offset = 0u64;
+    let mut reported = 0u64;
+    while offset < size {
+        let mut buf = hasher.buffer().await;
+        let n = (buf.capacity() as u64).min(size - offset) as usize;
+        let f = file.clone();
+        let read = compio::runtime::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::os::unix::fs::FileExt;
+            let mut data = vec![0u8; n];
+            f.read_exact_at(&mut data, offset)?;
+            Ok(data)
+        })
+        .await;
+        let data = match read {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                hasher.give_back(Some(buf));
+                return Err(Stop::Failed(format!("Cannot read the staged data: {e}")));
+            }
+            Err(_) => {
+                hasher.give_back(Some(buf));
+                return Err(Stop::Failed("Cannot read the staged data".into()));
+            }
+        };
+        buf.push_slice(&data);
+        offset += n as u64;
+        w.metrics.bytes_in(slot, n as u64);
+        let pad = direct && !n.is_multiple_of(crate::io::ALIGN);
+        let chunk = hasher.submit(buf, pad);
+        upload.push(chunk, n).await.map_err(store_failed)?;
+        record_leftovers(upload, grant, *image_id).await?;
+        if offset - reported >= PROGRESS_EVERY {
+            reported = offset;
+            let progress = Request::ImportProgress {
+                task_id: grant.request_id.as_str(),
+                image_id: *image_id,
+                copied: offset,
+            };
+            match grant.lease.call(&progress).await {
+                Ok(Response::Ack) => {}
+                Ok(Response::Denied(Reason::ImportOver)) => return Err(Stop::Over),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "The control plane is unreachable: {e}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends the lease of a copy that did not commit (`UploadAborted`: its leftovers are removed).
+async fn abort(w: &Worker, grant: Grant, image_id: &ImageId, code: ErrorCode) {
+    let mut lease = grant.lease;
+    let abort = Request::UploadAborted {
+        request_id: grant.request_id.as_str(),
+        image_id: *image_id,
+        code,
+    };
+    match lease.call(&abort).await {
+        Ok(_) => w.link.give_back(lease),
+        Err(e) => tracing::warn!(%image_id, error = %e, "could not report an aborted import copy"),
+    }
+}

@@ -1,0 +1,328 @@
+//! Interoperable import (`glance-direct`) through the real `glint serve`: `PUT …/stage` into
+//! the staging directory (`uploading`, the size recorded), `POST …/import` (202, a task, the
+//! job on the data plane), the image `active` with the file's bytes and hashes, the task
+//! `success`, nothing left in staging; Glance's refusals (409 before a stage or on an active
+//! image, 400 for a method not enabled, 404 for a stage with `glance-direct` off); a stage
+//! refused by inspection or cut short leaves the image `queued` and staging empty; deleting a
+//! staged image removes its staged data; kill -9 of the data plane in the middle of an import
+//! resumes it after the job's lease runs out. The clients' view is `compat.rs`'s
+//! `test_import.py`.
+
+use loadtest::harness::{Glint, binary, md5_hex, random_bytes, sha512_hex};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[path = "support/workload.rs"]
+mod workload;
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn show(g: &Glint, id: &str) -> Value {
+    client()
+        .get(g.url(&format!("/v2/images/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn stage(g: &Glint, id: &str, data: Vec<u8>) -> (u16, String) {
+    let r = client()
+        .put(g.url(&format!("/v2/images/{id}/stage")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn import(g: &Glint, id: &str, body: Value) -> (u16, String) {
+    let r = client()
+        .post(g.url(&format!("/v2/images/{id}/import")))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn glance_direct() -> Value {
+    json!({"method": {"name": "glance-direct"}})
+}
+
+fn staging_files(g: &Glint) -> Vec<String> {
+    std::fs::read_dir(g.dir().join("data").join("staging"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `cond` holds for the image, or fails after `within`.
+fn wait_for(
+    g: &Glint,
+    id: &str,
+    within: Duration,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let img = show(g, id);
+        if cond(&img) {
+            return img;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}: {img}\n{}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tasks_of(g: &Glint, id: &str) -> Vec<Value> {
+    let v: Value = client()
+        .get(g.url(&format!("/v2/images/{id}/tasks")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+/// The image is active with `data`'s size, hashes and bytes, its one task succeeded, and
+/// nothing is left in staging or on the image.
+fn imported(g: &Glint, id: &str, data: &[u8]) {
+    // active first, then the task ends and releases the lock (as in Glance)
+    let img = wait_for(g, id, Duration::from_secs(60), "import", |i| {
+        i["status"] == "active" && i.get("os_glance_import_task").is_none()
+    });
+    assert_eq!(img["size"], data.len() as u64);
+    assert_eq!(img["checksum"], md5_hex(data));
+    assert_eq!(img["os_hash_value"], sha512_hex(data));
+    assert!(img.get("os_glance_import_task").is_none(), "{img}");
+    assert!(img.get("os_glance_stage_host").is_none(), "{img}");
+    let got = client()
+        .get(g.url(&format!("/v2/images/{id}/file")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(got[..] == data[..], "the bytes differ");
+    let tasks = tasks_of(g, id);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["status"], "success", "{tasks:?}");
+    assert_eq!(tasks[0]["type"], "api_image_import");
+    let task: Value = client()
+        .get(g.url(&format!("/v2/tasks/{}", tasks[0]["id"].as_str().unwrap())))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(task["status"], "success", "{task}");
+    assert_eq!(task["result"]["image_id"], id, "{task}");
+    assert!(task["expires_at"].is_string(), "{task}");
+    assert!(
+        staging_files(g).is_empty(),
+        "staged data left: {:?}",
+        staging_files(g)
+    );
+}
+
+#[test]
+fn glance_direct_stages_and_imports() {
+    let g = Glint::start(&binary(env!("CARGO_BIN_EXE_glint")), &[]).unwrap();
+    let info: Value = client()
+        .get(g.url("/v2/info/import"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["import-methods"]["value"], json!(["glance-direct"]));
+    let r = client()
+        .post(g.url("/v2/images"))
+        .json(&json!({"name": "imp", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["openstack-image-import-methods"],
+        "glance-direct"
+    );
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // not staged yet: Glance's 409
+    let (status, body) = import(&g, &id, glance_direct());
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("Image needs to be staged before 'glance-direct' method can be used"),
+        "{body}"
+    );
+    // a method that is not enabled is a 400
+    let (status, body) = import(
+        &g,
+        &id,
+        json!({"method": {"name": "web-download", "uri": "http://x/"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Unknown import method name 'web-download'."),
+        "{body}"
+    );
+
+    let data = random_bytes((5 << 20) + 4321);
+    let (status, body) = stage(&g, &id, data.clone());
+    assert_eq!(status, 204, "{body}\n{}", g.log());
+    let img = show(&g, &id);
+    assert_eq!(img["status"], "uploading", "{img}");
+    assert_eq!(img["size"], data.len() as u64);
+    assert!(img.get("os_glance_stage_host").is_none(), "hidden: {img}");
+    assert_eq!(staging_files(&g), vec![id.clone()]);
+    // staged once: another stage is a 409 (the image is no longer queued)
+    assert_eq!(stage(&g, &id, data.clone()).0, 409);
+
+    let (status, body) = import(&g, &id, glance_direct());
+    assert_eq!(status, 202, "{body}\n{}", g.log());
+    imported(&g, &id, &data);
+    // active now: no second import
+    let (status, body) = import(&g, &id, glance_direct());
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("Image with status active cannot be target for import"),
+        "{body}"
+    );
+
+    // a stage refused by inspection: 400, queued, nothing staged
+    let q = workload::create_as(&g, "imp-qcow2", "qcow2", "bare");
+    let (status, body) = stage(&g, &q, random_bytes(1 << 20));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("does not match"), "{body}");
+    assert_eq!(show(&g, &q)["status"], "queued");
+    assert!(staging_files(&g).is_empty(), "{:?}", staging_files(&g));
+
+    // a stage cut short: queued again, nothing staged
+    let cut = workload::create(&g, "imp-cut");
+    {
+        let mut s = std::net::TcpStream::connect(g.public_addr()).unwrap();
+        write!(
+            s,
+            "PUT /v2/images/{cut}/stage HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 4000000\r\n\r\n"
+        )
+        .unwrap();
+        s.write_all(&random_bytes(1 << 20)).unwrap();
+        wait_for(&g, &cut, Duration::from_secs(10), "stage running", |i| {
+            i["status"] == "uploading"
+        });
+    }
+    wait_for(&g, &cut, Duration::from_secs(20), "stage cut short", |i| {
+        i["status"] == "queued"
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !staging_files(&g).is_empty() {
+        assert!(Instant::now() < deadline, "left: {:?}", staging_files(&g));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // a staged image deleted: its staged data goes too
+    let del = workload::create(&g, "imp-del");
+    assert_eq!(stage(&g, &del, random_bytes(1 << 20)).0, 204);
+    assert_eq!(staging_files(&g), vec![del.clone()]);
+    let r = client()
+        .delete(g.url(&format!("/v2/images/{del}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !staging_files(&g).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?}\n{}",
+            staging_files(&g),
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn import_methods_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    std::fs::write(&config, "enabled_import_methods = []\n").unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let info: Value = client()
+        .get(g.url("/v2/info/import"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["import-methods"]["value"], json!([]));
+    let r = client()
+        .post(g.url("/v2/images"))
+        .json(&json!({"name": "off", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    assert!(r.headers().get("openstack-image-import-methods").is_none());
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = stage(&g, &id, random_bytes(1000));
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("'glance-direct' method is not available at this site."),
+        "{body}"
+    );
+    assert_eq!(show(&g, &id)["status"], "queued");
+    let (status, _) = import(&g, &id, glance_direct());
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn an_import_survives_a_data_plane_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    // a short job lease, so the restarted data plane claims the import again soon
+    std::fs::write(&config, "[dataplane]\njob_lease_seconds = 2\n").unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let id = workload::create(&g, "imp-crash");
+    let data = random_bytes(384 << 20);
+    assert_eq!(stage(&g, &id, data.clone()).0, 204);
+    let dp = g.plane_pid("dataplane").expect("data plane pid");
+    assert_eq!(import(&g, &id, glance_direct()).0, 202);
+    // once the copy is under way, kill -9 the data plane
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !g.store_files().iter().any(|f| f.contains(&id)) {
+        assert!(
+            Instant::now() < deadline,
+            "the copy never started\n{}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Glint::kill(dp, rustix::process::Signal::KILL);
+    assert_eq!(show(&g, &id)["status"], "importing");
+    // the supervisor restarts it; the job's lease runs out; the import runs again
+    imported(&g, &id, &data);
+    assert!(
+        g.store_files().iter().all(|f| f == &id),
+        "only the image's file is in the store: {:?}",
+        g.store_files()
+    );
+}
