@@ -863,6 +863,7 @@ impl Connection {
             image_id,
             method,
             uri,
+            size,
             stores,
             all_stores_must_succeed,
         } = work
@@ -896,6 +897,15 @@ impl Connection {
         };
         *method = m.as_str().to_owned();
         *uri = u;
+        if m == domain::import::Method::CopyImage {
+            // the source: the image's data where it is now
+            let mut list = shared::location::List::default();
+            for l in image.locations_best_first(&app.stores) {
+                let _ = list.push(&l.store, &l.url);
+            }
+            *uri = Some(list.into_string());
+            *size = image.size.unwrap_or(0);
+        }
         *all_stores_must_succeed = must;
         *stores = stores_left(task, image, app).join(",");
         Ok(true)
@@ -1308,6 +1318,14 @@ impl Connection {
                 .filter(|i| importing(i, task_id))
                 .ok_or(Reason::ImportOver)?;
             if let Some(d) = data.take() {
+                if method == domain::import::Method::CopyImage
+                    && (image.checksum.as_deref() != Some(d.checksum.as_str())
+                        || image.os_hash_value.as_deref() != Some(d.os_hash_value.as_str()))
+                {
+                    tracing::error!(image_id = %id, task_id, store = %store,
+                        "copy-image wrote data whose hashes are not the image's; not recorded");
+                    return Err(Reason::Protocol);
+                }
                 let after = stores_left(&task, &image, &app)
                     .into_iter()
                     .filter(|s| *s != store)

@@ -287,6 +287,7 @@ pub fn owned(r: Response<&str>) -> Response {
                             image_id,
                             method,
                             uri,
+                            size,
                             stores,
                             all_stores_must_succeed,
                         } => Work::Import {
@@ -294,6 +295,7 @@ pub fn owned(r: Response<&str>) -> Response {
                             image_id,
                             method: method.to_owned(),
                             uri: uri.map(str::to_owned),
+                            size,
                             stores: stores.to_owned(),
                             all_stores_must_succeed,
                         },

@@ -33,12 +33,29 @@ fn python_glanceclient() {
     run_script("test_glanceclient.py");
 }
 
-/// Interoperable import (`glance-direct`) through python-glanceclient (API and shell),
-/// openstacksdk and `openstack image create --import`.
+/// Interoperable import through python-glanceclient (API and shell), openstacksdk and
+/// `openstack image create --import`: `glance-direct`, and `web-download` from a source on
+/// 127.0.0.2 (the one network this glint allows beside the defaults; a loopback source on
+/// 127.0.0.1 is refused).
 #[test]
 #[ignore = "needs the client venv: run through ./scripts/test"]
 fn image_import_through_every_client() {
-    run_script("test_import.py");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    std::fs::write(
+        &config,
+        "[import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.2/32\"]\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .expect("glint starts");
+    match g.run_compat_script("test_import.py", &[("GLINT_WEB_SOURCE_HOST", "127.0.0.2")]) {
+        Ok(stdout) => println!("{stdout}"),
+        Err(e) => panic!("{e:#}"),
+    }
 }
 
 /// Glance's `hashing_algorithm` beyond the default: glint started with each of these

@@ -143,7 +143,10 @@ fn glance_direct_stages_and_imports() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(info["import-methods"]["value"], json!(["glance-direct"]));
+    assert_eq!(
+        info["import-methods"]["value"],
+        json!(["glance-direct", "web-download", "copy-image"])
+    );
     let r = client()
         .post(g.url("/v2/images"))
         .json(&json!({"name": "imp", "disk_format": "raw", "container_format": "bare"}))
@@ -152,7 +155,7 @@ fn glance_direct_stages_and_imports() {
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.headers()["openstack-image-import-methods"],
-        "glance-direct"
+        "glance-direct,web-download,copy-image"
     );
     let id = r.json::<Value>().unwrap()["id"]
         .as_str()
@@ -167,14 +170,10 @@ fn glance_direct_stages_and_imports() {
         "{body}"
     );
     // a method that is not enabled is a 400
-    let (status, body) = import(
-        &g,
-        &id,
-        json!({"method": {"name": "web-download", "uri": "http://x/"}}),
-    );
+    let (status, body) = import(&g, &id, json!({"method": {"name": "glance-download"}}));
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("Unknown import method name 'web-download'."),
+        body.contains("Unknown import method name 'glance-download'."),
         "{body}"
     );
 
@@ -186,8 +185,9 @@ fn glance_direct_stages_and_imports() {
     assert_eq!(img["size"], data.len() as u64);
     assert!(img.get("os_glance_stage_host").is_none(), "hidden: {img}");
     assert_eq!(staging_files(&g), vec![id.clone()]);
-    // staged once: another stage is a 409 (the image is no longer queued)
-    assert_eq!(stage(&g, &id, data.clone()).0, 409);
+    // staged once: another stage is a 409 (the image is no longer queued); a small body, as
+    // the refusal comes before the body is read and the connection is closed after it
+    assert_eq!(stage(&g, &id, random_bytes(1000)).0, 409);
 
     let (status, body) = import(&g, &id, glance_direct());
     assert_eq!(status, 202, "{body}\n{}", g.log());
@@ -325,4 +325,193 @@ fn an_import_survives_a_data_plane_crash() {
         "only the image's file is in the store: {:?}",
         g.store_files()
     );
+}
+
+/// A small HTTP/1.1 server on `ip` for web-download sources: `GET /image` is `body`
+/// (with `Content-Length`), `GET /to/<url>` answers `302 Location: <url>`; anything else 404.
+/// Each request on its own connection; runs until the test process ends.
+fn source_server(ip: &str, body: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut s = stream;
+                if path == "/image" {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body);
+                } else if let Some(to) = path.strip_prefix("/to/") {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                } else {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            });
+        }
+    });
+    base
+}
+
+fn web_download(uri: &str) -> Value {
+    json!({"method": {"name": "web-download", "uri": uri}})
+}
+
+/// Waits for the image's one import task to end; the task.
+fn task_ended(g: &Glint, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks = tasks_of(g, id);
+        if let Some(t) = tasks.first()
+            && (t["status"] == "success" || t["status"] == "failure")
+        {
+            return t.clone();
+        }
+        assert!(Instant::now() < deadline, "no end: {tasks:?}\n{}", g.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An import that must fail: the task `failure` naming `why`, the image `queued` again with
+/// nothing staged or stored.
+fn import_failed(g: &Glint, id: &str, why: &str) {
+    let t = task_ended(g, id);
+    assert_eq!(t["status"], "failure", "{t}");
+    assert!(
+        t["message"].as_str().unwrap_or("").contains(why),
+        "{why:?} not in {t}"
+    );
+    let img = wait_for(g, id, Duration::from_secs(20), "back to queued", |i| {
+        i["status"] == "queued" && i.get("os_glance_import_task").is_none()
+    });
+    assert_eq!(img["size"], Value::Null, "{img}");
+    assert!(staging_files(g).is_empty(), "{:?}", staging_files(g));
+    assert!(
+        !g.store_files().iter().any(|f| f.contains(id)),
+        "{:?}",
+        g.store_files()
+    );
+}
+
+#[test]
+fn web_download_fetches_only_what_the_filters_allow() {
+    let data = random_bytes((3 << 20) + 77);
+    let allowed = source_server("127.0.0.2", data.clone());
+    let denied = source_server("127.0.0.1", data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    // the test servers listen on loopback ports: any port, and only 127.0.0.2 allowed
+    std::fs::write(
+        &config,
+        "enabled_import_methods = [\"glance-direct\", \"web-download\"]\n\
+         [import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.2/32\"]\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let info: Value = client()
+        .get(g.url("/v2/info/import"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        info["import-methods"]["value"],
+        json!(["glance-direct", "web-download"])
+    );
+
+    // an allowed source: active with its bytes and hashes
+    let id = workload::create(&g, "web");
+    let (status, body) = import(&g, &id, web_download(&format!("{allowed}/image")));
+    assert_eq!(status, 202, "{body}");
+    imported(&g, &id, &data);
+
+    // Glance's checks when asked: 400, nothing started
+    let id = workload::create(&g, "web-refused");
+    for uri in [
+        "file:///etc/passwd",
+        "ftp://example.com/x.img",
+        "gopher://h/",
+    ] {
+        let (status, body) = import(&g, &id, web_download(uri));
+        assert_eq!(status, 400, "{uri}: {body}");
+        assert!(
+            body.contains(&format!(
+                "URI for web-download does not pass filtering: {uri}"
+            )),
+            "{body}"
+        );
+    }
+    let (status, body) = import(&g, &id, json!({"method": {"name": "web-download"}}));
+    assert_eq!(status, 400, "{body}");
+    assert!(tasks_of(&g, &id).is_empty());
+    assert_eq!(show(&g, &id)["status"], "queued");
+
+    // beyond Glance: the addresses, checked by the data plane before it connects
+    let id = workload::create(&g, "web-loopback");
+    assert_eq!(
+        import(&g, &id, web_download(&format!("{denied}/image"))).0,
+        202
+    );
+    import_failed(&g, &id, "forbidden address");
+    let id = workload::create(&g, "web-metadata");
+    let metadata = "http://169.254.169.254/latest/meta-data/";
+    assert_eq!(import(&g, &id, web_download(metadata)).0, 202);
+    import_failed(&g, &id, "169.254.169.254, a forbidden address");
+    let id = workload::create(&g, "web-localhost");
+    let port = denied.rsplit(':').next().unwrap();
+    let by_name = format!("http://localhost:{port}/image");
+    assert_eq!(import(&g, &id, web_download(&by_name)).0, 202);
+    import_failed(&g, &id, "forbidden address");
+    // an allowed source that redirects to a forbidden one
+    let id = workload::create(&g, "web-redirect");
+    let hop = format!("{allowed}/to/{denied}/image");
+    assert_eq!(import(&g, &id, web_download(&hop)).0, 202);
+    import_failed(&g, &id, "forbidden address");
+    // a redirect to an allowed one is followed
+    let id = workload::create(&g, "web-redirect-ok");
+    let hop = format!("{allowed}/to/{allowed}/image");
+    assert_eq!(import(&g, &id, web_download(&hop)).0, 202);
+    imported(&g, &id, &data);
+    // a source that answers 404
+    let id = workload::create(&g, "web-404");
+    assert_eq!(
+        import(&g, &id, web_download(&format!("{allowed}/nothing"))).0,
+        202
+    );
+    import_failed(&g, &id, "HTTP 404");
+
+    // the content is inspected: random bytes are not the qcow2 the image claims
+    let id = workload::create_as(&g, "web-qcow2", "qcow2", "bare");
+    assert_eq!(
+        import(&g, &id, web_download(&format!("{allowed}/image"))).0,
+        202
+    );
+    import_failed(&g, &id, "does not match");
 }

@@ -871,3 +871,189 @@ read_timeout_seconds = 30
         g.log()
     );
 }
+
+/// Waits until the image has more than `tasks_before` tasks and all have ended; the newest.
+fn import_task_ended(cl: &Cluster, c: &Client, id: &str, tasks_before: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v: Value = c
+            .get(cl.g.url(&format!("/v2/images/{id}/tasks")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        let ended = |t: &Value| t["status"] == "success" || t["status"] == "failure";
+        if tasks.len() > tasks_before && tasks.iter().all(ended) {
+            // oldest first
+            return tasks[tasks.len() - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "import not over: {tasks:?}\n{}",
+            cl.g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn post_import(cl: &Cluster, c: &Client, id: &str, body: Value) -> (u16, String) {
+    let r = c
+        .post(cl.g.url(&format!("/v2/images/{id}/import")))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn stage(cl: &Cluster, c: &Client, id: &str, data: &[u8]) {
+    let r = c
+        .put(cl.g.url(&format!("/v2/images/{id}/stage")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", cl.g.log());
+}
+
+fn stores_of(img: &Value) -> Vec<String> {
+    let mut s: Vec<String> = img["stores"]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    s.sort();
+    s
+}
+
+#[test]
+#[ignore = "needs the S3 servers: run through ./scripts/test"]
+fn import_into_several_stores_and_copy_between_them() {
+    let extra = r#"[backends.dead]
+s3_store_host = "http://127.0.0.1:9"
+s3_store_access_key = "x"
+s3_store_secret_key = "y"
+s3_store_bucket = "nowhere"
+connect_timeout_seconds = 1
+"#;
+    let cl = Cluster::start(extra);
+    let c = client();
+    let data = random_bytes((12 << 20) + 5);
+
+    // glance-direct into a file and an S3 store (multipart on Swift's s3api)
+    let (id, headers) = cl.create(&c);
+    assert!(
+        headers["openstack-image-import-methods"]
+            .to_str()
+            .unwrap()
+            .contains("copy-image")
+    );
+    stage(&cl, &c, &id, &data);
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id,
+        json!({"method": {"name": "glance-direct"}, "stores": ["fast", "swifts3"]}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let t = import_task_ended(&cl, &c, &id, 0);
+    assert_eq!(t["status"], "success", "{t}\n{}", cl.g.log());
+    let img = cl.show(&c, &id);
+    assert_eq!(img["status"], "active");
+    assert_eq!(stores_of(&img), ["fast", "swifts3"]);
+    assert_eq!(img["checksum"], md5_hex(&data));
+    assert_eq!(img["os_hash_value"], sha512_hex(&data));
+    assert!(
+        img.get("os_glance_importing_to_stores")
+            .is_none_or(|v| v == ""),
+        "{img}"
+    );
+    assert!(cl.probe("swifts3").exists(&id));
+    assert!(cl.download(&c, &id) == data);
+
+    // copy-image into ceph; then all_stores copies into what is left (sw), dead excepted...
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id,
+        json!({"method": {"name": "copy-image"}, "stores": ["fast"]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Image is already present at store 'fast'"),
+        "{body}"
+    );
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id,
+        json!({"method": {"name": "copy-image"}, "stores": ["ceph"]}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let t = import_task_ended(&cl, &c, &id, 1);
+    assert_eq!(t["status"], "success", "{t}\n{}", cl.g.log());
+    let img = cl.show(&c, &id);
+    assert_eq!(img["status"], "active");
+    assert_eq!(stores_of(&img), ["ceph", "fast", "swifts3"]);
+    assert!(cl.probe("ceph").exists(&id));
+    // ... without all_stores_must_succeed: sw is written, dead fails and is listed
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id,
+        json!({"method": {"name": "copy-image"}, "all_stores": true, "all_stores_must_succeed": false}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let t = import_task_ended(&cl, &c, &id, 2);
+    assert_eq!(t["status"], "success", "{t}\n{}", cl.g.log());
+    let img = cl.show(&c, &id);
+    assert_eq!(stores_of(&img), ["ceph", "fast", "sw", "swifts3"], "{img}");
+    assert_eq!(img["os_glance_failed_import"], "dead", "{img}");
+    assert_eq!(img["checksum"], md5_hex(&data));
+
+    // glance-direct where a store fails: with all_stores_must_succeed (the default) the
+    // import fails, what it wrote is removed and the image is queued again
+    let (id2, _) = cl.create(&c);
+    stage(&cl, &c, &id2, &data);
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id2,
+        json!({"method": {"name": "glance-direct"}, "stores": ["swifts3", "dead"]}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let t = import_task_ended(&cl, &c, &id2, 0);
+    assert_eq!(t["status"], "failure", "{t}");
+    let img = cl.show(&c, &id2);
+    assert_eq!(img["status"], "queued", "{img}");
+    assert!(img.get("stores").is_none_or(|v| v == ""), "{img}");
+    let probe = cl.probe("swifts3");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.exists(&id2) {
+        assert!(
+            Instant::now() < deadline,
+            "the copy in swifts3 is left\n{}",
+            cl.g.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // without it the image becomes active with the store that worked
+    let (id3, _) = cl.create(&c);
+    stage(&cl, &c, &id3, &data);
+    let (status, body) = post_import(
+        &cl,
+        &c,
+        &id3,
+        json!({"method": {"name": "glance-direct"}, "stores": ["dead", "fast"], "all_stores_must_succeed": false}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let t = import_task_ended(&cl, &c, &id3, 0);
+    assert_eq!(t["status"], "success", "{t}\n{}", cl.g.log());
+    let img = cl.show(&c, &id3);
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(stores_of(&img), ["fast"]);
+    assert_eq!(img["os_glance_failed_import"], "dead", "{img}");
+    assert!(cl.download(&c, &id3) == data);
+}

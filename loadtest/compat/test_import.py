@@ -7,6 +7,13 @@
 - openstacksdk: ``create_image(use_import=True)`` (create, ``stage``, ``import_image``);
 - the ``openstack image create --import`` command.
 
+With ``GLINT_WEB_SOURCE_HOST`` set (an address glint's ``allowed_networks`` lets through;
+the script serves the file there with Python's ``http.server``), ``web-download`` too:
+``images.image_import(method='web-download', uri=…)``, ``glance image-create-via-import
+--import-method web-download --uri …`` and openstacksdk ``create_image(import_method=
+'web-download', uri=…)``; a source on 127.0.0.1 (loopback, refused by default) fails the
+task and leaves the image ``queued``.
+
 Each image must become ``active`` with the bytes and the hashes of the file, and its import
 task must be ``success``. ``GET /v2/info/import`` lists ``glance-direct``. A stage of an
 image that is not ``queued`` is a 409 and an import of an image not staged is a 409.
@@ -14,9 +21,12 @@ image that is not ``queued`` is a 409 and an import of an image not staged is a 
 Env: GLINT_ENDPOINT, GLINT_SCRATCH.
 """
 
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -44,11 +54,22 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
 
 
-def glance(endpoint, *args, stdin=subprocess.DEVNULL):
-    """The ``glance`` shell, noauth (an admin)."""
-    p = subprocess.run([cli('glance'), '--os-image-url', endpoint, '--os-auth-token', 'x',
-                        '--os-image-api-version', '2', *args], stdin=stdin,
-                       env=clean_env(), capture_output=True, timeout=TIMEOUT)
+def glance(endpoint, *args, stdin=None):
+    """The ``glance`` shell, noauth (an admin). Its stdin is `stdin`, else a terminal (the
+    shell takes any other stdin for image data, and refuses it beside --file or --uri)."""
+    pty = None
+    if stdin is None:
+        # both ends stay open while the shell runs (a pty without its master is no terminal)
+        pty = os.openpty()
+        stdin = pty[1]
+    try:
+        p = subprocess.run([cli('glance'), '--os-image-url', endpoint, '--os-auth-token', 'x',
+                            '--os-image-api-version', '2', *args], stdin=stdin,
+                           env=clean_env(), capture_output=True, timeout=TIMEOUT)
+    finally:
+        if pty is not None:
+            os.close(pty[0])
+            os.close(pty[1])
     return p.returncode, (p.stdout + p.stderr).decode(errors='replace')
 
 
@@ -166,6 +187,77 @@ def main(c):
         c.on_exit(gc.images.delete, i.id)
     c.check(len(made) == 1, 'openstack image create --import made one image', repr(made))
     imported_intact(gc, made[0].id, path, c, 'openstack image create --import')
+
+    web_download(c, gc, endpoint, path)
+
+
+def serve(host, directory):
+    """Serves `directory` over HTTP on `host` (a free port) in a thread; the base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return 'http://%s:%d' % (host, server.server_address[1])
+
+
+def web_download(c, gc, endpoint, path):
+    """web-download through the clients, from a source the filters allow; and one they do
+    not."""
+    host = os.environ.get('GLINT_WEB_SOURCE_HOST')
+    if not host:
+        return
+    src = serve(host, os.path.dirname(path)) + '/' + os.path.basename(path)
+    info = gc.images.get_import_info()
+    c.check('web-download' in info['import-methods']['value'],
+            'get_import_info lists web-download', repr(info))
+
+    img = gc.images.create(name=cc.unique_name(SUITE), disk_format='raw',
+                           container_format='bare')
+    c.on_exit(gc.images.delete, img.id)
+    c.step('glanceclient images.image_import web-download', gc.images.image_import,
+           img.id, method='web-download', uri=src)
+    imported_intact(gc, img.id, path, c, 'glanceclient web-download')
+
+    name = cc.unique_name(SUITE)
+    rc, out = glance(endpoint, 'image-create-via-import', '--name', name,
+                     '--disk-format', 'raw', '--container-format', 'bare',
+                     '--import-method', 'web-download', '--uri', src)
+    c.check(rc == 0, 'glance image-create-via-import --import-method web-download', out[-2000:])
+    made = [i for i in gc.images.list(filters={'name': name})]
+    for i in made:
+        c.on_exit(gc.images.delete, i.id)
+    c.check(len(made) == 1, 'glance image-create-via-import (web-download) made one image')
+    imported_intact(gc, made[0].id, path, c, 'glance image-create-via-import web-download')
+
+    conn = openstack.connection.Connection(
+        auth_type='none', image_endpoint_override=endpoint, image_api_version='2')
+    made = c.step('sdk create_image(import_method=web-download)', conn.image.create_image,
+                  name=cc.unique_name(SUITE), disk_format='raw', container_format='bare',
+                  use_import=True, import_method='web-download', uri=src)
+    c.on_exit(conn.image.delete_image, made.id)
+    imported_intact(gc, made.id, path, c, 'sdk web-download')
+
+    # a loopback source: the import is accepted (Glance's lists pass) but the task fails
+    # before anything is fetched, and the image is queued again
+    bad = serve('127.0.0.1', os.path.dirname(path)) + '/' + os.path.basename(path)
+    img = gc.images.create(name=cc.unique_name(SUITE), disk_format='raw',
+                           container_format='bare')
+    c.on_exit(gc.images.delete, img.id)
+    c.step('glanceclient web-download from loopback is accepted', gc.images.image_import,
+           img.id, method='web-download', uri=bad)
+    deadline = time.time() + TIMEOUT
+    tasks = []
+    while time.time() < deadline:
+        _, body = gc.http_client.get('/v2/images/%s/tasks' % img.id)
+        tasks = body['tasks']
+        if tasks and tasks[0]['status'] in ('success', 'failure'):
+            break
+        time.sleep(0.2)
+    c.check(tasks and tasks[0]['status'] == 'failure'
+            and 'forbidden address' in tasks[0]['message'],
+            'web-download from loopback: the task fails naming the address', repr(tasks))
+    got = gc.images.get(img.id)
+    c.equal(got.status, 'queued', 'web-download from loopback: the image is queued again')
 
 
 if __name__ == '__main__':

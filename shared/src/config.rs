@@ -85,11 +85,61 @@ pub struct Config {
     pub node_staging_uri: Option<String>,
     /// `[task]`: Glance's task options.
     pub task: TaskOptions,
+    /// `[import_filtering_opts]`: which `web-download` sources may be fetched (Glance's
+    /// lists, and glint's address check, see [`crate::import_filter`]).
+    pub import_filtering_opts: ImportFiltering,
+}
+
+/// `[import_filtering_opts]`: Glance's option names, and glint's networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportFiltering {
+    /// Schemes a `web-download` URI may have. Default `["http", "https"]`.
+    pub allowed_schemes: Vec<String>,
+    /// Schemes refused (only when `allowed_schemes` is empty).
+    pub disallowed_schemes: Vec<String>,
+    /// Hosts a URI may name (empty: any).
+    pub allowed_hosts: Vec<String>,
+    /// Hosts refused (only when `allowed_hosts` is empty).
+    pub disallowed_hosts: Vec<String>,
+    /// Ports a URI may name. Default `[80, 443]`.
+    pub allowed_ports: Vec<u16>,
+    /// Ports refused (only when `allowed_ports` is empty).
+    pub disallowed_ports: Vec<u16>,
+    /// glint: networks (CIDR) no resolved address of a source may be in. Default
+    /// [`crate::import_filter::DISALLOWED_NETWORKS`].
+    pub disallowed_networks: Vec<String>,
+    /// glint: networks (CIDR) allowed even inside `disallowed_networks`. Default none.
+    pub allowed_networks: Vec<String>,
+    /// glint: redirects followed (each checked like the URI). Default 5.
+    pub max_redirects: u32,
+    /// glint: seconds to wait for a connection to a source, and then for each read. Default 30.
+    pub timeout_seconds: u64,
+}
+
+impl Default for ImportFiltering {
+    fn default() -> Self {
+        ImportFiltering {
+            allowed_schemes: vec!["http".into(), "https".into()],
+            disallowed_schemes: Vec::new(),
+            allowed_hosts: Vec::new(),
+            disallowed_hosts: Vec::new(),
+            allowed_ports: vec![80, 443],
+            disallowed_ports: Vec::new(),
+            disallowed_networks: crate::import_filter::DISALLOWED_NETWORKS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            allowed_networks: Vec::new(),
+            max_redirects: 5,
+            timeout_seconds: 30,
+        }
+    }
 }
 
 /// The import methods glint implements, in Glance's order (the default of
 /// `enabled_import_methods`).
-pub const IMPORT_METHODS: [&str; 1] = ["glance-direct"];
+pub const IMPORT_METHODS: [&str; 3] = ["glance-direct", "web-download", "copy-image"];
 
 /// The id of the staging store (Glance's reserved `os_glance_staging_store`).
 pub const STAGING_STORE: &str = "os_glance_staging_store";
@@ -374,6 +424,7 @@ impl Default for Config {
             enabled_import_methods: IMPORT_METHODS.iter().map(|m| m.to_string()).collect(),
             node_staging_uri: None,
             task: TaskOptions::default(),
+            import_filtering_opts: ImportFiltering::default(),
         }
     }
 }
@@ -725,6 +776,22 @@ impl Config {
                 )),
             }
         }
+        let f = &self.import_filtering_opts;
+        for (key, nets) in [
+            ("disallowed_networks", &f.disallowed_networks),
+            ("allowed_networks", &f.allowed_networks),
+        ] {
+            for n in nets {
+                if n.parse::<ipnet::IpNet>().is_err() {
+                    errors.push(format!(
+                        "import_filtering_opts.{key}: {n:?} is not a network (CIDR, e.g. 10.0.0.0/8)"
+                    ));
+                }
+            }
+        }
+        if f.timeout_seconds == 0 {
+            errors.push("import_filtering_opts.timeout_seconds: must be at least 1".into());
+        }
         if self.task.task_time_to_live == 0 {
             errors.push("task.task_time_to_live: must be at least 1 (hours)".into());
         }
@@ -775,7 +842,7 @@ impl Config {
 
     /// The staging store (Glance's `os_glance_staging_store`): a filesystem store at
     /// [`Config::staging_dir`], held by the data plane beside the configured stores when
-    /// `glance-direct` is enabled (never listed in `/v2/info/stores`).
+    /// an import method is enabled (never listed in `/v2/info/stores`).
     pub fn staging_store(&self) -> StoreConfig {
         StoreConfig {
             id: STAGING_STORE.to_owned(),
@@ -788,6 +855,11 @@ impl Config {
             connect_timeout_seconds: 10,
             read_timeout_seconds: 60,
         }
+    }
+
+    /// Whether any import method is enabled (the data plane then holds a staging store).
+    pub fn import_on(&self) -> bool {
+        !self.enabled_import_methods.is_empty()
     }
 
     /// Whether `method` is in `enabled_import_methods`.

@@ -8,7 +8,8 @@
 //!
 //! It also owns every rule both planes apply to a request, so that each has one owner: what a
 //! path means and which versions are advertised ([`route`]), how a request id is chosen
-//! ([`request_id`]), and how a store location is parsed ([`location`]).
+//! ([`request_id`]), how a store location is parsed ([`location`]), and which `web-download`
+//! sources may be fetched ([`import_filter`]).
 //!
 //! It is **not** a place for I/O: no async runtime, no HTTP, no SQL. Start with
 //! [`channel::messages`] to see what the planes say to each other.
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod import_filter;
 pub mod location;
 pub mod lockfile;
 pub mod metrics;

@@ -50,11 +50,13 @@ pub(crate) async fn import_image(
             .await?
             .ok_or_else(|| not_found(id))?;
         import::check_status(&current, req.method)?;
-        app.policy.authorize(
-            &ctx,
-            Rule::ModifyImage,
-            &crate::policy::Target::of(&current),
-        )?;
+        // copy-image has its own rule; the other methods need to own the image (Glance)
+        let rule = match req.method {
+            Method::CopyImage => Rule::CopyImage,
+            _ => Rule::ModifyImage,
+        };
+        app.policy
+            .authorize(&ctx, rule, &crate::policy::Target::of(&current))?;
         let now = Utc::now();
         let stale = match import::lock_state(&current, holder(&app, &current).await?.as_ref(), now)
         {
@@ -68,10 +70,33 @@ pub(crate) async fn import_image(
                 StoresError::Unknown(m) => ApiError::Conflict(m),
             },
         )?;
+        if req.method == Method::CopyImage && !multistore {
+            // the one store holds the image already
+            return Err(ApiError::BadRequest(format!(
+                "Image is already present at store '{}'",
+                app.stores.default
+            )));
+        }
+        if req.method == Method::CopyImage && stores.is_empty() {
+            // Glance: "the image is available in all configured stores": nothing to do
+            tracing::info!(image_id = %id, "copy-image: every store holds the image already");
+            return Ok(StatusCode::ACCEPTED);
+        }
         if !req.all_stores_must_succeed && !multistore {
             let uri = req.uri.as_deref().unwrap_or("None");
             return Err(ApiError::BadRequest(format!(
                 "All_stores_must_succeed can only be set with enabled_backends {uri}"
+            )));
+        }
+        if req.method == Method::WebDownload
+            && !req.uri.as_deref().is_some_and(|u| {
+                shared::import_filter::uri_text_passes(&app.config.import_filtering_opts, u)
+            })
+        {
+            let uri = req.uri.as_deref().unwrap_or("None");
+            tracing::debug!(image_id = %id, uri, "web-download URI refused by import filtering");
+            return Err(ApiError::BadRequest(format!(
+                "URI for web-download does not pass filtering: {uri}"
             )));
         }
         let stale_stores = match &stale {

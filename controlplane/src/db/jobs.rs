@@ -474,6 +474,7 @@ pub async fn claim(
                 image_id,
                 method: String::new(),
                 uri: None,
+                size: 0,
                 stores: String::new(),
                 all_stores_must_succeed: true,
             },

@@ -58,6 +58,8 @@ pub enum Rule {
     /// glint extension: bring a `pending_delete` image back to `active` (Glance's
     /// `glance-scrubber --restore`). Default admin only.
     RestoreImage,
+    /// Copy an active image's data into more stores (`copy-image` import).
+    CopyImage,
     /// `GET /v2/info/stores/detail` (`glance/policies/discovery.py`): admin or service.
     StoresInfoDetail,
     /// Every `/v2/tasks` call (`glance/policies/tasks.py`): admin.
@@ -154,7 +156,7 @@ const METADEF_ADMIN: &str = "rule:metadef_admin";
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 54] = [
+    pub const ALL: [Rule; 55] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -175,6 +177,7 @@ impl Rule {
         Rule::SetImageLocation,
         Rule::DeleteImageLocation,
         Rule::RestoreImage,
+        Rule::CopyImage,
         Rule::StoresInfoDetail,
         Rule::TasksApiAccess,
         Rule::CacheImage,
@@ -234,6 +237,7 @@ impl Rule {
             Rule::SetImageLocation => "set_image_location",
             Rule::DeleteImageLocation => "delete_image_location",
             Rule::RestoreImage => "restore_image",
+            Rule::CopyImage => "copy_image",
             Rule::StoresInfoDetail => "stores_info_detail",
             Rule::TasksApiAccess => "tasks_api_access",
             Rule::CacheImage => "cache_image",
@@ -307,7 +311,10 @@ impl Rule {
             Rule::ModifyMember => {
                 "rule:context_is_admin or (role:member and project_id:%(member_id)s)"
             }
-            Rule::PublicizeImage | Rule::DeleteImageLocation | Rule::RestoreImage => ADMIN,
+            Rule::PublicizeImage
+            | Rule::DeleteImageLocation
+            | Rule::RestoreImage
+            | Rule::CopyImage => ADMIN,
             Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
             Rule::TasksApiAccess => "role:admin",
             Rule::CacheImage

@@ -1,5 +1,6 @@
 //! Runs an `import` job ([`Work::Import`], `POST /v2/images/{id}/import`): the staged data
-//! into each target store, through the same pipeline as an upload.
+//! into each target store, through the same pipeline as an upload. For `web-download` the
+//! source is first fetched into staging ([`super::web`]), with its SSRF checks.
 //!
 //! For each store the job still has to write (the control plane lists them when it hands the
 //! job out, so a job claimed again after a crash writes only what is left):
@@ -45,7 +46,8 @@ pub async fn run(w: &Worker, job: &Job) {
         task_id,
         image_id,
         method,
-        uri: _,
+        uri,
+        size,
         stores,
         all_stores_must_succeed,
     } = &job.work
@@ -59,11 +61,32 @@ pub async fn run(w: &Worker, job: &Job) {
             "The import was interrupted {} times; giving up",
             job.attempt
         ))
-    } else if method != "glance-direct" {
+    } else if !["glance-direct", "web-download", "copy-image"].contains(&method.as_str()) {
         Some(format!("Import method {method:?} is not supported here"))
     } else {
         let mut error = None;
-        for store in &stores {
+        // copy-image: the image's data into staging first (not again once every store is done)
+        if method == "copy-image" && !stores.is_empty() {
+            let locations = uri.as_deref().unwrap_or("");
+            if let Err(e) = stage_from_locations(w, image_id, locations, *size).await {
+                tracing::warn!(%image_id, task_id = %task_id, error = %e, "copy-image could not read the image");
+                error = Some(e);
+            }
+        }
+        // web-download: the source into staging first (not again once every store is done)
+        if method == "web-download" && !stores.is_empty() {
+            match uri {
+                Some(uri) => {
+                    if let Err(e) = super::web::fetch(w, image_id, uri).await {
+                        tracing::warn!(%image_id, task_id = %task_id, error = %e, "web-download failed");
+                        error = Some(e);
+                    }
+                }
+                None => error = Some("web-download needs a uri".into()),
+            }
+        }
+        let todo = if error.is_none() { stores.len() } else { 0 };
+        for store in stores.iter().take(todo) {
             tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
             match copy(w, task_id, image_id, store).await {
                 Ok(size) => {
@@ -107,6 +130,107 @@ pub async fn run(w: &Worker, job: &Job) {
         // the job's lease runs out and it is claimed again: with no store left it only reports
         Err(e) => tracing::warn!(%image_id, error = %e, "cannot report the end of an import"),
     }
+}
+
+/// copy-image's first step: the image's data, from the first of its `locations` (best
+/// first) that reads whole, into the staging store.
+async fn stage_from_locations(
+    w: &Worker,
+    image_id: &ImageId,
+    locations: &str,
+    size: u64,
+) -> Result<(), String> {
+    let staging = w
+        .stores
+        .staging()
+        .ok_or_else(|| "This node has no staging store".to_owned())?;
+    let mut last = "The image has no location to copy from".to_owned();
+    for (store, url) in shared::location::entries(locations) {
+        match stage_from(w, &staging, image_id, store, url, size).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(%image_id, store, error = %e, "copy-image: location unreadable; trying the next");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The data at `url` (store `store`) into a staging temp file, renamed when whole.
+async fn stage_from(
+    w: &Worker,
+    staging: &crate::store::fs::FsStore,
+    image_id: &ImageId,
+    store: &str,
+    url: &str,
+    size: u64,
+) -> Result<(), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("Cannot read the image from {store}: {e}");
+    let upload = staging
+        .create_upload(image_id)
+        .await
+        .map_err(|e| format!("Cannot stage the data: {e}"))?;
+    let direct = upload.direct();
+    let local = w.stores.open_local(store, url);
+    let mut remote = match &local {
+        Some(_) => None,
+        None => {
+            let s = w.stores.resolve(store, url).await.map_err(|e| failed(&e))?;
+            Some(s.read(url, 0, size).await.map_err(|e| failed(&e))?)
+        }
+    };
+    let file = match local {
+        Some(opened) => Some(Arc::new(opened.map_err(|e| failed(&e))?.0)),
+        None => None,
+    };
+    let mut offset = 0u64;
+    while offset < size {
+        let mut buf = w.buffers.take();
+        let n = (buf.capacity() as u64).min(size - offset) as usize;
+        let data = match (&file, remote.as_mut()) {
+            (Some(f), _) => {
+                let f = f.clone();
+                compio::runtime::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    use std::os::unix::fs::FileExt;
+                    let mut data = vec![0u8; n];
+                    f.read_exact_at(&mut data, offset)?;
+                    Ok(data)
+                })
+                .await
+                .map_err(|_| failed(&"read failed"))?
+                .map_err(|e| failed(&e))?
+            }
+            (None, Some(reader)) => {
+                let mut data = Vec::with_capacity(n);
+                while data.len() < n {
+                    let spare = Vec::with_capacity(n - data.len());
+                    let (got, part) = reader.read(spare).await;
+                    match got {
+                        Ok(0) => return Err(failed(&"the data ended early")),
+                        Ok(_) => data.extend_from_slice(&part),
+                        Err(e) => return Err(failed(&e)),
+                    }
+                }
+                data
+            }
+            (None, None) => return Err(failed(&"no reader")),
+        };
+        buf.push_slice(&data);
+        if direct && !n.is_multiple_of(crate::io::ALIGN) {
+            buf.pad_to_alignment();
+        }
+        upload
+            .write_at(buf, offset)
+            .await
+            .map_err(|e| format!("Cannot stage the data: {e}"))?;
+        offset += n as u64;
+    }
+    staging
+        .commit(upload, size)
+        .await
+        .map_err(|e| format!("Cannot stage the data: {e}"))?;
+    Ok(())
 }
 
 /// Why one store's copy ended without a commit.

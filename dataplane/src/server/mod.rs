@@ -20,6 +20,7 @@ pub mod respond;
 pub mod tls;
 pub mod upload;
 pub mod upstream;
+pub mod web;
 pub mod worker;
 
 use crate::http::{Conn, HeadError, RequestHead, error_response};

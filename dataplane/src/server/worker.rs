@@ -36,6 +36,10 @@ pub struct Settings {
     pub gpt_safety_checks_nonfatal: Vec<String>,
     /// `[image_cache] image_cache_block_size`: uploads hash their blocks of this size.
     pub block_size: u64,
+    /// `[import_filtering_opts]`: the `web-download` sources that may be fetched.
+    pub import_filter: shared::config::ImportFiltering,
+    /// `[image] image_size_cap_bytes`: the most a `web-download` fetches.
+    pub image_size_cap: u64,
 }
 
 impl Settings {
@@ -54,6 +58,8 @@ impl Settings {
             require_image_format_match: c.image.require_image_format_match,
             gpt_safety_checks_nonfatal: c.image.gpt_safety_checks_nonfatal.clone(),
             block_size: c.image_cache.image_cache_block_size,
+            import_filter: c.import_filtering_opts.clone(),
+            image_size_cap: c.image.image_size_cap_bytes,
             www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone)
                 .then(|| c.keystone_authtoken.www_authenticate()),
         }

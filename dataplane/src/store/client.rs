@@ -367,6 +367,8 @@ struct Inner {
     tls: Option<TlsConnector>,
     options: Options,
     idle: RefCell<Vec<Conn<Stream>>>,
+    /// Connect here instead of resolving the origin's host (an address already checked).
+    address: Option<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for Client {
@@ -427,6 +429,25 @@ impl Client {
                 ..options
             },
             idle: RefCell::new(Vec::new()),
+            address: None,
+        }))
+    }
+
+    /// A client for `origin` that connects to `address` (resolved and checked by the caller)
+    /// instead of resolving the host again; the `Host` header and the TLS server name are
+    /// still the origin's.
+    pub fn pinned(
+        origin: Origin,
+        address: std::net::SocketAddr,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        options: Options,
+    ) -> Self {
+        let c = Client::new(origin, tls, options);
+        let inner =
+            Rc::try_unwrap(c.0).unwrap_or_else(|_| unreachable!("a new client is unshared"));
+        Client(Rc::new(Inner {
+            address: Some(address),
+            ..inner
         }))
     }
 
@@ -456,7 +477,9 @@ impl Client {
         let o = &self.0.origin;
         let timeout = self.0.options.connect_timeout;
         let connect = async {
-            if is_localhost_name(&o.host) {
+            if let Some(addr) = self.0.address {
+                TcpStream::connect(addr).await
+            } else if is_localhost_name(&o.host) {
                 // RFC 6761 §6.3: names under `localhost.` are the loopback address, whatever
                 // the resolver says (glibc does not know them; curl and browsers do this too).
                 // S3 virtual-host style names a bucket `<bucket>.localhost` on a local server.

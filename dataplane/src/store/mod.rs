@@ -367,11 +367,11 @@ impl Prepared {
         Ok(Prepared { set, files })
     }
 
-    /// The stores of `config`, and the staging store when `glance-direct` is enabled
+    /// The stores of `config`, and the staging store when an import method is enabled
     /// ([`shared::config::Config::staging_store`]).
     pub fn for_config(config: &shared::config::Config) -> Result<Prepared, crate::Error> {
         let mut set = config.stores();
-        if config.import_enabled("glance-direct") {
+        if config.import_on() {
             set.stores.push(config.staging_store());
         }
         Prepared::new(set)
@@ -452,7 +452,7 @@ impl Stores {
         Some(self.slot(i).await)
     }
 
-    /// The staging store (`os_glance_staging_store`), when `glance-direct` is enabled.
+    /// The staging store (`os_glance_staging_store`), when an import method is enabled.
     pub fn staging(&self) -> Option<fs::FsStore> {
         let slot = self
             .slots

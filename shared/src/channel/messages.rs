@@ -434,6 +434,7 @@ pub enum Work<S = String> {
     /// (`glance-direct`: this node's staging store; `web-download`: `uri`), then write it into
     /// each of `stores` in turn (`ImportBegin` … `UploadComplete`), then remove the staged
     /// data and report `ImportFinished`. Handed only to the node that holds the staged data.
+    /// `copy-image` first copies the image's data from one of its locations into staging.
     Import {
         /// The task.
         task_id: S,
@@ -441,8 +442,11 @@ pub enum Work<S = String> {
         image_id: ImageId,
         /// The method (`glance-direct`, …).
         method: S,
-        /// `web-download`'s URI.
+        /// `web-download`'s URI; for `copy-image`, the image's locations, best first, as in
+        /// `DownloadGranted` (filled when claimed).
         uri: Option<S>,
+        /// For `copy-image`: the image's size (filled when claimed).
+        size: u64,
         /// The stores still to write, comma-separated, in order (filled when claimed, from
         /// `os_glance_importing_to_stores`: a job claimed again after a crash writes only
         /// those left).
