@@ -183,12 +183,9 @@ pub async fn serve(
         "database ready"
     );
     let reset = db::images::reset_all_saving(&db, chrono::Utc::now()).await?;
-    for id in &reset {
-        metrics.transition(
-            shared::image::ImageStatus::Saving,
-            shared::image::ImageStatus::Queued,
-        );
-        tracing::warn!(image_id = %id, from = "saving", to = "queued", "upload interrupted by restart; image back to queued");
+    for (id, from) in &reset {
+        metrics.transition(*from, shared::image::ImageStatus::Queued);
+        tracing::warn!(image_id = %id, %from, to = "queued", "upload interrupted by restart; image back to queued");
     }
     let released = db::jobs::release_all_held(&db, chrono::Utc::now()).await?;
     if released > 0 {

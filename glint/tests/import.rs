@@ -515,3 +515,43 @@ fn web_download_fetches_only_what_the_filters_allow() {
     );
     import_failed(&g, &id, "does not match");
 }
+
+#[test]
+fn an_import_survives_a_control_plane_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    std::fs::write(&config, "[dataplane]\njob_lease_seconds = 2\n").unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let id = workload::create(&g, "imp-cp-crash");
+    let data = random_bytes(384 << 20);
+    assert_eq!(stage(&g, &id, data.clone()).0, 204);
+    let cp = g.plane_pid("controlplane").expect("control plane pid");
+    assert_eq!(import(&g, &id, glance_direct()).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !g.store_files().iter().any(|f| f.contains(&id)) {
+        assert!(
+            Instant::now() < deadline,
+            "the copy never started\n{}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // the control plane dies mid-copy: the staged data stays, the copy is resumed
+    Glint::kill(cp, rustix::process::Signal::KILL);
+    imported(&g, &id, &data);
+    assert!(
+        g.log()
+            .contains("import interrupted: the control plane is unreachable"),
+        "the crash did not cut the copy:\n{}",
+        g.log()
+    );
+    assert!(
+        g.store_files().iter().all(|f| f == &id),
+        "only the image's file is in the store: {:?}",
+        g.store_files()
+    );
+}

@@ -359,3 +359,66 @@ fn a_delete_job_held_by_a_killed_node_is_done_by_the_other_once_its_lease_ran_ou
     );
     drop(a);
 }
+
+/// `glance-direct` across nodes: the data staged through A lands in A's staging directory;
+/// the import asked through B is run by A (the job goes to the stage host,
+/// `os_glance_stage_host`), and B serves the image.
+#[test]
+#[ignore = "needs PostgreSQL and radosgw: run through ./scripts/test"]
+fn an_import_asked_on_one_node_runs_on_the_node_holding_the_staged_data() {
+    let ceph = Server::from_env("GLINT_TEST_S3B");
+    let bucket = Bucket::create(&ceph);
+    let db = ScratchDb::create_blocking(Backend::Postgres);
+    let cfg = Config::write(&config(db.url(), &ceph.endpoint, &ceph, &bucket.name, ""));
+    let a = cfg.node();
+    let b = cfg.node();
+    let c = client();
+    let staging = |g: &Glint| -> Vec<String> {
+        std::fs::read_dir(g.dir().join("data").join("staging"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let id = create(&a, &c, "staged-on-a");
+    let data = random_bytes(7 * 1024 * 1024 + 3);
+    let r = c
+        .put(a.url(&format!("/v2/images/{id}/stage")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", a.log());
+    assert_eq!(staging(&a), vec![id.clone()]);
+    assert!(staging(&b).is_empty());
+    assert_eq!(show(&b, &c, &id).1["status"], "uploading");
+
+    let r = c
+        .post(b.url(&format!("/v2/images/{id}/import")))
+        .json(&json!({"method": {"name": "glance-direct"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", b.log());
+    eventually("imported", Duration::from_secs(60), || {
+        let (_, v) = show(&b, &c, &id);
+        v["status"] == "active" && v.get("os_glance_import_task").is_none()
+    });
+    let (_, v) = show(&b, &c, &id);
+    assert_eq!(v["checksum"], md5_hex(&data));
+    assert_eq!(v["stores"], "ceph");
+    assert!(
+        a.log().contains("importing staged data into a store"),
+        "A ran it"
+    );
+    assert!(
+        !b.log().contains("importing staged data into a store"),
+        "B did not"
+    );
+    assert!(staging(&a).is_empty(), "{:?}", staging(&a));
+    let (status, got) = download(&b, &c, &id, None);
+    assert_eq!(status, 200);
+    assert!(got == data);
+}

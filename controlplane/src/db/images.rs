@@ -867,11 +867,15 @@ pub async fn bytes_by_store(db: &Db) -> Result<Vec<(String, i64)>, Error> {
         .collect()
 }
 
-/// At start-up no upload can be in flight: every `saving` image goes back to `queued`.
-/// Returns the ids that moved.
-pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId>, Error> {
+/// At start-up no upload can be in flight: every `saving` image goes back to `queued`, and so
+/// does every `uploading` one whose stage never committed (no `os_glance_stage_host`; a
+/// staged image waits for its import). Returns the ids that moved, with the status each left.
+pub async fn reset_all_saving(
+    db: &Db,
+    now: DateTime<Utc>,
+) -> Result<Vec<(ImageId, ImageStatus)>, Error> {
     let rows = db
-        .sql("SELECT id FROM images WHERE status = 'saving'")
+        .sql("SELECT id, status FROM images WHERE status IN ('saving', 'uploading')")
         .query()
         .fetch_all(&mut *db.conn().await?)
         .await?;
@@ -881,8 +885,19 @@ pub async fn reset_all_saving(db: &Db, now: DateTime<Utc>) -> Result<Vec<ImageId
         let id: ImageId = raw
             .parse()
             .map_err(|_| Error::Corrupt(format!("image id {raw:?}")))?;
-        if apply_move(db, id, &Move::revert_upload(), now).await? {
-            moved.push(id);
+        let step = if super::text_required(&row, "status")? == "saving" {
+            Move::revert_upload()
+        } else {
+            let staged = get(db, id)
+                .await?
+                .is_some_and(|i| i.properties.contains_key(crate::domain::import::STAGE_HOST));
+            if staged {
+                continue;
+            }
+            Move::revert_stage()
+        };
+        if apply_move(db, id, &step, now).await? {
+            moved.push((id, step.from));
         }
     }
     Ok(moved)
@@ -1254,7 +1269,7 @@ mod tests {
         assert!(!step(&db, &mut img, &begin).await, "someone else began");
         assert_eq!(
             reset_all_saving(&db, Utc::now()).await.unwrap(),
-            vec![img.id]
+            vec![(img.id, ImageStatus::Saving)]
         );
         Move::revert_upload().apply(&mut img);
         img.version += 1;

@@ -377,7 +377,7 @@ const DUE: &str =
 enum ObjectAbort {
     /// Hand it out.
     Run,
-    /// The image is `saving` again: look later.
+    /// The image is `saving` (or `importing`) again: look later.
     Wait,
     /// A location of the image has this URL: the object is live data, the job is void.
     Drop,
@@ -392,7 +392,8 @@ async fn check_object_abort(db: &Db, image_id: &str, url: &str) -> Result<Object
         .await?
         .map(|r| text_required(&r, "status"))
         .transpose()?
-        .is_some_and(|s| s == "saving");
+        // an import writes its copies while `importing` (and may be writing this URL again)
+        .is_some_and(|s| s == "saving" || s == "importing");
     if saving {
         return Ok(ObjectAbort::Wait);
     }

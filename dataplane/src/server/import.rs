@@ -19,9 +19,11 @@
 //! A store that fails fails the import when `all_stores_must_succeed` (the default), else it is
 //! listed as failed and the next one is written. At the end the staged data is removed and
 //! `ImportFinished` reports the outcome (the control plane finishes the task, and on failure
-//! retires what the import wrote and puts the image back to `queued`). A job claimed
-//! [`MAX_ATTEMPTS`] times (crashes mid-import) fails instead of running again, so an import
-//! never stays `importing` for ever.
+//! retires what the import wrote and puts the image back to `queued`). An import cut short by
+//! a crash of either plane, or while the control plane is unreachable, settles nothing: the
+//! staged data and the job stay, and when the job's lease runs out its node claims it again
+//! and writes the stores still left (a job is claimed again while it runs too, each time its
+//! lease runs out: that renews the lease, and the running import is not started twice).
 
 use super::upload::{Failure, Grant, judge, record_leftovers, store_failed};
 use super::worker::Worker;
@@ -30,9 +32,6 @@ use shared::channel::{Job, Request, Response, Work};
 use shared::error::{ErrorCode, Reason};
 use shared::image::ImageId;
 use std::sync::Arc;
-
-/// Claims of one import job after which it fails instead of running again.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Bytes between two `ImportProgress` reports.
 pub const PROGRESS_EVERY: u64 = 64 << 20;
@@ -56,12 +55,7 @@ pub async fn run(w: &Worker, job: &Job) {
     };
     let stores: Vec<&str> = stores.split(',').filter(|s| !s.is_empty()).collect();
     let mut failed: Vec<&str> = Vec::new();
-    let error = if job.attempt >= MAX_ATTEMPTS {
-        Some(format!(
-            "The import was interrupted {} times; giving up",
-            job.attempt
-        ))
-    } else if !["glance-direct", "web-download", "copy-image"].contains(&method.as_str()) {
+    let error = if !["glance-direct", "web-download", "copy-image"].contains(&method.as_str()) {
         Some(format!("Import method {method:?} is not supported here"))
     } else {
         let mut error = None;
@@ -95,6 +89,13 @@ pub async fn run(w: &Worker, job: &Job) {
                 Err(Stop::Over) => {
                     error = Some("The import was stopped".to_owned());
                     break;
+                }
+                Err(Stop::Unreachable(m)) => {
+                    // nothing is settled without the control plane: leave the staged data and
+                    // the job as they are; its lease runs out and the job resumes from here
+                    tracing::warn!(%image_id, task_id = %task_id, store, error = %m,
+                        "import interrupted: the control plane is unreachable; it resumes when the job is claimed again");
+                    return;
                 }
                 Err(Stop::Failed(m)) => {
                     tracing::warn!(%image_id, task_id = %task_id, store, error = %m, "import into a store failed");
@@ -238,13 +239,19 @@ async fn stage_from(
 enum Stop {
     /// The control plane said the import is over.
     Over,
+    /// The control plane could not be asked (the import is left to a later claim).
+    Unreachable(String),
     /// This store failed (the message goes into the task).
     Failed(String),
 }
 
 impl From<Failure> for Stop {
     fn from(f: Failure) -> Stop {
-        Stop::Failed(f.message)
+        if f.side == crate::metrics::Side::Control {
+            Stop::Unreachable(f.message)
+        } else {
+            Stop::Failed(f.message)
+        }
     }
 }
 
@@ -292,11 +299,7 @@ async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Res
             w.link.give_back(chan);
             return Err(Stop::Failed(format!("The import was refused: {other:?}")));
         }
-        Err(e) => {
-            return Err(Stop::Failed(format!(
-                "The control plane is unreachable: {e}"
-            )));
-        }
+        Err(e) => return Err(Stop::Unreachable(e.to_string())),
     };
     if size > grant.max_size {
         abort(w, grant, image_id, ErrorCode::PayloadTooLarge).await;
@@ -308,7 +311,7 @@ async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Res
         Err(stop) => {
             let code = match &stop {
                 Stop::Over => ErrorCode::Conflict,
-                Stop::Failed(_) => ErrorCode::ServiceUnavailable,
+                Stop::Failed(_) | Stop::Unreachable(_) => ErrorCode::ServiceUnavailable,
             };
             abort(w, grant, image_id, code).await;
             return Err(stop);
@@ -345,9 +348,7 @@ async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Res
                 "The copy was not recorded: {other:?}"
             )))
         }
-        Err(e) => Err(Stop::Failed(format!(
-            "The control plane is unreachable: {e}"
-        ))),
+        Err(e) => Err(Stop::Unreachable(e.to_string())),
     }
 }
 
@@ -472,11 +473,7 @@ async fn fill(
                 Ok(Response::Ack) => {}
                 Ok(Response::Denied(Reason::ImportOver)) => return Err(Stop::Over),
                 Ok(_) => {}
-                Err(e) => {
-                    return Err(Stop::Failed(format!(
-                        "The control plane is unreachable: {e}"
-                    )));
-                }
+                Err(e) => return Err(Stop::Unreachable(e.to_string())),
             }
         }
     }

@@ -349,7 +349,7 @@ pub(super) struct Failure {
     pub(super) code: ErrorCode,
     pub(super) message: String,
     client_gone: bool,
-    side: Side,
+    pub(super) side: Side,
 }
 
 impl Failure {
