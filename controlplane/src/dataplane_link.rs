@@ -593,7 +593,15 @@ impl Connection {
             },
         );
         self.log_transition(request_id, id, begin.from, begin.to);
-        Ok(self.grant(&image, store))
+        let mut grant = self.grant(&image, store);
+        if app.config.import_plugin("image_decompression")
+            && let Response::UploadGranted { inspect_as, .. } = &mut grant
+        {
+            // staged data may be compressed: its content is judged once decompressed, when
+            // the import writes it into each store
+            *inspect_as = None;
+        }
+        Ok(grant)
     }
 
     /// Records what the upload under the lease of `id` may leave at `url`.
@@ -866,6 +874,7 @@ impl Connection {
             size,
             stores,
             all_stores_must_succeed,
+            decompress,
         } = work
         else {
             return Ok(true);
@@ -897,6 +906,10 @@ impl Connection {
         };
         *method = m.as_str().to_owned();
         *uri = u;
+        // Glance runs the plugins on every import but copy-image
+        *decompress = m != domain::import::Method::CopyImage
+            && app.config.import_plugin("image_decompression")
+            && image.container_format.as_deref() != Some("compressed");
         if m == domain::import::Method::CopyImage {
             // the source: the image's data where it is now
             let mut list = shared::location::List::default();

@@ -290,6 +290,7 @@ pub fn owned(r: Response<&str>) -> Response {
                             size,
                             stores,
                             all_stores_must_succeed,
+                            decompress,
                         } => Work::Import {
                             task_id: task_id.to_owned(),
                             image_id,
@@ -298,6 +299,7 @@ pub fn owned(r: Response<&str>) -> Response {
                             size,
                             stores: stores.to_owned(),
                             all_stores_must_succeed,
+                            decompress,
                         },
                     },
                 })

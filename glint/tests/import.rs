@@ -555,3 +555,140 @@ fn an_import_survives_a_control_plane_crash() {
         g.store_files()
     );
 }
+
+/// Runs `python3 -c <script> <args>` (to make gzip and zip files as a user would).
+fn python(script: &str, args: &[&str]) {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plugins_decompress_and_inject_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("glint.toml");
+    std::fs::write(
+        &config,
+        "[image_import_opts]\nimage_import_plugins = [\"image_decompression\", \"inject_image_metadata\"]\n\
+         [inject_metadata_properties]\nignore_user_roles = [\"admin\"]\ninject = { injected = \"yes\", site = \"lab\" }\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let data = random_bytes((2 << 20) + 99);
+    let raw = d.join("image.raw");
+    std::fs::write(&raw, &data).unwrap();
+    let raw_s = raw.to_str().unwrap();
+    let gz = d.join("image.raw.gz");
+    python(
+        "import gzip,shutil,sys; shutil.copyfileobj(open(sys.argv[1],'rb'), gzip.open(sys.argv[2],'wb'))",
+        &[raw_s, gz.to_str().unwrap()],
+    );
+    let one = d.join("one.zip");
+    let two = d.join("two.zip");
+    python(
+        "import zipfile,sys; z=zipfile.ZipFile(sys.argv[2],'w',zipfile.ZIP_DEFLATED); z.write(sys.argv[1],'image.raw'); z.close()",
+        &[raw_s, one.to_str().unwrap()],
+    );
+    python(
+        "import zipfile,sys; z=zipfile.ZipFile(sys.argv[2],'w',zipfile.ZIP_DEFLATED); z.write(sys.argv[1],'a'); z.write(sys.argv[1],'b'); z.close()",
+        &[raw_s, two.to_str().unwrap()],
+    );
+    // a member of project p1 (admins get nothing injected)
+    let member = |r: reqwest::blocking::RequestBuilder| {
+        r.header("X-Project-Id", "p1")
+            .header("X-User-Id", "u1")
+            .header("X-Roles", "member")
+    };
+    let made = |container: &str| -> String {
+        let r = member(client().post(g.url("/v2/images")))
+            .json(&json!({"name": "plug", "disk_format": "raw", "container_format": container}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let staged_and_imported = |id: &str, file: &std::path::Path, as_member: bool| {
+        let r = member(client().put(g.url(&format!("/v2/images/{id}/stage"))))
+            .header("Content-Type", "application/octet-stream")
+            .body(std::fs::read(file).unwrap())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", g.log());
+        let mut req = client()
+            .post(g.url(&format!("/v2/images/{id}/import")))
+            .json(&glance_direct());
+        if as_member {
+            req = member(req);
+        }
+        assert_eq!(req.send().unwrap().status(), 202);
+    };
+
+    // gzip and a one-file zip are decompressed; the properties are injected
+    for file in [&gz, &one] {
+        let id = made("bare");
+        staged_and_imported(&id, file, true);
+        imported(&g, &id, &data);
+        let img = show(&g, &id);
+        assert_eq!(
+            (img["injected"].as_str(), img["site"].as_str()),
+            (Some("yes"), Some("lab")),
+            "{img}"
+        );
+    }
+    // a gzip of a qcow2 stages (its content is judged once decompressed) and is inspected as
+    // it goes into the store
+    let qcow2 = d.join("disk.qcow2");
+    let out = std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            qcow2.to_str().unwrap(),
+            "64M",
+        ])
+        .output()
+        .expect("qemu-img not found: install Debian's qemu-utils");
+    assert!(out.status.success());
+    let qcow2_gz = d.join("disk.qcow2.gz");
+    python(
+        "import gzip,shutil,sys; shutil.copyfileobj(open(sys.argv[1],'rb'), gzip.open(sys.argv[2],'wb'))",
+        &[qcow2.to_str().unwrap(), qcow2_gz.to_str().unwrap()],
+    );
+    let r = member(client().post(g.url("/v2/images")))
+        .json(&json!({"name": "plug-qcow2", "disk_format": "qcow2", "container_format": "bare"}))
+        .send()
+        .unwrap();
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    staged_and_imported(&id, &qcow2_gz, true);
+    imported(&g, &id, &std::fs::read(&qcow2).unwrap());
+    assert_eq!(show(&g, &id)["virtual_size"], 64 << 20);
+    // a zip of two files is refused: the import fails, the image is queued again
+    let id = made("bare");
+    staged_and_imported(&id, &two, true);
+    import_failed(&g, &id, "Archive contains more than one file.");
+    // a `compressed` container is kept as it is; an admin's import gets nothing injected
+    let id = made("compressed");
+    staged_and_imported(&id, &gz, false);
+    imported(&g, &id, &std::fs::read(&gz).unwrap());
+    assert!(show(&g, &id).get("injected").is_none());
+}

@@ -88,6 +88,41 @@ pub struct Config {
     /// `[import_filtering_opts]`: which `web-download` sources may be fetched (Glance's
     /// lists, and glint's address check, see [`crate::import_filter`]).
     pub import_filtering_opts: ImportFiltering,
+    /// `[image_import_opts]`: Glance's import plugins.
+    pub image_import_opts: ImageImportOpts,
+    /// `[inject_metadata_properties]`: what the `inject_image_metadata` plugin sets.
+    pub inject_metadata_properties: InjectMetadata,
+}
+
+/// The import plugins glint implements (Glance's names).
+pub const IMPORT_PLUGINS: [&str; 2] = ["image_decompression", "inject_image_metadata"];
+
+/// `[image_import_opts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageImportOpts {
+    /// Glance's `image_import_plugins`: run on every import but `copy-image`, in this order
+    /// (of [`IMPORT_PLUGINS`]). Default none.
+    pub image_import_plugins: Vec<String>,
+}
+
+/// `[inject_metadata_properties]` (Glance's names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InjectMetadata {
+    /// Imports by users with any of these roles get nothing injected. Default `["admin"]`.
+    pub ignore_user_roles: Vec<String>,
+    /// The properties set on every other imported image.
+    pub inject: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for InjectMetadata {
+    fn default() -> Self {
+        InjectMetadata {
+            ignore_user_roles: vec!["admin".into()],
+            inject: Default::default(),
+        }
+    }
 }
 
 /// `[import_filtering_opts]`: Glance's option names, and glint's networks.
@@ -425,6 +460,8 @@ impl Default for Config {
             node_staging_uri: None,
             task: TaskOptions::default(),
             import_filtering_opts: ImportFiltering::default(),
+            image_import_opts: ImageImportOpts::default(),
+            inject_metadata_properties: InjectMetadata::default(),
         }
     }
 }
@@ -789,6 +826,14 @@ impl Config {
                 }
             }
         }
+        for p in &self.image_import_opts.image_import_plugins {
+            if !IMPORT_PLUGINS.contains(&p.as_str()) {
+                errors.push(format!(
+                    "image_import_opts.image_import_plugins: {p:?} is not a plugin glint implements ({})",
+                    IMPORT_PLUGINS.join(", ")
+                ));
+            }
+        }
         if f.timeout_seconds == 0 {
             errors.push("import_filtering_opts.timeout_seconds: must be at least 1".into());
         }
@@ -860,6 +905,14 @@ impl Config {
     /// Whether any import method is enabled (the data plane then holds a staging store).
     pub fn import_on(&self) -> bool {
         !self.enabled_import_methods.is_empty()
+    }
+
+    /// Whether the import plugin `name` is enabled.
+    pub fn import_plugin(&self, name: &str) -> bool {
+        self.image_import_opts
+            .image_import_plugins
+            .iter()
+            .any(|p| p == name)
     }
 
     /// Whether `method` is in `enabled_import_methods`.

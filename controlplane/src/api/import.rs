@@ -138,6 +138,22 @@ pub(crate) async fn import_image(
             &stale_stores,
             now,
         )?;
+        // the inject_image_metadata plugin (Glance's: every import but copy-image, unless the
+        // caller has one of `ignore_user_roles`)
+        let inject = &app.config.inject_metadata_properties;
+        if req.method != Method::CopyImage
+            && app.config.import_plugin("inject_image_metadata")
+            && !ctx.roles.iter().any(|r| {
+                inject
+                    .ignore_user_roles
+                    .iter()
+                    .any(|i| i.eq_ignore_ascii_case(r))
+            })
+        {
+            for (k, v) in &inject.inject {
+                next.properties.insert(k.clone(), v.clone());
+            }
+        }
         if db::tasks::begin_import(&app.db, &next, &task, &node, now).await? {
             if let Some(old) = &stale {
                 tracing::warn!(image_id = %id, stale_task = %old, "stale import lock taken over");

@@ -478,6 +478,7 @@ pub async fn claim(
                 size: 0,
                 stores: String::new(),
                 all_stores_must_succeed: true,
+                decompress: false,
             },
             _ => {
                 tracing::error!(job_id = id, %kind, "job kind not understood; left alone");

@@ -49,6 +49,7 @@ pub async fn run(w: &Worker, job: &Job) {
         size,
         stores,
         all_stores_must_succeed,
+        decompress,
     } = &job.work
     else {
         return;
@@ -78,6 +79,15 @@ pub async fn run(w: &Worker, job: &Job) {
                 }
                 None => error = Some("web-download needs a uri".into()),
             }
+        }
+        // the image_decompression plugin
+        if *decompress
+            && !stores.is_empty()
+            && error.is_none()
+            && let Err(e) = decompress_staged(w, image_id).await
+        {
+            tracing::warn!(%image_id, task_id = %task_id, error = %e, "decompression failed");
+            error = Some(e);
         }
         let todo = if error.is_none() { stores.len() } else { 0 };
         for store in stores.iter().take(todo) {
@@ -231,6 +241,82 @@ async fn stage_from(
         .commit(upload, size)
         .await
         .map_err(|e| format!("Cannot stage the data: {e}"))?;
+    Ok(())
+}
+
+/// The `image_decompression` plugin (Glance's): a staged image that starts as a gzip
+/// stream or a zip archive (of exactly one file) is replaced by what it holds, at most
+/// `image_size_cap_bytes` of it; anything else is left as it is. Off the worker thread; the
+/// result is written to a temp file of the staging store and renamed over the staged data.
+async fn decompress_staged(w: &Worker, image_id: &ImageId) -> Result<(), String> {
+    let staging = w
+        .stores
+        .staging()
+        .ok_or_else(|| "This node has no staging store".to_owned())?;
+    let src = staging.path_for(image_id);
+    let tmp = staging
+        .root()
+        .join(format!(".{image_id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let cap = w.settings.image_size_cap;
+    let id = *image_id;
+    compio::runtime::spawn_blocking(move || decompress_file(&src, &tmp, cap, id))
+        .await
+        .map_err(|_| "Decompression failed".to_owned())?
+}
+
+/// What [`decompress_staged`] runs: detect, decompress into `tmp`, rename over `src`.
+fn decompress_file(
+    src: &std::path::Path,
+    tmp: &std::path::Path,
+    cap: u64,
+    image_id: ImageId,
+) -> Result<(), String> {
+    use std::io::Read;
+    let failed = |e: &dyn std::fmt::Display| format!("Error decompressing image {image_id}: {e}");
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(src).map_err(|e| failed(&e))?;
+    let n = f.read(&mut head).map_err(|e| failed(&e))?;
+    let head = &head[..n];
+    let gzip = head.starts_with(&[0x1f, 0x8b, 0x08]);
+    let zip = head.starts_with(b"PK\x03\x04");
+    if !gzip && !zip {
+        return Ok(());
+    }
+    let copy = |reader: &mut dyn Read| -> Result<u64, String> {
+        let mut out = std::fs::File::create_new(tmp).map_err(|e| failed(&e))?;
+        let n = std::io::copy(&mut reader.take(cap + 1), &mut out).map_err(|e| failed(&e))?;
+        if n > cap {
+            return Err(shared::error::TOO_LARGE.into());
+        }
+        out.sync_all().map_err(|e| failed(&e))?;
+        Ok(n)
+    };
+    let f = std::fs::File::open(src).map_err(|e| failed(&e))?;
+    let written = if gzip {
+        copy(&mut flate2::read::GzDecoder::new(std::io::BufReader::new(
+            f,
+        )))
+    } else {
+        let mut archive = zip::ZipArchive::new(f).map_err(|e| failed(&e))?;
+        if archive.len() != 1 {
+            Err(failed(&"Archive contains more than one file."))
+        } else {
+            let mut entry = archive.by_index(0).map_err(|e| failed(&e))?;
+            copy(&mut entry)
+        }
+    };
+    let size = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(tmp, src).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        failed(&e)
+    })?;
+    tracing::info!(%image_id, size, format = if gzip { "gzip" } else { "zip" }, "staged image decompressed");
     Ok(())
 }
 

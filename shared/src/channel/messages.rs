@@ -453,6 +453,10 @@ pub enum Work<S = String> {
         stores: S,
         /// `all_stores_must_succeed`.
         all_stores_must_succeed: bool,
+        /// The `image_decompression` plugin: a gzip or single-file zip staged image is
+        /// decompressed before it is written (filled when claimed; never for `copy-image` or
+        /// a `compressed` container).
+        decompress: bool,
     },
 }
 
