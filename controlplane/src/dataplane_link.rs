@@ -380,9 +380,10 @@ impl Connection {
                     task_id,
                     image_id,
                     store,
+                    disk_format,
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
-                    self.import_begin(&task_id, image_id, &store)
+                    self.import_begin(&task_id, image_id, &store, disk_format.as_deref())
                         .instrument(span)
                         .await
                 }
@@ -875,6 +876,8 @@ impl Connection {
             stores,
             all_stores_must_succeed,
             decompress,
+            convert_from,
+            convert_to,
         } = work
         else {
             return Ok(true);
@@ -910,6 +913,10 @@ impl Connection {
         *decompress = m != domain::import::Method::CopyImage
             && app.config.import_plugin("image_decompression")
             && image.container_format.as_deref() != Some("compressed");
+        if m != domain::import::Method::CopyImage && app.config.import_plugin("image_conversion") {
+            *convert_from = image.disk_format.clone();
+            *convert_to = Some(app.config.image_conversion.output_format.clone());
+        }
         if m == domain::import::Method::CopyImage {
             // the source: the image's data where it is now
             let mut list = shared::location::List::default();
@@ -1264,6 +1271,7 @@ impl Connection {
         task_id: &str,
         id: ImageId,
         store: &str,
+        disk_format: Option<&str>,
     ) -> Result<Response, Reason> {
         let app = self.app.clone();
         let task = db::tasks::get(&app.db, task_id)
@@ -1281,6 +1289,22 @@ impl Connection {
         if config.read_only() {
             return Err(Reason::ReadOnlyStore);
         }
+        // converted by the image_conversion plugin: the image is now of that format
+        let image = match disk_format {
+            Some(f) if image.disk_format.as_deref() != Some(f) => {
+                let mut next = (*image).clone();
+                next.disk_format = Some(f.to_owned());
+                next.container_format = Some("bare".to_owned());
+                next.updated_at = Utc::now();
+                if !db::images::update(&app.db, &next).await.map_err(internal)? {
+                    // written meanwhile: the job tries this store again
+                    return Err(Reason::Internal);
+                }
+                tracing::info!(image_id = %id, task_id, disk_format = f, "image converted");
+                std::sync::Arc::new(next)
+            }
+            _ => image,
+        };
         if task.status == TaskStatus::Pending {
             db::tasks::start(&app.db, task_id, Utc::now())
                 .await

@@ -291,6 +291,8 @@ pub fn owned(r: Response<&str>) -> Response {
                             stores,
                             all_stores_must_succeed,
                             decompress,
+                            convert_from,
+                            convert_to,
                         } => Work::Import {
                             task_id: task_id.to_owned(),
                             image_id,
@@ -300,6 +302,8 @@ pub fn owned(r: Response<&str>) -> Response {
                             stores: stores.to_owned(),
                             all_stores_must_succeed,
                             decompress,
+                            convert_from: convert_from.map(str::to_owned),
+                            convert_to: convert_to.map(str::to_owned),
                         },
                     },
                 })

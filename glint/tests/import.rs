@@ -692,3 +692,79 @@ fn plugins_decompress_and_inject_metadata() {
     imported(&g, &id, &std::fs::read(&gz).unwrap());
     assert!(show(&g, &id).get("injected").is_none());
 }
+
+fn qemu_img(args: &[&str]) {
+    let out = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .expect("qemu-img not found: install Debian's qemu-utils");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_conversion_plugin_inspects_then_converts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("glint.toml");
+    std::fs::write(
+        &config,
+        "[image_import_opts]\nimage_import_plugins = [\"image_conversion\"]\n[image_conversion]\noutput_format = \"raw\"\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    // a qcow2 with some data written into it, and what qemu-img makes of it as raw
+    let raw_src = d.join("src.raw");
+    let mut content = vec![0u8; 24 << 20];
+    content[..3 << 20].copy_from_slice(&random_bytes(3 << 20));
+    std::fs::write(&raw_src, &content).unwrap();
+    let qcow2 = d.join("disk.qcow2");
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw_src.to_str().unwrap(),
+        qcow2.to_str().unwrap(),
+    ]);
+    let stage_file = |id: &str, file: &std::path::Path| {
+        assert_eq!(
+            stage(&g, id, std::fs::read(file).unwrap()).0,
+            204,
+            "{}",
+            g.log()
+        );
+        assert_eq!(import(&g, id, glance_direct()).0, 202);
+    };
+
+    let id = workload::create_as(&g, "conv", "qcow2", "bare");
+    stage_file(&id, &qcow2);
+    imported(&g, &id, &content);
+    let img = show(&g, &id);
+    assert_eq!(
+        (img["disk_format"].as_str(), img["virtual_size"].as_u64()),
+        (Some("raw"), Some(24 << 20)),
+        "{img}"
+    );
+
+    // already raw: stored as it is
+    let id = workload::create_as(&g, "conv-raw", "raw", "bare");
+    stage_file(&id, &raw_src);
+    imported(&g, &id, &content);
+
+    // a qcow2 claimed to be raw passes the stage (raw takes any content) but is never given
+    // to qemu-img: the inspection before the conversion refuses it
+    let id = workload::create_as(&g, "conv-liar", "raw", "bare");
+    stage_file(&id, &qcow2);
+    import_failed(&g, &id, "Image format mismatch");
+    assert_eq!(show(&g, &id)["disk_format"], "raw");
+}

@@ -92,10 +92,38 @@ pub struct Config {
     pub image_import_opts: ImageImportOpts,
     /// `[inject_metadata_properties]`: what the `inject_image_metadata` plugin sets.
     pub inject_metadata_properties: InjectMetadata,
+    /// `[image_conversion]`: what the `image_conversion` plugin makes.
+    pub image_conversion: ImageConversion,
 }
 
 /// The import plugins glint implements (Glance's names).
-pub const IMPORT_PLUGINS: [&str; 2] = ["image_decompression", "inject_image_metadata"];
+pub const IMPORT_PLUGINS: [&str; 3] = [
+    "image_decompression",
+    "image_conversion",
+    "inject_image_metadata",
+];
+
+/// `[image_conversion]`: Glance's `output_format`, and the limits glint puts on `qemu-img`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConversion {
+    /// The format imported images are converted to: `raw` (default) or `qcow2`.
+    pub output_format: String,
+    /// CPU seconds `qemu-img convert` may use. Default 600.
+    pub max_cpu_seconds: u64,
+    /// Address space `qemu-img convert` may use, in bytes. Default 1 GiB.
+    pub max_memory_bytes: u64,
+}
+
+impl Default for ImageConversion {
+    fn default() -> Self {
+        ImageConversion {
+            output_format: "raw".into(),
+            max_cpu_seconds: 600,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}
 
 /// `[image_import_opts]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -462,6 +490,7 @@ impl Default for Config {
             import_filtering_opts: ImportFiltering::default(),
             image_import_opts: ImageImportOpts::default(),
             inject_metadata_properties: InjectMetadata::default(),
+            image_conversion: ImageConversion::default(),
         }
     }
 }
@@ -833,6 +862,12 @@ impl Config {
                     IMPORT_PLUGINS.join(", ")
                 ));
             }
+        }
+        if !["raw", "qcow2"].contains(&self.image_conversion.output_format.as_str()) {
+            errors.push(format!(
+                "image_conversion.output_format: {:?} is not raw or qcow2",
+                self.image_conversion.output_format
+            ));
         }
         if f.timeout_seconds == 0 {
             errors.push("import_filtering_opts.timeout_seconds: must be at least 1".into());

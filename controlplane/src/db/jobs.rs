@@ -479,6 +479,8 @@ pub async fn claim(
                 stores: String::new(),
                 all_stores_must_succeed: true,
                 decompress: false,
+                convert_from: None,
+                convert_to: None,
             },
             _ => {
                 tracing::error!(job_id = id, %kind, "job kind not understood; left alone");

@@ -50,6 +50,8 @@ pub async fn run(w: &Worker, job: &Job) {
         stores,
         all_stores_must_succeed,
         decompress,
+        convert_from,
+        convert_to,
     } = &job.work
     else {
         return;
@@ -89,10 +91,24 @@ pub async fn run(w: &Worker, job: &Job) {
             tracing::warn!(%image_id, task_id = %task_id, error = %e, "decompression failed");
             error = Some(e);
         }
+        // the image_conversion plugin: inspected first, then converted
+        let mut converted = None;
+        if let (Some(from), Some(to)) = (convert_from, convert_to)
+            && !stores.is_empty()
+            && error.is_none()
+        {
+            match convert_staged(w, image_id, from, to).await {
+                Ok(c) => converted = c,
+                Err(e) => {
+                    tracing::warn!(%image_id, task_id = %task_id, error = %e, "conversion failed");
+                    error = Some(e);
+                }
+            }
+        }
         let todo = if error.is_none() { stores.len() } else { 0 };
         for store in stores.iter().take(todo) {
             tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
-            match copy(w, task_id, image_id, store).await {
+            match copy(w, task_id, image_id, store, converted.as_deref()).await {
                 Ok(size) => {
                     tracing::info!(%image_id, task_id = %task_id, store, size, "import copy stored")
                 }
@@ -320,6 +336,123 @@ fn decompress_file(
     Ok(())
 }
 
+/// The `image_conversion` plugin (Glance's): the staged data is inspected first (the format
+/// it claims, `from`, must be what it is, and it must pass the safety checks: `qemu-img`
+/// never reads a hostile image), then `qemu-img convert -f <from> -O <to>` runs under
+/// `prlimit` (`[image_conversion] max_cpu_seconds`, `max_memory_bytes`), its output is
+/// inspected as `to` and renamed over the staged data. The new format, or `None` when nothing
+/// was converted (already `to`, or an ISO).
+async fn convert_staged(
+    w: &Worker,
+    image_id: &ImageId,
+    from: &str,
+    to: &str,
+) -> Result<Option<String>, String> {
+    let staging = w
+        .stores
+        .staging()
+        .ok_or_else(|| "This node has no staging store".to_owned())?;
+    let src = staging.path_for(image_id);
+    let verdict = inspect_file(&src).await?;
+    let nonfatal = &w.settings.gpt_safety_checks_nonfatal;
+    if let Some(r) = &verdict.refusal {
+        let gpt = matches!(verdict.format, inspect::Format::Gpt | inspect::Format::Mbr);
+        if !(gpt
+            && r.check_name()
+                .is_some_and(|n| nonfatal.iter().any(|m| m == n)))
+        {
+            return Err(format!("Image has disallowed configuration: {r}"));
+        }
+    }
+    let detected = match verdict.format {
+        inspect::Format::Gpt | inspect::Format::Mbr => "raw",
+        f => f.inspector_name(),
+    };
+    if detected == "iso" && from == "iso" {
+        return Ok(None);
+    }
+    if detected != from {
+        return Err(format!(
+            "Image format mismatch: claimed {from}, inspection found {detected}"
+        ));
+    }
+    if from == to {
+        return Ok(None);
+    }
+    let tmp = staging
+        .root()
+        .join(format!(".{image_id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let limits = &w.settings.conversion;
+    let args = vec![
+        format!("--cpu={}", limits.max_cpu_seconds),
+        format!("--as={}", limits.max_memory_bytes),
+        "qemu-img".to_owned(),
+        "convert".to_owned(),
+        "-f".to_owned(),
+        from.to_owned(),
+        "-O".to_owned(),
+        to.to_owned(),
+        src.display().to_string(),
+        tmp.display().to_string(),
+    ];
+    let ran = compio::runtime::spawn_blocking(move || {
+        std::process::Command::new("prlimit").args(&args).output()
+    })
+    .await
+    .map_err(|_| "qemu-img convert failed".to_owned())?;
+    let failed = |why: String| {
+        let _ = std::fs::remove_file(&tmp);
+        why
+    };
+    match ran {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Err(failed(format!(
+                "qemu-img convert failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Err(e) => return Err(failed(format!("Cannot run qemu-img under prlimit: {e}"))),
+    }
+    let out = inspect_file(&tmp).await.map_err(&failed)?;
+    let made = match out.format {
+        inspect::Format::Gpt | inspect::Format::Mbr => "raw",
+        f => f.inspector_name(),
+    };
+    if made != to || out.refusal.is_some() {
+        return Err(failed(format!(
+            "Converted image in unexpected format {made}"
+        )));
+    }
+    std::fs::rename(&tmp, &src)
+        .map_err(|e| failed(format!("Cannot stage the converted image: {e}")))?;
+    tracing::info!(%image_id, from, to, size = out.size, "staged image converted");
+    Ok(Some(to.to_owned()))
+}
+
+/// The inspector's verdict on a whole file (read off the worker thread).
+async fn inspect_file(path: &std::path::Path) -> Result<inspect::Verdict, String> {
+    let path = path.to_owned();
+    compio::runtime::spawn_blocking(move || -> std::io::Result<inspect::Verdict> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?;
+        let mut inspector = inspect::Inspector::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            inspector.feed(&buf[..n]);
+        }
+        Ok(inspector.finish())
+    })
+    .await
+    .map_err(|_| "Cannot inspect the staged image".to_owned())?
+    .map_err(|e| format!("Cannot inspect the staged image: {e}"))
+}
+
 /// Why one store's copy ended without a commit.
 #[derive(Debug)]
 enum Stop {
@@ -342,7 +475,13 @@ impl From<Failure> for Stop {
 }
 
 /// Copies the staged data of `image_id` into `store` under an import lease; the size stored.
-async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Result<u64, Stop> {
+async fn copy(
+    w: &Worker,
+    task_id: &str,
+    image_id: &ImageId,
+    store: &str,
+    disk_format: Option<&str>,
+) -> Result<u64, Stop> {
     let staging = w
         .stores
         .staging()
@@ -359,6 +498,7 @@ async fn copy(w: &Worker, task_id: &str, image_id: &ImageId, store: &str) -> Res
         task_id,
         image_id: *image_id,
         store,
+        disk_format,
     };
     let mut grant = match w.link.call_keep(&begin).await {
         Ok((

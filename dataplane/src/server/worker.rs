@@ -40,6 +40,8 @@ pub struct Settings {
     pub import_filter: shared::config::ImportFiltering,
     /// `[image] image_size_cap_bytes`: the most a `web-download` fetches.
     pub image_size_cap: u64,
+    /// `[image_conversion]`: the limits on `qemu-img convert`.
+    pub conversion: shared::config::ImageConversion,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             block_size: c.image_cache.image_cache_block_size,
             import_filter: c.import_filtering_opts.clone(),
             image_size_cap: c.image.image_size_cap_bytes,
+            conversion: c.image_conversion.clone(),
             www_authenticate: (c.auth.mode == shared::config::AuthMode::Keystone)
                 .then(|| c.keystone_authtoken.www_authenticate()),
         }

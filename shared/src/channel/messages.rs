@@ -239,6 +239,9 @@ pub enum Request<S = String> {
         image_id: ImageId,
         /// The target store.
         store: S,
+        /// The format the data now is, when the `image_conversion` plugin converted it: the
+        /// image takes this `disk_format` (and `container_format` `bare`) before the grant.
+        disk_format: Option<S>,
     },
     /// How far an import is (the task's `message`: "Copied N MiB"); also tells the control
     /// plane the task is alive. Answered `Ack`, or `Denied(ImportOver)` to stop it.
@@ -457,6 +460,12 @@ pub enum Work<S = String> {
         /// decompressed before it is written (filled when claimed; never for `copy-image` or
         /// a `compressed` container).
         decompress: bool,
+        /// The `image_conversion` plugin: the image's `disk_format` (the staged data is
+        /// inspected as it, then converted to `convert_to`), filled when claimed; never for
+        /// `copy-image`.
+        convert_from: Option<S>,
+        /// The format to convert to (`[image_conversion] output_format`).
+        convert_to: Option<S>,
     },
 }
 
