@@ -1155,6 +1155,11 @@ impl LeaseKind {
 /// What an import task was asked: the method, `web-download`'s URI, and
 /// `all_stores_must_succeed` (from its input's `import_req`, as Glance records it).
 fn import_request(task: &Task) -> Option<(domain::import::Method, Option<String>, bool)> {
+    if task.kind == "import" {
+        // Glance's legacy import task (`POST /v2/tasks`): a web-download of `import_from`
+        let from = task.input.get("import_from")?.as_str()?.to_owned();
+        return Some((domain::import::Method::WebDownload, Some(from), true));
+    }
     let req = task.input.get("import_req")?;
     let method = req.get("method")?;
     let name = method.get("name")?.as_str()?;
@@ -1174,15 +1179,14 @@ fn task_stores(task: &Task, app: &App) -> Vec<String> {
     if !app.stores.multistore {
         return vec![app.stores.default.clone()];
     }
-    task.input
-        .get("backend")
-        .and_then(|b| b.as_array())
-        .map(|l| {
-            l.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    match task.input.get("backend").and_then(|b| b.as_array()) {
+        Some(l) => l
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
+        // a legacy import task names none: the default store
+        None => vec![app.stores.default.clone()],
+    }
 }
 
 /// The stores an import still has to write: the task's, less those done (Glance's

@@ -117,7 +117,10 @@ fn imported(g: &Glint, id: &str, data: &[u8]) {
     let tasks = tasks_of(g, id);
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["status"], "success", "{tasks:?}");
-    assert_eq!(tasks[0]["type"], "api_image_import");
+    assert!(
+        tasks[0]["type"] == "api_image_import" || tasks[0]["type"] == "import",
+        "{tasks:?}"
+    );
     let task: Value = client()
         .get(g.url(&format!("/v2/tasks/{}", tasks[0]["id"].as_str().unwrap())))
         .send()
@@ -767,4 +770,111 @@ fn the_conversion_plugin_inspects_then_converts() {
     stage_file(&id, &qcow2);
     import_failed(&g, &id, "Image format mismatch");
     assert_eq!(show(&g, &id)["disk_format"], "raw");
+}
+
+#[test]
+fn the_legacy_import_task_makes_and_imports_an_image() {
+    let data = random_bytes((1 << 20) + 11);
+    let allowed = source_server("127.0.0.2", data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glint.toml");
+    std::fs::write(
+        &config,
+        "[import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.2/32\"]\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let post = |body: Value| -> (u16, Value) {
+        let r = client()
+            .post(g.url("/v2/tasks"))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let get = |id: &str| -> Value {
+        client()
+            .get(g.url(&format!("/v2/tasks/{id}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let ended = |id: &str| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = get(id);
+            if t["status"] == "success" || t["status"] == "failure" {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{t}\n{}", g.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let (status, t) = post(json!({"type": "import", "input": {
+        "import_from": format!("{allowed}/image"),
+        "import_from_format": "raw",
+        "image_properties": {"name": "legacy", "container_format": "bare", "os_distro": "debian"},
+    }}));
+    assert_eq!(status, 201, "{t}");
+    assert_eq!(
+        (t["type"].as_str(), t["status"].as_str()),
+        (Some("import"), Some("pending")),
+        "{t}"
+    );
+    let t = ended(t["id"].as_str().unwrap());
+    assert_eq!(t["status"], "success", "{t}\n{}", g.log());
+    let id = t["result"]["image_id"].as_str().unwrap().to_owned();
+    imported(&g, &id, &data);
+    let img = show(&g, &id);
+    assert_eq!(
+        (
+            img["name"].as_str(),
+            img["os_distro"].as_str(),
+            img["disk_format"].as_str()
+        ),
+        (Some("legacy"), Some("debian"), Some("raw"))
+    );
+
+    // Glance's refusals when asked
+    for (input, why) in [
+        (
+            json!({"import_from": "file:///etc/passwd", "import_from_format": "raw", "image_properties": {}}),
+            "File based imports are not allowed.",
+        ),
+        (
+            json!({"import_from": "ftp://example.com/x", "import_from_format": "raw", "image_properties": {}}),
+            "The given uri is not valid.",
+        ),
+    ] {
+        let (status, body) = post(json!({"type": "import", "input": input}));
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains(why), "{why:?} not in {body}");
+    }
+    let (status, body) = post(json!({"type": "import"}));
+    assert_eq!(status, 400);
+    assert!(
+        body.to_string().contains("Task 'input' is required"),
+        "{body}"
+    );
+    // what the flow checks fails the task
+    let (status, t) = post(json!({"type": "import", "input": {
+        "import_from": format!("{allowed}/image"), "import_from_format": "raw"}}));
+    assert_eq!(status, 201);
+    let t = ended(t["id"].as_str().unwrap());
+    assert_eq!(t["status"], "failure");
+    assert_eq!(
+        t["message"],
+        "Input does not contain 'image_properties' field"
+    );
 }

@@ -237,6 +237,21 @@ def web_download(c, gc, endpoint, path):
     c.on_exit(conn.image.delete_image, made.id)
     imported_intact(gc, made.id, path, c, 'sdk web-download')
 
+    # Glance's legacy import task (tasks.create), from the same source, by an admin of a
+    # project (the task's owner: the task schema wants a string)
+    admin = glanceclient.Client('2', endpoint=endpoint, token='x')
+    admin.http_client.session.headers.update({'X-Project-Id': 'p-admin', 'X-Roles': 'admin'})
+    task = c.step('glanceclient tasks.create import', admin.tasks.create, type='import', input={
+        'import_from': src, 'import_from_format': 'raw',
+        'image_properties': {'name': cc.unique_name(SUITE), 'container_format': 'bare'}})
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and task.status not in ('success', 'failure'):
+        time.sleep(0.2)
+        task = admin.tasks.get(task.id)
+    c.equal(task.status, 'success', 'glanceclient legacy import task: success')
+    c.on_exit(gc.images.delete, task.result['image_id'])
+    imported_intact(gc, task.result['image_id'], path, c, 'glanceclient legacy import task')
+
     # a loopback source: the import is accepted (Glance's lists pass) but the task fails
     # before anything is fetched, and the image is queued again
     bad = serve('127.0.0.1', os.path.dirname(path)) + '/' + os.path.basename(path)

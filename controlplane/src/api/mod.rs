@@ -101,7 +101,7 @@ pub fn router(app: App) -> Router {
             axum::routing::put(served_by_data_plane),
         )
         .route("/v2/images/{image_id}/tasks", get(info::image_tasks))
-        .route("/v2/tasks", get(tasks::list))
+        .route("/v2/tasks", get(tasks::list).post(tasks::create))
         .route(
             "/v2/tasks/{task_id}",
             get(tasks::show).delete(tasks::delete),

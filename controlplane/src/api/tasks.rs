@@ -4,7 +4,12 @@
 //! default); a caller that is not admin sees only its project's tasks. Expired tasks are never
 //! shown (and are purged by the control plane's periodic work).
 //!
-//! Tasks are made by imports; `POST /v2/tasks` (the legacy import task) is not offered.
+//! Tasks are made by imports (`POST /v2/images/{id}/import`), and by `POST /v2/tasks` with
+//! Glance's legacy `import` task (`input`: `import_from`, `import_from_format`,
+//! `image_properties`): an image is created from `image_properties` and imported from
+//! `import_from` as a `web-download` is, with the same filters ([`shared::import_filter`]);
+//! the `import_from` URI is checked when the task is asked (400, Glance's texts), the rest
+//! fails the task.
 
 use super::ApiError;
 use super::extract::{Caller, NoBody};
@@ -220,6 +225,154 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     access(&app, &ctx)?;
     Ok(Json(find(&app, &ctx, &id).await?.view()))
+}
+
+/// `POST /v2/tasks`: Glance's legacy `import` task; 201 with the task.
+pub(crate) async fn create(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    super::extract::ReqId(request_id): super::extract::ReqId,
+    super::extract::GlanceJson(body): super::extract::GlanceJson,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    access(&app, &ctx)?;
+    let bad = |m: &str| ApiError::BadRequest(m.to_owned());
+    let Some(obj) = body.as_object() else {
+        return Err(bad("Request body must be a JSON object."));
+    };
+    for key in ["type", "input"] {
+        if !obj.contains_key(key) {
+            return Err(ApiError::BadRequest(format!("Task '{key}' is required")));
+        }
+    }
+    let kind = obj["type"].as_str().unwrap_or_default();
+    if kind != "import" {
+        return Err(ApiError::BadRequest(format!(
+            "Provided object does not match schema 'task': '{kind}' is not one of ['import']"
+        )));
+    }
+    let Some(input) = obj["input"].as_object() else {
+        return Err(bad(
+            "Provided object does not match schema 'task': input is not an object",
+        ));
+    };
+    let from = input
+        .get("import_from")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    legacy_uri(&app, from)?;
+    let now = Utc::now();
+    let mut task = Task {
+        id: uuid::Uuid::new_v4().to_string(),
+        kind: "import".into(),
+        status: TaskStatus::Pending,
+        owner: ctx.project_id.clone(),
+        image_id: None,
+        request_id: Some(request_id.to_string()),
+        user_id: ctx.user_id.clone(),
+        input: obj["input"].clone(),
+        result: None,
+        message: String::new(),
+        expires_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    match legacy_image(&app, &ctx, input, now) {
+        Ok(mut image) => {
+            task.image_id = Some(image.id);
+            db::images::insert(&app.db, &image).await?;
+            image.version = db::images::get(&app.db, image.id)
+                .await?
+                .map_or(image.version, |i| i.version);
+            let stores = vec![app.stores.default.clone()];
+            crate::domain::import::begin(
+                &mut image,
+                crate::domain::import::Method::WebDownload,
+                &task.id,
+                &stores,
+                app.stores.multistore,
+                &[],
+                now,
+            )?;
+            let node = app.config.self_reference_url();
+            if !db::tasks::begin_import(&app.db, &image, &task, &node, now).await? {
+                return Err(ApiError::Conflict(
+                    "The image changed; retry the task.".into(),
+                ));
+            }
+            tracing::info!(task_id = %task.id, image_id = %image.id, %request_id, "legacy import task queued");
+        }
+        Err(message) => {
+            // Glance creates the task and fails it in its flow
+            task.status = TaskStatus::Failure;
+            task.message = message;
+            task.expires_at = Some(
+                now + chrono::Duration::hours(
+                    i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
+                ),
+            );
+            db::tasks::insert(&app.db, &task).await?;
+        }
+    }
+    Ok((StatusCode::CREATED, Json(task.view())))
+}
+
+/// Glance's `validate_legacy_import_from_uri`: `http(s)://` only (`file://` refused), then the
+/// import filters.
+fn legacy_uri(app: &App, uri: &str) -> Result<(), ApiError> {
+    if uri.is_empty() {
+        return Err(ApiError::BadRequest(format!("Invalid location: {uri}")));
+    }
+    if uri.starts_with("file:///") || uri.starts_with("filesystem:///") {
+        return Err(ApiError::BadRequest(
+            "File based imports are not allowed. Please use a non-local source of image data."
+                .into(),
+        ));
+    }
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        return Err(ApiError::BadRequest(
+            "The given uri is not valid. Please specify a valid uri from the following list of              supported uri ['http']"
+                .into(),
+        ));
+    }
+    if !shared::import_filter::uri_text_passes(&app.config.import_filtering_opts, uri) {
+        return Err(ApiError::BadRequest(format!(
+            "URI for legacy import task does not pass filtering: {uri}"
+        )));
+    }
+    Ok(())
+}
+
+/// The image a legacy import task makes: `image_properties` as an image create takes them,
+/// `disk_format` from `import_from_format` when they leave it out, `bare` by default; the
+/// reason the task fails otherwise.
+fn legacy_image(
+    app: &App,
+    ctx: &Context,
+    input: &serde_json::Map<String, Value>,
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::domain::Image, String> {
+    let missing = |k: &str| format!("Input does not contain '{k}' field");
+    let format = input
+        .get("import_from_format")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("import_from_format"))?;
+    let mut props = input
+        .get("image_properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| missing("image_properties"))?;
+    props
+        .entry("disk_format")
+        .or_insert_with(|| Value::String(format.to_owned()));
+    props
+        .entry("container_format")
+        .or_insert_with(|| Value::String("bare".to_owned()));
+    let new = crate::domain::create::parse(&props, &app.config.image).map_err(|e| e.to_string())?;
+    let owner = match &new.owner {
+        Some(owner) => owner.clone(),
+        None => ctx.project_id.clone(),
+    };
+    Ok(new.into_image(owner, now))
 }
 
 /// `DELETE /v2/tasks/{task_id}`: 405 with Glance's explanation and `Allow: GET`.
