@@ -330,55 +330,6 @@ fn an_import_survives_a_data_plane_crash() {
     );
 }
 
-/// A small HTTP/1.1 server on `ip` for web-download sources: `GET /image` is `body`
-/// (with `Content-Length`), `GET /to/<url>` answers `302 Location: <url>`; anything else 404.
-/// Each request on its own connection; runs until the test process ends.
-fn source_server(ip: &str, body: Vec<u8>) -> String {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let body = std::sync::Arc::new(body);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                        break;
-                    }
-                }
-                let mut s = stream;
-                if path == "/image" {
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = s.write_all(&body);
-                } else if let Some(to) = path.strip_prefix("/to/") {
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                } else {
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                }
-            });
-        }
-    });
-    base
-}
-
 fn web_download(uri: &str) -> Value {
     json!({"method": {"name": "web-download", "uri": uri}})
 }
@@ -422,8 +373,8 @@ fn import_failed(g: &Glint, id: &str, why: &str) {
 #[test]
 fn web_download_fetches_only_what_the_filters_allow() {
     let data = random_bytes((3 << 20) + 77);
-    let allowed = source_server("127.0.0.2", data.clone());
-    let denied = source_server("127.0.0.1", data.clone());
+    let allowed = workload::source_server("127.0.0.2", data.clone());
+    let denied = workload::source_server("127.0.0.1", data.clone());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("glint.toml");
     // the test servers listen on loopback ports: any port, and only 127.0.0.2 allowed
@@ -775,7 +726,7 @@ fn the_conversion_plugin_inspects_then_converts() {
 #[test]
 fn the_legacy_import_task_makes_and_imports_an_image() {
     let data = random_bytes((1 << 20) + 11);
-    let allowed = source_server("127.0.0.2", data.clone());
+    let allowed = workload::source_server("127.0.0.2", data.clone());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("glint.toml");
     std::fs::write(

@@ -226,3 +226,107 @@ fn glance_clients_see_the_refusal() {
         .unwrap();
     assert!(out.contains("ok   inspection:"), "{out}");
 }
+
+/// What the glint of these tests answers to an import request; (status, body).
+fn post_import(g: &Glint, id: &str, body: Value) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .post(g.url(&format!("/v2/images/{id}/import")))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// The image's one import task once it ended.
+fn task_ended(g: &Glint, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v: Value = reqwest::blocking::get(g.url(&format!("/v2/images/{id}/tasks")))
+            .unwrap()
+            .json()
+            .unwrap();
+        if let Some(t) = v["tasks"].get(0)
+            && (t["status"] == "success" || t["status"] == "failure")
+        {
+            return t.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}\n{}", g.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stages (`PUT …/stage`) and web-downloads are inspected as uploads are: hostile content is
+/// refused at the stage (400, the image `queued`, nothing staged) and fails a web-download's
+/// import (the image `queued`, nothing kept); valid content goes through with its size.
+#[test]
+fn stages_and_web_downloads_are_inspected_too() {
+    let f = Fixtures::make();
+    let config = f.path("glint.toml");
+    std::fs::write(
+        &config,
+        "[import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.2/32\"]\n",
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let staging = g.dir().join("data").join("staging");
+    let staged = || -> usize { std::fs::read_dir(&staging).map_or(0, |d| d.count()) };
+    for (file, disk_format, why) in [
+        ("backing.qcow2", "qcow2", "backing file"),
+        ("datafile.qcow2", "qcow2", "data file"),
+        ("passwd.vmdk", "vmdk", "Image failed safety checks"),
+        ("hostile.qed", "raw", "Image failed safety checks"),
+        ("random.bin", "qcow2", "does not match"),
+    ] {
+        let id = create(&g, disk_format, "bare");
+        let r = reqwest::blocking::Client::new()
+            .put(g.url(&format!("/v2/images/{id}/stage")))
+            .header("Content-Type", "application/octet-stream")
+            .body(f.bytes(file))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "stage of {file}");
+        let body = r.text().unwrap();
+        assert!(body.contains(why), "{file}: {why:?} not in {body}");
+        assert_eq!(show(&g, &id)["status"], "queued");
+        assert_eq!(staged(), 0, "{file}: staged data kept");
+    }
+    // the same files as web-download sources
+    let dir = f.dir.path().to_owned();
+    for (file, disk_format, why) in [
+        ("backing.qcow2", "qcow2", "backing file"),
+        ("passwd.vmdk", "vmdk", "Image failed safety checks"),
+    ] {
+        let src = workload::source_server("127.0.0.2", std::fs::read(dir.join(file)).unwrap());
+        let id = create(&g, disk_format, "bare");
+        let (status, body) = post_import(
+            &g,
+            &id,
+            serde_json::json!({"method": {"name": "web-download", "uri": format!("{src}/image")}}),
+        );
+        assert_eq!(status, 202, "{body}");
+        let t = task_ended(&g, &id);
+        assert_eq!(t["status"], "failure", "{t}");
+        assert!(
+            t["message"].as_str().unwrap_or("").contains(why),
+            "{file}: {t}"
+        );
+        assert_eq!(show(&g, &id)["status"], "queued");
+        assert_eq!(staged(), 0, "{file}: staged data kept");
+        assert!(!g.store_files().iter().any(|n| n.contains(&id)));
+    }
+    // a valid qcow2 staged and imported keeps its virtual size
+    let src = workload::source_server("127.0.0.2", f.bytes("valid.qcow2"));
+    let id = create(&g, "qcow2", "bare");
+    let (status, _) = post_import(
+        &g,
+        &id,
+        serde_json::json!({"method": {"name": "web-download", "uri": format!("{src}/image")}}),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(task_ended(&g, &id)["status"], "success");
+    assert_eq!(show(&g, &id)["virtual_size"], 64 << 20);
+}

@@ -176,6 +176,15 @@ def main(c):
                   container_format='bare', use_import=True)
     c.on_exit(conn.image.delete_image, made.id)
     imported_intact(gc, made.id, path, c, 'sdk create_image(use_import=True)')
+    # and step by step: create, stage_image, import_image
+    img = c.step('sdk create_image (no data)', conn.image.create_image,
+                 name=cc.unique_name(SUITE), disk_format='raw', container_format='bare')
+    c.on_exit(conn.image.delete_image, img.id)
+    c.step('sdk stage_image', conn.image.stage_image, img, filename=path)
+    c.equal(conn.image.get_image(img.id).status, 'uploading', 'sdk: staged image is uploading')
+    c.step('sdk import_image glance-direct', conn.image.import_image, img,
+           method='glance-direct')
+    imported_intact(gc, img.id, path, c, 'sdk stage_image + import_image')
 
     # the openstack CLI
     name = cc.unique_name(SUITE)

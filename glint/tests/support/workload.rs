@@ -107,3 +107,52 @@ pub(crate) fn kill_dataplane(g: &Glint) {
     }
     g.wait_public(Duration::from_secs(60)).unwrap();
 }
+
+/// A small HTTP/1.1 server on `ip` for web-download sources: `GET /image` is `body`
+/// (with `Content-Length`), `GET /to/<url>` answers `302 Location: <url>`; anything else 404.
+/// Each request on its own connection; runs until the test process ends.
+pub(crate) fn source_server(ip: &str, body: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut s = stream;
+                if path == "/image" {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body);
+                } else if let Some(to) = path.strip_prefix("/to/") {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                } else {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            });
+        }
+    });
+    base
+}
