@@ -495,6 +495,8 @@ pub struct Round {
     pub glint_upload_swifts3: Option<Transfer>,
     /// rclone into the same bucket.
     pub rclone_upload_swifts3: Option<Transfer>,
+    /// glint's `glance-direct` import of as many bytes into radosgw (the import alone).
+    pub glint_import_rgw: Option<Transfer>,
     /// The md5+sha512 hash limit over as many bytes, measured right after.
     pub hash_limit: Option<HashLimit>,
     /// glint, the image in radosgw, one stream.
@@ -677,14 +679,33 @@ async fn put_image(
     let id = meta
         .create_image(serde_json::json!({"name": "loadtest-stores"}))
         .await?;
+    let took = put_data(endpoint, &id, Some(store), bytes, chunked, pattern).await?;
+    Ok((id, took))
+}
+
+/// `PUT …/file` into `store` (or, without one, `PUT …/stage`) of `bytes` of the pattern; the
+/// time from the first byte to the answer.
+async fn put_data(
+    endpoint: &Target,
+    id: &str,
+    store: Option<&str>,
+    bytes: u64,
+    chunked: bool,
+    pattern: &[u8],
+) -> anyhow::Result<Duration> {
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_owned()
     } else {
         format!("Content-Length: {bytes}")
     };
+    let (what, store_header) = match store {
+        Some(s) => ("file", format!("X-Image-Meta-Store: {s}\r\n")),
+        None => ("stage", String::new()),
+    };
+    let store = store.unwrap_or("staging");
     let head = format!(
-        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: {}\r\nUser-Agent: glint-loadtest\r\n\
-         Content-Type: application/octet-stream\r\nX-Image-Meta-Store: {store}\r\n{framing}\r\n\
+        "PUT /v2/images/{id}/{what} HTTP/1.1\r\nHost: {}\r\nUser-Agent: glint-loadtest\r\n\
+         Content-Type: application/octet-stream\r\n{store_header}{framing}\r\n\
          Connection: close\r\n\r\n",
         endpoint.host
     );
@@ -715,7 +736,45 @@ async fn put_image(
     if answer.0 != 204 {
         bail!("upload of {id} into {store}: {} {}", answer.0, answer.1);
     }
-    Ok((id, took))
+    Ok(took)
+}
+
+/// `glance-direct` into `store`: the data staged (not timed), then the import timed from the
+/// `POST …/import` to the image `active`, with glint measured meanwhile.
+fn glint_import(
+    rt: &tokio::runtime::Runtime,
+    glint: &Glint,
+    store: &str,
+    bytes: u64,
+    pattern: &[u8],
+) -> anyhow::Result<(String, Transfer)> {
+    let endpoint = Target::parse(&glint.url("/"))?;
+    let mut meta = MetaClient::new(endpoint.clone());
+    let id = rt.block_on(meta.create_image(serde_json::json!({"name": "loadtest-import"})))?;
+    rt.block_on(put_data(&endpoint, &id, None, bytes, false, pattern))?;
+    settle();
+    let monitor = Monitor::start(&[glint.pid()], Duration::from_millis(50));
+    let start = Instant::now();
+    let body = serde_json::json!({"method": {"name": "glance-direct"}, "stores": [store]});
+    let r = rt.block_on(meta.post_json(&format!("/v2/images/{id}/import"), &body))?;
+    if r.status != 202 {
+        bail!("import of {id}: {} {}", r.status, String::from_utf8_lossy(&r.body));
+    }
+    let limit = Duration::from_secs(60 + bytes / 2_000_000);
+    loop {
+        let r = rt.block_on(meta.get(&format!("/v2/images/{id}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+        if v["status"] == "active" {
+            break;
+        }
+        if v["status"] == "queued" || start.elapsed() > limit {
+            bail!("import of {id} into {store} did not finish: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = start.elapsed();
+    let usage = monitor.finish();
+    Ok((id, Transfer::new(bytes, took, Some(usage))))
 }
 
 /// Uploads into `store` with glint measured.
@@ -931,6 +990,14 @@ pub fn table(cfg: &StoresConfig, rounds: &[Round], memory: &[MemoryRun]) -> Vec<
         ));
     }
     rows.push(compare::row(
+        &format!("glance-direct import {size} -> radosgw S3, staged to active (MB/s)"),
+        "glint upload -> radosgw",
+        values(rounds, |r| mbps(&r.glint_import_rgw)),
+        values(rounds, |r| mbps(&r.glint_upload_rgw)),
+        ">= 0.85x",
+        Goal::RatioAtLeast(0.85),
+    ));
+    rows.push(compare::row(
         &format!("download {size} <- radosgw S3, 1 stream (MB/s)"),
         "rclone cat",
         values(rounds, |r| rmbps(&r.glint_download_rgw)),
@@ -1121,6 +1188,12 @@ fn ab_rounds(
                 r.rclone_upload_swifts3 = Some(rc);
             }
         }
+        let (id, t) = glint_import(rt, glint, "rgw", size, &pattern)?;
+        eprint!("{}", t.text("glint glance-direct import -> rgw"));
+        check_image(rt, glint, &id, "rgw", size)?;
+        images.push(id);
+        r.glint_import_rgw = Some(t);
+        settle();
         let h = hashlimit::measure(size, &pattern);
         eprintln!(
             "hash limit over {} bytes: two cores {:.0} MB/s, one core {:.0} MB/s (md5 {:.0}, sha512 {:.0})",
