@@ -758,7 +758,11 @@ fn glint_import(
     let body = serde_json::json!({"method": {"name": "glance-direct"}, "stores": [store]});
     let r = rt.block_on(meta.post_json(&format!("/v2/images/{id}/import"), &body))?;
     if r.status != 202 {
-        bail!("import of {id}: {} {}", r.status, String::from_utf8_lossy(&r.body));
+        bail!(
+            "import of {id}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let limit = Duration::from_secs(60 + bytes / 2_000_000);
     loop {
@@ -770,7 +774,8 @@ fn glint_import(
         if v["status"] == "queued" || start.elapsed() > limit {
             bail!("import of {id} into {store} did not finish: {v}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // each look is a request through both planes: not too often
+        std::thread::sleep(Duration::from_millis(50));
     }
     let took = start.elapsed();
     let usage = monitor.finish();

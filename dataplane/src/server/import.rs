@@ -25,7 +25,7 @@
 //! and writes the stores still left (a job is claimed again while it runs too, each time its
 //! lease runs out: that renews the lease, and the running import is not started twice).
 
-use super::upload::{Failure, Grant, judge, record_leftovers, store_failed};
+use super::upload::{Failure, Grant, Stored, judge, record_leftovers, store_failed};
 use super::worker::Worker;
 use crate::hash::pipeline::PipelinedHasher;
 use shared::channel::{Job, Request, Response, Work};
@@ -493,7 +493,7 @@ async fn copy(
         .metadata()
         .map_err(|e| Stop::Failed(format!("Cannot read the staged data: {e}")))?
         .len();
-    let file = Arc::new(file);
+    let file = crate::io::into_compio(file);
     let begin = Request::ImportBegin {
         task_id,
         image_id: *image_id,
@@ -543,26 +543,13 @@ async fn copy(
             return Err(stop);
         }
     };
-    let (location, digests, virtual_size, blocks) = stored;
-    let block_hashes = shared::blocks::to_hex(&blocks.hashes);
-    let complete = Request::UploadComplete {
-        request_id: task_id,
-        image_id: *image_id,
-        size: digests.size,
-        checksum: digests.md5_hex.as_str(),
-        os_hash_algo: digests.algo,
-        os_hash_value: digests.secure_hex.as_str(),
-        location: location.as_str(),
-        store: grant.store.as_str(),
-        virtual_size,
-        block_size: blocks.block_size,
-        block_hashes: block_hashes.as_str(),
-    };
+    let block_hashes = shared::blocks::to_hex(&stored.blocks.hashes);
+    let complete = stored.complete(task_id, *image_id, &grant.store, &block_hashes);
     let mut lease = grant.lease;
     match lease.call(&complete).await {
         Ok(Response::UploadCommitted) => {
             w.link.give_back(lease);
-            Ok(digests.size)
+            Ok(stored.digests.size)
         }
         Ok(Response::Denied(Reason::ImportOver)) => {
             w.link.give_back(lease);
@@ -578,20 +565,13 @@ async fn copy(
     }
 }
 
-type Stored = (
-    String,
-    crate::hash::Digests,
-    Option<u64>,
-    crate::hash::blocks::Blocks,
-);
-
 /// The staged file into the store's upload through the hashing pipeline; the location, the
 /// digests, the inspected virtual size and the block hashes.
 async fn write(
     w: &Worker,
     grant: &mut Grant,
     image_id: &ImageId,
-    file: &Arc<std::fs::File>,
+    file: &compio::fs::File,
     size: u64,
 ) -> Result<Stored, Stop> {
     let store = match w.stores.get(&grant.store).await {
@@ -642,7 +622,12 @@ async fn write(
         .commit(finished.digests.size)
         .await
         .map_err(store_failed)?;
-    Ok((location, finished.digests, virtual_size, finished.blocks))
+    Ok(Stored {
+        location,
+        digests: finished.digests,
+        virtual_size,
+        blocks: finished.blocks,
+    })
 }
 
 /// Reads the staged file, buffer by buffer, into the hasher and the upload.
@@ -650,7 +635,7 @@ async fn fill(
     w: &Worker,
     grant: &mut Grant,
     image_id: &ImageId,
-    file: &Arc<std::fs::File>,
+    file: &compio::fs::File,
     size: u64,
     upload: &mut crate::store::Upload,
     hasher: &mut PipelinedHasher,
@@ -660,28 +645,18 @@ async fn fill(
     let mut offset = 0u64;
     let mut reported = 0u64;
     while offset < size {
-        let mut buf = hasher.buffer().await;
+        use compio::buf::{IntoInner, IoBuf};
+        use compio::io::AsyncReadAtExt;
+        let buf = hasher.buffer().await;
         let n = (buf.capacity() as u64).min(size - offset) as usize;
-        let f = file.clone();
-        let read = compio::runtime::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::os::unix::fs::FileExt;
-            let mut data = vec![0u8; n];
-            f.read_exact_at(&mut data, offset)?;
-            Ok(data)
-        })
-        .await;
-        let data = match read {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                hasher.give_back(Some(buf));
-                return Err(Stop::Failed(format!("Cannot read the staged data: {e}")));
-            }
-            Err(_) => {
-                hasher.give_back(Some(buf));
-                return Err(Stop::Failed("Cannot read the staged data".into()));
-            }
-        };
-        buf.push_slice(&data);
+        // straight into the pooled buffer (io_uring), no copy
+        let compio::BufResult(read, slice) = file.read_exact_at(buf.slice(..n), offset).await;
+        let buf = slice.into_inner();
+        if let Err(e) = read {
+            hasher.give_back(Some(buf));
+            return Err(Stop::Failed(format!("Cannot read the staged data: {e}")));
+        }
+        debug_assert_eq!(buf.len(), n);
         offset += n as u64;
         w.metrics.bytes_in(slot, n as u64);
         let pad = direct && !n.is_multiple_of(crate::io::ALIGN);

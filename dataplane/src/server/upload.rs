@@ -242,34 +242,17 @@ async fn commit(
     w: &Worker,
 ) -> Result<u64, Ended> {
     let image_id = c.image_id;
-    let Stored {
-        location,
-        digests,
-        virtual_size,
-        blocks,
-    } = match stored {
+    let stored = match stored {
         Ok(x) => x,
         Err(failure) => return Err(abort(grant.lease, failure, image_id, rid, w).await),
     };
-    let block_hashes = shared::blocks::to_hex(&blocks.hashes);
-    let complete = Request::UploadComplete {
-        request_id: rid,
-        image_id,
-        size: digests.size,
-        checksum: digests.md5_hex.as_str(),
-        os_hash_algo: digests.algo,
-        os_hash_value: digests.secure_hex.as_str(),
-        location: location.as_str(),
-        store: grant.store.as_str(),
-        virtual_size,
-        block_size: blocks.block_size,
-        block_hashes: block_hashes.as_str(),
-    };
+    let block_hashes = shared::blocks::to_hex(&stored.blocks.hashes);
+    let complete = stored.complete(rid, image_id, &grant.store, &block_hashes);
     let mut lease = grant.lease;
     match lease.call(&complete).await {
         Ok(Response::UploadCommitted) => {
             w.link.give_back(lease);
-            Ok(digests.size)
+            Ok(stored.digests.size)
         }
         Ok(Response::Denied(reason)) => {
             w.link.give_back(lease);
@@ -461,13 +444,38 @@ async fn receive(
     })
 }
 
-/// What `receive` stored, for the commit.
+/// What an upload (or an import's copy) stored, for the commit.
 #[derive(Debug)]
-struct Stored {
-    location: String,
-    digests: Digests,
-    virtual_size: Option<u64>,
-    blocks: crate::hash::blocks::Blocks,
+pub(super) struct Stored {
+    pub(super) location: String,
+    pub(super) digests: Digests,
+    pub(super) virtual_size: Option<u64>,
+    pub(super) blocks: crate::hash::blocks::Blocks,
+}
+
+impl Stored {
+    /// The `UploadComplete` reporting it (`block_hashes`: the blocks' hashes in hex).
+    pub(super) fn complete<'a>(
+        &'a self,
+        request_id: &'a str,
+        image_id: ImageId,
+        store: &'a str,
+        block_hashes: &'a str,
+    ) -> Request<&'a str> {
+        Request::UploadComplete {
+            request_id,
+            image_id,
+            size: self.digests.size,
+            checksum: self.digests.md5_hex.as_str(),
+            os_hash_algo: self.digests.algo,
+            os_hash_value: self.digests.secure_hex.as_str(),
+            location: self.location.as_str(),
+            store,
+            virtual_size: self.virtual_size,
+            block_size: self.blocks.block_size,
+            block_hashes,
+        }
+    }
 }
 
 /// Glance's decision on an inspected upload (`glance/location.py` `set_data`): the content
