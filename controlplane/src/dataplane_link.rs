@@ -788,15 +788,11 @@ impl Connection {
         if image.status == ImageStatus::Deactivated && !ctx.is_admin {
             return Err(Reason::Deactivated);
         }
-        let mut list = shared::location::List::default();
-        if matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) {
-            for l in image.locations_best_first(&self.app.stores) {
-                if let Err(e) = list.push(&l.store, &l.url) {
-                    tracing::error!(image_id = %id, error = %e, "stored location cannot be sent; skipped");
-                }
-            }
-        }
-        let locations = list.into_string();
+        let locations = if matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) {
+            image.location_list(&self.app.stores)
+        } else {
+            String::new()
+        };
         if locations.is_empty() && image.has_data() {
             // every copy is quarantined: never an empty answer for an image with data
             return Err(Reason::Quarantined);
@@ -845,11 +841,7 @@ impl Connection {
                         .map_err(internal)?;
                     continue;
                 };
-                let mut list = shared::location::List::default();
-                for l in image.locations_best_first(&app.stores) {
-                    let _ = list.push(&l.store, &l.url);
-                }
-                *locations = list.into_string();
+                *locations = image.location_list(&app.stores);
                 *size = image.size.unwrap_or(0);
             }
             if let Work::Import { .. } = &job.work
@@ -895,9 +887,7 @@ impl Connection {
         };
         let Some((task, image, (m, u, must))) = runnable else {
             if task.as_ref().is_some_and(|t| !t.status.is_final()) {
-                let ttl = chrono::Duration::hours(
-                    i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
-                );
+                let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
                 let msg = "The image is no longer being imported by this task";
                 db::tasks::finish(&app.db, task_id, TaskStatus::Failure, None, msg, ttl, now)
                     .await
@@ -919,11 +909,7 @@ impl Connection {
         }
         if m == domain::import::Method::CopyImage {
             // the source: the image's data where it is now
-            let mut list = shared::location::List::default();
-            for l in image.locations_best_first(&app.stores) {
-                let _ = list.push(&l.store, &l.url);
-            }
-            *uri = Some(list.into_string());
+            *uri = Some(image.location_list(&app.stores));
             *size = image.size.unwrap_or(0);
         }
         *all_stores_must_succeed = must;
@@ -994,11 +980,7 @@ impl Connection {
                 if image.status != ImageStatus::Active {
                     return Err(Reason::NotQueueable);
                 }
-                let mut list = shared::location::List::default();
-                for l in image.locations_best_first(&app.stores) {
-                    let _ = list.push(&l.store, &l.url);
-                }
-                locations = list.into_string();
+                locations = image.location_list(&app.stores);
                 size = image.size.unwrap_or(0);
                 let added = db::jobs::enqueue_prefetch(&app.db, &node, image.id, Utc::now())
                     .await
@@ -1455,9 +1437,7 @@ impl Connection {
             && !task.status.is_final()
         {
             let outcome = self.settle_import(&task, id, error, failed_stores).await?;
-            let ttl = chrono::Duration::hours(
-                i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
-            );
+            let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
             let (status, result, message) = match &outcome {
                 Ok(()) => (
                     TaskStatus::Success,

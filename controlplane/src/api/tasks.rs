@@ -305,11 +305,8 @@ pub(crate) async fn create(
             // Glance creates the task and fails it in its flow
             task.status = TaskStatus::Failure;
             task.message = message;
-            task.expires_at = Some(
-                now + chrono::Duration::hours(
-                    i64::try_from(app.config.task.task_time_to_live).unwrap_or(48),
-                ),
-            );
+            task.expires_at =
+                Some(now + crate::domain::task::ttl(app.config.task.task_time_to_live));
             db::tasks::insert(&app.db, &task).await?;
         }
     }

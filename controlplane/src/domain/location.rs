@@ -124,6 +124,19 @@ impl Image {
         active
     }
 
+    /// The active locations, best first, as the channel sends them (a
+    /// [`shared::location::List`]); a location that cannot be listed (whitespace in it) is
+    /// logged and left out.
+    pub fn location_list(&self, stores: &StoreSet) -> String {
+        let mut list = shared::location::List::default();
+        for l in self.locations_best_first(stores) {
+            if let Err(e) = list.push(&l.store, &l.url) {
+                tracing::error!(image_id = %self.id, error = %e, "stored location cannot be sent; skipped");
+            }
+        }
+        list.into_string()
+    }
+
     /// The `stores` property with multi-store: the store ids of the active locations, best
     /// first, comma-joined; `None` when there is none.
     pub fn stores_property(&self, stores: &StoreSet) -> Option<String> {

@@ -58,6 +58,16 @@ impl std::str::FromStr for TaskStatus {
     }
 }
 
+/// How long a finished task stays visible: `[task] task_time_to_live` hours.
+pub fn ttl(hours: u64) -> chrono::Duration {
+    // capped where chrono's durations end (~292 million years)
+    chrono::Duration::hours(
+        i64::try_from(hours)
+            .unwrap_or(i64::MAX)
+            .min(i64::MAX / 3_600_000),
+    )
+}
+
 /// One task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
