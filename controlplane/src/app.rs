@@ -34,6 +34,8 @@ pub struct AppInner {
     pub stores: StoreSet,
     /// Who is calling: noauth headers or Keystone tokens (`[auth] mode`).
     pub auth: crate::auth::Authenticator,
+    /// The `glance-download` imports running on this node (their tokens, in memory only).
+    pub glance_downloads: crate::glance_download::Downloads,
     /// Striped per-image write locks: API writes to one image queue here instead of
     /// retrying optimistic updates against each other. (Correctness does not depend on them:
     /// every write is still version- or status-guarded in the database.)
@@ -58,6 +60,7 @@ impl App {
         let auth = crate::auth::Authenticator::new(&config);
         App(Arc::new(AppInner {
             auth,
+            glance_downloads: Default::default(),
             config,
             db,
             policy,

@@ -115,7 +115,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 18] = Request::<String>::KINDS;
+pub const KINDS: [&str; 19] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -401,6 +401,16 @@ impl Connection {
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
                     self.import_finished(job, &task_id, image_id, error.as_deref(), &failed_stores)
+                        .instrument(span)
+                        .await
+                }
+                Request::ImportMetadata {
+                    task_id,
+                    image_id,
+                    image,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
+                    self.import_metadata(&task_id, image_id, &image)
                         .instrument(span)
                         .await
                 }
@@ -870,6 +880,8 @@ impl Connection {
             decompress,
             convert_from,
             convert_to,
+            auth_token,
+            refused,
         } = work
         else {
             return Ok(true);
@@ -893,6 +905,7 @@ impl Connection {
                     .await
                     .map_err(internal)?;
             }
+            app.glance_downloads.remove(task_id);
             tracing::info!(job_id = job, %task_id, "import job with nothing left to run dropped");
             db::jobs::done(&app.db, job, now).await.map_err(internal)?;
             return Ok(false);
@@ -911,6 +924,16 @@ impl Connection {
             // the source: the image's data where it is now
             *uri = Some(image.location_list(&app.stores));
             *size = image.size.unwrap_or(0);
+        }
+        if m == domain::import::Method::GlanceDownload {
+            // the other region's image, with the caller's token (in memory only)
+            match app.glance_downloads.source(task_id) {
+                Ok((token, url)) => {
+                    *uri = Some(url);
+                    *auth_token = Some(token);
+                }
+                Err(why) => *refused = Some(why),
+            }
         }
         *all_stores_must_succeed = must;
         *stores = stores_left(task, image, app).join(",");
@@ -1463,8 +1486,71 @@ impl Connection {
             }
         }
         self.end_lease(id).await;
+        app.glance_downloads.remove(task_id);
         db::jobs::done(&app.db, job, now).await.map_err(internal)?;
         Ok(Response::Ack)
+    }
+
+    /// `glance-download`'s remote image (see [`Request::ImportMetadata`]): checked, and its
+    /// formats and chosen properties taken by the image (how to undo that is kept for a
+    /// failure).
+    async fn import_metadata(
+        &self,
+        task_id: &str,
+        id: ImageId,
+        remote: &str,
+    ) -> Result<Response, Reason> {
+        let app = &self.app;
+        let task = db::tasks::get(&app.db, task_id)
+            .await
+            .map_err(internal)?
+            .filter(|t| !t.status.is_final())
+            .ok_or(Reason::ImportOver)?;
+        let remote_id = task.input["import_req"]["method"]["glance_image_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let remote: serde_json::Value = match serde_json::from_str(remote) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Response::ImportRefused(format!(
+                    "The metadata of remote image {remote_id} is not JSON: {e}"
+                )));
+            }
+        };
+        if task.status == TaskStatus::Pending {
+            db::tasks::start(&app.db, task_id, Utc::now())
+                .await
+                .map_err(internal)?;
+        }
+        let prefixes = &app.config.glance_download_properties.extra_properties;
+        for _ in 0..crate::api::images::WRITE_ATTEMPTS {
+            let image = db::images::get(&app.db, id)
+                .await
+                .map_err(internal)?
+                .filter(|i| importing(i, task_id))
+                .ok_or(Reason::ImportOver)?;
+            let mut next = (*image).clone();
+            let (size, revert) = match domain::import::take_remote(
+                &mut next,
+                &remote,
+                prefixes,
+                &app.config.image,
+                &remote_id,
+            ) {
+                Ok(taken) => taken,
+                Err(why) => return Ok(Response::ImportRefused(why)),
+            };
+            next.updated_at = Utc::now();
+            if db::images::update(&app.db, &next).await.map_err(internal)? {
+                app.glance_downloads.taken(task_id, revert);
+                let disk_format = next.disk_format.clone().unwrap_or_default();
+                tracing::info!(image_id = %id, task_id, %remote_id, size, %disk_format,
+                    "glance-download took the remote image's metadata");
+                return Ok(Response::ImportSource { size, disk_format });
+            }
+        }
+        Err(Reason::Internal)
     }
 
     /// The image as the import ends: `Ok` if the import succeeded (the image active, or a
@@ -1511,6 +1597,10 @@ impl Connection {
             domain::import::finish(&mut next, &task.id, &unfinished, multistore);
             let from = next.status;
             if failure.is_some() {
+                // glance-download: the remote metadata taken off again (Glance's revert)
+                if let Some(revert) = app.glance_downloads.revert(&task.id) {
+                    domain::import::undo_remote(&mut next, &revert);
+                }
                 let ours = task_stores(task, &app);
                 if method != domain::import::Method::CopyImage || must {
                     for l in &mut next.locations {

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod dataplane_link;
 pub mod db;
 pub mod domain;
+pub mod glance_download;
 pub mod manage;
 pub mod metrics;
 pub mod policy;

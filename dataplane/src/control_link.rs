@@ -293,6 +293,8 @@ pub fn owned(r: Response<&str>) -> Response {
                             decompress,
                             convert_from,
                             convert_to,
+                            auth_token,
+                            refused,
                         } => Work::Import {
                             task_id: task_id.to_owned(),
                             image_id,
@@ -304,6 +306,8 @@ pub fn owned(r: Response<&str>) -> Response {
                             decompress,
                             convert_from: convert_from.map(str::to_owned),
                             convert_to: convert_to.map(str::to_owned),
+                            auth_token: auth_token.map(str::to_owned),
+                            refused: refused.map(str::to_owned),
                         },
                     },
                 })
@@ -322,6 +326,11 @@ pub fn owned(r: Response<&str>) -> Response {
                 })
                 .collect(),
         ),
+        Response::ImportSource { size, disk_format } => Response::ImportSource {
+            size,
+            disk_format: disk_format.to_owned(),
+        },
+        Response::ImportRefused(m) => Response::ImportRefused(m.to_owned()),
         Response::Denied(code) => Response::Denied(code),
     }
 }

@@ -320,6 +320,13 @@ fn crash_mid_copy(plane: &str) -> Glint {
         std::thread::sleep(Duration::from_millis(5));
     }
     Glint::kill(pid, rustix::process::Signal::KILL);
+    // the public listener is the data plane's: once the killed process is gone, wait for the
+    // restarted one (a request in between is reset)
+    let gone = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    g.wait_public(Duration::from_secs(30)).unwrap();
     imported(&g, &id, &data);
     assert!(
         g.store_files().iter().all(|f| f == &id),

@@ -76,8 +76,9 @@ pub struct Config {
     /// Log filter in `RUST_LOG` syntax; default `info`. Env `GLINT_LOG` (or `RUST_LOG`).
     pub log: Option<String>,
     /// Glance's `enabled_import_methods`: the interoperable import methods offered
-    /// (`/v2/info/import`, `OpenStack-image-import-methods`). Default every method glint
-    /// implements ([`IMPORT_METHODS`]); `[]` turns import (and `PUT …/stage`) off.
+    /// (`/v2/info/import`, `OpenStack-image-import-methods`), of [`IMPORT_METHODS`]. Default
+    /// Glance's ([`DEFAULT_IMPORT_METHODS`]: all but `glance-download`); `[]` turns import
+    /// (and `PUT …/stage`) off.
     pub enabled_import_methods: Vec<String>,
     /// Glance's `node_staging_uri`: the `file://` directory where `PUT …/stage` keeps data until
     /// it is imported (Glance's `os_glance_staging_store`). Default
@@ -92,6 +93,8 @@ pub struct Config {
     pub image_import_opts: ImageImportOpts,
     /// `[inject_metadata_properties]`: what the `inject_image_metadata` plugin sets.
     pub inject_metadata_properties: InjectMetadata,
+    /// `[glance_download_properties]`: what `glance-download` copies from the remote image.
+    pub glance_download_properties: GlanceDownloadProperties,
     /// `[image_conversion]`: what the `image_conversion` plugin makes.
     pub image_conversion: ImageConversion,
 }
@@ -153,6 +156,26 @@ impl Default for InjectMetadata {
     }
 }
 
+/// `[glance_download_properties]` (Glance's names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GlanceDownloadProperties {
+    /// The prefixes of the remote image's properties a `glance-download` import copies onto
+    /// the image (never `os_glance_*`, reserved). Default Glance's: `hw_`, `trait:`,
+    /// `os_distro`, `os_secure_boot`, `os_type`.
+    pub extra_properties: Vec<String>,
+}
+
+impl Default for GlanceDownloadProperties {
+    fn default() -> Self {
+        GlanceDownloadProperties {
+            extra_properties: ["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
 /// `[import_filtering_opts]`: Glance's option names, and glint's networks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -200,9 +223,17 @@ impl Default for ImportFiltering {
     }
 }
 
-/// The import methods glint implements, in Glance's order (the default of
-/// `enabled_import_methods`).
-pub const IMPORT_METHODS: [&str; 3] = ["glance-direct", "web-download", "copy-image"];
+/// The import methods glint implements, in Glance's order.
+pub const IMPORT_METHODS: [&str; 4] = [
+    "glance-direct",
+    "web-download",
+    "copy-image",
+    "glance-download",
+];
+
+/// The default of `enabled_import_methods` (Glance's: every method but `glance-download`,
+/// which needs Keystone's catalog of the other regions).
+pub const DEFAULT_IMPORT_METHODS: [&str; 3] = ["glance-direct", "web-download", "copy-image"];
 
 /// The id of the staging store (Glance's reserved `os_glance_staging_store`).
 pub const STAGING_STORE: &str = "os_glance_staging_store";
@@ -484,12 +515,16 @@ impl Default for Config {
             auth: Auth::default(),
             keystone_authtoken: KeystoneAuthtoken::default(),
             log: None,
-            enabled_import_methods: IMPORT_METHODS.iter().map(|m| m.to_string()).collect(),
+            enabled_import_methods: DEFAULT_IMPORT_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
             node_staging_uri: None,
             task: TaskOptions::default(),
             import_filtering_opts: ImportFiltering::default(),
             image_import_opts: ImageImportOpts::default(),
             inject_metadata_properties: InjectMetadata::default(),
+            glance_download_properties: GlanceDownloadProperties::default(),
             image_conversion: ImageConversion::default(),
         }
     }

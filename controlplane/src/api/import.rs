@@ -8,6 +8,10 @@
 //! [`domain::import::lock_state`]), the stores (400, or 409 for an unknown one,
 //! [`domain::import::target_stores`]), `all_stores_must_succeed` only with multi-store (400).
 //!
+//! For `glance-download` (after the status, 400 without `glance_region` or a UUID
+//! `glance_image_id`), the other region's Glance is looked up in the caller's service catalog
+//! and kept with the caller's token in memory ([`crate::glance_download`]) for the job.
+//!
 //! Then one transaction ([`db::tasks::begin_import`]) records the task (`pending`, input
 //! `{"image_id", "import_req", "backend"}` as Glance's), moves the image (`uploading →
 //! importing` with the lock and `os_glance_importing_to_stores`, [`domain::import::begin`]) and
@@ -50,6 +54,7 @@ pub(crate) async fn import_image(
             .await?
             .ok_or_else(|| not_found(id))?;
         import::check_status(&current, req.method)?;
+        let remote = import::check_remote(&req)?;
         // copy-image has its own rule; the other methods need to own the image (Glance)
         let rule = match req.method {
             Method::CopyImage => Rule::CopyImage,
@@ -109,6 +114,17 @@ pub(crate) async fn import_image(
             _ => None,
         }
         .unwrap_or_else(|| app.config.self_reference_url());
+        // glance-download: the other region's Glance, found now in the caller's catalog (the
+        // task fails later if there is none, as Glance's does)
+        let download = match remote {
+            Some(r) => Some(glance_source(&app, &headers, r).await),
+            None => None,
+        };
+        let mut import_req = body.clone();
+        if let Some(r) = remote {
+            // Glance records the default interface in the request it keeps
+            import_req["method"]["glance_service_interface"] = json!(r.interface);
+        }
         let task = Task {
             id: uuid::Uuid::new_v4().to_string(),
             kind: API_IMAGE_IMPORT.into(),
@@ -119,7 +135,7 @@ pub(crate) async fn import_image(
             user_id: ctx.user_id.clone(),
             input: json!({
                 "image_id": id.to_string(),
-                "import_req": body,
+                "import_req": import_req,
                 "backend": if multistore { json!(stores) } else { json!([null]) },
             }),
             result: None,
@@ -154,7 +170,15 @@ pub(crate) async fn import_image(
                 next.properties.insert(k.clone(), v.clone());
             }
         }
-        if db::tasks::begin_import(&app.db, &next, &task, &node, now).await? {
+        // in memory before the job exists: the data plane may claim it at once
+        if let Some((token, source)) = download {
+            app.glance_downloads.insert(&task.id, token, source);
+        }
+        let begun = db::tasks::begin_import(&app.db, &next, &task, &node, now).await;
+        if !matches!(begun, Ok(true)) {
+            app.glance_downloads.remove(&task.id);
+        }
+        if begun? {
             if let Some(old) = &stale {
                 tracing::warn!(image_id = %id, stale_task = %old, "stale import lock taken over");
             }
@@ -170,6 +194,40 @@ pub(crate) async fn import_image(
     Err(ApiError::Conflict(format!(
         "Image {id} is being modified concurrently; retry the request."
     )))
+}
+
+/// What a `glance-download` needs: the caller's token, and the remote image's URL on the
+/// `image` endpoint of its region in the caller's service catalog (Keystone's, asked with the
+/// token; without Keystone, the `X-Service-Catalog` header as keystonemiddleware would have
+/// set it), or why there is none.
+async fn glance_source(
+    app: &App,
+    headers: &HeaderMap,
+    remote: &import::Remote,
+) -> (String, Result<String, String>) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let token = header("x-auth-token").unwrap_or("").to_owned();
+    let catalog = match &app.auth {
+        crate::auth::Authenticator::Keystone { keystone, .. } => keystone
+            .catalog(&token)
+            .await
+            .map_err(|e| format!("Cannot read the service catalog: {e}")),
+        crate::auth::Authenticator::Noauth => match header("x-service-catalog") {
+            Some(c) => serde_json::from_str(c)
+                .map_err(|e| format!("X-Service-Catalog is not a JSON catalog: {e}")),
+            None => Ok(Value::Null),
+        },
+    };
+    let source = catalog
+        .and_then(|c| import::glance_endpoint(&c, &remote.region, &remote.interface))
+        .map(|endpoint| import::remote_image_url(&endpoint, &remote.image_id));
+    match &source {
+        Ok(url) => tracing::info!(region = %remote.region, %url, "glance-download source"),
+        Err(e) => {
+            tracing::warn!(region = %remote.region, error = %e, "glance-download has no source")
+        }
+    }
+    (token, source)
 }
 
 /// The task holding the image's import lock, if the lock is set and the task still exists.

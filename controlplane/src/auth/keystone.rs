@@ -10,6 +10,8 @@
 //! 3. Results, valid and invalid, are cached ([`super::cache`]) for `token_cache_time`, and a
 //!    valid one never past the token's own `expires_at`. Like keystonemiddleware, a token
 //!    revoked after it was cached keeps working until its cache entry ends.
+//! 4. `glance-download` reads the caller's service catalog (`GET /v3/auth/catalog`, as the
+//!    caller) to find the other region's Glance ([`Keystone::catalog`]).
 
 use super::cache::{Cache, Key};
 use chrono::{DateTime, Utc};
@@ -217,6 +219,30 @@ impl Keystone {
         Err(Error::Unavailable(
             "Keystone refuses glint's service token".into(),
         ))
+    }
+
+    /// The service catalog of the caller's `token` (`GET /v3/auth/catalog`, asked as the
+    /// caller): the `catalog` list, for `glance-download` to find another region's Glance.
+    pub async fn catalog(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let url = format!("{}/auth/catalog", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .map_err(|e| unavailable("reading the service catalog", &e))?;
+        match resp.status().as_u16() {
+            200 => {
+                let mut body: serde_json::Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| unavailable("reading the service catalog", &e))?;
+                Ok(body["catalog"].take())
+            }
+            401 | 403 | 404 => Err(Error::Invalid("the token has no catalog".into())),
+            status => Err(Error::Unavailable(format!("GET {url} answered {status}"))),
+        }
     }
 
     /// glint's own token, logging in when there is none, it is about to expire, or `renew`.

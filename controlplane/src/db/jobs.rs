@@ -481,6 +481,8 @@ pub async fn claim(
                 decompress: false,
                 convert_from: None,
                 convert_to: None,
+                auth_token: None,
+                refused: None,
             },
             _ => {
                 tracing::error!(job_id = id, %kind, "job kind not understood; left alone");

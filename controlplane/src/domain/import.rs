@@ -46,6 +46,8 @@ pub enum Method {
     WebDownload,
     /// An active image's data copied into more stores.
     CopyImage,
+    /// An image of another region's Glance (its metadata, then its data).
+    GlanceDownload,
 }
 
 impl Method {
@@ -55,14 +57,20 @@ impl Method {
             Method::GlanceDirect => "glance-direct",
             Method::WebDownload => "web-download",
             Method::CopyImage => "copy-image",
+            Method::GlanceDownload => "glance-download",
         }
     }
 
     /// The method named `name`.
     pub fn from_name(name: &str) -> Option<Method> {
-        [Method::GlanceDirect, Method::WebDownload, Method::CopyImage]
-            .into_iter()
-            .find(|m| m.as_str() == name)
+        [
+            Method::GlanceDirect,
+            Method::WebDownload,
+            Method::CopyImage,
+            Method::GlanceDownload,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == name)
     }
 }
 
@@ -79,6 +87,55 @@ pub struct Request {
     pub all_stores: bool,
     /// `all_stores_must_succeed` (default true).
     pub all_stores_must_succeed: bool,
+    /// glance-download's `glance_region`, `glance_image_id` and `glance_service_interface`,
+    /// or the 400 their absence is (checked after the status, as Glance does:
+    /// [`check_remote`]).
+    pub remote: Option<Result<Remote, String>>,
+}
+
+/// Where a `glance-download` takes its image from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// `glance_region`: the region whose `image` endpoint serves it.
+    pub region: String,
+    /// `glance_image_id`: the image there.
+    pub image_id: String,
+    /// `glance_service_interface` (default `public`).
+    pub interface: String,
+}
+
+/// The glance-download fields of `method` (Glance's texts).
+fn remote(method: &Value) -> Result<Remote, String> {
+    let field = |key: &str| method.get(key).filter(|v| !v.is_null());
+    let region = field("glance_region")
+        .ok_or("'glance_region' needs to be set for glance-download import method")?;
+    let image_id = field("glance_image_id")
+        .ok_or("'glance_image_id' needs to be set for glance-download import method")?;
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let image_id = text(image_id);
+    if uuid::Uuid::parse_str(&image_id).is_err() {
+        return Err(format!(
+            "Remote image id does not look like a UUID: {image_id}"
+        ));
+    }
+    Ok(Remote {
+        region: text(region),
+        image_id,
+        interface: field("glance_service_interface").map_or_else(|| "public".to_owned(), text),
+    })
+}
+
+/// glance-download's body checks (400), made after the status ones as Glance does.
+pub fn check_remote(req: &Request) -> Result<Option<&Remote>, Error> {
+    match &req.remote {
+        None => Ok(None),
+        Some(Ok(r)) => Ok(Some(r)),
+        Some(Err(m)) => Err(Error::Invalid(m.clone())),
+    }
 }
 
 /// Glance's `_validate_import_body`, and the shape of `stores` and `uri`: every refusal 400.
@@ -125,12 +182,14 @@ pub fn parse(body: &Value, enabled: impl Fn(&str) -> bool) -> Result<Request, Er
         Some(Value::String(u)) => Some(u.clone()),
         Some(_) => return Err(bad("'uri' must be a string.")),
     };
+    let remote = (method_kind == Method::GlanceDownload).then(|| remote(method));
     Ok(Request {
         method: method_kind,
         uri,
         stores,
         all_stores,
         all_stores_must_succeed,
+        remote,
     })
 }
 
@@ -145,7 +204,7 @@ pub fn check_status(image: &Image, method: Method) -> Result<(), Error> {
     if s != ImageStatus::Active && method == Method::CopyImage {
         return conflict("Only images with status active can be targeted for copying");
     }
-    if s != ImageStatus::Queued && method == Method::WebDownload {
+    if s != ImageStatus::Queued && matches!(method, Method::WebDownload | Method::GlanceDownload) {
         return Err(Error::Conflict(format!(
             "Image needs to be in 'queued' state to use '{}' method",
             method.as_str()
@@ -378,6 +437,131 @@ pub fn finish(image: &mut Image, task_id: &str, unfinished: &[String], multistor
     own
 }
 
+/// The `image` endpoint of `region` for `interface` in a service catalog: Keystone v3's
+/// (`GET /v3/auth/catalog`: endpoints with `interface`, `region`/`region_id` and `url`) or
+/// the v2 form keystonemiddleware passes as `X-Service-Catalog` (`publicURL`, …). Regions
+/// compare case-insensitively (Glance's `get_glance_endpoint`); `Err` is Glance's
+/// `GlanceEndpointNotFound` text.
+pub fn glance_endpoint(catalog: &Value, region: &str, interface: &str) -> Result<String, String> {
+    let services = catalog
+        .get("catalog")
+        .unwrap_or(catalog)
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let v2_key = format!("{interface}URL");
+    services
+        .iter()
+        .filter(|s| s.get("type").and_then(Value::as_str) == Some("image"))
+        .flat_map(|s| {
+            s.get("endpoints")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        })
+        .filter(|e| {
+            ["region", "region_id"].iter().any(|k| {
+                e.get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.eq_ignore_ascii_case(region))
+            })
+        })
+        .find_map(|e| {
+            let v2 = e.get(&v2_key).and_then(Value::as_str);
+            let v3 = (e.get("interface").and_then(Value::as_str) == Some(interface))
+                .then(|| e.get("url").and_then(Value::as_str))
+                .flatten();
+            v2.or(v3).map(str::to_owned)
+        })
+        .ok_or_else(|| format!("{interface} glance endpoint not found for region {region}"))
+}
+
+/// The remote image's URL on its Glance `endpoint` (`…/v2/images/{id}`; its data is that
+/// followed by `/file`).
+pub fn remote_image_url(endpoint: &str, image_id: &str) -> String {
+    format!("{}/v2/images/{image_id}", endpoint.trim_end_matches('/'))
+}
+
+/// What taking a remote image's metadata changed on the image, to undo if the import fails
+/// (Glance's `_ImportMetadata.revert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRevert {
+    disk_format: Option<String>,
+    container_format: Option<String>,
+    /// Each property set, with the value it had (`None`: it was not there).
+    properties: Vec<(String, Option<String>)>,
+}
+
+/// Glance's `_ImportMetadata.execute` on the remote image (`GET /v2/images/{id}` of the
+/// other Glance): it must be `active`; `image` takes its `disk_format`, `container_format`
+/// (each one this Glance accepts) and the properties whose names start with one of
+/// `prefixes` (never a reserved `os_glance*` one nor a base attribute). The size its data
+/// must have, and how to undo.
+pub fn take_remote(
+    image: &mut Image,
+    remote: &Value,
+    prefixes: &[String],
+    opts: &shared::config::ImageOptions,
+    remote_id: &str,
+) -> Result<(u64, RemoteRevert), String> {
+    let status = remote.get("status").and_then(Value::as_str);
+    if status != Some("active") {
+        return Err(format!(
+            "Source image status should be active instead of {}",
+            status.unwrap_or("None")
+        ));
+    }
+    let size = remote
+        .get("size")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .ok_or_else(|| {
+            format!("Size attribute of remote image {remote_id} could not be determined.")
+        })?;
+    let format = |key: &str, allowed: &[String]| -> Result<String, String> {
+        let f = remote.get(key).and_then(Value::as_str).unwrap_or("None");
+        if allowed.iter().any(|a| a == f) {
+            Ok(f.to_owned())
+        } else {
+            Err(format!(
+                "The remote image's {key} {f} is not one this Glance accepts"
+            ))
+        }
+    };
+    let disk_format = format("disk_format", &opts.disk_formats)?;
+    let container_format = format("container_format", &opts.container_formats)?;
+    let mut revert = RemoteRevert {
+        disk_format: image.disk_format.replace(disk_format),
+        container_format: image.container_format.replace(container_format),
+        properties: Vec::new(),
+    };
+    let copied = remote.as_object().into_iter().flatten().filter(|(k, _)| {
+        prefixes.iter().any(|p| k.starts_with(p.as_str()))
+            && !super::property::is_reserved(k)
+            && !super::property::is_base(k)
+    });
+    for (key, value) in copied {
+        let value = value
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        let old = image.properties.insert(key.clone(), value);
+        revert.properties.push((key.clone(), old));
+    }
+    Ok((size, revert))
+}
+
+/// Undoes [`take_remote`]: the formats and properties as they were.
+pub fn undo_remote(image: &mut Image, revert: &RemoteRevert) {
+    image.disk_format = revert.disk_format.clone();
+    image.container_format = revert.container_format.clone();
+    for (key, old) in &revert.properties {
+        match old {
+            Some(v) => image.properties.insert(key.clone(), v.clone()),
+            None => image.properties.remove(key),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +614,135 @@ mod tests {
                 != "copy-image")
             .is_err()
         );
+    }
+
+    #[test]
+    fn glance_download_bodies() {
+        let id = "0b5e0f84-7f3c-4d6d-9a7a-1f5a3c1e2b9d";
+        let parsed = |method: Value| {
+            let r = parse(&json!({ "method": method }), all).unwrap();
+            check_remote(&r).map(|r| r.cloned())
+        };
+        assert_eq!(
+            parsed(json!({"name": "glance-download", "glance_image_id": id})),
+            Err(Error::Invalid(
+                "'glance_region' needs to be set for glance-download import method".into()
+            ))
+        );
+        assert_eq!(
+            parsed(json!({"name": "glance-download", "glance_region": "R2"})),
+            Err(Error::Invalid(
+                "'glance_image_id' needs to be set for glance-download import method".into()
+            ))
+        );
+        assert_eq!(
+            parsed(
+                json!({"name": "glance-download", "glance_region": "R2", "glance_image_id": "x1"})
+            ),
+            Err(Error::Invalid(
+                "Remote image id does not look like a UUID: x1".into()
+            ))
+        );
+        let r = parsed(
+            json!({"name": "glance-download", "glance_region": "R2", "glance_image_id": id}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((r.region.as_str(), r.interface.as_str()), ("R2", "public"));
+        assert_eq!(r.image_id, id);
+        let r = parsed(json!({"name": "glance-download", "glance_region": "R2",
+            "glance_image_id": id, "glance_service_interface": "internal"}))
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.interface, "internal");
+        // other methods carry none
+        assert_eq!(parsed(json!({"name": "glance-direct"})), Ok(None));
+        let mut img = sample();
+        img.disk_format = Some("raw".into());
+        img.container_format = Some("bare".into());
+        img.status = ImageStatus::Uploading;
+        assert_eq!(
+            check_status(&img, Method::GlanceDownload),
+            Err(Error::Conflict(
+                "Image needs to be in 'queued' state to use 'glance-download' method".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn glance_endpoints_from_either_catalog_form() {
+        let v3 = json!({"catalog": [
+            {"type": "identity", "endpoints": [{"interface": "public", "region": "R2", "url": "http://ks"}]},
+            {"type": "image", "endpoints": [
+                {"interface": "public", "region": "RegionOne", "region_id": "RegionOne", "url": "http://one"},
+                {"interface": "internal", "region": "R2", "region_id": "R2", "url": "http://two-internal"},
+                {"interface": "public", "region": "R2", "region_id": "R2", "url": "http://two/"},
+            ]},
+        ]});
+        assert_eq!(glance_endpoint(&v3, "r2", "public").unwrap(), "http://two/");
+        assert_eq!(
+            glance_endpoint(&v3, "R2", "internal").unwrap(),
+            "http://two-internal"
+        );
+        assert_eq!(
+            glance_endpoint(&v3, "R3", "public"),
+            Err("public glance endpoint not found for region R3".into())
+        );
+        let v2 = json!([{"type": "image", "name": "glance", "endpoints": [
+            {"region": "R2", "publicURL": "http://two", "internalURL": "http://in"}]}]);
+        assert_eq!(glance_endpoint(&v2, "R2", "internal").unwrap(), "http://in");
+        assert!(glance_endpoint(&v2, "R2", "admin").is_err());
+        assert!(glance_endpoint(&json!(null), "R2", "public").is_err());
+        assert_eq!(
+            remote_image_url("http://two/", "abc"),
+            "http://two/v2/images/abc"
+        );
+    }
+
+    #[test]
+    fn remote_metadata_taken_and_undone() {
+        let opts = shared::config::ImageOptions::default();
+        let prefixes = shared::config::GlanceDownloadProperties::default().extra_properties;
+        let mut img = sample();
+        img.disk_format = Some("raw".into());
+        img.container_format = Some("bare".into());
+        img.properties.insert("hw_disk_bus".into(), "ide".into());
+        img.properties.insert("mine".into(), "1".into());
+        let before = img.clone();
+        let remote = json!({"status": "active", "size": 4096, "disk_format": "qcow2",
+            "container_format": "bare", "hw_disk_bus": "virtio", "hw_rng_model": "virtio",
+            "os_distro": "debian", "os_glance_import_task": "x", "os_hidden": false,
+            "owner": "them", "other": "no", "trait:CUSTOM_X": "required"});
+        let (size, revert) = take_remote(&mut img, &remote, &prefixes, &opts, "r").unwrap();
+        assert_eq!(size, 4096);
+        assert_eq!(img.disk_format.as_deref(), Some("qcow2"));
+        assert_eq!(img.properties["hw_disk_bus"], "virtio");
+        assert_eq!(img.properties["hw_rng_model"], "virtio");
+        assert_eq!(img.properties["os_distro"], "debian");
+        assert_eq!(img.properties["trait:CUSTOM_X"], "required");
+        for absent in ["os_glance_import_task", "os_hidden", "other", "owner"] {
+            assert!(!img.properties.contains_key(absent), "{absent}");
+        }
+        assert_eq!(img.properties["mine"], "1");
+        undo_remote(&mut img, &revert);
+        assert_eq!(img, before);
+        // refusals, in Glance's words
+        let mut bad = remote.clone();
+        bad["status"] = json!("queued");
+        assert_eq!(
+            take_remote(&mut img, &bad, &prefixes, &opts, "r").unwrap_err(),
+            "Source image status should be active instead of queued"
+        );
+        bad["status"] = json!("active");
+        bad["size"] = json!(null);
+        assert_eq!(
+            take_remote(&mut img, &bad, &prefixes, &opts, "r").unwrap_err(),
+            "Size attribute of remote image r could not be determined."
+        );
+        bad["size"] = json!(1);
+        bad["disk_format"] = json!("nope");
+        assert!(take_remote(&mut img, &bad, &prefixes, &opts, "r").is_err());
+        assert_eq!(img, before, "a refusal changes nothing");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Runs an `import` job ([`Work::Import`], `POST /v2/images/{id}/import`): the staged data
 //! into each target store, through the same pipeline as an upload. For `web-download` the
-//! source is first fetched into staging ([`super::web`]), with its SSRF checks.
+//! source is first fetched into staging ([`super::web`]), with its SSRF checks; for
+//! `glance-download` the other region's image, its metadata first (taken by the image
+//! through the control plane), then its data, with the caller's token ([`glance_download`]).
 //!
 //! For each store the job still has to write (the control plane lists them when it hands the
 //! job out, so a job claimed again after a crash writes only what is left):
@@ -52,16 +54,28 @@ pub async fn run(w: &Worker, job: &Job) {
         decompress,
         convert_from,
         convert_to,
+        auth_token,
+        refused,
     } = &job.work
     else {
         return;
     };
     let stores: Vec<&str> = stores.split(',').filter(|s| !s.is_empty()).collect();
     let mut failed: Vec<&str> = Vec::new();
-    let error = if !["glance-direct", "web-download", "copy-image"].contains(&method.as_str()) {
+    let methods = [
+        "glance-direct",
+        "web-download",
+        "copy-image",
+        "glance-download",
+    ];
+    let error = if let Some(why) = refused {
+        Some(why.clone())
+    } else if !methods.contains(&method.as_str()) {
         Some(format!("Import method {method:?} is not supported here"))
     } else {
         let mut error = None;
+        // the format the data is in (glance-download: the remote image's, taken by the image)
+        let mut disk_format = convert_from.clone();
         // copy-image: the image's data into staging first (not again once every store is done)
         if method == "copy-image" && !stores.is_empty() {
             let locations = uri.as_deref().unwrap_or("");
@@ -74,12 +88,24 @@ pub async fn run(w: &Worker, job: &Job) {
         if method == "web-download" && !stores.is_empty() {
             match uri {
                 Some(uri) => {
-                    if let Err(e) = super::web::fetch(w, image_id, uri).await {
+                    let who = super::web::Fetcher::WebDownload;
+                    if let Err(e) = super::web::fetch(w, image_id, uri, &[], who).await {
                         tracing::warn!(%image_id, task_id = %task_id, error = %e, "web-download failed");
                         error = Some(e);
                     }
                 }
                 None => error = Some("web-download needs a uri".into()),
+            }
+        }
+        // glance-download: the remote image's metadata, then its data into staging
+        if method == "glance-download" && !stores.is_empty() {
+            let token = auth_token.as_deref();
+            match glance_download(w, task_id, image_id, uri.as_deref(), token).await {
+                Ok(format) => disk_format = disk_format.map(|_| format),
+                Err(e) => {
+                    tracing::warn!(%image_id, task_id = %task_id, error = %e, "glance-download failed");
+                    error = Some(e);
+                }
             }
         }
         // the image_decompression plugin
@@ -93,7 +119,7 @@ pub async fn run(w: &Worker, job: &Job) {
         }
         // the image_conversion plugin: inspected first, then converted
         let mut converted = None;
-        if let (Some(from), Some(to)) = (convert_from, convert_to)
+        if let (Some(from), Some(to)) = (&disk_format, convert_to)
             && !stores.is_empty()
             && error.is_none()
         {
@@ -157,6 +183,61 @@ pub async fn run(w: &Worker, job: &Job) {
         // the job's lease runs out and it is claimed again: with no store left it only reports
         Err(e) => tracing::warn!(%image_id, error = %e, "cannot report the end of an import"),
     }
+}
+
+/// The most bytes of a remote image's metadata (`GET /v2/images/{id}`).
+const MAX_METADATA: usize = 1 << 20;
+
+/// glance-download's first steps (Glance's `_ImportMetadata` and `_DownloadGlanceImage`):
+/// the remote image's metadata (`url`, with the caller's `token`) to the control plane, which
+/// checks it and has the image take its formats and properties, then its data (`url/file`)
+/// into staging, which must be the remote size. The format the data is in.
+async fn glance_download(
+    w: &Worker,
+    task_id: &str,
+    image_id: &ImageId,
+    url: Option<&str>,
+    token: Option<&str>,
+) -> Result<String, String> {
+    use super::web::{Fetcher, fetch, get};
+    let url = url.ok_or("glance-download needs the remote image's URL")?;
+    let headers: Vec<(&str, &str)> = token.map(|t| ("X-Auth-Token", t)).into_iter().collect();
+    let metadata = get(w, url, &headers, Fetcher::GlanceDownload, MAX_METADATA).await?;
+    let metadata = String::from_utf8(metadata)
+        .map_err(|_| format!("The metadata at {url} is not UTF-8 text"))?;
+    let ask = Request::ImportMetadata {
+        task_id,
+        image_id: *image_id,
+        image: metadata.as_str(),
+    };
+    let (size, disk_format) = match w.link.call_keep(&ask).await {
+        Ok((chan, answer)) => {
+            w.link.give_back(chan);
+            match answer {
+                Response::ImportSource { size, disk_format } => (size, disk_format),
+                Response::ImportRefused(why) => return Err(why),
+                Response::Denied(Reason::ImportOver) => {
+                    return Err("The import was stopped".into());
+                }
+                other => return Err(format!("The remote image was refused: {other:?}")),
+            }
+        }
+        Err(e) => return Err(format!("Cannot reach the control plane: {e}")),
+    };
+    tracing::info!(%image_id, task_id, url, size, "downloading the remote image");
+    let data = format!("{url}/file");
+    let got = fetch(w, image_id, &data, &headers, Fetcher::GlanceDownload).await?;
+    if got != size {
+        if let Some(staging) = w.stores.staging()
+            && let Err(e) = staging.delete(&staging.location_for(image_id))
+        {
+            tracing::warn!(%image_id, error = %e, "cannot remove staged data");
+        }
+        return Err(format!(
+            "Task {task_id} failed because downloaded data size {got} is different from expected {size}"
+        ));
+    }
+    Ok(disk_format)
 }
 
 /// copy-image's first step: the image's data, from the first of its `locations` (best

@@ -1,6 +1,8 @@
 //! `web-download`'s first step: the source URI's data into this node's staging store, where
 //! the import then takes it as it takes staged data ([`super::import`]), hashed and inspected
-//! on the way into each store.
+//! on the way into each store. `glance-download` fetches the same way from the other
+//! region's Glance (the remote image's metadata with [`get`], its data with [`fetch`]), with
+//! the caller's token, which goes only to that Glance's origin, never to where it redirects.
 //!
 //! Every hop is checked before anything is sent ([`shared::import_filter`]): the URI against
 //! Glance's `[import_filtering_opts]` lists, then the host is resolved **once** (off the worker
@@ -19,18 +21,39 @@ use shared::image::ImageId;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Fetches `uri` into the staging store as the data of `image_id`; its size.
-pub async fn fetch(w: &Worker, image_id: &ImageId, uri: &str) -> Result<u64, String> {
-    let staging = w
-        .stores
-        .staging()
-        .ok_or_else(|| "This node has no staging store".to_owned())?;
+/// Who fetches, for the texts of its refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetcher {
+    /// `web-download`: the URI the caller gave.
+    WebDownload,
+    /// `glance-download`: the other region's Glance (its URL from the service catalog).
+    GlanceDownload,
+}
+
+impl Fetcher {
+    /// Glance's words for a URI import filtering refuses.
+    fn refused(self) -> &'static str {
+        match self {
+            Fetcher::WebDownload => "URI for web-download does not pass filtering",
+            Fetcher::GlanceDownload => "Processed URI for glance-download does not pass filtering",
+        }
+    }
+}
+
+/// `GET uri`, each hop checked, redirects followed; `headers` go only to the first hop's
+/// origin (a token is never sent to where a redirect points). The 200 response.
+async fn open(
+    w: &Worker,
+    uri: &str,
+    headers: &[(&str, &str)],
+    who: Fetcher,
+) -> Result<(crate::store::client::Response, url::Url), String> {
     let opts = &w.settings.import_filter;
     let timeout = Duration::from_secs(opts.timeout_seconds);
     let mut url = url::Url::parse(uri).map_err(|e| format!("Invalid URI {uri:?}: {e}"))?;
-    let mut response = None;
+    let first = url.origin();
     for _ in 0..=opts.max_redirects {
-        let (origin, address) = check(w, &url).await?;
+        let (origin, address) = check(w, &url, who).await?;
         let client = Client::pinned(
             origin,
             address,
@@ -45,15 +68,16 @@ pub async fn fetch(w: &Worker, image_id: &ImageId, uri: &str) -> Result<u64, Str
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
+        let mut sent = vec![("Accept", "*/*")];
+        if url.origin() == first {
+            sent.extend_from_slice(headers);
+        }
         let r = client
-            .send("GET", &target, &[("Accept", "*/*")], Body::Empty)
+            .send("GET", &target, &sent, Body::Empty)
             .await
             .map_err(|e| format!("Cannot fetch {url}: {e}"))?;
         match r.status {
-            200 => {
-                response = Some(r);
-                break;
-            }
+            200 => return Ok((r, url)),
             301 | 302 | 303 | 307 | 308 => {
                 let next = r
                     .header("location")
@@ -61,14 +85,43 @@ pub async fn fetch(w: &Worker, image_id: &ImageId, uri: &str) -> Result<u64, Str
                 let next = url
                     .join(next)
                     .map_err(|e| format!("{url} redirects to an invalid URI: {e}"))?;
-                tracing::info!(%image_id, from = %url, to = %next, "web-download redirected");
+                tracing::info!(from = %url, to = %next, "import source redirected");
                 r.finish().await;
                 url = next;
             }
             status => return Err(format!("{url} answered HTTP {status}")),
         }
     }
-    let mut r = response.ok_or_else(|| format!("More than {} redirects", opts.max_redirects))?;
+    Err(format!("More than {} redirects", opts.max_redirects))
+}
+
+/// The body of `GET uri` (at most `limit` bytes), fetched as [`open`] does.
+pub async fn get(
+    w: &Worker,
+    uri: &str,
+    headers: &[(&str, &str)],
+    who: Fetcher,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let (r, url) = open(w, uri, headers, who).await?;
+    r.read_to_end(limit)
+        .await
+        .map_err(|e| format!("Reading {url} failed: {e}"))
+}
+
+/// Fetches `uri` into the staging store as the data of `image_id`; its size.
+pub async fn fetch(
+    w: &Worker,
+    image_id: &ImageId,
+    uri: &str,
+    headers: &[(&str, &str)],
+    who: Fetcher,
+) -> Result<u64, String> {
+    let staging = w
+        .stores
+        .staging()
+        .ok_or_else(|| "This node has no staging store".to_owned())?;
+    let (mut r, url) = open(w, uri, headers, who).await?;
     let cap = w.settings.image_size_cap;
     let declared = r.content_length();
     if declared.is_some_and(|n| n > cap) {
@@ -118,18 +171,16 @@ pub async fn fetch(w: &Worker, image_id: &ImageId, uri: &str) -> Result<u64, Str
         .commit(upload, size)
         .await
         .map_err(|e| format!("Cannot stage the data: {e}"))?;
-    tracing::info!(%image_id, %url, size, "web-download fetched into staging");
+    tracing::info!(%image_id, %url, size, "import source fetched into staging");
     Ok(size)
 }
 
 /// One hop's checks: Glance's URI lists, then the host resolved once and every address
 /// allowed; the origin and the address to connect to.
-async fn check(w: &Worker, url: &url::Url) -> Result<(Origin, SocketAddr), String> {
+async fn check(w: &Worker, url: &url::Url, who: Fetcher) -> Result<(Origin, SocketAddr), String> {
     let opts = &w.settings.import_filter;
     if !shared::import_filter::uri_passes(opts, url) {
-        return Err(format!(
-            "URI for web-download does not pass filtering: {url}"
-        ));
+        return Err(format!("{}: {url}", who.refused()));
     }
     let origin = Origin::of(url).ok_or_else(|| format!("Cannot fetch {url}: not http(s)"))?;
     let addresses: Vec<IpAddr> = match url.host() {
@@ -144,9 +195,10 @@ async fn check(w: &Worker, url: &url::Url) -> Result<(Origin, SocketAddr), Strin
         .iter()
         .find(|a| !shared::import_filter::address_allowed(opts, **a))
     {
-        tracing::warn!(host = %origin.host, address = %bad, "web-download refused: the source resolves to a forbidden address");
+        tracing::warn!(host = %origin.host, address = %bad, "import source refused: it resolves to a forbidden address");
         return Err(format!(
-            "URI for web-download does not pass filtering: {} resolves to {bad}, a forbidden address",
+            "{}: {} resolves to {bad}, a forbidden address",
+            who.refused(),
             origin.host
         ));
     }

@@ -253,6 +253,20 @@ pub enum Request<S = String> {
         /// Bytes copied so far into the current store.
         copied: u64,
     },
+    /// `glance-download`'s first step: the remote image's metadata, as the other region's
+    /// Glance answered `GET /v2/images/{id}` (JSON text). The control plane checks it (it
+    /// must be `active` with a size) and takes onto the image its `disk_format`,
+    /// `container_format` and the properties `[glance_download_properties]` names; answered
+    /// `ImportSource`, `ImportRefused` (the import fails with that message) or
+    /// `Denied(ImportOver)`.
+    ImportMetadata {
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// The remote image (JSON).
+        image: S,
+    },
     /// An import job ended: with `error`, it failed (the task fails, what it added is
     /// retired, the image goes back to `queued`); without, every store was written. The job
     /// is done either way; answered `Ack`.
@@ -281,7 +295,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -300,6 +314,7 @@ impl<S> Request<S> {
         "import_begin",
         "import_progress",
         "import_finished",
+        "import_metadata",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -323,6 +338,7 @@ impl<S> Request<S> {
             Request::ImportBegin { .. } => 15,
             Request::ImportProgress { .. } => 16,
             Request::ImportFinished { .. } => 17,
+            Request::ImportMetadata { .. } => 18,
         }
     }
 
@@ -466,6 +482,14 @@ pub enum Work<S = String> {
         convert_from: Option<S>,
         /// The format to convert to (`[image_conversion] output_format`).
         convert_to: Option<S>,
+        /// For `glance-download`: the caller's token, sent to the other region's Glance (kept
+        /// in the control plane's memory only, never in the database; filled when claimed).
+        /// `uri` is then the remote image's URL (`…/v2/images/{id}`).
+        auth_token: Option<S>,
+        /// Why the control plane cannot run the import (filled when claimed; e.g. no image
+        /// endpoint for the region): the data plane reports it `ImportFinished` with this
+        /// error.
+        refused: Option<S>,
     },
 }
 
@@ -553,6 +577,16 @@ pub enum Response<S = String> {
     Jobs(Vec<Job<S>>),
     /// What to audit (reply to `AuditTargets`; empty after the last image).
     AuditTargets(Vec<AuditTarget<S>>),
+    /// The remote image of a `glance-download`, as the image has now taken it (reply to
+    /// `ImportMetadata`).
+    ImportSource {
+        /// The remote image's size: the bytes its data must have.
+        size: u64,
+        /// Its `disk_format`, now the image's.
+        disk_format: S,
+    },
+    /// The import cannot go on; it fails with this message (reply to `ImportMetadata`).
+    ImportRefused(S),
     /// Refused; the data plane answers the client with this reason's status and message.
     Denied(Reason),
 }

@@ -9,11 +9,12 @@
 /// secure hash (`DownloadGranted::os_hash_value`, its `ETag`); version 8 queues prefetches
 /// as jobs (`Work::Prefetch`, `CacheGranted::queued`, `CacheAction::Clear`'s targets); version 9
 /// stages and imports (`AuthorizeUpload::stage`, `ImportBegin`, `ImportProgress`,
-/// `ImportFinished`, `Work::Import`). Both
+/// `ImportFinished`, `Work::Import`); version 10 runs `glance-download` (`ImportMetadata`,
+/// `ImportSource`, `ImportRefused`, `Work::Import::auth_token` and `refused`). Both
 /// planes always come from one build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 9;
+pub const MIN_VERSION: u16 = 10;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 9;
+pub const MAX_VERSION: u16 = 10;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -28,7 +29,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(9, 9), Some(9));
+        assert_eq!(negotiate(10, 10), Some(10));
+        assert_eq!(negotiate(9, 9), None);
         assert_eq!(negotiate(8, 8), None);
         assert_eq!(negotiate(7, 7), None);
         assert_eq!(negotiate(6, 6), None);
@@ -37,7 +39,7 @@ mod tests {
         assert_eq!(negotiate(3, 3), None);
         assert_eq!(negotiate(2, 2), None);
         assert_eq!(negotiate(1, 1), None);
-        assert_eq!(negotiate(1, 10), Some(MAX_VERSION));
+        assert_eq!(negotiate(1, 11), Some(MAX_VERSION));
         assert_eq!(negotiate(MAX_VERSION + 1, MAX_VERSION + 3), None);
         assert_eq!(negotiate(0, 0), None);
     }
