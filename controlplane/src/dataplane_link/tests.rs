@@ -964,3 +964,158 @@ async fn upload_leftovers_are_held_by_the_lease() {
         "{claimed:?}"
     );
 }
+
+/// `POST /v2/images/{id}/import` through the router (noauth: no identity headers, an admin).
+async fn ask_import(ch: &Channel, id: ImageId, body: serde_json::Value, headers: &[(&str, &str)]) {
+    let router = crate::api::router(ch.t.app.clone());
+    let mut req = axum::http::Request::post(format!("/v2/images/{id}/import"))
+        .header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(axum::body::Body::from(body.to_string())).unwrap();
+    let res = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::ACCEPTED);
+}
+
+/// The one import job handed out now.
+async fn import_job(p: &mut Peer) -> (u64, shared::channel::Work) {
+    let claim = Request::ClaimJobs {
+        max: 8,
+        lease_seconds: 60,
+    };
+    let Some(Response::Jobs(mut jobs)) = p.call(claim).await else {
+        panic!("no jobs answer");
+    };
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = jobs.remove(0);
+    (job.id, job.work)
+}
+
+#[tokio::test]
+async fn glance_download_hands_out_the_token_takes_the_metadata_and_undoes_it() {
+    let ch = start_with(|c| c.enabled_import_methods.push("glance-download".into())).await;
+    let app = &ch.t.app;
+    let mut p = Peer::ready(&ch).await;
+    let remote = "2d1f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b";
+    let method = |region: &str| {
+        json!({"method": {"name": "glance-download", "glance_region": region,
+            "glance_image_id": remote}})
+    };
+    // without Keystone, the catalog comes as keystonemiddleware passes it
+    let catalog = json!([{"type": "image", "endpoints": [
+        {"region": "R2", "publicURL": "http://r2.example:9292/"}]}])
+    .to_string();
+    let headers = [
+        ("X-Auth-Token", "tok-1"),
+        ("X-Service-Catalog", catalog.as_str()),
+    ];
+
+    let id = image(&ch, true).await;
+    ask_import(&ch, id, method("r2"), &headers).await;
+    let (job, work) = import_job(&mut p).await;
+    let shared::channel::Work::Import {
+        task_id,
+        method: m,
+        uri,
+        auth_token,
+        refused,
+        stores,
+        ..
+    } = work
+    else {
+        panic!("not an import: {work:?}");
+    };
+    assert_eq!(m, "glance-download");
+    assert_eq!(
+        uri.as_deref(),
+        Some(format!("http://r2.example:9292/v2/images/{remote}").as_str())
+    );
+    assert_eq!(auth_token.as_deref(), Some("tok-1"));
+    assert_eq!(refused, None);
+    assert_eq!(stores, "file");
+    let task = db::tasks::get(&app.db, &task_id).await.unwrap().unwrap();
+    assert_eq!(
+        task.input["import_req"]["method"]["glance_service_interface"],
+        "public"
+    );
+    assert!(!task.input.to_string().contains("tok-1"));
+
+    // the remote image: its formats and chosen properties taken
+    let metadata = |image: serde_json::Value| Request::ImportMetadata {
+        task_id: task_id.clone(),
+        image_id: id,
+        image: image.to_string(),
+    };
+    let queued = json!({"status": "queued", "size": null});
+    assert_eq!(
+        p.call(metadata(queued)).await,
+        Some(Response::ImportRefused(
+            "Source image status should be active instead of queued".into()
+        ))
+    );
+    let active = json!({"status": "active", "size": 4096, "disk_format": "qcow2",
+        "container_format": "bare", "hw_machine_type": "q35", "name": "not copied"});
+    assert_eq!(
+        p.call(metadata(active)).await,
+        Some(Response::ImportSource {
+            size: 4096,
+            disk_format: "qcow2".into()
+        })
+    );
+    let img = db::images::get(&app.db, id).await.unwrap().unwrap();
+    assert_eq!(img.disk_format.as_deref(), Some("qcow2"));
+    assert_eq!(img.properties["hw_machine_type"], "q35");
+    assert_eq!(img.status, ImageStatus::Importing);
+
+    // it fails: the image as it was, queued; the token forgotten
+    let finished = Request::ImportFinished {
+        job,
+        task_id: task_id.clone(),
+        image_id: id,
+        error: Some("the data was short".into()),
+        failed_stores: String::new(),
+    };
+    assert_eq!(p.call(finished).await, Some(Response::Ack));
+    let img = db::images::get(&app.db, id).await.unwrap().unwrap();
+    assert_eq!(img.status, ImageStatus::Queued);
+    assert_eq!(img.disk_format.as_deref(), Some("raw"));
+    assert!(!img.properties.contains_key("hw_machine_type"), "{img:?}");
+    assert!(!img.properties.contains_key("os_glance_import_task"));
+    let task = db::tasks::get(&app.db, &task_id).await.unwrap().unwrap();
+    assert_eq!(task.message, "the data was short");
+    assert_eq!(
+        app.glance_downloads.source(&task_id),
+        Err(crate::glance_download::GONE.to_owned())
+    );
+
+    // no endpoint for the region: the job carries the refusal
+    ask_import(&ch, id, method("R9"), &headers).await;
+    let (_, work) = import_job(&mut p).await;
+    let shared::channel::Work::Import {
+        refused,
+        auth_token,
+        ..
+    } = work
+    else {
+        panic!("not an import");
+    };
+    assert_eq!(
+        refused.as_deref(),
+        Some("public glance endpoint not found for region R9")
+    );
+    assert_eq!(auth_token, None);
+
+    // the token lost (a restart): refused too, never run without it
+    let id = image(&ch, true).await;
+    ask_import(&ch, id, method("R2"), &headers).await;
+    let task = &db::tasks::of_image(&app.db, id, chrono::Utc::now())
+        .await
+        .unwrap()[0];
+    app.glance_downloads.remove(&task.id);
+    let (_, work) = import_job(&mut p).await;
+    let shared::channel::Work::Import { refused, .. } = work else {
+        panic!("not an import");
+    };
+    assert_eq!(refused.as_deref(), Some(crate::glance_download::GONE));
+}

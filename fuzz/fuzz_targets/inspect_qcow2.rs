@@ -1,0 +1,9 @@
+//! The qcow2 inspector (header, backing file, data-file and feature bits, version): images that start with qcow2's magic. The properties are those of every inspector target (`common.rs`).
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use common::At;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(data, &[(At::Start(0), b"QFI\xfb")]));

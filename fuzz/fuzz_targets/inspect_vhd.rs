@@ -1,0 +1,9 @@
+//! The VHD inspector, dynamic disks: images that start with the `conectix` footer copy. The properties are those of every inspector target (`common.rs`).
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use common::At;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(data, &[(At::Start(0), b"conectix")]));
