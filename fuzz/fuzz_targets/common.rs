@@ -8,6 +8,8 @@
 //! A target is `fuzz_target!(|data| common::run(data, MARKS))`, `MARKS` the signatures of its
 //! format (each written at an offset from the start, or from the end, of the image).
 
+#![allow(dead_code)] // each target uses only the placements it needs
+
 use inspect::{INSPECTABLE_FORMATS, Inspector, Verdict, check};
 
 /// Where a signature goes.
