@@ -1206,6 +1206,28 @@ fn stores_left(task: &Task, image: &Image, app: &App) -> Vec<String> {
         .collect()
 }
 
+/// Task `task_id`, while it has not ended (else `ImportOver`).
+async fn running_task(db: &db::Db, task_id: &str) -> Result<Task, Reason> {
+    db::tasks::get(db, task_id)
+        .await
+        .map_err(internal)?
+        .filter(|t| !t.status.is_final())
+        .ok_or(Reason::ImportOver)
+}
+
+/// Image `id`, while task `task_id` imports it (else `ImportOver`).
+async fn imported_image(
+    db: &db::Db,
+    id: ImageId,
+    task_id: &str,
+) -> Result<std::sync::Arc<Image>, Reason> {
+    db::images::get(db, id)
+        .await
+        .map_err(internal)?
+        .filter(|i| importing(i, task_id))
+        .ok_or(Reason::ImportOver)
+}
+
 /// Whether `image` is still being imported by task `task_id` (it holds the lock).
 fn importing(image: &Image, task_id: &str) -> bool {
     image.status != ImageStatus::Deleted
@@ -1283,17 +1305,9 @@ impl Connection {
         disk_format: Option<&str>,
     ) -> Result<Response, Reason> {
         let app = self.app.clone();
-        let task = db::tasks::get(&app.db, task_id)
-            .await
-            .map_err(internal)?
-            .filter(|t| !t.status.is_final())
-            .ok_or(Reason::ImportOver)?;
+        let task = running_task(&app.db, task_id).await?;
         let (method, _, must) = import_request(&task).ok_or(Reason::ImportOver)?;
-        let image = db::images::get(&app.db, id)
-            .await
-            .map_err(internal)?
-            .filter(|i| importing(i, task_id))
-            .ok_or(Reason::ImportOver)?;
+        let image = imported_image(&app.db, id, task_id).await?;
         let config = app.stores.get(store).ok_or(Reason::UnknownStore)?;
         if config.read_only() {
             return Err(Reason::ReadOnlyStore);
@@ -1350,19 +1364,11 @@ impl Connection {
     ) -> Result<Response, Reason> {
         let app = self.app.clone();
         let multistore = app.stores.multistore;
-        let task = db::tasks::get(&app.db, task_id)
-            .await
-            .map_err(internal)?
-            .filter(|t| !t.status.is_final())
-            .ok_or(Reason::ImportOver)?;
+        let task = running_task(&app.db, task_id).await?;
         let store = data.store.clone();
         let mut data = Some(data);
         for _ in 0..crate::api::images::WRITE_ATTEMPTS {
-            let image = db::images::get(&app.db, id)
-                .await
-                .map_err(internal)?
-                .filter(|i| importing(i, task_id))
-                .ok_or(Reason::ImportOver)?;
+            let image = imported_image(&app.db, id, task_id).await?;
             if let Some(d) = data.take() {
                 if method == domain::import::Method::CopyImage
                     && (image.checksum.as_deref() != Some(d.checksum.as_str())
@@ -1501,11 +1507,7 @@ impl Connection {
         remote: &str,
     ) -> Result<Response, Reason> {
         let app = &self.app;
-        let task = db::tasks::get(&app.db, task_id)
-            .await
-            .map_err(internal)?
-            .filter(|t| !t.status.is_final())
-            .ok_or(Reason::ImportOver)?;
+        let task = running_task(&app.db, task_id).await?;
         let remote_id = task.input["import_req"]["method"]["glance_image_id"]
             .as_str()
             .unwrap_or("")
@@ -1525,11 +1527,7 @@ impl Connection {
         }
         let prefixes = &app.config.glance_download_properties.extra_properties;
         for _ in 0..crate::api::images::WRITE_ATTEMPTS {
-            let image = db::images::get(&app.db, id)
-                .await
-                .map_err(internal)?
-                .filter(|i| importing(i, task_id))
-                .ok_or(Reason::ImportOver)?;
+            let image = imported_image(&app.db, id, task_id).await?;
             let mut next = (*image).clone();
             let (size, revert) = match domain::import::take_remote(
                 &mut next,
