@@ -1508,10 +1508,9 @@ impl Connection {
     ) -> Result<Response, Reason> {
         let app = &self.app;
         let task = running_task(&app.db, task_id).await?;
-        let remote_id = task.input["import_req"]["method"]["glance_image_id"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
+        let remote_id = domain::import::remote(&task.input["import_req"]["method"])
+            .map(|r| r.image_id)
+            .unwrap_or_default();
         let remote: serde_json::Value = match serde_json::from_str(remote) {
             Ok(v) => v,
             Err(e) => {

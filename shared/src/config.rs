@@ -232,8 +232,8 @@ pub const IMPORT_METHODS: [&str; 4] = [
 ];
 
 /// The default of `enabled_import_methods` (Glance's: every method but `glance-download`,
-/// which needs Keystone's catalog of the other regions).
-pub const DEFAULT_IMPORT_METHODS: [&str; 3] = ["glance-direct", "web-download", "copy-image"];
+/// the last of [`IMPORT_METHODS`], which needs Keystone's catalog of the other regions).
+pub const DEFAULT_IMPORT_METHODS: &[&str] = IMPORT_METHODS.split_at(3).0;
 
 /// The id of the staging store (Glance's reserved `os_glance_staging_store`).
 pub const STAGING_STORE: &str = "os_glance_staging_store";

@@ -104,8 +104,9 @@ pub struct Remote {
     pub interface: String,
 }
 
-/// The glance-download fields of `method` (Glance's texts).
-fn remote(method: &Value) -> Result<Remote, String> {
+/// The glance-download fields of `method` (the request's, or the one its task keeps; Glance's
+/// texts).
+pub fn remote(method: &Value) -> Result<Remote, String> {
     let field = |key: &str| method.get(key).filter(|v| !v.is_null());
     let region = field("glance_region")
         .ok_or("'glance_region' needs to be set for glance-download import method")?;

@@ -62,15 +62,9 @@ pub async fn run(w: &Worker, job: &Job) {
     };
     let stores: Vec<&str> = stores.split(',').filter(|s| !s.is_empty()).collect();
     let mut failed: Vec<&str> = Vec::new();
-    let methods = [
-        "glance-direct",
-        "web-download",
-        "copy-image",
-        "glance-download",
-    ];
     let error = if let Some(why) = refused {
         Some(why.clone())
-    } else if !methods.contains(&method.as_str()) {
+    } else if !shared::config::IMPORT_METHODS.contains(&method.as_str()) {
         Some(format!("Import method {method:?} is not supported here"))
     } else {
         let mut error = None;
@@ -228,11 +222,7 @@ async fn glance_download(
     let data = format!("{url}/file");
     let got = fetch(w, image_id, &data, &headers, Fetcher::GlanceDownload).await?;
     if got != size {
-        if let Some(staging) = w.stores.staging()
-            && let Err(e) = staging.delete(&staging.location_for(image_id))
-        {
-            tracing::warn!(%image_id, error = %e, "cannot remove staged data");
-        }
+        // the staged data goes when the job ends, as after any failure
         return Err(format!(
             "Task {task_id} failed because downloaded data size {got} is different from expected {size}"
         ));
