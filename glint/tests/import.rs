@@ -52,14 +52,22 @@ fn glance_direct() -> Value {
     json!({"method": {"name": "glance-direct"}})
 }
 
+/// Every file in the staging directory, sorted.
 fn staging_files(g: &Glint) -> Vec<String> {
-    std::fs::read_dir(g.dir().join("data").join("staging"))
+    let mut files: Vec<String> = std::fs::read_dir(g.dir().join("data").join("staging"))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// What a stage of `id` leaves in staging: the data and the record of its hashes.
+fn staged_files(id: &str) -> Vec<String> {
+    vec![format!(".{id}.staged"), id.to_owned()]
 }
 
 /// Waits until `cond` holds for the image, or fails after `within`.
@@ -187,7 +195,7 @@ fn glance_direct_stages_and_imports() {
     assert_eq!(img["status"], "uploading", "{img}");
     assert_eq!(img["size"], data.len() as u64);
     assert!(img.get("os_glance_stage_host").is_none(), "hidden: {img}");
-    assert_eq!(staging_files(&g), vec![id.clone()]);
+    assert_eq!(staging_files(&g), staged_files(&id));
     // staged once: another stage is a 409 (the image is no longer queued); a small body, as
     // the refusal comes before the body is read and the connection is closed after it
     assert_eq!(stage(&g, &id, random_bytes(1000)).0, 409);
@@ -234,10 +242,31 @@ fn glance_direct_stages_and_imports() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // staged data that changes after its stage is not imported: the import takes the stage's
+    // hashes and checks the blocks against them
+    let bad = workload::create(&g, "imp-changed");
+    let data = random_bytes((3 << 20) + 17);
+    assert_eq!(stage(&g, &bad, data.clone()).0, 204);
+    let path = g.dir().join("data").join("staging").join(&bad);
+    let mut changed = data.clone();
+    changed[(2 << 20) + 5] ^= 0x40;
+    std::fs::write(&path, &changed).unwrap();
+    let (status, body) = import(&g, &bad, glance_direct());
+    assert_eq!(status, 202, "{body}");
+    let img = wait_for(&g, &bad, Duration::from_secs(60), "import failed", |i| {
+        i["status"] == "queued" && i.get("os_glance_import_task").is_none()
+    });
+    assert!(img["checksum"].is_null(), "{img}");
+    let tasks = tasks_of(&g, &bad);
+    assert_eq!(tasks[0]["status"], "failure", "{tasks:?}");
+    let message = tasks[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("changed after it was staged"), "{tasks:?}");
+    assert!(staging_files(&g).is_empty(), "{:?}", staging_files(&g));
+
     // a staged image deleted: its staged data goes too
     let del = workload::create(&g, "imp-del");
     assert_eq!(stage(&g, &del, random_bytes(1 << 20)).0, 204);
-    assert_eq!(staging_files(&g), vec![del.clone()]);
+    assert_eq!(staging_files(&g), staged_files(&del));
     let r = client()
         .delete(g.url(&format!("/v2/images/{del}")))
         .send()

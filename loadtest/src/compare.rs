@@ -100,6 +100,8 @@ pub struct Round {
     pub nginx_download_many: Option<Report>,
     /// One upload into glint.
     pub glint_upload: Option<Report>,
+    /// One upload into glint of an image whose content is not inspected (`ovf`).
+    pub glint_upload_uninspected: Option<Report>,
     /// The hash limit measured right after it.
     pub hash_limit: Option<HashLimit>,
     /// `openssl speed -bytes 1048576 md5 sha512` right after that (MB/s each): the machine's
@@ -429,6 +431,14 @@ pub fn table(cfg: &CompareConfig, rounds: &[Round]) -> Vec<Row> {
             Goal::RatioAtLeast(0.85),
         ),
         row(
+            &format!("upload {size_gib:.2} GiB, inspected (bare) (MB/s)"),
+            "not inspected (ovf)",
+            values(rounds, |r| mbps(&r.glint_upload)),
+            values(rounds, |r| mbps(&r.glint_upload_uninspected)),
+            ">= 0.95x",
+            Goal::RatioAtLeast(0.95),
+        ),
+        row(
             "  (md5 alone, MB/s)",
             "openssl speed md5",
             values(rounds, |r| r.hash_limit.map(|h| h.md5_mb_per_second)),
@@ -731,11 +741,28 @@ fn measure(
             nginx_download_many: Some(dl(&nginx_url, &nginx_pids, cfg.many_streams)?),
             ..Round::default()
         };
-        let mut up = UploadConfig::new(endpoint.clone(), cfg.size_bytes, 1, Bounds::requests(1));
-        up.server_pids = glint_pids.clone();
-        let u = rt.block_on(upload::run(up))?;
-        eprint!("{}", u.text());
-        r.glint_upload = Some(u);
+        // with and without content inspection (a bare image is inspected, an ovf one not),
+        // taking turns at going first
+        for inspected in [i % 2 == 0, i % 2 != 0] {
+            let mut up =
+                UploadConfig::new(endpoint.clone(), cfg.size_bytes, 1, Bounds::requests(1));
+            up.server_pids = glint_pids.clone();
+            if !inspected {
+                up.create = serde_json::json!({"container_format": "ovf"});
+            }
+            let u = rt.block_on(upload::run(up))?;
+            eprint!(
+                "{}{}",
+                if inspected { "" } else { "(not inspected) " },
+                u.text()
+            );
+            if inspected {
+                r.glint_upload = Some(u);
+            } else {
+                r.glint_upload_uninspected = Some(u);
+            }
+            settle();
+        }
         let h = hashlimit::measure(cfg.size_bytes, &upload::pattern());
         eprintln!(
             "hash limit over {} bytes: two cores {:.0} MB/s, one core {:.0} MB/s (md5 {:.0}, sha512 {:.0})",
@@ -777,6 +804,7 @@ fn measure(
                 &r.glint_download_many,
                 &r.nginx_download_many,
                 &r.glint_upload,
+                &r.glint_upload_uninspected,
                 &r.show_dataplane,
                 &r.show_controlplane,
                 &r.show_nginx_proxy,

@@ -27,7 +27,11 @@
 //!    `memory_size_bytes` and one of `size_bytes` into radosgw while [`procs::Monitor`] samples
 //!    `VmRSS`; the cost of the upload is the peak (sampled or `VmHWM`, whichever is larger)
 //!    minus the idle figure.
-//! 4. Delete the images, purge the buckets and containers (`rclone purge`, after aborting
+//! 4. Import memory, on the glint of step 2: the data plane's idle `VmRSS`, `VmHWM` reset,
+//!    then its peak over a `web-download` of the radosgw image (fetched from glint itself,
+//!    loopback allowed for it) into the s3api, and over a `copy-image` of the radosgw image
+//!    into the s3api (each through staging); the goal is an upload's bound.
+//! 5. Delete the images, purge the buckets and containers (`rclone purge`, after aborting
 //!    any multipart upload left), let radosgw collect the deleted data at once
 //!    (`radosgw-admin gc process`, best effort), and write the table ([`compare::render`])
 //!    and the JSON summary.
@@ -532,6 +536,25 @@ pub struct MemoryRun {
     pub upload: Transfer,
 }
 
+/// The data plane's memory over one import (`web-download`, `copy-image`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportMemory {
+    /// The import method and its source.
+    pub method: String,
+    /// Bytes imported.
+    pub bytes: u64,
+    /// `VmRSS` before the import, bytes.
+    pub idle_rss_bytes: u64,
+    /// The larger of the sampled `VmRSS` peak and `VmHWM` (when it could be reset), bytes.
+    pub peak_bytes: u64,
+    /// `peak_bytes - idle_rss_bytes`.
+    pub per_import_bytes: u64,
+    /// The goal: an upload's bound (parts in flight × part size + 8 MiB), bytes.
+    pub bound_bytes: u64,
+    /// The import itself.
+    pub import: Transfer,
+}
+
 /// The JSON summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -553,6 +576,8 @@ pub struct Summary {
     pub rounds: Vec<Round>,
     /// The memory runs: `memory_size_bytes`, then `size_bytes`.
     pub memory: Vec<MemoryRun>,
+    /// The imports' memory runs: `web-download`, then `copy-image`, of `size_bytes`.
+    pub import_memory: Vec<ImportMemory>,
     /// The table.
     pub table: Vec<Row>,
     /// Wall time of the whole comparison, s.
@@ -612,7 +637,10 @@ fn glint_config(
          swift_store_user = {}\n\
          swift_store_key = {}\n\
          swift_store_container = {}\n\
-         swift_store_create_container_on_put = true\n",
+         swift_store_create_container_on_put = true\n\
+         [import_filtering_opts]\n\
+         allowed_ports = []\n\
+         allowed_networks = [\"127.0.0.0/8\"]\n",
         q(&dir.join("fast").to_string_lossy()),
         s3("rgw", &s.rgw, "Ceph radosgw (S3)"),
         s3("swifts3", &s.aio_s3, "Swift all-in-one (s3api)"),
@@ -753,9 +781,26 @@ fn glint_import(
     let id = rt.block_on(meta.create_image(serde_json::json!({"name": "loadtest-import"})))?;
     rt.block_on(put_data(&endpoint, &id, None, bytes, false, pattern))?;
     settle();
-    let monitor = Monitor::start(&[glint.pid()], Duration::from_millis(50));
+    let method = serde_json::json!({"name": "glance-direct"});
+    let t = timed_import(rt, glint, &[glint.pid()], &id, method, store, bytes)?;
+    Ok((id, t))
+}
+
+/// Imports `id` with `method` into `store`, timed from the `POST …/import` to the import's
+/// end (the image `active` in `store`, nothing left importing), `pids` measured meanwhile.
+fn timed_import(
+    rt: &tokio::runtime::Runtime,
+    glint: &Glint,
+    pids: &[u32],
+    id: &str,
+    method: serde_json::Value,
+    store: &str,
+    bytes: u64,
+) -> anyhow::Result<Transfer> {
+    let mut meta = MetaClient::new(Target::parse(&glint.url("/"))?);
+    let monitor = Monitor::start(pids, Duration::from_millis(20));
     let start = Instant::now();
-    let body = serde_json::json!({"method": {"name": "glance-direct"}, "stores": [store]});
+    let body = serde_json::json!({"method": method, "stores": [store]});
     let r = rt.block_on(meta.post_json(&format!("/v2/images/{id}/import"), &body))?;
     if r.status != 202 {
         bail!(
@@ -765,21 +810,79 @@ fn glint_import(
         );
     }
     let limit = Duration::from_secs(60 + bytes / 2_000_000);
+    let listed = |v: &serde_json::Value, key: &str| {
+        v[key]
+            .as_str()
+            .is_some_and(|l| l.split(',').any(|s| s == store))
+    };
     loop {
         let r = rt.block_on(meta.get(&format!("/v2/images/{id}")))?;
         let v: serde_json::Value = serde_json::from_slice(&r.body)?;
-        if v["status"] == "active" {
+        let importing = v["os_glance_importing_to_stores"].as_str().unwrap_or("");
+        if v["status"] == "active" && listed(&v, "stores") && importing.is_empty() {
             break;
         }
-        if v["status"] == "queued" || start.elapsed() > limit {
+        if v["status"] == "queued" || listed(&v, "os_glance_failed_import") {
+            bail!("import of {id} into {store} failed: {v}");
+        }
+        if start.elapsed() > limit {
             bail!("import of {id} into {store} did not finish: {v}");
         }
         // each look is a request through both planes: not too often
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = start.elapsed();
-    let usage = monitor.finish();
-    Ok((id, Transfer::new(bytes, took, Some(usage))))
+    Ok(Transfer::new(bytes, took, Some(monitor.finish())))
+}
+
+/// The data plane's memory over one import of `bytes` (see the module docs, step 4): its
+/// idle `VmRSS`, then its peak (sampled or `VmHWM`) over the import.
+#[allow(clippy::too_many_arguments)]
+fn import_memory_run(
+    rt: &tokio::runtime::Runtime,
+    glint: &Glint,
+    what: &str,
+    id: &str,
+    method: serde_json::Value,
+    store: &str,
+    bytes: u64,
+    bound_bytes: u64,
+) -> anyhow::Result<ImportMemory> {
+    let dp = glint
+        .plane_pid("dataplane")
+        .context("no data plane process under glint's supervisor")?;
+    settle();
+    let idle = rss_of(dp)?;
+    let hwm_reset = reset_hwm(dp);
+    let import = timed_import(rt, glint, &[dp], id, method, store, bytes)?;
+    let usage = import.server.as_ref();
+    let sampled = usage.and_then(|u| u.peak_rss_of("dataplane")).unwrap_or(0);
+    let hwm = usage
+        .and_then(|u| u.processes.iter().find(|p| p.pid == dp))
+        .map(|p| p.hwm_bytes)
+        .filter(|_| hwm_reset);
+    let peak = sampled.max(hwm.unwrap_or(0));
+    let run = ImportMemory {
+        method: what.to_owned(),
+        bytes,
+        idle_rss_bytes: idle,
+        peak_bytes: peak,
+        per_import_bytes: peak.saturating_sub(idle),
+        bound_bytes,
+        import,
+    };
+    let mib = |b: u64| b as f64 / MIB as f64;
+    eprintln!(
+        "memory, {what} of {} into {store}: idle {:.1} MiB, peak {:.1} MiB, per import {:.1} MiB \
+         (goal <= {:.0} MiB), {:.1} MB/s",
+        human(bytes),
+        mib(idle),
+        mib(peak),
+        mib(run.per_import_bytes),
+        mib(bound_bytes),
+        run.import.mb_per_second
+    );
+    Ok(run)
 }
 
 /// Uploads into `store` with glint measured.
@@ -948,7 +1051,12 @@ fn suffix() -> String {
 // === the table ===
 
 /// Builds the result table.
-pub fn table(cfg: &StoresConfig, rounds: &[Round], memory: &[MemoryRun]) -> Vec<Row> {
+pub fn table(
+    cfg: &StoresConfig,
+    rounds: &[Round],
+    memory: &[MemoryRun],
+    imports: &[ImportMemory],
+) -> Vec<Row> {
     let mbps = |t: &Option<Transfer>| t.as_ref().map(|t| t.mb_per_second);
     let rmbps = |r: &Option<Report>| r.as_ref().map(|r| r.mb_per_second);
     let limit = |r: &Round| r.hash_limit.map(|h| h.two_core_mb_per_second);
@@ -1047,6 +1155,16 @@ pub fn table(cfg: &StoresConfig, rounds: &[Round], memory: &[MemoryRun]) -> Vec<
             Goal::RatioAtMost(1.1),
         ));
     }
+    for m in imports {
+        rows.push(compare::row(
+            &format!("data plane RSS, {} {} (MiB)", m.method, human(m.bytes)),
+            "an upload's bound",
+            vec![mib(m.per_import_bytes)],
+            vec![mib(m.bound_bytes)],
+            &format!("<= {:.0} MiB", mib(m.bound_bytes)),
+            Goal::AtMost(mib(m.bound_bytes)),
+        ));
+    }
     rows
 }
 
@@ -1104,7 +1222,7 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
         cfg.part_size_mib, cfg.parts_in_flight, cfg.large_object_size_mib
     );
 
-    let rounds = {
+    let (rounds, import_memory) = {
         let glint = start_glint(&cfg, &config_path)?;
         with_log(&glint, || {
             ab_rounds(&cfg, &rt, &glint, &rclone, &file, &bucket, &container)
@@ -1117,7 +1235,7 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
         settle();
     }
 
-    let table = table(&cfg, &rounds, &memory);
+    let table = table(&cfg, &rounds, &memory, &import_memory);
     let summary = Summary {
         environment,
         rclone_version,
@@ -1128,6 +1246,7 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
         swift_container: container,
         rounds,
         memory,
+        import_memory,
         table,
         total_seconds: started.elapsed().as_secs_f64(),
         loadavg_at_end: std::fs::read_to_string("/proc/loadavg")
@@ -1153,7 +1272,7 @@ fn ab_rounds(
     file: &Path,
     bucket: &str,
     container: &str,
-) -> anyhow::Result<Vec<Round>> {
+) -> anyhow::Result<(Vec<Round>, Vec<ImportMemory>)> {
     let size = cfg.size_bytes;
     let pattern = upload::pattern();
     eprintln!(
@@ -1237,9 +1356,27 @@ fn ab_rounds(
         settle();
         rounds.push(r);
     }
+    // step 4: the imports' memory, of the radosgw image's bytes into the s3api
+    let bound = cfg.memory_bound_bytes();
+    let mut memory = Vec::new();
+    let mut meta = MetaClient::new(Target::parse(&glint.url("/"))?);
+    let name = serde_json::json!({"name": "loadtest-web-download"});
+    let web = rt.block_on(meta.create_image(name))?;
+    let uri = glint.url(&format!("/v2/images/{rgw_image}/file"));
+    let method = serde_json::json!({"name": "web-download", "uri": uri});
+    let what = "web-download (glint's own radosgw image)";
+    memory.push(import_memory_run(
+        rt, glint, what, &web, method, "swifts3", size, bound,
+    )?);
+    delete_image(rt, glint, &web)?;
+    let method = serde_json::json!({"name": "copy-image"});
+    let what = "copy-image (radosgw to the s3api)";
+    memory.push(import_memory_run(
+        rt, glint, what, &rgw_image, method, "swifts3", size, bound,
+    )?);
     delete_image(rt, glint, &rgw_image)?;
     delete_image(rt, glint, &swift_image)?;
-    Ok(rounds)
+    Ok((rounds, memory))
 }
 
 #[cfg(test)]
@@ -1332,11 +1469,25 @@ mod tests {
             bound_bytes: c.memory_bound_bytes(),
             upload: upload.clone(),
         };
+        let import = ImportMemory {
+            method: "copy-image".into(),
+            bytes: 1 << 30,
+            idle_rss_bytes: 10 * MIB,
+            peak_bytes: 0,
+            per_import_bytes: 200 * MIB,
+            bound_bytes: c.memory_bound_bytes(),
+            import: upload.clone(),
+        };
         let rows = table(
             &c,
             &rounds,
             &[mem(4 << 30, 100 * MIB), mem(1 << 30, 95 * MIB)],
+            &[import],
         );
+        // an import over the bound misses it
+        let last = rows.last().unwrap();
+        assert!(last.metric.contains("copy-image"), "{}", last.metric);
+        assert_eq!(last.met, Some(false));
         // the reference of each round is the lower of rclone and the hash limit
         assert_eq!(rows[0].reference_values, [100.0, 100.0]);
         let ratio = rows[0].ratio.expect("ratio");

@@ -34,6 +34,9 @@ pub struct UploadConfig {
     pub write_bytes: usize,
     /// Roots of the server's process tree to measure (may be empty).
     pub server_pids: Vec<u32>,
+    /// More fields of each image's create request (e.g. `{"container_format": "ovf"}`: an
+    /// image whose content is not inspected).
+    pub create: serde_json::Value,
 }
 
 impl UploadConfig {
@@ -47,6 +50,7 @@ impl UploadConfig {
             delete_after: true,
             write_bytes: 1 << 20,
             server_pids: Vec::new(),
+            create: serde_json::json!({}),
         }
     }
 }
@@ -69,10 +73,11 @@ async fn upload_one(
     latency: &mut Latencies,
     name: &str,
 ) -> anyhow::Result<Option<String>> {
-    let Some(id) = gate
-        .within(meta.create_image(serde_json::json!({"name": name})))
-        .await
-    else {
+    let mut create = cfg.create.clone();
+    if let Some(fields) = create.as_object_mut() {
+        fields.insert("name".into(), name.into());
+    }
+    let Some(id) = gate.within(meta.create_image(create)).await else {
         return Ok(None);
     };
     let id = id?;

@@ -79,6 +79,14 @@ struct LaneState {
 }
 
 impl Lane {
+    fn new(pool: Arc<BufferPool>, depth: usize) -> Arc<Lane> {
+        Arc::new(Lane {
+            state: Mutex::new(LaneState::default()),
+            depth: depth.max(1),
+            pool,
+        })
+    }
+
     fn release(&self, buf: Option<AlignedBuf>) {
         if let Some(buf) = buf {
             self.pool.put(buf);
@@ -134,19 +142,41 @@ impl compio::buf::IoBuf for SharedChunk {
     }
 }
 
-/// Hashing of one upload on two threads.
+/// Hashing of one upload on two threads (or, for bytes hashed before, their blocks checked on
+/// one: [`PipelinedHasher::verify`]).
 #[derive(Debug)]
 pub struct PipelinedHasher {
     lane: Arc<Lane>,
-    md5_tx: mpsc::Sender<SharedChunk>,
-    secure_tx: mpsc::Sender<SharedChunk>,
-    md5_task: compio::runtime::JoinHandle<String>,
-    secure_task: compio::runtime::JoinHandle<(
-        (HashAlgo, String),
-        Option<inspect::Verdict>,
-        super::blocks::Blocks,
-    )>,
+    senders: Vec<mpsc::Sender<SharedChunk>>,
+    passes: Passes,
     size: u64,
+}
+
+#[derive(Debug)]
+enum Passes {
+    /// md5 on one thread; the secure hash, the inspector and the block hashes on the other.
+    Hash {
+        md5_task: compio::runtime::JoinHandle<String>,
+        secure_task: compio::runtime::JoinHandle<(
+            (HashAlgo, String),
+            Option<inspect::Verdict>,
+            super::blocks::Blocks,
+        )>,
+    },
+    /// The block hashes only, to be equal to those of bytes already hashed.
+    Verify {
+        task: compio::runtime::JoinHandle<super::blocks::Blocks>,
+        known: Box<Known>,
+    },
+}
+
+/// What an earlier hashing pass of the same bytes found (a stage's, for its import).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    /// md5 and the secure hash.
+    pub digests: Digests,
+    /// The block hashes the bytes must still have.
+    pub blocks: super::blocks::Blocks,
 }
 
 /// What the hashing pass found.
@@ -160,10 +190,16 @@ pub struct Finished {
     pub blocks: super::blocks::Blocks,
 }
 
-/// A hashing thread died (it panicked); the upload cannot be trusted.
+/// Why a hashing pass has no result.
 #[derive(Debug, thiserror::Error)]
-#[error("hashing thread failed")]
-pub struct HashThreadFailed;
+pub enum HashFailed {
+    /// A hashing thread died (it panicked); the upload cannot be trusted.
+    #[error("hashing thread failed")]
+    Thread,
+    /// [`PipelinedHasher::verify`]: the bytes are not those hashed before.
+    #[error("the data is not the data hashed before (its block hashes differ)")]
+    Changed,
+}
 
 impl PipelinedHasher {
     /// Starts the two hashing threads for one upload; at most `depth` buffers from `pool` are
@@ -204,17 +240,38 @@ impl PipelinedHasher {
                 blocks.finish(),
             )
         });
-        let lane = Arc::new(Lane {
-            state: Mutex::new(LaneState::default()),
-            depth: depth.max(1),
-            pool,
+        PipelinedHasher {
+            lane: Lane::new(pool, depth),
+            senders: vec![md5_tx, secure_tx],
+            passes: Passes::Hash {
+                md5_task,
+                secure_task,
+            },
+            size: 0,
+        }
+    }
+
+    /// For bytes hashed before (`known`): only their blocks are hashed again, on one thread
+    /// (xxh3, tens of GB/s), and [`PipelinedHasher::finish`] gives `known`'s digests if every
+    /// block is equal, else [`HashFailed::Changed`]. No verdict: the content was judged when
+    /// it was hashed. The buffers, the depth and the chunks are as for [`PipelinedHasher::start`].
+    pub fn verify(known: Known, pool: Arc<BufferPool>, depth: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<SharedChunk>();
+        let block_size = known.blocks.block_size;
+        let task = compio::runtime::spawn_blocking(move || {
+            let mut blocks = super::blocks::BlockHasher::new(block_size);
+            for c in rx {
+                blocks.update(&c);
+            }
+            blocks.finish()
         });
         PipelinedHasher {
-            lane,
-            md5_tx,
-            secure_tx,
-            md5_task,
-            secure_task,
+            lane: Lane::new(pool, depth),
+            senders: vec![tx],
+            passes: Passes::Verify {
+                task,
+                known: Box::new(known),
+            },
             size: 0,
         }
     }
@@ -256,8 +313,9 @@ impl PipelinedHasher {
             lane: self.lane.clone(),
         }));
         // A send only fails if a thread died; `finish` reports that.
-        let _ = self.md5_tx.send(chunk.clone());
-        let _ = self.secure_tx.send(chunk.clone());
+        for tx in &self.senders {
+            let _ = tx.send(chunk.clone());
+        }
         chunk
     }
 
@@ -266,32 +324,47 @@ impl PipelinedHasher {
         self.size
     }
 
-    /// Waits for both hashers to drain and returns what they found.
-    pub async fn finish(self) -> Result<Finished, HashThreadFailed> {
+    /// Waits for the hashers to drain and returns what they found.
+    pub async fn finish(self) -> Result<Finished, HashFailed> {
         let PipelinedHasher {
-            md5_tx,
-            secure_tx,
-            md5_task,
-            secure_task,
+            senders,
+            passes,
             size,
             ..
         } = self;
-        drop(md5_tx);
-        drop(secure_tx);
-        let md5_hex = md5_task.await.map_err(|_| HashThreadFailed)?;
-        let ((algo, secure_hex), verdict, blocks) =
-            secure_task.await.map_err(|_| HashThreadFailed)?;
-        let digests = Digests {
-            size,
-            md5_hex,
-            algo,
-            secure_hex,
-        };
-        Ok(Finished {
-            digests,
-            verdict,
-            blocks,
-        })
+        drop(senders);
+        match passes {
+            Passes::Hash {
+                md5_task,
+                secure_task,
+            } => {
+                let md5_hex = md5_task.await.map_err(|_| HashFailed::Thread)?;
+                let ((algo, secure_hex), verdict, blocks) =
+                    secure_task.await.map_err(|_| HashFailed::Thread)?;
+                let digests = Digests {
+                    size,
+                    md5_hex,
+                    algo,
+                    secure_hex,
+                };
+                Ok(Finished {
+                    digests,
+                    verdict,
+                    blocks,
+                })
+            }
+            Passes::Verify { task, known } => {
+                let blocks = task.await.map_err(|_| HashFailed::Thread)?;
+                if size != known.digests.size || blocks != known.blocks {
+                    return Err(HashFailed::Changed);
+                }
+                Ok(Finished {
+                    digests: known.digests,
+                    verdict: None,
+                    blocks,
+                })
+            }
+        }
     }
 }
 
@@ -338,5 +411,41 @@ mod tests {
             assert_eq!(got, inline.finish());
         }
         assert!(pool.idle() > 0, "buffers were not recycled");
+    }
+
+    async fn pass(p: &mut PipelinedHasher, data: &[u8]) {
+        for piece in data.chunks(40_000) {
+            let mut buf = p.buffer().await;
+            buf.push_slice(piece);
+            drop(p.submit(buf, false));
+        }
+    }
+
+    #[compio::test]
+    async fn verify_gives_the_known_digests_only_for_the_same_bytes() {
+        let pool = BufferPool::new(64 * 1024, 8);
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        let mut p = PipelinedHasher::start(HashAlgo::Sha512, pool.clone(), 3, false, 32 << 10);
+        pass(&mut p, &data).await;
+        let first = p.finish().await.unwrap();
+        let known = Known {
+            digests: first.digests.clone(),
+            blocks: first.blocks.clone(),
+        };
+        let mut same = PipelinedHasher::verify(known.clone(), pool.clone(), 3);
+        pass(&mut same, &data).await;
+        let again = same.finish().await.unwrap();
+        assert_eq!(again.digests, first.digests);
+        assert_eq!(again.blocks, first.blocks);
+        assert!(again.verdict.is_none());
+        // one byte changed, one byte short: refused
+        let mut changed = data.clone();
+        changed[200_000] ^= 1;
+        let mut p = PipelinedHasher::verify(known.clone(), pool.clone(), 3);
+        pass(&mut p, &changed).await;
+        assert!(matches!(p.finish().await, Err(HashFailed::Changed)));
+        let mut p = PipelinedHasher::verify(known, pool, 3);
+        pass(&mut p, &data[..data.len() - 1]).await;
+        assert!(matches!(p.finish().await, Err(HashFailed::Changed)));
     }
 }

@@ -11,7 +11,9 @@
 //!    upload's terms (hash algorithm, size cap, whether to inspect);
 //! 2. the staged file is read (off the worker thread, one buffer at a time) into the hashing
 //!    pipeline and the store's upload, each leftover recorded (`UploadLeftover`) before the
-//!    store can hold it, exactly as for `PUT …/file`; `ImportProgress` reports every
+//!    store can hold it, exactly as for `PUT …/file` (for `glance-direct` data no plugin
+//!    rewrote, the stage's record of its hashes serves instead, only the blocks checked equal:
+//!    [`super::staged`]); `ImportProgress` reports every
 //!    [`PROGRESS_EVERY`] bytes and may stop the import (`ImportOver`: the image was deleted,
 //!    another import took over);
 //! 3. the content is judged like an upload's (hostile or mismatched → the store fails), the
@@ -29,7 +31,7 @@
 
 use super::upload::{Failure, Grant, Stored, judge, record_leftovers, store_failed};
 use super::worker::Worker;
-use crate::hash::pipeline::PipelinedHasher;
+use crate::hash::pipeline::{HashFailed, PipelinedHasher};
 use shared::channel::{Job, Request, Response, Work};
 use shared::error::{ErrorCode, Reason};
 use shared::image::ImageId;
@@ -125,10 +127,12 @@ pub async fn run(w: &Worker, job: &Job) {
                 }
             }
         }
+        // the data as `PUT …/stage` hashed it: the stage's digests serve (super::staged)
+        let as_staged = method == "glance-direct" && !*decompress && converted.is_none();
         let todo = if error.is_none() { stores.len() } else { 0 };
         for store in stores.iter().take(todo) {
             tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
-            match copy(w, task_id, image_id, store, converted.as_deref()).await {
+            match copy(w, task_id, image_id, store, converted.as_deref(), as_staged).await {
                 Ok(size) => {
                     tracing::info!(%image_id, task_id = %task_id, store, size, "import copy stored")
                 }
@@ -546,12 +550,14 @@ impl From<Failure> for Stop {
 }
 
 /// Copies the staged data of `image_id` into `store` under an import lease; the size stored.
+/// `as_staged`: the staged data is what its stage hashed, whose record may serve.
 async fn copy(
     w: &Worker,
     task_id: &str,
     image_id: &ImageId,
     store: &str,
     disk_format: Option<&str>,
+    as_staged: bool,
 ) -> Result<u64, Stop> {
     let staging = w
         .stores
@@ -602,7 +608,10 @@ async fn copy(
         abort(w, grant, image_id, ErrorCode::PayloadTooLarge).await;
         return Err(Stop::Failed(shared::error::TOO_LARGE.into()));
     }
-    let stored = write(w, &mut grant, image_id, &file, size).await;
+    let staged = as_staged
+        .then(|| super::staged::load(&staging, image_id))
+        .flatten();
+    let stored = write(w, &mut grant, image_id, &file, size, staged).await;
     let stored = match stored {
         Ok(s) => s,
         Err(stop) => {
@@ -637,13 +646,15 @@ async fn copy(
 }
 
 /// The staged file into the store's upload through the hashing pipeline; the location, the
-/// digests, the inspected virtual size and the block hashes.
+/// digests, the inspected virtual size and the block hashes. With the stage's record
+/// (`staged`) fitting the grant, its digests and virtual size serve, the blocks checked equal.
 async fn write(
     w: &Worker,
     grant: &mut Grant,
     image_id: &ImageId,
     file: &compio::fs::File,
     size: u64,
+    staged: Option<super::staged::Staged>,
 ) -> Result<Stored, Stop> {
     let store = match w.stores.get(&grant.store).await {
         Some(Ok(s)) => s,
@@ -660,13 +671,29 @@ async fn write(
         upload.abort().await;
         return Err(f.into());
     }
-    let mut hasher = PipelinedHasher::start(
-        grant.hash_algo,
-        w.buffers.clone(),
-        DEPTH,
-        grant.inspect_as.is_some(),
-        w.settings.block_size,
-    );
+    let block_size = w.settings.block_size;
+    let known = staged.and_then(|s| {
+        s.known(
+            size,
+            grant.hash_algo,
+            grant.inspect_as.as_deref(),
+            block_size,
+        )
+    });
+    let (mut hasher, staged_virtual_size) = match known {
+        Some((known, virtual_size)) => {
+            tracing::debug!(%image_id, "the stage's hashes serve; only the blocks are checked");
+            let hasher = PipelinedHasher::verify(known, w.buffers.clone(), DEPTH);
+            (hasher, Some(virtual_size))
+        }
+        None => {
+            let inspect = grant.inspect_as.is_some();
+            let pool = w.buffers.clone();
+            let algo = grant.hash_algo;
+            let hasher = PipelinedHasher::start(algo, pool, DEPTH, inspect, block_size);
+            (hasher, None)
+        }
+    };
     let copied = fill(w, grant, image_id, file, size, &mut upload, &mut hasher).await;
     if let Err(stop) = copied {
         upload.abort().await;
@@ -676,10 +703,17 @@ async fn write(
         Ok(f) => f,
         Err(e) => {
             upload.abort().await;
+            if matches!(e, HashFailed::Changed) {
+                tracing::error!(%image_id, "the staged data changed after it was staged");
+                return Err(Stop::Failed(format!(
+                    "The staged data of image {image_id} changed after it was staged"
+                )));
+            }
             return Err(Stop::Failed(e.to_string()));
         }
     };
     let virtual_size = match (&grant.inspect_as, finished.verdict) {
+        _ if staged_virtual_size.is_some() => staged_virtual_size.flatten(),
         (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, image_id, w) {
             Ok(v) => v,
             Err(f) => {

@@ -17,6 +17,7 @@ pub mod download;
 pub mod import;
 pub mod proxy;
 pub mod respond;
+pub mod staged;
 pub mod tls;
 pub mod upload;
 pub mod upstream;

@@ -435,7 +435,23 @@ async fn receive(
         },
         _ => None,
     };
+    // a stage: the record of an earlier stage goes before the new data lands, this one's
+    // after (its import then takes the digests from it, super::staged)
+    let staging = w.stores.staging().filter(|_| c.stage);
+    if let Some(staging) = &staging
+        && let Err(e) = super::staged::forget(staging, &c.image_id)
+    {
+        upload.abort().await;
+        return Err(store_failed(crate::store::Error::Io(e)));
+    }
     let location = upload.commit(digests.size).await.map_err(store_failed)?;
+    if let Some(staging) = &staging {
+        let inspected_as = grant.inspect_as.as_deref();
+        let record = super::staged::Staged::new(&digests, &blocks, inspected_as, virtual_size);
+        if let Err(e) = super::staged::save(staging, &c.image_id, &record) {
+            tracing::warn!(image_id = %c.image_id, error = %e, "cannot record the stage's hashes; its import hashes the data again");
+        }
+    }
     Ok(Stored {
         location,
         digests,

@@ -142,6 +142,12 @@ impl FsStore {
         self.root.join(id.to_string())
     }
 
+    /// Where a stage's record of its hashes lies beside the staged data
+    /// ([`crate::server::staged`]): `.<id>.staged`.
+    pub fn staged_record_path(&self, id: &ImageId) -> PathBuf {
+        self.root.join(format!(".{id}.staged"))
+    }
+
     /// The location URL recorded for an image's data.
     pub fn location_for(&self, id: &ImageId) -> String {
         shared::location::file_location(&self.root, id)
@@ -266,14 +272,18 @@ impl FsStore {
         Ok((std::fs::File::from(fd), len))
     }
 
-    /// Removes an image's data (used when the control plane refuses a finished upload).
+    /// Removes an image's data (used when the control plane refuses a finished upload), and
+    /// in the staging store the stage's record of its hashes with it.
     pub fn delete(&self, location: &str) -> Result<(), Error> {
-        let path = self.resolve(location)?;
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Io(e)),
+        let id = self.resolve_id(location)?;
+        for path in [self.staged_record_path(&id), self.path_for(&id)] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
         }
+        Ok(())
     }
 
     /// Deletes temp files left by a data plane that died mid-upload. Call at start, before
