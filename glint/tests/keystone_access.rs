@@ -755,3 +755,49 @@ fn system_scoped_token_gets_no_image_rights() {
     );
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+/// `show_locations_only_to_services`: a user's token alone never shows a store URL; the same
+/// request with Nova's service token (role `service`) shows `direct_url` and `locations`.
+#[test]
+#[ignore = "needs keystone: run through ./scripts/test"]
+fn locations_only_for_requests_with_a_service_token() {
+    let ks = keystone();
+    let cfg = format!(
+        "show_multiple_locations = true\nshow_image_direct_url = true\n\
+         show_locations_only_to_services = true\n{}",
+        ks.glint_config("")
+    );
+    let g = glint_with(&cfg, &[]);
+    let alice = ks.token("alice");
+    let id = create(&g, &alice, json!({}));
+    assert_eq!(upload(&g, &alice, &id, "disk bytes"), 204);
+    let show = format!("/v2/images/{id}");
+    for token in [&alice, &ks.token("admin")] {
+        let r = call(&g, Some(token), Method::GET, &show, None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.get("locations").is_none(), "{}", r.body);
+        assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+        let r = call(&g, Some(token), Method::GET, "/v2/images", None);
+        assert!(!r.body.to_string().contains("file://"), "{}", r.body);
+    }
+    let nova = ks.token("nova");
+    let headers = [
+        ("X-Auth-Token", Some(alice.as_str())),
+        ("X-Service-Token", Some(nova.as_str())),
+    ];
+    let r = call_with(&g, &headers, Method::GET, &show, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.body["direct_url"]
+        .as_str()
+        .expect("direct_url")
+        .to_owned();
+    assert!(url.starts_with("file://") && url.ends_with(&id), "{url}");
+    assert_eq!(r.body["locations"], json!([{"url": url, "metadata": {}}]));
+    // a forged X-Service-Roles header counts for nothing with Keystone
+    let forged = [
+        ("X-Auth-Token", Some(alice.as_str())),
+        ("X-Service-Roles", Some("service")),
+    ];
+    let r = call_with(&g, &forged, Method::GET, &show, None);
+    assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+}

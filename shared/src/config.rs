@@ -97,6 +97,16 @@ pub struct Config {
     pub glance_download_properties: GlanceDownloadProperties,
     /// `[image_conversion]`: what the `image_conversion` plugin makes.
     pub image_conversion: ImageConversion,
+    /// Glance's `show_image_direct_url`: an image with data shows `direct_url`, the URL of its
+    /// best location. Default false (URLs name store internals: OSSN-0065).
+    pub show_image_direct_url: bool,
+    /// Glance's `show_multiple_locations`: images show `locations` (`url` and `metadata` of
+    /// each). Default false.
+    pub show_multiple_locations: bool,
+    /// glint: `direct_url` and `locations` are shown only to requests that carry a valid
+    /// service token with the `service` role (Nova, Cinder), never to users; so one API
+    /// serves both, where Glance needs two (OSSN-0065, OSSN-0090). Default false.
+    pub show_locations_only_to_services: bool,
 }
 
 /// The import plugins glint implements (Glance's names).
@@ -526,6 +536,9 @@ impl Default for Config {
             inject_metadata_properties: InjectMetadata::default(),
             glance_download_properties: GlanceDownloadProperties::default(),
             image_conversion: ImageConversion::default(),
+            show_image_direct_url: false,
+            show_multiple_locations: false,
+            show_locations_only_to_services: false,
         }
     }
 }

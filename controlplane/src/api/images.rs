@@ -131,7 +131,7 @@ pub(crate) async fn create(
     db::images::insert(&app.db, &image).await?;
     tracing::info!(image_id = %image.id, request_id = %request_id, status = %image.status, "image created");
 
-    let mut response = json_response(StatusCode::CREATED, views.render(&image));
+    let mut response = json_response(StatusCode::CREATED, views.render(&image, &ctx));
     if let Ok(loc) = HeaderValue::from_str(&format!("{}/{}", images_url(&host), image.id)) {
         response.headers_mut().insert(header::LOCATION, loc);
     }
@@ -202,7 +202,7 @@ pub(crate) async fn list(
     let (images, more) = db::images::list(&app.db, &query).await?;
     // `{"images": [<view>, …], "first": …, "schema": …[, "next": …]}`, the views spliced in
     // as rendered (and cached) bytes.
-    let views: Vec<Bytes> = images.iter().map(|i| views.of(i)).collect();
+    let views: Vec<Bytes> = images.iter().map(|i| views.of(i, &ctx)).collect();
     let mut body = Vec::with_capacity(views.iter().map(|v| v.len() + 1).sum::<usize>() + 256);
     body.extend_from_slice(b"{\"images\":[");
     for (i, v) in views.iter().enumerate() {
@@ -244,7 +244,36 @@ pub(crate) async fn show(
     ImagePath(id): ImagePath,
 ) -> Result<Response, ApiError> {
     let image = load_visible(&app, &ctx, id).await?;
-    Ok(json_response(StatusCode::OK, views.of(&image)))
+    Ok(json_response(StatusCode::OK, views.of(&image, &ctx)))
+}
+
+/// `GET /v2/images/{image_id}/locations` (API 2.17, Glance's `get_locations`): the image's
+/// locations, best first, as a bare list of `{"url", "metadata"}`; policy
+/// `fetch_image_location` (services and admins), 403 otherwise; with
+/// `show_locations_only_to_services`, 403 too without a service token; `[]` for a deactivated
+/// image to a caller who is not an admin.
+pub(crate) async fn locations(
+    State(ApiState { app, views, .. }): State<ApiState>,
+    Caller(ctx): Caller,
+    _: NoBody,
+    ImagePath(id): ImagePath,
+) -> Result<Response, ApiError> {
+    let image = app
+        .find_authorized(&ctx, id, Rule::FetchImageLocation)
+        .await?;
+    if !views.locations().may_see(&ctx) {
+        return Err(ApiError::Forbidden(
+            "Locations are shown only to services.".into(),
+        ));
+    }
+    let hidden = image.status == ImageStatus::Deactivated && !ctx.is_admin;
+    let list = if hidden {
+        Vec::new()
+    } else {
+        super::view::location_views(&image, &app.stores)
+    };
+    let body = serde_json::to_vec(&list).unwrap_or_else(|_| b"[]".to_vec());
+    Ok(json_response(StatusCode::OK, Bytes::from(body)))
 }
 
 /// `PATCH /v2/images/{image_id}`.
@@ -258,7 +287,7 @@ pub(crate) async fn update(
     if changes.is_empty() {
         // nothing to change: no rule beyond seeing the image
         let image = load_visible(&app, &ctx, id).await?;
-        return Ok(json_response(StatusCode::OK, views.render(&image)));
+        return Ok(json_response(StatusCode::OK, views.render(&image, &ctx)));
     }
     let image = write_image(&app, &ctx, id, Rule::ModifyImage, |image| {
         let target = Target::of(image);
@@ -286,7 +315,7 @@ pub(crate) async fn update(
         Ok(true)
     })
     .await?;
-    Ok(json_response(StatusCode::OK, views.render(&image)))
+    Ok(json_response(StatusCode::OK, views.render(&image, &ctx)))
 }
 
 /// `DELETE /v2/images/{image_id}`: 204; the row stays. The data goes by the data plane's

@@ -96,6 +96,7 @@ pub fn router(app: App) -> Router {
             post(actions::restore),
         )
         .route("/v2/images/{image_id}/import", post(import::import_image))
+        .route("/v2/images/{image_id}/locations", get(images::locations))
         .route(
             "/v2/images/{image_id}/stage",
             axum::routing::put(served_by_data_plane),

@@ -1448,9 +1448,10 @@ async fn info_stores_as_glance() {
             "You are not authorized to complete stores_info_detail action."
         );
     }
+    // (a caller who can see the image: get_image, and a private image is 404 to others)
     let service = vec![
-        ("x-project-id", "svc".to_owned()),
-        ("x-roles", "service".to_owned()),
+        ("x-project-id", "p1".to_owned()),
+        ("x-roles", "service,reader".to_owned()),
     ];
     assert_eq!(
         h.get("/v2/info/stores/detail", &service).await.status,
@@ -1775,4 +1776,142 @@ async fn tasks_api_lists_shows_and_refuses_delete() {
         1
     );
     assert!(crate::db::tasks::get(db, &gone.id).await.unwrap().is_none());
+}
+
+// === locations (show_multiple_locations, show_image_direct_url, GET …/locations) ===
+
+async fn harness_with(tweak: impl FnOnce(&mut shared::config::Config)) -> Harness {
+    let t = TestApp::with_config(tweak).await;
+    let router = router(t.app.clone());
+    Harness { t, router }
+}
+
+/// An active image of project p1 with one location; its id and location.
+async fn image_with_data(h: &Harness) -> (String, String) {
+    let id = h
+        .create(
+            &member("p1"),
+            json!({"disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let url = format!("file://{}", h.t.app.config.store_dir().join(&id).display());
+    h.set_status(&id, ImageStatus::Active, Some(url.clone()))
+        .await;
+    (id, url)
+}
+
+#[tokio::test]
+async fn locations_are_shown_as_configured_and_fetched_by_services() {
+    let h = harness_with(|c| {
+        c.show_multiple_locations = true;
+        c.show_image_direct_url = true;
+    })
+    .await;
+    let me = member("p1");
+    // a queued image: locations [], no direct_url
+    let queued = h
+        .create(
+            &me,
+            json!({"disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let r = h.get(&format!("/v2/images/{queued}"), &me).await;
+    assert_eq!(r.body["locations"], json!([]), "{}", r.body);
+    assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+
+    let (id, url) = image_with_data(&h).await;
+    let want = json!([{"url": url, "metadata": {}}]);
+    for who in [me.clone(), reader("p1"), admin()] {
+        let r = h.get(&format!("/v2/images/{id}"), &who).await;
+        assert_eq!(r.body["direct_url"], url.as_str(), "{}", r.body);
+        assert_eq!(r.body["locations"], want, "{}", r.body);
+    }
+    let r = h.get("/v2/images", &me).await;
+    let listed: Vec<&Value> = r.body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["id"] == id.as_str())
+        .collect();
+    assert_eq!(listed[0]["locations"], want);
+
+    // GET …/locations: fetch_image_location (service or admin)
+    let path = format!("/v2/images/{id}/locations");
+    let r = h.get(&path, &me).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("fetch_image_location"),
+        "{}",
+        r.body
+    );
+    // (a caller who can see the image: get_image, and a private image is 404 to others)
+    let service = vec![
+        ("x-project-id", "p1".to_owned()),
+        ("x-roles", "service,reader".to_owned()),
+    ];
+    for who in [admin(), service] {
+        let r = h.get(&path, &who).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body, want);
+    }
+    // an image the caller cannot see: 404
+    let r = h.get(&path, &member("p2")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    // deactivated: users see no locations, admins do
+    let deactivate = format!("/v2/images/{id}/actions/deactivate");
+    let r = h.call(Method::POST, &deactivate, &admin(), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = h.get(&format!("/v2/images/{id}"), &me).await;
+    assert_eq!(r.body["locations"], json!([]), "{}", r.body);
+    assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+    let r = h.get(&format!("/v2/images/{id}"), &admin()).await;
+    assert_eq!(r.body["locations"], want, "{}", r.body);
+}
+
+#[tokio::test]
+async fn locations_are_hidden_by_default() {
+    let h = harness().await;
+    let (id, url) = image_with_data(&h).await;
+    let r = h.get(&format!("/v2/images/{id}"), &admin()).await;
+    assert!(r.body.get("locations").is_none(), "{}", r.body);
+    assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+    assert!(!r.body.to_string().contains(&url), "{}", r.body);
+}
+
+#[tokio::test]
+async fn locations_only_to_requests_with_a_service_token() {
+    let h = harness_with(|c| {
+        c.show_multiple_locations = true;
+        c.show_image_direct_url = true;
+        c.show_locations_only_to_services = true;
+    })
+    .await;
+    let (id, url) = image_with_data(&h).await;
+    let show = format!("/v2/images/{id}");
+    let path = format!("/v2/images/{id}/locations");
+    // users, admins too, see no store URL anywhere
+    for who in [member("p1"), admin()] {
+        let r = h.get(&show, &who).await;
+        assert!(r.body.get("locations").is_none(), "{}", r.body);
+        assert!(r.body.get("direct_url").is_none(), "{}", r.body);
+        let r = h.get("/v2/images", &who).await;
+        assert!(!r.body.to_string().contains(&url), "{}", r.body);
+    }
+    assert_eq!(h.get(&path, &admin()).await.status, StatusCode::FORBIDDEN);
+    // a user's request with the service token's roles (keystonemiddleware's X-Service-Roles)
+    let mut nova = member("p1");
+    nova.push(("x-service-roles", "service".to_owned()));
+    let r = h.get(&show, &nova).await;
+    assert_eq!(r.body["direct_url"], url.as_str(), "{}", r.body);
+    assert_eq!(r.body["locations"][0]["url"], url.as_str(), "{}", r.body);
+    // fetch_image_location still asks for a service or admin user role
+    assert_eq!(h.get(&path, &nova).await.status, StatusCode::FORBIDDEN);
+    let mut nova_admin = admin();
+    nova_admin.push(("x-project-id", "p9".to_owned()));
+    nova_admin.push(("x-roles", "admin".to_owned()));
+    nova_admin.push(("x-service-roles", "service".to_owned()));
+    let r = h.get(&path, &nova_admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[0]["url"], url.as_str());
 }

@@ -2,10 +2,13 @@
 //!
 //! Every base property is always present (null when unset); custom properties are flattened
 //! into the top level; `self`, `file` and `schema` are relative links; timestamps are ISO 8601
-//! at second precision with a `Z`. Locations and `direct_url` are never shown; with
-//! multi-store the image's `stores` (the store ids of its active locations, best first,
-//! comma-joined) comes last, as Glance appends it (`ResponseSerializer._format_image`), and
-//! only when there is one.
+//! at second precision with a `Z`. `locations` (each `url` and `metadata`: `{"store": id}`
+//! with multi-store, else `{}`; always present, `[]` when none) and `direct_url` (the best
+//! location's URL, only when there is one) are shown as Glance's `show_multiple_locations` and
+//! `show_image_direct_url` say, to the callers [`LocationDisplay`] lets see them, never for a
+//! deactivated image to a caller who is not an admin; with multi-store the image's `stores`
+//! (the store ids of its active locations, best first, comma-joined) comes last, as Glance
+//! appends it (`ResponseSerializer._format_image`), and only when there is one.
 //!
 //! [`render`] streams the bytes straight from the image (what responses send; [`ImageView::of`]
 //! is the same object as a `serde_json` map, for tests and schema checks), and [`Views`] keeps
@@ -19,6 +22,7 @@
 use crate::app::App;
 use crate::db::cache::Coherence;
 use crate::domain::{Image, property};
+use crate::policy::Context;
 use axum::extract::FromRef;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -41,10 +45,111 @@ pub fn isotime(t: DateTime<Utc>) -> String {
     t.format(ISO_FORMAT).to_string()
 }
 
+/// What of an image's locations one view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shown {
+    /// `locations`.
+    pub locations: bool,
+    /// `direct_url`.
+    pub direct_url: bool,
+    /// Both as if the image had no location (a deactivated image to a caller who is not an
+    /// admin).
+    pub emptied: bool,
+}
+
+impl Shown {
+    /// Neither key (Glance's default).
+    pub const NONE: Shown = Shown {
+        locations: false,
+        direct_url: false,
+        emptied: false,
+    };
+
+    /// The view's variant in the cache key.
+    fn bits(self) -> u8 {
+        u8::from(self.locations) | u8::from(self.direct_url) << 1 | u8::from(self.emptied) << 2
+    }
+}
+
+/// Who sees locations, from the configuration: Glance's `show_multiple_locations` and
+/// `show_image_direct_url`, and glint's `show_locations_only_to_services` (only requests with
+/// a valid service token carrying the `service` role see them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocationDisplay {
+    shown: Shown,
+    only_to_services: bool,
+}
+
+impl LocationDisplay {
+    /// As `config` says.
+    pub fn of(config: &shared::config::Config) -> LocationDisplay {
+        LocationDisplay {
+            shown: Shown {
+                locations: config.show_multiple_locations,
+                direct_url: config.show_image_direct_url,
+                emptied: false,
+            },
+            only_to_services: config.show_locations_only_to_services,
+        }
+    }
+
+    /// Whether `ctx` may see locations at all (the view's keys, `GET …/locations`).
+    pub fn may_see(&self, ctx: &Context) -> bool {
+        !self.only_to_services || ctx.is_service()
+    }
+
+    /// What a view of `image` shows `ctx`.
+    pub fn for_caller(&self, ctx: &Context, image: &Image) -> Shown {
+        if !self.may_see(ctx) {
+            return Shown::NONE;
+        }
+        let mut shown = self.shown;
+        if (shown.locations || shown.direct_url)
+            && image.status == shared::image::ImageStatus::Deactivated
+            && !ctx.is_admin
+        {
+            shown.emptied = true;
+        }
+        shown
+    }
+}
+
+/// One location as `locations` and `GET /v2/images/{id}/locations` show it.
+#[derive(Debug, Serialize)]
+pub struct LocationView<'a> {
+    /// The store URL.
+    pub url: &'a str,
+    /// `{"store": id}` with multi-store, else `{}`.
+    pub metadata: LocationMetadata<'a>,
+}
+
+/// A location's `metadata`.
+#[derive(Debug, Serialize)]
+pub struct LocationMetadata<'a> {
+    /// The store holding it (multi-store only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<&'a str>,
+}
+
+/// The image's active locations as shown, best first.
+pub fn location_views<'a>(image: &'a Image, stores: &StoreSet) -> Vec<LocationView<'a>> {
+    image
+        .locations_best_first(stores)
+        .into_iter()
+        .map(|l| LocationView {
+            url: &l.url,
+            metadata: LocationMetadata {
+                store: stores.multistore.then_some(l.store.as_str()),
+            },
+        })
+        .collect()
+}
+
 impl ImageView {
-    /// Renders `image` as shown with `stores`: the object [`render`] writes, as a map.
+    /// Renders `image` as shown with `stores`, no location shown: the object [`render`]
+    /// writes, as a map.
     pub fn of(image: &Image, stores: &StoreSet) -> ImageView {
-        match serde_json::from_slice(&render(image, stores)) {
+        match serde_json::from_slice(&render(image, stores, Shown::NONE)) {
             Ok(Value::Object(m)) => ImageView(m),
             // `render` always writes one JSON object.
             _ => ImageView(Map::new()),
@@ -65,11 +170,11 @@ fn shown_property(key: &str) -> bool {
 }
 
 /// Streams the view of one image (see [`render`]).
-struct Streamed<'a>(&'a Image, &'a StoreSet);
+struct Streamed<'a>(&'a Image, &'a StoreSet, Shown);
 
 impl Serialize for Streamed<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let (i, stores) = (self.0, self.1);
+        let (i, stores, shown) = (self.0, self.1, self.2);
         let mut id_buf = [0u8; ImageId::STR_LEN];
         let id = i.id.encode(&mut id_buf);
         let mut m = ser.serialize_map(None)?;
@@ -100,6 +205,21 @@ impl Serialize for Streamed<'_> {
                 m.serialize_entry(k, v)?;
             }
         }
+        if shown.locations || shown.direct_url {
+            let locations = if shown.emptied {
+                Vec::new()
+            } else {
+                location_views(i, stores)
+            };
+            if shown.direct_url
+                && let Some(best) = locations.first()
+            {
+                m.serialize_entry("direct_url", best.url)?;
+            }
+            if shown.locations {
+                m.serialize_entry("locations", &locations)?;
+            }
+        }
         if stores.multistore
             && let Some(ids) = i.stores_property(stores)
         {
@@ -118,27 +238,31 @@ impl Serialize for Iso {
     }
 }
 
-/// The JSON bytes of an image's view with these `stores` configured, written without building
-/// a map first.
-pub fn render(image: &Image, stores: &StoreSet) -> Bytes {
+/// The JSON bytes of an image's view with these `stores` configured, showing what `shown`
+/// says of its locations, written without building a map first.
+pub fn render(image: &Image, stores: &StoreSet, shown: Shown) -> Bytes {
     let mut out = Vec::with_capacity(1024);
     // Serializing strings, numbers and maps into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &Streamed(image, stores));
+    let _ = serde_json::to_writer(&mut out, &Streamed(image, stores, shown));
     Bytes::from(out)
 }
 
+/// A cached view: the image, its version and what it shows of the locations.
+type ViewKey = (ImageId, i64, u8);
+
 /// Rendered views by image id and version (a version names one state of an image, so an
-/// entry never goes stale; old versions age out). Bounded by bytes.
+/// entry never goes stale; old versions age out) and location variant. Bounded by bytes.
 pub struct Views {
-    rendered: Option<quick_cache::sync::Cache<(ImageId, i64), Bytes, ByLength>>,
+    rendered: Option<quick_cache::sync::Cache<ViewKey, Bytes, ByLength>>,
     stores: StoreSet,
+    locations: LocationDisplay,
 }
 
 #[derive(Debug, Clone)]
 struct ByLength;
 
-impl quick_cache::Weighter<(ImageId, i64), Bytes> for ByLength {
-    fn weight(&self, _key: &(ImageId, i64), json: &Bytes) -> u64 {
+impl quick_cache::Weighter<ViewKey, Bytes> for ByLength {
+    fn weight(&self, _key: &ViewKey, json: &Bytes) -> u64 {
         json.len() as u64 + 64
     }
 }
@@ -153,32 +277,40 @@ impl std::fmt::Debug for Views {
 
 impl Views {
     /// A cache of up to about `capacity_bytes` of rendered JSON (0 renders every time) of
-    /// images shown with `stores`.
-    pub fn new(capacity_bytes: u64, stores: StoreSet) -> Views {
+    /// images shown with `stores`, their locations as `locations` says.
+    pub fn new(capacity_bytes: u64, stores: StoreSet, locations: LocationDisplay) -> Views {
         Views {
             rendered: (capacity_bytes > 0).then(|| {
                 let estimated = (capacity_bytes / 1024).clamp(64, 1 << 20) as usize;
                 quick_cache::sync::Cache::with_weighter(estimated, capacity_bytes, ByLength)
             }),
             stores,
+            locations,
         }
     }
 
-    /// The JSON of `image`, rendered now (not cached: for an image just written).
-    pub fn render(&self, image: &Image) -> Bytes {
-        render(image, &self.stores)
+    /// Who sees locations.
+    pub fn locations(&self) -> &LocationDisplay {
+        &self.locations
     }
 
-    /// The JSON of `image`, rendered now or earlier.
-    pub fn of(&self, image: &Image) -> Bytes {
+    /// The JSON of `image` as `ctx` sees it, rendered now (not cached: for an image just
+    /// written).
+    pub fn render(&self, image: &Image, ctx: &Context) -> Bytes {
+        render(image, &self.stores, self.locations.for_caller(ctx, image))
+    }
+
+    /// The JSON of `image` as `ctx` sees it, rendered now or earlier.
+    pub fn of(&self, image: &Image, ctx: &Context) -> Bytes {
+        let shown = self.locations.for_caller(ctx, image);
         let Some(cache) = &self.rendered else {
-            return self.render(image);
+            return render(image, &self.stores, shown);
         };
-        let key = (image.id, image.version);
+        let key = (image.id, image.version, shown.bits());
         if let Some(json) = cache.get(&key) {
             return json;
         }
-        let json = self.render(image);
+        let json = render(image, &self.stores, shown);
         cache.insert(key, json.clone());
         json
     }
@@ -206,7 +338,11 @@ impl ApiState {
             app.config.database.image_cache_bytes
         };
         ApiState {
-            views: std::sync::Arc::new(Views::new(capacity, app.stores.clone())),
+            views: std::sync::Arc::new(Views::new(
+                capacity,
+                app.stores.clone(),
+                LocationDisplay::of(&app.config),
+            )),
             features: shared::route::Features::of(&app.config),
             app,
         }
@@ -249,22 +385,26 @@ pub(crate) mod tests {
         img.tags.insert("a".into());
         img.size = Some(1 << 40);
         img.name = None;
-        let v: Value = serde_json::from_slice(&render(&img, &single())).unwrap();
+        let v: Value = serde_json::from_slice(&render(&img, &single(), Shown::NONE)).unwrap();
         assert_eq!(v["quote\"d"], "a\nb\u{1}é");
         assert_eq!(v["self"], format!("/v2/images/{}", img.id));
         assert_eq!(v["size"], json!(1u64 << 40));
         assert_eq!(v["name"], Value::Null);
         assert_eq!(v["tags"], json!(["a", "b"]));
         assert!(v.get("os_glance_stage_host").is_none());
-        let views = Views::new(1 << 20, single());
-        assert_eq!(views.of(&img), render(&img, &single()));
-        assert_eq!(views.of(&img), render(&img, &single()));
+        let none = LocationDisplay::default();
+        let ctx = Context::default();
+        let views = Views::new(1 << 20, single(), none);
+        let plain = render(&img, &single(), Shown::NONE);
+        assert_eq!(views.of(&img, &ctx), plain);
+        assert_eq!(views.of(&img, &ctx), plain);
         // a new version is rendered anew, not served from the cache
         img.version += 1;
         img.name = Some("changed".into());
-        let v: Value = serde_json::from_slice(&views.of(&img)).unwrap();
+        let v: Value = serde_json::from_slice(&views.of(&img, &ctx)).unwrap();
         assert_eq!(v["name"], "changed");
-        assert_eq!(Views::new(0, single()).of(&img), render(&img, &single()));
+        let uncached = Views::new(0, single(), none).of(&img, &ctx);
+        assert_eq!(uncached, render(&img, &single(), Shown::NONE));
     }
 
     #[test]
@@ -352,6 +492,123 @@ weight = 5
         assert!(!v.to_string().contains("file:///"), "{v}");
         // the same image in a single-store deployment
         assert!(ImageView::of(&img, &single()).0.get("stores").is_none());
+    }
+
+    fn display(toml: &str) -> LocationDisplay {
+        LocationDisplay::of(&shared::config::Config::from_toml(toml).unwrap())
+    }
+
+    #[test]
+    fn locations_and_direct_url_as_the_options_say_to_whom_they_say() {
+        use crate::domain::location::tests::loc;
+        let mut img = sample();
+        img.status = shared::image::ImageStatus::Active;
+        img.locations = vec![loc("a", 0), loc("b", 1)];
+        let user = Context {
+            roles: vec!["member".into(), "reader".into()],
+            project_id: Some("p".into()),
+            ..Context::default()
+        };
+        let admin = Context {
+            is_admin: true,
+            ..user.clone()
+        };
+        let service = Context {
+            service_roles: vec!["service".into()],
+            ..user.clone()
+        };
+        let view = |d: LocationDisplay, img: &Image, ctx: &Context| -> Value {
+            serde_json::from_slice(&Views::new(1 << 20, single(), d).of(img, ctx)).unwrap()
+        };
+        // Glance's defaults: neither key
+        let v = view(LocationDisplay::default(), &img, &user);
+        assert!(
+            v.get("locations").is_none() && v.get("direct_url").is_none(),
+            "{v}"
+        );
+        // both options
+        let both = display("show_multiple_locations = true\nshow_image_direct_url = true");
+        let v = view(both, &img, &user);
+        let first = img.locations[0].url.clone();
+        assert_eq!(v["direct_url"], first.as_str(), "{v}");
+        assert_eq!(
+            v["locations"],
+            json!([{"url": first, "metadata": {}}, {"url": img.locations[1].url, "metadata": {}}])
+        );
+        // only direct_url; only locations
+        let v = view(display("show_image_direct_url = true"), &img, &user);
+        assert!(
+            v.get("locations").is_none() && v["direct_url"] == first.as_str(),
+            "{v}"
+        );
+        let v = view(display("show_multiple_locations = true"), &img, &user);
+        assert!(
+            v.get("direct_url").is_none() && v["locations"].is_array(),
+            "{v}"
+        );
+        // no data: locations [], no direct_url
+        let mut queued = img.clone();
+        queued.locations.clear();
+        let v = view(both, &queued, &user);
+        assert_eq!(v["locations"], json!([]), "{v}");
+        assert!(v.get("direct_url").is_none(), "{v}");
+        // deactivated: hidden from users, shown to admins (one cache, two views)
+        let mut off = img.clone();
+        off.status = shared::image::ImageStatus::Deactivated;
+        let views = Views::new(1 << 20, single(), both);
+        let v: Value = serde_json::from_slice(&views.of(&off, &user)).unwrap();
+        assert_eq!(v["locations"], json!([]), "{v}");
+        assert!(v.get("direct_url").is_none(), "{v}");
+        let v: Value = serde_json::from_slice(&views.of(&off, &admin)).unwrap();
+        assert_eq!(v["locations"].as_array().unwrap().len(), 2, "{v}");
+        // only to services: users and admins see neither key, a service token sees both
+        let ossn = display(
+            "show_multiple_locations = true\nshow_image_direct_url = true\n\
+             show_locations_only_to_services = true",
+        );
+        let views = Views::new(1 << 20, single(), ossn);
+        for ctx in [&user, &admin] {
+            let v: Value = serde_json::from_slice(&views.of(&img, ctx)).unwrap();
+            assert!(
+                v.get("locations").is_none() && v.get("direct_url").is_none(),
+                "{v}"
+            );
+            assert!(!v.to_string().contains("file://"), "{v}");
+        }
+        let v: Value = serde_json::from_slice(&views.of(&img, &service)).unwrap();
+        assert_eq!(v["direct_url"], first.as_str(), "{v}");
+        assert!(ossn.may_see(&service) && !ossn.may_see(&admin));
+    }
+
+    #[test]
+    fn locations_name_their_store_with_multistore() {
+        let cfg = shared::config::Config::from_toml(
+            r#"
+enabled_backends = "slow:file, fast:file"
+show_multiple_locations = true
+show_image_direct_url = true
+[glance_store]
+default_backend = "slow"
+[backends.slow]
+filesystem_store_datadir = "/s"
+[backends.fast]
+filesystem_store_datadir = "/f"
+weight = 5
+"#,
+        )
+        .unwrap();
+        use crate::domain::location::tests::loc;
+        let mut img = sample();
+        img.locations = vec![loc("slow", 0), loc("fast", 1)];
+        let views = Views::new(0, cfg.stores(), LocationDisplay::of(&cfg));
+        let v: Value = serde_json::from_slice(&views.of(&img, &Context::default())).unwrap();
+        let fast = img.locations[1].url.as_str();
+        assert_eq!(v["direct_url"], fast, "the heavier store first: {v}");
+        assert_eq!(
+            v["locations"][0],
+            json!({"url": fast, "metadata": {"store": "fast"}})
+        );
+        assert_eq!(v["locations"][1]["metadata"], json!({"store": "slow"}));
     }
 
     #[test]

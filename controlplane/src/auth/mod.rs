@@ -77,16 +77,25 @@ impl Authenticator {
         match self {
             Authenticator::Noauth => Ok(Context::from_credentials(creds)),
             Authenticator::Keystone { keystone, .. } => {
-                let info = authenticate(keystone, creds).await?;
-                Ok(context_of(&info))
+                let (info, service) = authenticate(keystone, creds).await?;
+                let mut ctx = context_of(&info);
+                if let Some(service) = service {
+                    ctx.service_roles = service.roles;
+                }
+                Ok(ctx)
             }
         }
     }
 }
 
 /// keystonemiddleware's `process_request`: the service token first, then the user token.
-async fn authenticate(k: &Keystone, creds: &Credentials) -> Result<TokenInfo, Error> {
+/// The user's token, and the service token's when there is one.
+async fn authenticate(
+    k: &Keystone,
+    creds: &Credentials,
+) -> Result<(TokenInfo, Option<TokenInfo>), Error> {
     let mut allow_expired = false;
+    let mut service_info = None;
     if let Some(service) = creds.service_token.as_deref() {
         let info = k.validate(service, false).await.map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("service token: {m}")),
@@ -99,12 +108,13 @@ async fn authenticate(k: &Keystone, creds: &Credentials) -> Result<TokenInfo, Er
             ));
         }
         allow_expired = is_service;
+        service_info = Some(info);
     }
     let user = creds
         .auth_token
         .as_deref()
         .ok_or_else(|| Error::Invalid("no X-Auth-Token".into()))?;
-    k.validate(user, allow_expired).await
+    Ok((k.validate(user, allow_expired).await?, service_info))
 }
 
 /// The policy context of a validated token. The token's roles are used as Keystone lists

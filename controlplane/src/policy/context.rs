@@ -13,6 +13,9 @@ pub struct Context {
     pub roles: Vec<String>,
     /// Whether the caller is an administrator.
     pub is_admin: bool,
+    /// The roles of the request's valid service token (keystonemiddleware's
+    /// `X-Service-Roles`), lower-cased; none without one.
+    pub service_roles: Vec<String>,
 }
 
 impl Context {
@@ -54,7 +57,14 @@ impl Context {
             user_id: non_empty(&creds.user_id),
             roles,
             is_admin,
+            service_roles: Vec::new(),
         }
+    }
+
+    /// Whether the request carries a valid service token with the `service` role (Nova and
+    /// Cinder acting for a user).
+    pub fn is_service(&self) -> bool {
+        self.service_roles.iter().any(|r| r == "service")
     }
 
     /// Whether the caller has `role` (case-insensitive).

@@ -55,6 +55,11 @@ pub enum Rule {
     SetImageLocation,
     /// Remove a location.
     DeleteImageLocation,
+    /// `POST /v2/images/{id}/locations` (API 2.17): a service, or a member of the owning
+    /// project.
+    AddImageLocation,
+    /// `GET /v2/images/{id}/locations` (API 2.17): services (and admins).
+    FetchImageLocation,
     /// glint extension: bring a `pending_delete` image back to `active` (Glance's
     /// `glance-scrubber --restore`). Default admin only.
     RestoreImage,
@@ -156,7 +161,7 @@ const METADEF_ADMIN: &str = "rule:metadef_admin";
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 55] = [
+    pub const ALL: [Rule; 57] = [
         Rule::GetImage,
         Rule::GetImages,
         Rule::AddImage,
@@ -176,6 +181,8 @@ impl Rule {
         Rule::GetImageLocation,
         Rule::SetImageLocation,
         Rule::DeleteImageLocation,
+        Rule::AddImageLocation,
+        Rule::FetchImageLocation,
         Rule::RestoreImage,
         Rule::CopyImage,
         Rule::StoresInfoDetail,
@@ -236,6 +243,8 @@ impl Rule {
             Rule::GetImageLocation => "get_image_location",
             Rule::SetImageLocation => "set_image_location",
             Rule::DeleteImageLocation => "delete_image_location",
+            Rule::AddImageLocation => "add_image_location",
+            Rule::FetchImageLocation => "fetch_image_location",
             Rule::RestoreImage => "restore_image",
             Rule::CopyImage => "copy_image",
             Rule::StoresInfoDetail => "stores_info_detail",
@@ -316,6 +325,11 @@ impl Rule {
             | Rule::RestoreImage
             | Rule::CopyImage => ADMIN,
             Rule::StoresInfoDetail => "rule:context_is_admin or rule:service_api",
+            Rule::AddImageLocation => {
+                "rule:service_api or (role:member and project_id:%(project_id)s and \
+                 project_id:%(owner)s)"
+            }
+            Rule::FetchImageLocation => "rule:service_api",
             Rule::TasksApiAccess => "role:admin",
             Rule::CacheImage
             | Rule::CacheList

@@ -25,7 +25,17 @@ pub async fn authenticate(
     let path = req.uri().path();
     if matches!(auth, Authenticator::Noauth) || path == "/" || path == "/versions" {
         if let Authenticator::Noauth = auth {
-            let ctx = Context::from_credentials(&credentials(req.headers()));
+            let mut ctx = Context::from_credentials(&credentials(req.headers()));
+            // trusted like every identity header in this mode
+            ctx.service_roles = req
+                .headers()
+                .get_all("x-service-roles")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|r| r.trim().to_ascii_lowercase())
+                .filter(|r| !r.is_empty())
+                .collect();
             req.extensions_mut().insert(Authenticated(ctx));
         }
         return next.run(req).await;
