@@ -308,10 +308,21 @@ pub(crate) async fn update(
                         app.policy.authorize(&ctx, rule, &target)?;
                     }
                 }
+                "locations" => {
+                    let rule = match change.op {
+                        patch::Op::Remove => Rule::DeleteImageLocation,
+                        patch::Op::Add | patch::Op::Replace => Rule::SetImageLocation,
+                    };
+                    app.policy.authorize(&ctx, rule, &target)?;
+                }
                 _ => {}
             }
         }
-        patch::apply(image, &changes)?;
+        let locations = patch::LocationRules {
+            visible: app.config.show_multiple_locations && views.locations().may_see(&ctx),
+            stores: &app.stores,
+        };
+        patch::apply(image, &changes, locations)?;
         Ok(true)
     })
     .await?;

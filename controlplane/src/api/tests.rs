@@ -1915,3 +1915,69 @@ async fn locations_only_to_requests_with_a_service_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body[0]["url"], url.as_str());
 }
+
+#[tokio::test]
+async fn a_location_removed_by_patch_has_its_data_deleted() {
+    let h = harness_with(|c| c.show_multiple_locations = true).await;
+    let (id, first) = image_with_data(&h).await;
+    let iid: ImageId = id.parse().unwrap();
+    let second = format!("{first}-copy");
+    let added = db::images::add_location(&h.t.app.db, iid, "file", &second, chrono::Utc::now());
+    assert!(added.await.unwrap());
+    let path = format!("/v2/images/{id}");
+    let remove =
+        |pos: &str| json!([{"op": "remove", "path": format!("/locations/{pos}")}]).to_string();
+    // delete_image_location is admin-only
+    let r = h
+        .call(
+            Method::PATCH,
+            &path,
+            &member("p1"),
+            Some((V21, remove("0"))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("delete_image_location"),
+        "{}",
+        r.body
+    );
+    let r = h
+        .call(Method::PATCH, &path, &admin(), Some((V21, remove("2"))))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = h
+        .call(Method::PATCH, &path, &admin(), Some((V21, remove("0"))))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["locations"],
+        json!([{"url": second, "metadata": {}}])
+    );
+    // the removed location's data goes to the data plane as a delete job
+    let jobs = db::jobs::all(&h.t.app.db).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].url.as_str()),
+        ("delete_data", first.as_str())
+    );
+    // the last one stays
+    let r = h
+        .call(Method::PATCH, &path, &admin(), Some((V21, remove("0"))))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body
+            .to_string()
+            .contains("Cannot remove last location in the image."),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        h.get(&path, &admin()).await.body["locations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

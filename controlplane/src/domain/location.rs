@@ -202,6 +202,48 @@ impl Image {
     }
 }
 
+impl Image {
+    /// Glance's `_do_remove_locations` (`PATCH` `remove` of `/locations/<pos>`, the policy
+    /// `delete_image_location` checked by the caller): the location at `pos` of the list as
+    /// shown (best first; `-` the last) is no longer the image's and its data is deleted
+    /// (`pending_delete`, with its job). 409 unless `active`, 403 for the last location, 400
+    /// for a position that is not one.
+    pub fn remove_location(&mut self, pos: &str, stores: &StoreSet) -> Result<(), Error> {
+        if self.status != ImageStatus::Active {
+            return Err(Error::Conflict(format!(
+                "It's not allowed to remove locations if image status is {}.",
+                self.status.as_str()
+            )));
+        }
+        let shown: Vec<i64> = self
+            .locations_best_first(stores)
+            .iter()
+            .map(|l| l.position)
+            .collect();
+        if shown.len() == 1 {
+            return Err(Error::Forbidden(
+                "Cannot remove last location in the image.".into(),
+            ));
+        }
+        let index = if pos == "-" {
+            shown.len().checked_sub(1)
+        } else if !pos.is_empty() && pos.bytes().all(|b| b.is_ascii_digit()) {
+            pos.parse::<usize>().ok().filter(|i| *i < shown.len())
+        } else {
+            None
+        };
+        let position = index
+            .map(|i| shown[i])
+            .ok_or_else(|| Error::Invalid("Invalid position for removing a location.".into()))?;
+        for l in &mut self.locations {
+            if l.position == position && l.status == LocationStatus::Active {
+                l.status = LocationStatus::PendingDelete;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -275,6 +317,34 @@ weight = 10
         img.retire_locations();
         assert!(!img.has_data());
         assert_eq!(img.stores_property(&s), None);
+    }
+
+    #[test]
+    fn remove_location_rules() {
+        let stores = shared::config::Config::default().stores();
+        let mut img = sample();
+        img.locations = vec![loc("file", 0), loc("file", 1), loc("file", 2)];
+        assert!(matches!(
+            img.remove_location("0", &stores),
+            Err(Error::Conflict(m)) if m == "It's not allowed to remove locations if image status is queued."
+        ));
+        img.status = ImageStatus::Active;
+        for bad in ["3", "x", "", "+1", "-1"] {
+            assert!(
+                matches!(img.remove_location(bad, &stores), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+        img.remove_location("1", &stores).unwrap();
+        assert_eq!(img.locations[1].status, LocationStatus::PendingDelete);
+        // positions count the active ones, as shown: "-" is now the one at 2
+        img.remove_location("-", &stores).unwrap();
+        assert_eq!(img.locations[2].status, LocationStatus::PendingDelete);
+        assert!(matches!(
+            img.remove_location("0", &stores),
+            Err(Error::Forbidden(m)) if m == "Cannot remove last location in the image."
+        ));
+        assert_eq!(img.active_locations().count(), 1);
     }
 
     #[test]

@@ -262,15 +262,57 @@ fn validate_change(change: &Change, opts: &ImageOptions) -> Result<(), Error> {
     }
 }
 
-const LOCATIONS_HIDDEN: &str = "It's not allowed to update locations if locations are invisible.";
+/// What a `PATCH` of `/locations` may do: Glance allows it only when `show_multiple_locations`
+/// shows them (`visible`); positions count in the order shown (`stores`' weights).
+#[derive(Debug, Clone, Copy)]
+pub struct LocationRules<'a> {
+    /// `show_multiple_locations`.
+    pub visible: bool,
+    /// The stores, for the order locations are shown in.
+    pub stores: &'a shared::config::StoreSet,
+}
 
-/// Applies validated changes in order. On error the image may be half-changed; callers
-/// apply to a copy and discard it.
-pub fn apply(image: &mut Image, changes: &[Change]) -> Result<(), Error> {
+/// A `PATCH` of `/locations` (Glance's `_do_add_locations`, `_do_replace_locations`,
+/// `_do_remove_locations`): `remove` is done here; `add` and `replace`, which need the new
+/// location's data looked at, are refused.
+fn patch_locations(
+    image: &mut Image,
+    change: &Change,
+    rules: LocationRules<'_>,
+) -> Result<(), Error> {
+    let verb = match change.op {
+        Op::Add => "add",
+        Op::Replace => "update",
+        Op::Remove => "remove",
+    };
+    if !rules.visible {
+        return Err(Error::Forbidden(format!(
+            "It's not allowed to {verb} locations if locations are invisible."
+        )));
+    }
+    match change.op {
+        Op::Remove => {
+            let pos = change.path.get(1).map(String::as_str).unwrap_or("");
+            image.remove_location(pos, rules.stores)
+        }
+        Op::Add | Op::Replace => Err(Error::Forbidden(
+            "Adding or replacing image locations is not supported here yet.".into(),
+        )),
+    }
+}
+
+/// Applies validated changes in order (`/locations` as `locations` allows). On error the
+/// image may be half-changed; callers apply to a copy and discard it.
+pub fn apply(
+    image: &mut Image,
+    changes: &[Change],
+    locations: LocationRules<'_>,
+) -> Result<(), Error> {
     for change in changes {
         let root = change.root();
         if root == "locations" {
-            return Err(Error::Forbidden(LOCATIONS_HIDDEN.into()));
+            patch_locations(image, change, locations)?;
+            continue;
         }
         let core = property::WRITABLE.contains(&root);
         match change.op {
@@ -372,7 +414,48 @@ mod tests {
 
     fn run(media: PatchMedia, body: Value, image: &mut Image) -> Result<(), Error> {
         let changes = parse(&body, media, &ImageOptions::default())?;
-        apply(image, &changes)
+        let stores = shared::config::Config::default().stores();
+        let hidden = LocationRules {
+            visible: false,
+            stores: &stores,
+        };
+        apply(image, &changes, hidden)
+    }
+
+    #[test]
+    fn locations_are_patched_only_when_shown_and_only_removed() {
+        use crate::domain::location::tests::loc;
+        let stores = shared::config::Config::default().stores();
+        let mut img = sample();
+        img.status = shared::image::ImageStatus::Active;
+        img.locations = vec![loc("file", 0), loc("file", 1)];
+        let patch = |img: &mut Image, body: Value, visible: bool| {
+            let changes = parse(&body, PatchMedia::V21, &ImageOptions::default())?;
+            let stores = &stores;
+            apply(img, &changes, LocationRules { visible, stores })
+        };
+        let remove = json!([{"op": "remove", "path": "/locations/0"}]);
+        let add = json!([{"op": "add", "path": "/locations/-", "value": {"url": "http://x/y", "metadata": {}}}]);
+        let replace = json!([{"op": "replace", "path": "/locations", "value": []}]);
+        for (body, verb) in [(&remove, "remove"), (&add, "add"), (&replace, "update")] {
+            match patch(&mut img, body.clone(), false) {
+                Err(Error::Forbidden(m)) => assert_eq!(
+                    m,
+                    format!("It's not allowed to {verb} locations if locations are invisible.")
+                ),
+                other => panic!("{verb}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            patch(&mut img, add, true),
+            Err(Error::Forbidden(_))
+        ));
+        patch(&mut img, remove.clone(), true).unwrap();
+        assert_eq!(img.active_locations().count(), 1);
+        assert!(matches!(
+            patch(&mut img, remove, true),
+            Err(Error::Forbidden(_))
+        ));
     }
 
     /// The outcome class of a patch: "ok" or the HTTP status the error maps to.
