@@ -360,33 +360,27 @@ fn glance_download_imports_an_image_of_another_region() {
     }
     assert!(searched > 0, "no database file in {}", here.dir().display());
 
-    // python-glanceclient from the command line, with password auth
+    // python-glanceclient from the command line, with password auth (as alice)
+    let auth_env = |c: &mut std::process::Command| {
+        c.env("OS_AUTH_URL", &ks.auth_url)
+            .env("OS_USERNAME", "alice")
+            .env("OS_PASSWORD", &ks.password)
+            .env("OS_PROJECT_NAME", "alpha")
+            .env("OS_USER_DOMAIN_ID", "default")
+            .env("OS_PROJECT_DOMAIN_ID", "default")
+            .env("OS_IMAGE_API_VERSION", "2");
+    };
     let id = local();
     let python = std::env::var("GLINT_COMPAT_PYTHON").expect(
         "GLINT_COMPAT_PYTHON is not set: run ./scripts/test, or scripts/compat-venv.sh and export it",
     );
     let glance = std::path::Path::new(&python).with_file_name("glance");
-    let out = std::process::Command::new(&glance)
-        .args([
-            "image-import",
-            &id,
-            "--import-method",
-            "glance-download",
-            "--remote-region",
-            &region,
-            "--remote-image-id",
-            &remote,
-        ])
-        .env("OS_AUTH_URL", &ks.auth_url)
-        .env("OS_USERNAME", "alice")
-        .env("OS_PASSWORD", &ks.password)
-        .env("OS_PROJECT_NAME", "alpha")
-        .env("OS_USER_DOMAIN_ID", "default")
-        .env("OS_PROJECT_DOMAIN_ID", "default")
-        .env("OS_IMAGE_URL", here.url(""))
-        .env("OS_IMAGE_API_VERSION", "2")
-        .output()
-        .expect("run glance");
+    let mut cli = std::process::Command::new(&glance);
+    cli.args(["image-import", &id, "--import-method", "glance-download"])
+        .args(["--remote-region", &region, "--remote-image-id", &remote])
+        .env("OS_IMAGE_URL", here.url(""));
+    auth_env(&mut cli);
+    let out = cli.output().expect("run glance");
     assert!(
         out.status.success(),
         "glance image-import: {}\n{}\n{}",
@@ -401,16 +395,7 @@ fn glance_download_imports_an_image_of_another_region() {
     assert_eq!(img["os_distro"], "debian", "{img}");
 
     // openstacksdk (`conn.image.import_image(method="glance-download", …)`) and the openstack
-    // CLI (`openstack image import --method glance-download`), with password auth
-    let auth_env = |c: &mut std::process::Command| {
-        c.env("OS_AUTH_URL", &ks.auth_url)
-            .env("OS_USERNAME", "alice")
-            .env("OS_PASSWORD", &ks.password)
-            .env("OS_PROJECT_NAME", "alpha")
-            .env("OS_USER_DOMAIN_ID", "default")
-            .env("OS_PROJECT_DOMAIN_ID", "default")
-            .env("OS_IMAGE_API_VERSION", "2");
-    };
+    // CLI (`openstack image import --method glance-download`)
     let sdk = r#"
 import sys, openstack
 auth_url, password, endpoint, image_id, region, remote = sys.argv[1:7]

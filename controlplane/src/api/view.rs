@@ -463,22 +463,21 @@ pub(crate) mod tests {
         );
     }
 
+    /// Two filesystem stores, `fast` (weight 5) and `slow` (the default), and `top` (more
+    /// top-level settings).
+    fn two_stores(top: &str) -> shared::config::Config {
+        let toml = format!(
+            "enabled_backends = \"slow:file, fast:file\"\n{top}\
+             [glance_store]\ndefault_backend = \"slow\"\n\
+             [backends.slow]\nfilesystem_store_datadir = \"/s\"\n\
+             [backends.fast]\nfilesystem_store_datadir = \"/f\"\nweight = 5\n"
+        );
+        shared::config::Config::from_toml(&toml).unwrap()
+    }
+
     #[test]
     fn stores_with_multistore_only_active_best_first() {
-        let cfg = shared::config::Config::from_toml(
-            r#"
-enabled_backends = "slow:file, fast:file"
-[glance_store]
-default_backend = "slow"
-[backends.slow]
-filesystem_store_datadir = "/s"
-[backends.fast]
-filesystem_store_datadir = "/f"
-weight = 5
-"#,
-        )
-        .unwrap();
-        let multi = cfg.stores();
+        let multi = two_stores("").stores();
         let mut img = sample();
         let v = ImageView::of(&img, &multi).into_value();
         assert!(v.get("stores").is_none(), "no locations, no stores: {v}");
@@ -582,21 +581,7 @@ weight = 5
 
     #[test]
     fn locations_name_their_store_with_multistore() {
-        let cfg = shared::config::Config::from_toml(
-            r#"
-enabled_backends = "slow:file, fast:file"
-show_multiple_locations = true
-show_image_direct_url = true
-[glance_store]
-default_backend = "slow"
-[backends.slow]
-filesystem_store_datadir = "/s"
-[backends.fast]
-filesystem_store_datadir = "/f"
-weight = 5
-"#,
-        )
-        .unwrap();
+        let cfg = two_stores("show_multiple_locations = true\nshow_image_direct_url = true\n");
         use crate::domain::location::tests::loc;
         let mut img = sample();
         img.locations = vec![loc("slow", 0), loc("fast", 1)];
