@@ -548,6 +548,12 @@ pub fn take_remote(
         let old = image.properties.insert(key.clone(), value);
         revert.properties.push((key.clone(), old));
     }
+    // the copied properties count in image_property_quota (Glance saves them through its
+    // quota proxy)
+    if let Err(e) = super::property::check_quotas(image.properties.len(), image.tags.len()) {
+        undo_remote(image, &revert);
+        return Err(e.to_string());
+    }
     Ok((size, revert))
 }
 
@@ -743,6 +749,15 @@ mod tests {
         bad["size"] = json!(1);
         bad["disk_format"] = json!("nope");
         assert!(take_remote(&mut img, &bad, &prefixes, &opts, "r").is_err());
+        assert_eq!(img, before, "a refusal changes nothing");
+        // more properties than image_property_quota once copied: refused, nothing kept
+        let mut many = remote.clone();
+        let max = crate::domain::property::MAX_PROPERTIES;
+        for i in 0..max {
+            many[format!("hw_extra_{i}")] = json!("x");
+        }
+        let why = take_remote(&mut img, &many, &prefixes, &opts, "r").unwrap_err();
+        assert!(why.contains("Maximum number of image properties"), "{why}");
         assert_eq!(img, before, "a refusal changes nothing");
     }
 

@@ -8,7 +8,8 @@
 //!    together with a `delete_data` job for the data plane (`db::jobs`), in one transaction,
 //!    so nothing is forgotten if a process dies: the image was deleted (at once, or by the
 //!    scrubber after `scrub_time` with delayed delete), or one store's copy was removed
-//!    (`DELETE /v2/stores/{store_id}/{image_id}`).
+//!    (`DELETE /v2/stores/{store_id}/{image_id}`, or the legacy `PATCH` `remove` of
+//!    `/locations/<N>`: [`Image::remove_location`]).
 //! 3. `deleted`: the data plane reported the job done; the row stays as history.
 //!
 //! With delayed delete a `pending_delete` *image* keeps its locations `active` until the

@@ -12,7 +12,10 @@
 //! - `add` of an existing property replaces it (v2.1) or is a 409 (v2.0);
 //! - `remove` of a base property → 403, of a missing custom property → 409;
 //! - read-only paths → 403, reserved names and `os_glance*` → 403, wrong value types → 400;
-//! - `disk_format`/`container_format` change only while `queued` or `importing` (403).
+//! - `disk_format`/`container_format` change only while `queued` or `importing` (403);
+//! - `/locations` only with `show_multiple_locations` (else 403 with Glance's three texts):
+//!   `remove` of `/locations/<N>` as Glance's `_do_remove_locations` ([`LocationRules`]);
+//!   `add` and `replace` are refused (403) for now.
 
 use super::{Error, Image, create::non_negative, property};
 use serde_json::Value;
