@@ -912,10 +912,13 @@ impl Connection {
         };
         *method = m.as_str().to_owned();
         *uri = u;
-        // Glance runs the plugins on every import but copy-image
+        // Glance runs the plugins on every import but copy-image; a `compressed` container is
+        // kept as it is (glance-download: the remote image's container, which the data plane
+        // reads from its metadata)
         *decompress = m != domain::import::Method::CopyImage
             && app.config.import_plugin("image_decompression")
-            && image.container_format.as_deref() != Some("compressed");
+            && (m == domain::import::Method::GlanceDownload
+                || image.container_format.as_deref() != Some("compressed"));
         if m != domain::import::Method::CopyImage && app.config.import_plugin("image_conversion") {
             *convert_from = image.disk_format.clone();
             *convert_to = Some(app.config.image_conversion.output_format.clone());

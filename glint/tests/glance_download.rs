@@ -179,7 +179,8 @@ fn glance_download_imports_an_image_of_another_region() {
         &format!(
             "enabled_import_methods = [\"glance-direct\", \"glance-download\"]\n\
              [image]\nimage_size_cap_bytes = {}\n\
-             [import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.0/8\"]\n{}",
+             [import_filtering_opts]\nallowed_ports = []\nallowed_networks = [\"127.0.0.0/8\"]\n\
+             [image_import_opts]\nimage_import_plugins = [\"image_decompression\"]\n{}",
             8 << 20,
             ks.glint_config("")
         ),
@@ -447,4 +448,37 @@ conn.image.import_image(img, method="glance-download", remote_region=region,
     let t = task_ended(&here, &alice, &id);
     assert_eq!(t["status"], "success", "openstack CLI: {t}\n{}", here.log());
     assert_eq!(show(&here, &alice, &id)["checksum"], md5_hex(&data));
+
+    // the image_decompression plugin runs after the image took the remote's formats: a gzip in
+    // a `compressed` container is kept as it is, one in a `bare` container decompressed
+    let plain = random_bytes(200_000);
+    let mut gz = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import gzip,sys; sys.stdout.buffer.write(gzip.compress(sys.stdin.buffer.read()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write as _;
+    gz.stdin.take().unwrap().write_all(&plain).unwrap();
+    let gz = gz.wait_with_output().unwrap().stdout;
+    assert_eq!(&gz[..2], b"\x1f\x8b");
+    for (container, want) in [("compressed", &gz), ("bare", &plain)] {
+        let remote = create(
+            &there,
+            &alice,
+            json!({"name": "gz", "disk_format": "raw", "container_format": container}),
+        );
+        upload(&there, &alice, &remote, gz.clone());
+        let id = local();
+        let (status, v) = import(&here, &alice, &id, method(&region, &remote));
+        assert_eq!(status, 202, "{v}");
+        let t = task_ended(&here, &alice, &id);
+        assert_eq!(t["status"], "success", "{container}: {t}\n{}", here.log());
+        let img = show(&here, &alice, &id);
+        assert_eq!(img["container_format"], container, "{img}");
+        assert_eq!(img["checksum"], md5_hex(want), "{container}: {img}");
+    }
 }

@@ -93,11 +93,16 @@ pub async fn run(w: &Worker, job: &Job) {
                 None => error = Some("web-download needs a uri".into()),
             }
         }
-        // glance-download: the remote image's metadata, then its data into staging
+        // glance-download: the remote image's metadata, then its data into staging; a
+        // `compressed` remote container is kept as it is (the image takes it)
+        let mut decompress = *decompress;
         if method == "glance-download" && !stores.is_empty() {
             let token = auth_token.as_deref();
             match glance_download(w, task_id, image_id, uri.as_deref(), token).await {
-                Ok(format) => disk_format = disk_format.map(|_| format),
+                Ok((format, compressed)) => {
+                    disk_format = disk_format.map(|_| format);
+                    decompress &= !compressed;
+                }
                 Err(e) => {
                     tracing::warn!(%image_id, task_id = %task_id, error = %e, "glance-download failed");
                     error = Some(e);
@@ -105,7 +110,7 @@ pub async fn run(w: &Worker, job: &Job) {
             }
         }
         // the image_decompression plugin
-        if *decompress
+        if decompress
             && !stores.is_empty()
             && error.is_none()
             && let Err(e) = decompress_staged(w, image_id).await
@@ -128,7 +133,7 @@ pub async fn run(w: &Worker, job: &Job) {
             }
         }
         // the data as `PUT …/stage` hashed it: the stage's digests serve (super::staged)
-        let as_staged = method == "glance-direct" && !*decompress && converted.is_none();
+        let as_staged = method == "glance-direct" && !decompress && converted.is_none();
         let todo = if error.is_none() { stores.len() } else { 0 };
         for store in stores.iter().take(todo) {
             tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
@@ -189,20 +194,24 @@ const MAX_METADATA: usize = 1 << 20;
 /// glance-download's first steps (Glance's `_ImportMetadata` and `_DownloadGlanceImage`):
 /// the remote image's metadata (`url`, with the caller's `token`) to the control plane, which
 /// checks it and has the image take its formats and properties, then its data (`url/file`)
-/// into staging, which must be the remote size. The format the data is in.
+/// into staging, which must be the remote size. The format the data is in, and whether its
+/// container is `compressed`.
 async fn glance_download(
     w: &Worker,
     task_id: &str,
     image_id: &ImageId,
     url: Option<&str>,
     token: Option<&str>,
-) -> Result<String, String> {
+) -> Result<(String, bool), String> {
     use super::web::{Fetcher, fetch, get};
     let url = url.ok_or("glance-download needs the remote image's URL")?;
     let headers: Vec<(&str, &str)> = token.map(|t| ("X-Auth-Token", t)).into_iter().collect();
     let metadata = get(w, url, &headers, Fetcher::GlanceDownload, MAX_METADATA).await?;
     let metadata = String::from_utf8(metadata)
         .map_err(|_| format!("The metadata at {url} is not UTF-8 text"))?;
+    // (the control plane checks the metadata; only this is read here)
+    let compressed = serde_json::from_str::<serde_json::Value>(&metadata)
+        .is_ok_and(|v| v["container_format"] == "compressed");
     let ask = Request::ImportMetadata {
         task_id,
         image_id: *image_id,
@@ -231,7 +240,7 @@ async fn glance_download(
             "Task {task_id} failed because downloaded data size {got} is different from expected {size}"
         ));
     }
-    Ok(disk_format)
+    Ok((disk_format, compressed))
 }
 
 /// copy-image's first step: the image's data, from the first of its `locations` (best
