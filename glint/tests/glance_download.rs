@@ -375,24 +375,29 @@ fn glance_download_imports_an_image_of_another_region() {
     let python = std::env::var("GLINT_COMPAT_PYTHON").expect(
         "GLINT_COMPAT_PYTHON is not set: run ./scripts/test, or scripts/compat-venv.sh and export it",
     );
+    // a client's command ran, and its import of the remote image into `id` succeeded
+    let imported_by = |cli: &mut std::process::Command, id: &str, what: &str| -> Value {
+        let out = cli.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            here.log()
+        );
+        let t = task_ended(&here, &alice, id);
+        assert_eq!(t["status"], "success", "{what}: {t}\n{}", here.log());
+        let img = show(&here, &alice, id);
+        assert_eq!(img["checksum"], md5_hex(&data), "{what}: {img}");
+        img
+    };
     let glance = std::path::Path::new(&python).with_file_name("glance");
     let mut cli = std::process::Command::new(&glance);
     cli.args(["image-import", &id, "--import-method", "glance-download"])
         .args(["--remote-region", &region, "--remote-image-id", &remote])
         .env("OS_IMAGE_URL", here.url(""));
     auth_env(&mut cli);
-    let out = cli.output().expect("run glance");
-    assert!(
-        out.status.success(),
-        "glance image-import: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        here.log()
-    );
-    let t = task_ended(&here, &alice, &id);
-    assert_eq!(t["status"], "success", "{t}\n{}", here.log());
-    let img = show(&here, &alice, &id);
-    assert_eq!(img["checksum"], md5_hex(&data), "{img}");
+    let img = imported_by(&mut cli, &id, "glance image-import");
     assert_eq!(img["os_distro"], "debian", "{img}");
 
     // openstacksdk (`conn.image.import_image(method="glance-download", …)`) and the openstack
@@ -411,20 +416,11 @@ conn.image.import_image(img, method="glance-download", remote_region=region,
                         remote_image_id=remote, remote_service_interface="public")
 "#;
     let id = local();
-    let out = std::process::Command::new(&python)
+    let mut sdk_run = std::process::Command::new(&python);
+    sdk_run
         .args(["-c", sdk, &ks.auth_url, &ks.password, &here.url(""), &id])
-        .args([&region, &remote])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "openstacksdk import_image: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        here.log()
-    );
-    let t = task_ended(&here, &alice, &id);
-    assert_eq!(t["status"], "success", "openstacksdk: {t}\n{}", here.log());
-    assert_eq!(show(&here, &alice, &id)["checksum"], md5_hex(&data));
+        .args([&region, &remote]);
+    imported_by(&mut sdk_run, &id, "openstacksdk import_image");
 
     let id = local();
     let openstack = std::path::Path::new(&python).with_file_name("openstack");
@@ -437,17 +433,7 @@ conn.image.import_image(img, method="glance-download", remote_region=region,
         .args(["--remote-service-interface", "public", "--disallow-failure"])
         .env("OS_IMAGE_ENDPOINT_OVERRIDE", here.url(""));
     auth_env(&mut cli);
-    let out = cli.output().expect("run openstack");
-    assert!(
-        out.status.success(),
-        "openstack image import: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        here.log()
-    );
-    let t = task_ended(&here, &alice, &id);
-    assert_eq!(t["status"], "success", "openstack CLI: {t}\n{}", here.log());
-    assert_eq!(show(&here, &alice, &id)["checksum"], md5_hex(&data));
+    imported_by(&mut cli, &id, "openstack image import");
 
     // the image_decompression plugin runs after the image took the remote's formats: a gzip in
     // a `compressed` container is kept as it is, one in a `bare` container decompressed

@@ -266,8 +266,7 @@ pub(crate) async fn locations(
             "Locations are shown only to services.".into(),
         ));
     }
-    let hidden = image.status == ImageStatus::Deactivated && !ctx.is_admin;
-    let list = if hidden {
+    let list = if super::view::hidden_from(&ctx, &image) {
         Vec::new()
     } else {
         super::view::location_views(&image, &app.stores)
@@ -319,7 +318,7 @@ pub(crate) async fn update(
             }
         }
         let locations = patch::LocationRules {
-            visible: app.config.show_multiple_locations && views.locations().may_see(&ctx),
+            visible: views.locations().may_patch(&ctx),
             stores: &app.stores,
         };
         patch::apply(image, &changes, locations)?;

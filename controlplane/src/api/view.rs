@@ -98,20 +98,26 @@ impl LocationDisplay {
         !self.only_to_services || ctx.is_service()
     }
 
+    /// Whether `ctx` may change locations with `PATCH` (Glance: only while they are shown).
+    pub fn may_patch(&self, ctx: &Context) -> bool {
+        self.shown.locations && self.may_see(ctx)
+    }
+
     /// What a view of `image` shows `ctx`.
     pub fn for_caller(&self, ctx: &Context, image: &Image) -> Shown {
         if !self.may_see(ctx) {
             return Shown::NONE;
         }
         let mut shown = self.shown;
-        if (shown.locations || shown.direct_url)
-            && image.status == shared::image::ImageStatus::Deactivated
-            && !ctx.is_admin
-        {
-            shown.emptied = true;
-        }
+        shown.emptied = (shown.locations || shown.direct_url) && hidden_from(ctx, image);
         shown
     }
+}
+
+/// Whether `image`'s locations are kept from `ctx` whatever the options: a deactivated image
+/// to a caller who is not an admin (Glance lists none).
+pub fn hidden_from(ctx: &Context, image: &Image) -> bool {
+    image.status == shared::image::ImageStatus::Deactivated && !ctx.is_admin
 }
 
 /// One location as `locations` and `GET /v2/images/{id}/locations` show it.

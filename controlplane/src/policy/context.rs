@@ -2,6 +2,14 @@
 
 use shared::channel::Credentials;
 
+/// The role names of a comma list (`X-Roles`, `X-Service-Roles`), trimmed and lower-cased.
+pub fn role_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|r| r.trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// The caller, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Context {
@@ -27,14 +35,7 @@ impl Context {
     pub fn from_credentials(creds: &Credentials) -> Context {
         let anonymous =
             creds.project_id.is_none() && creds.user_id.is_none() && creds.roles.is_none();
-        let mut roles: Vec<String> = creds
-            .roles
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(|r| r.trim().to_ascii_lowercase())
-            .filter(|r| !r.is_empty())
-            .collect();
+        let mut roles = role_list(creds.roles.as_deref().unwrap_or(""));
         if anonymous {
             // Glance's unauthenticated context is an administrator.
             roles.push("admin".to_owned());

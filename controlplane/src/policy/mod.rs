@@ -36,5 +36,5 @@ mod context;
 mod enforcer;
 pub mod language;
 
-pub use context::Context;
+pub use context::{Context, role_list};
 pub use enforcer::{Denied, Enforcer, Rule, Target, is_visible};

@@ -66,7 +66,7 @@ impl BlockHasher {
 }
 
 /// The block hashes of an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Blocks {
     /// Bytes per block (the last block may be shorter).
     pub block_size: u64,

@@ -55,7 +55,7 @@ impl std::fmt::Debug for Secure {
 }
 
 /// Final digests of one upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Digests {
     /// Bytes hashed.
     pub size: u64,

@@ -171,7 +171,7 @@ enum Passes {
 }
 
 /// What an earlier hashing pass of the same bytes found (a stage's, for its import).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Known {
     /// md5 and the secure hash.
     pub digests: Digests,

@@ -132,12 +132,25 @@ pub async fn run(w: &Worker, job: &Job) {
                 }
             }
         }
-        // the data as `PUT …/stage` hashed it: the stage's digests serve (super::staged)
+        // the data as `PUT …/stage` hashed it: the stage's record serves (super::staged)
         let as_staged = method == "glance-direct" && !decompress && converted.is_none();
+        let staged = as_staged
+            .then(|| w.stores.staging())
+            .flatten()
+            .and_then(|staging| super::staged::load(&staging, image_id));
         let todo = if error.is_none() { stores.len() } else { 0 };
         for store in stores.iter().take(todo) {
             tracing::info!(%image_id, task_id = %task_id, store, "importing staged data into a store");
-            match copy(w, task_id, image_id, store, converted.as_deref(), as_staged).await {
+            match copy(
+                w,
+                task_id,
+                image_id,
+                store,
+                converted.as_deref(),
+                staged.as_ref(),
+            )
+            .await
+            {
                 Ok(size) => {
                     tracing::info!(%image_id, task_id = %task_id, store, size, "import copy stored")
                 }
@@ -559,21 +572,20 @@ impl From<Failure> for Stop {
 }
 
 /// Copies the staged data of `image_id` into `store` under an import lease; the size stored.
-/// `as_staged`: the staged data is what its stage hashed, whose record may serve.
+/// `staged`: the record of the stage that hashed this data, when no plugin rewrote it.
 async fn copy(
     w: &Worker,
     task_id: &str,
     image_id: &ImageId,
     store: &str,
     disk_format: Option<&str>,
-    as_staged: bool,
+    staged: Option<&super::staged::Staged>,
 ) -> Result<u64, Stop> {
     let staging = w
         .stores
         .staging()
         .ok_or_else(|| Stop::Failed("This node has no staging store".into()))?;
-    let staged = staging.path_for(image_id);
-    let file = std::fs::File::open(&staged)
+    let file = std::fs::File::open(staging.path_for(image_id))
         .map_err(|e| Stop::Failed(format!("No staged data for image {image_id}: {e}")))?;
     let size = file
         .metadata()
@@ -617,9 +629,6 @@ async fn copy(
         abort(w, grant, image_id, ErrorCode::PayloadTooLarge).await;
         return Err(Stop::Failed(shared::error::TOO_LARGE.into()));
     }
-    let staged = as_staged
-        .then(|| super::staged::load(&staging, image_id))
-        .flatten();
     let stored = write(w, &mut grant, image_id, &file, size, staged).await;
     let stored = match stored {
         Ok(s) => s,
@@ -663,7 +672,7 @@ async fn write(
     image_id: &ImageId,
     file: &compio::fs::File,
     size: u64,
-    staged: Option<super::staged::Staged>,
+    staged: Option<&super::staged::Staged>,
 ) -> Result<Stored, Stop> {
     let store = match w.stores.get(&grant.store).await {
         Some(Ok(s)) => s,
@@ -681,26 +690,16 @@ async fn write(
         return Err(f.into());
     }
     let block_size = w.settings.block_size;
-    let known = staged.and_then(|s| {
-        s.known(
-            size,
-            grant.hash_algo,
-            grant.inspect_as.as_deref(),
-            block_size,
-        )
-    });
-    let (mut hasher, staged_virtual_size) = match known {
-        Some((known, virtual_size)) => {
+    let (algo, inspect_as) = (grant.hash_algo, grant.inspect_as.as_deref());
+    let staged = staged.filter(|s| s.fits(size, algo, inspect_as, block_size));
+    let mut hasher = match staged {
+        Some(s) => {
             tracing::debug!(%image_id, "the stage's hashes serve; only the blocks are checked");
-            let hasher = PipelinedHasher::verify(known, w.buffers.clone(), DEPTH);
-            (hasher, Some(virtual_size))
+            PipelinedHasher::verify(s.known.clone(), w.buffers.clone(), DEPTH)
         }
         None => {
-            let inspect = grant.inspect_as.is_some();
             let pool = w.buffers.clone();
-            let algo = grant.hash_algo;
-            let hasher = PipelinedHasher::start(algo, pool, DEPTH, inspect, block_size);
-            (hasher, None)
+            PipelinedHasher::start(algo, pool, DEPTH, inspect_as.is_some(), block_size)
         }
     };
     let copied = fill(w, grant, image_id, file, size, &mut upload, &mut hasher).await;
@@ -721,15 +720,18 @@ async fn write(
             return Err(Stop::Failed(e.to_string()));
         }
     };
-    let virtual_size = match (&grant.inspect_as, finished.verdict) {
-        _ if staged_virtual_size.is_some() => staged_virtual_size.flatten(),
-        (Some(disk_format), Some(verdict)) => match judge(verdict, disk_format, image_id, w) {
-            Ok(v) => v,
-            Err(f) => {
-                upload.abort().await;
-                return Err(f.into());
+    let virtual_size = match (staged, &grant.inspect_as, finished.verdict) {
+        // judged at the stage
+        (Some(s), ..) => s.virtual_size,
+        (None, Some(disk_format), Some(verdict)) => {
+            match judge(verdict, disk_format, image_id, w) {
+                Ok(v) => v,
+                Err(f) => {
+                    upload.abort().await;
+                    return Err(f.into());
+                }
             }
-        },
+        }
         _ => None,
     };
     let location = upload

@@ -27,18 +27,8 @@ use shared::image::{HashAlgo, ImageId};
 /// What a stage's pass found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Staged {
-    /// Bytes staged.
-    pub size: u64,
-    /// md5 hex.
-    pub checksum: String,
-    /// Algorithm of `os_hash_value`.
-    pub os_hash_algo: HashAlgo,
-    /// Secure hash hex.
-    pub os_hash_value: String,
-    /// The block size of `block_hashes`.
-    pub block_size: u64,
-    /// The blocks' xxh3-64 in hex ([`shared::blocks::to_hex`]).
-    pub block_hashes: String,
+    /// The digests and block hashes.
+    pub known: Known,
     /// The `disk_format` the content was judged as (`None`: not inspected).
     pub inspected_as: Option<String>,
     /// The virtual size the inspection found.
@@ -54,44 +44,30 @@ impl Staged {
         virtual_size: Option<u64>,
     ) -> Staged {
         Staged {
-            size: digests.size,
-            checksum: digests.md5_hex.clone(),
-            os_hash_algo: digests.algo,
-            os_hash_value: digests.secure_hex.clone(),
-            block_size: blocks.block_size,
-            block_hashes: shared::blocks::to_hex(&blocks.hashes),
+            known: Known {
+                digests: digests.clone(),
+                blocks: blocks.clone(),
+            },
             inspected_as: inspected_as.map(str::to_owned),
             virtual_size,
         }
     }
 
-    /// What an import's copy of `size` bytes, granted `algo` and `inspect_as`, hashing blocks
-    /// of `block_size`, may take from this record (`None`: it must hash everything).
-    pub fn known(
+    /// Whether an import's copy of `size` bytes, granted `algo` and `inspect_as`, hashing
+    /// blocks of `block_size`, may take this record (else it must hash everything).
+    pub fn fits(
         &self,
         size: u64,
         algo: HashAlgo,
         inspect_as: Option<&str>,
         block_size: u64,
-    ) -> Option<(Known, Option<u64>)> {
-        let fits = self.size == size
-            && self.os_hash_algo == algo
+    ) -> bool {
+        let Known { digests, blocks } = &self.known;
+        digests.size == size
+            && digests.algo == algo
             && self.inspected_as.as_deref() == inspect_as
-            && self.block_size == block_size;
-        let hashes = shared::blocks::from_hex(&self.block_hashes)?;
-        if !fits || hashes.len() as u64 != shared::blocks::count(size, block_size) {
-            return None;
-        }
-        let known = Known {
-            digests: Digests {
-                size,
-                md5_hex: self.checksum.clone(),
-                algo,
-                secure_hex: self.os_hash_value.clone(),
-            },
-            blocks: Blocks { block_size, hashes },
-        };
-        Some((known, self.virtual_size))
+            && blocks.block_size == block_size
+            && blocks.hashes.len() as u64 == shared::blocks::count(size, block_size)
     }
 }
 
@@ -144,20 +120,16 @@ mod tests {
     #[test]
     fn a_record_is_used_only_by_a_copy_it_fits() {
         let (s, _) = record();
-        let (known, vsize) = s.known(20, HashAlgo::Sha512, Some("raw"), 8).unwrap();
-        assert_eq!(known.digests.md5_hex, "aa");
-        assert_eq!(known.blocks.hashes, vec![1, 2, 3]);
-        assert_eq!(vsize, Some(20));
-        assert!(s.known(21, HashAlgo::Sha512, Some("raw"), 8).is_none());
-        assert!(s.known(20, HashAlgo::Sha256, Some("raw"), 8).is_none());
-        assert!(s.known(20, HashAlgo::Sha512, Some("qcow2"), 8).is_none());
-        assert!(s.known(20, HashAlgo::Sha512, None, 8).is_none());
-        assert!(s.known(20, HashAlgo::Sha512, Some("raw"), 16).is_none());
-        let short = Staged {
-            block_hashes: shared::blocks::to_hex(&[1, 2]),
-            ..s
-        };
-        assert!(short.known(20, HashAlgo::Sha512, Some("raw"), 8).is_none());
+        assert!(s.fits(20, HashAlgo::Sha512, Some("raw"), 8));
+        assert_eq!(s.known.digests.md5_hex, "aa");
+        assert!(!s.fits(21, HashAlgo::Sha512, Some("raw"), 8));
+        assert!(!s.fits(20, HashAlgo::Sha256, Some("raw"), 8));
+        assert!(!s.fits(20, HashAlgo::Sha512, Some("qcow2"), 8));
+        assert!(!s.fits(20, HashAlgo::Sha512, None, 8));
+        assert!(!s.fits(20, HashAlgo::Sha512, Some("raw"), 16));
+        let mut short = s.clone();
+        short.known.blocks.hashes.pop();
+        assert!(!short.fits(20, HashAlgo::Sha512, Some("raw"), 8));
     }
 
     #[test]

@@ -32,9 +32,7 @@ pub async fn authenticate(
                 .get_all("x-service-roles")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(|r| r.trim().to_ascii_lowercase())
-                .filter(|r| !r.is_empty())
+                .flat_map(crate::policy::role_list)
                 .collect();
             req.extensions_mut().insert(Authenticated(ctx));
         }
