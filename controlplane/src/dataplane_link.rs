@@ -115,7 +115,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 19] = Request::<String>::KINDS;
+pub const KINDS: [&str; 20] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -336,6 +336,17 @@ impl Connection {
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     self.authorize_download(image_id, &credentials)
+                        .instrument(span)
+                        .await
+                }
+                Request::AuthorizeDelete {
+                    request_id,
+                    image_id,
+                    credentials,
+                    store,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
+                    self.authorize_delete(image_id, &credentials, store.as_deref())
                         .instrument(span)
                         .await
                 }
@@ -821,6 +832,34 @@ impl Connection {
             size: image.size.unwrap_or(0),
             checksum: image.checksum.clone(),
             os_hash_value: image.os_hash_value.clone(),
+        })
+    }
+
+    /// The locations a delete of `id` (from `store` only) would remove, if the caller may
+    /// delete it; refused otherwise (a protected image too: the forwarded request then gets
+    /// the control plane's own answer, before any in-use check).
+    async fn authorize_delete(
+        &self,
+        id: ImageId,
+        credentials: &Credentials,
+        store: Option<&str>,
+    ) -> Result<Response, Reason> {
+        let (_, image) = self
+            .find_authorized(credentials, id, Action::DeleteImage)
+            .await?;
+        if image.protected {
+            return Err(Reason::NotAllowed(Action::DeleteImage));
+        }
+        let all = image.location_list(&self.app.stores);
+        let mut locations = shared::location::List::default();
+        for (s, url) in shared::location::entries(&all) {
+            // entries of a list that was built whole: each pushes again
+            if store.is_none_or(|want| want == s) {
+                let _ = locations.push(s, url);
+            }
+        }
+        Ok(Response::DeleteGranted {
+            locations: locations.into_string(),
         })
     }
 

@@ -211,6 +211,9 @@ pub fn owned(r: Response<&str>) -> Response {
             inspect_as: s(inspect_as),
         },
         Response::UploadCommitted => Response::UploadCommitted,
+        Response::DeleteGranted { locations } => Response::DeleteGranted {
+            locations: locations.to_owned(),
+        },
         Response::DownloadGranted {
             locations,
             size,

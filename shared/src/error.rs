@@ -217,6 +217,8 @@ pub enum Action {
     ListCachedNodes,
     /// `modify_image` (what `PUT …/stage` is checked against, as in Glance).
     ModifyImage,
+    /// `delete_image`.
+    DeleteImage,
 }
 
 impl Action {
@@ -232,6 +234,7 @@ impl Action {
             Action::CachePrune => "cache_prune",
             Action::ListCachedNodes => "list_cached_nodes",
             Action::ModifyImage => "modify_image",
+            Action::DeleteImage => "delete_image",
         }
     }
 }

@@ -355,7 +355,7 @@ pub mod shm {
     /// Image transfers, for `glint_dp_transfers_in_flight{route}` and the bytes per transfer.
     pub const TRANSFERS: [&str; 2] = ["upload", "download"];
     /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
-    pub const CHANNEL_KINDS: [&str; 19] = crate::channel::Request::<String>::KINDS;
+    pub const CHANNEL_KINDS: [&str; 20] = crate::channel::Request::<String>::KINDS;
     /// Block cache lookup results, for `glint_dp_cache_lookups_total{result}`.
     pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "partial"];
     /// Where a block failed verification, for `glint_dp_cache_verify_failures_total{source}`

@@ -23,6 +23,9 @@ pub struct Features {
     pub multistore: bool,
     /// The 2.17 location API (`POST/GET /v2/images/{id}/locations`).
     pub locations: bool,
+    /// A store whose data can be in use outside glint (RBD, whose snapshots Nova and Cinder
+    /// clone): the data plane checks deletes first ([`Route::Delete`]). Not a version.
+    pub clones: bool,
 }
 
 impl Features {
@@ -33,6 +36,11 @@ impl Features {
         Features {
             multistore: config.enabled_backends.is_some(),
             cache: config.image_cache.image_cache_dir.is_some(),
+            clones: config
+                .stores()
+                .stores
+                .iter()
+                .any(|s| matches!(s.kind, crate::config::StoreKind::Rbd(_))),
             ..Features::default()
         }
     }
@@ -219,6 +227,15 @@ pub enum Route<'a> {
     /// `/v2/cache…` with the cache on (the data plane holds the cache): the action and its
     /// image, or the methods the path allows (405).
     Cache(Result<(crate::channel::CacheAction, Option<&'a str>), &'static str>),
+    /// `DELETE /v2/images/{id}` (`store` `None`) or `DELETE /v2/stores/{store}/{id}`, with a
+    /// store whose data may be in use outside glint ([`Features::clones`]): checked by the
+    /// data plane, then forwarded.
+    Delete {
+        /// The image id.
+        image: &'a str,
+        /// The store to delete from.
+        store: Option<&'a str>,
+    },
     /// Anything else: the control plane's.
     Forward,
 }
@@ -235,6 +252,24 @@ pub fn classify<'a>(method: &str, path: &'a str, accept: Option<&str>, f: Featur
         && let Some(route) = cache_route(method, cache)
     {
         return Route::Cache(route);
+    }
+    if f.clones && method == "DELETE" {
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["", "images", id] => {
+                return Route::Delete {
+                    image: id,
+                    store: None,
+                };
+            }
+            ["", "stores", store, id] => {
+                return Route::Delete {
+                    image: id,
+                    store: Some(store),
+                };
+            }
+            _ => {}
+        }
     }
     let mut parts = rest.split('/');
     let (Some(""), Some("images"), Some(id), Some(what), None) = (
@@ -317,11 +352,46 @@ mod tests {
     }
 
     #[test]
+    fn deletes_are_the_data_planes_only_with_a_store_of_clones() {
+        let id = "0b6d8f43-4b59-4e6e-9a43-6e07c0f9c0a1";
+        let clones = Features {
+            clones: true,
+            ..Features::default()
+        };
+        let image = format!("/v2/images/{id}");
+        let store = format!("/v2/stores/ceph/{id}");
+        assert_eq!(
+            classify("DELETE", &image, None, Features::default()),
+            Route::Forward
+        );
+        assert_eq!(
+            classify("DELETE", &image, None, clones),
+            Route::Delete {
+                image: id,
+                store: None
+            }
+        );
+        assert_eq!(
+            classify("DELETE", &store, None, clones),
+            Route::Delete {
+                image: id,
+                store: Some("ceph")
+            }
+        );
+        assert_eq!(classify("GET", &image, None, clones), Route::Forward);
+        assert_eq!(
+            classify("DELETE", &format!("{image}/tags/x"), None, clones),
+            Route::Forward
+        );
+    }
+
+    #[test]
     fn with_everything_the_list_is_glance_33s() {
         let all = Features {
             cache: true,
             multistore: true,
             locations: true,
+            clones: true,
         };
         let list: Vec<String> = versions(all).iter().map(|v| v.to_string()).collect();
         let want = [

@@ -71,6 +71,11 @@ fn properties(app: &App, s: &StoreConfig) -> Value {
             "large_object_chunk_size": sw.swift_store_large_object_chunk_size.saturating_mul(MIB),
         }),
         StoreKind::Http(_) => json!({}),
+        StoreKind::Rbd(r) => json!({
+            "chunk_size": r.rbd_store_chunk_size.saturating_mul(MIB),
+            "pool": r.rbd_store_pool,
+            "thin_provisioning": r.rbd_thin_provisioning,
+        }),
     }
 }
 

@@ -1119,3 +1119,56 @@ async fn glance_download_hands_out_the_token_takes_the_metadata_and_undoes_it() 
     };
     assert_eq!(refused.as_deref(), Some(crate::glance_download::GONE));
 }
+
+fn delete(id: ImageId, creds: Credentials, store: Option<&str>) -> Request {
+    Request::AuthorizeDelete {
+        request_id: "req-t".into(),
+        image_id: id,
+        credentials: creds,
+        store: store.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn a_delete_is_asked_with_the_delete_rules_and_names_its_locations() {
+    let ch = start().await;
+    let id = image(&ch, true).await;
+    let mut p = Peer::ready(&ch).await;
+    assert!(matches!(
+        p.call(upload(id, owner_creds(), None)).await,
+        Some(Response::UploadGranted { .. })
+    ));
+    assert_eq!(p.call(complete(id)).await, Some(Response::UploadCommitted));
+    let Some(Response::DeleteGranted { locations }) = p.call(delete(id, owner_creds(), None)).await
+    else {
+        panic!("delete not granted");
+    };
+    let listed: Vec<(&str, &str)> = shared::location::entries(&locations).collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, "file");
+    // one store only: another store's locations are not named
+    assert_eq!(
+        p.call(delete(id, owner_creds(), Some("elsewhere"))).await,
+        Some(Response::DeleteGranted {
+            locations: String::new()
+        })
+    );
+    // someone else's image is not found; a protected one is refused (its delete then gets
+    // the control plane's own 403)
+    let stranger = Credentials {
+        project_id: Some("p2".into()),
+        roles: Some("member".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.call(delete(id, stranger, None)).await,
+        Some(Response::Denied(Reason::NoSuchImage))
+    );
+    let mut img = (*db::images::get(&ch.t.app.db, id).await.unwrap().unwrap()).clone();
+    img.protected = true;
+    assert!(db::images::update(&ch.t.app.db, &img).await.unwrap());
+    assert_eq!(
+        p.call(delete(id, owner_creds(), None)).await,
+        Some(Response::Denied(Reason::NotAllowed(Action::DeleteImage)))
+    );
+}

@@ -380,6 +380,7 @@ impl From<Action> for Rule {
             Action::CachePrune => Rule::CachePrune,
             Action::ListCachedNodes => Rule::ListCachedNodes,
             Action::ModifyImage => Rule::ModifyImage,
+            Action::DeleteImage => Rule::DeleteImage,
         }
     }
 }

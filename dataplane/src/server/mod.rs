@@ -13,6 +13,7 @@ mod audit;
 pub mod bootstrap;
 mod cache_api;
 pub(crate) mod cached;
+mod delete;
 pub mod download;
 pub mod import;
 pub mod proxy;
@@ -140,6 +141,10 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
             ),
             Route::Cache(cache) => (
                 cache_api::handle(&mut conn, &head, cache, &rid, &worker).await,
+                crate::metrics::Route::Forward,
+            ),
+            Route::Delete { image, store } => (
+                delete::handle(&mut conn, &head, image, store, &rid, &worker).await,
                 crate::metrics::Route::Forward,
             ),
             Route::Forward => (

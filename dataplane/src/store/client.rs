@@ -1042,6 +1042,8 @@ pub fn check_range(r: &Response, offset: u64, len: u64) -> Result<(), String> {
 pub struct Download {
     store: Rc<str>,
     response: Option<Response>,
+    /// An RBD location's reads (instead of `response`).
+    rbd: Option<super::rbd::Reading>,
     remaining: u64,
 }
 
@@ -1060,6 +1062,17 @@ impl Download {
         Download {
             store: Rc::from(store),
             response,
+            rbd: None,
+            remaining: len,
+        }
+    }
+
+    /// `len` bytes of an RBD image, from store `store`.
+    pub fn rbd(store: &str, reading: super::rbd::Reading, len: u64) -> Download {
+        Download {
+            store: Rc::from(store),
+            response: None,
+            rbd: Some(reading),
             remaining: len,
         }
     }
@@ -1072,6 +1085,30 @@ impl Download {
     /// Appends the next bytes to `buf` (up to its spare capacity: give it some); 0 at the
     /// end. The buffer comes back emptied only when a timed-out read kept it.
     pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if let Some(rbd) = self.rbd.as_mut() {
+            let (res, buf) = rbd.read(buf, self.remaining).await;
+            return match res {
+                Ok(0) if self.remaining > 0 => {
+                    self.rbd = None;
+                    let e = format!(
+                        "store {}: the image ended {} bytes early",
+                        self.store, self.remaining
+                    );
+                    (Err(io::Error::new(io::ErrorKind::UnexpectedEof, e)), buf)
+                }
+                Ok(n) => {
+                    self.remaining = self.remaining.saturating_sub(n as u64);
+                    (Ok(n), buf)
+                }
+                Err(e) => {
+                    self.rbd = None;
+                    (
+                        Err(io::Error::other(format!("store {}: {e}", self.store))),
+                        buf,
+                    )
+                }
+            };
+        }
         let Some(r) = self.response.as_mut() else {
             return (Ok(0), buf);
         };

@@ -22,11 +22,13 @@
 //! only by the job the control plane makes of the record ([`Store::abort_leftover`]), since a
 //! later upload of the same image may own it by then.
 //!
-//! Drivers: [`fs`] (the filesystem), [`s3`], [`swift`], [`http`] (read-only); the remote ones' HTTP connections come from [`client`].
+//! Drivers: [`fs`] (the filesystem), [`s3`], [`swift`], [`http`] (read-only), [`rbd`] (Ceph,
+//! through librbd); the HTTP ones' connections come from [`client`].
 
 pub mod client;
 pub mod fs;
 pub mod http;
+pub mod rbd;
 pub mod s3;
 pub mod swift;
 
@@ -55,6 +57,9 @@ pub enum Error {
     /// The store cannot be reached or failed (503).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The data is in use outside glint (clones of an RBD snapshot) and was kept (409).
+    #[error("in use: {0}")]
+    InUse(String),
     /// Any other I/O failure.
     #[error("store I/O error: {0}")]
     Io(std::io::Error),
@@ -84,6 +89,7 @@ impl Error {
             Error::Full(_) => ErrorCode::PayloadTooLarge,
             Error::Denied(_) | Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Error::ForeignLocation(_) | Error::Missing(_) => ErrorCode::ServiceUnavailable,
+            Error::InUse(_) => ErrorCode::Conflict,
             Error::Io(_) => ErrorCode::Internal,
         }
     }
@@ -100,6 +106,8 @@ pub enum Store {
     Swift(swift::SwiftStore),
     /// Read-only HTTP(S) locations.
     Http(http::HttpStore),
+    /// A Ceph RBD pool.
+    Rbd(rbd::RbdStore),
 }
 
 /// Store writes one filesystem upload may have in flight before reading waits for the oldest.
@@ -123,6 +131,8 @@ pub enum Upload {
     S3(s3::S3Upload),
     /// Into a Swift object (single PUT or a Static Large Object).
     Swift(swift::SwiftUpload),
+    /// Into an RBD image.
+    Rbd(rbd::RbdUpload),
 }
 
 /// A filesystem upload and its writes in flight: each runs as a task of its own while the
@@ -162,6 +172,7 @@ impl Upload {
             Upload::File(f) => f.leftover.take(),
             Upload::S3(u) => u.take_leftover(),
             Upload::Swift(u) => u.take_leftover(),
+            Upload::Rbd(u) => u.take_leftover(),
         }
     }
 
@@ -170,7 +181,7 @@ impl Upload {
     pub async fn resume(&mut self) -> Result<(), Error> {
         match self {
             Upload::S3(u) => u.resume().await,
-            Upload::File(_) | Upload::Swift(_) => Ok(()),
+            Upload::File(_) | Upload::Swift(_) | Upload::Rbd(_) => Ok(()),
         }
     }
 
@@ -179,7 +190,7 @@ impl Upload {
     pub fn direct(&self) -> bool {
         match self {
             Upload::File(f) => f.upload.direct(),
-            Upload::S3(_) | Upload::Swift(_) => false,
+            Upload::S3(_) | Upload::Swift(_) | Upload::Rbd(_) => false,
         }
     }
 
@@ -202,6 +213,7 @@ impl Upload {
             }
             Upload::S3(u) => u.push(chunk).await,
             Upload::Swift(u) => u.push(chunk).await,
+            Upload::Rbd(u) => u.push(chunk).await,
         }
     }
 
@@ -214,6 +226,7 @@ impl Upload {
             }
             Upload::S3(u) => u.commit().await,
             Upload::Swift(u) => u.commit().await,
+            Upload::Rbd(u) => u.commit().await,
         }
     }
 
@@ -226,6 +239,7 @@ impl Upload {
             }
             Upload::S3(u) => u.abort().await,
             Upload::Swift(u) => u.abort().await,
+            Upload::Rbd(u) => u.abort().await,
         }
     }
 }
@@ -241,6 +255,7 @@ impl Store {
             Store::S3(s) => s.key_of(url).is_ok(),
             Store::Swift(s) => s.key_of(url).is_ok(),
             Store::Http(s) => s.claims(url),
+            Store::Rbd(s) => s.claims(url),
         }
     }
 
@@ -263,6 +278,7 @@ impl Store {
             })),
             Store::S3(s) => Ok(Upload::S3(s.create_upload(image_id, size).await?)),
             Store::Swift(s) => Ok(Upload::Swift(s.create_upload(image_id, size).await?)),
+            Store::Rbd(s) => Ok(Upload::Rbd(s.create_upload(image_id, size))),
             Store::Http(_) => Err(Error::Denied(std::io::Error::other(
                 shared::error::STORE_ADD_DISABLED,
             ))),
@@ -277,6 +293,7 @@ impl Store {
             Store::S3(s) => s.get(url, offset, len).await,
             Store::Swift(s) => s.get(url, offset, len).await,
             Store::Http(s) => s.get(url, offset, len).await,
+            Store::Rbd(s) => s.get(url, offset, len).await,
         }
     }
 
@@ -288,6 +305,7 @@ impl Store {
             Store::Swift(s) => s.delete(url).await,
             // Glance leaves the data of an HTTP location alone
             Store::Http(_) => Ok(()),
+            Store::Rbd(s) => s.delete(url).await,
         }
     }
 
@@ -298,8 +316,17 @@ impl Store {
             (_, None) => self.delete(url).await,
             (Store::S3(s), Some(id)) => s.abort_upload(url, id).await,
             (Store::Swift(s), Some(prefix)) => s.delete_segments(url, prefix).await,
-            // nothing of a filesystem or HTTP upload is named apart from its location
-            (Store::File(_) | Store::Http(_), Some(_)) => Ok(()),
+            // nothing of a filesystem, HTTP or RBD upload is named apart from its location
+            (Store::File(_) | Store::Http(_) | Store::Rbd(_), Some(_)) => Ok(()),
+        }
+    }
+
+    /// Whether the data at `url` is in use outside glint, so a delete would be refused
+    /// (clones of an RBD snapshot); other stores never are.
+    pub async fn in_use(&self, url: &str) -> Result<bool, Error> {
+        match self {
+            Store::Rbd(s) => s.in_use(url).await,
+            _ => Ok(false),
         }
     }
 
@@ -431,6 +458,7 @@ async fn open_remote(config: &StoreConfig) -> State {
         StoreKind::S3(_) => s3::S3Store::open(config).await.map(Store::S3),
         StoreKind::Swift(_) => swift::SwiftStore::open(config).await.map(Store::Swift),
         StoreKind::Http(_) => http::HttpStore::open(config).map(Store::Http),
+        StoreKind::Rbd(_) => rbd::RbdStore::open(config).await.map(Store::Rbd),
         StoreKind::File(_) => unreachable!("filesystem stores are opened once per process"),
     };
     match opened {

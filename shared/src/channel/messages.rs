@@ -152,6 +152,21 @@ pub enum Request<S = String> {
         /// Caller identity.
         credentials: Credentials<S>,
     },
+    /// May this caller delete this image (with `store`: its data in that store only, as
+    /// `DELETE /v2/stores/{store}/{id}`)? Asked before a delete is forwarded when a store's
+    /// data can be in use outside glint (clones of an RBD snapshot), so the data plane can
+    /// refuse it (409) while the image is still whole; any refusal lets the control plane
+    /// answer the forwarded request itself.
+    AuthorizeDelete {
+        /// `x-openstack-request-id` of the client request.
+        request_id: S,
+        /// Target image.
+        image_id: ImageId,
+        /// Caller identity.
+        credentials: Credentials<S>,
+        /// The one store to delete from.
+        store: Option<S>,
+    },
     /// Hand this data plane up to `max` jobs that are due ([`Response::Jobs`]); each is
     /// leased to it for `lease_seconds`, after which another claim may take it again.
     ClaimJobs {
@@ -295,7 +310,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -315,6 +330,7 @@ impl<S> Request<S> {
         "import_progress",
         "import_finished",
         "import_metadata",
+        "authorize_delete",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -339,6 +355,7 @@ impl<S> Request<S> {
             Request::ImportProgress { .. } => 16,
             Request::ImportFinished { .. } => 17,
             Request::ImportMetadata { .. } => 18,
+            Request::AuthorizeDelete { .. } => 19,
         }
     }
 
@@ -531,6 +548,12 @@ pub enum Response<S = String> {
     },
     /// The image is `active` with the reported data.
     UploadCommitted,
+    /// The delete may go ahead; these are the locations it removes, as a
+    /// [`crate::location::List`] string (reply to `AuthorizeDelete`).
+    DeleteGranted {
+        /// The locations.
+        locations: S,
+    },
     /// Download may proceed.
     DownloadGranted {
         /// Where the data lives, best first, as a [`crate::location::List`] string (read it

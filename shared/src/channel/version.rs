@@ -10,11 +10,12 @@
 /// as jobs (`Work::Prefetch`, `CacheGranted::queued`, `CacheAction::Clear`'s targets); version 9
 /// stages and imports (`AuthorizeUpload::stage`, `ImportBegin`, `ImportProgress`,
 /// `ImportFinished`, `Work::Import`); version 10 runs `glance-download` (`ImportMetadata`,
-/// `ImportSource`, `ImportRefused`, `Work::Import::auth_token` and `refused`). Both
+/// `ImportSource`, `ImportRefused`, `Work::Import::auth_token` and `refused`); version 11
+/// asks before a delete (`AuthorizeDelete`, `DeleteGranted`). Both
 /// planes always come from one build, so older versions are not spoken any more.
-pub const MIN_VERSION: u16 = 10;
+pub const MIN_VERSION: u16 = 11;
 /// The newest channel protocol version this build speaks.
-pub const MAX_VERSION: u16 = 10;
+pub const MAX_VERSION: u16 = 11;
 
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
@@ -29,7 +30,8 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(negotiate(10, 10), Some(10));
+        assert_eq!(negotiate(11, 11), Some(11));
+        assert_eq!(negotiate(10, 10), None);
         assert_eq!(negotiate(9, 9), None);
         assert_eq!(negotiate(8, 8), None);
         assert_eq!(negotiate(7, 7), None);

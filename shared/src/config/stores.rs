@@ -67,6 +67,7 @@ impl StoreConfig {
             StoreKind::S3(_) => "s3",
             StoreKind::Swift(_) => "swift",
             StoreKind::Http(_) => "http",
+            StoreKind::Rbd(_) => "rbd",
         }
     }
 }
@@ -82,6 +83,8 @@ pub enum StoreKind {
     Swift(SwiftStore),
     /// Read-only HTTP(S) locations.
     Http(HttpStore),
+    /// A Ceph RBD pool.
+    Rbd(RbdStore),
 }
 
 /// Options every backend section takes, whatever its type.
@@ -228,6 +231,33 @@ pub struct HttpStore {
     pub https_insecure: bool,
 }
 
+/// `rbd` backend options (glance_store's names; the chunk size in MiB as there).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RbdStore {
+    /// The pool images are made in. Default `images`.
+    #[serde(default = "rbd_pool")]
+    pub rbd_store_pool: String,
+    /// The Ceph user (`client.<user>`). Default: the configuration's (`admin`).
+    #[serde(default)]
+    pub rbd_store_user: Option<String>,
+    /// The Ceph configuration file. Default: Ceph's search path (`/etc/ceph/ceph.conf`).
+    #[serde(default)]
+    pub rbd_store_ceph_conf: Option<PathBuf>,
+    /// The RBD object size (MiB, a power of two). Default 8.
+    #[serde(default = "rbd_chunk_size")]
+    pub rbd_store_chunk_size: u64,
+    /// Skip writing chunks that are all zeros (they stay unallocated). Default false.
+    #[serde(default)]
+    pub rbd_thin_provisioning: bool,
+}
+
+fn rbd_pool() -> String {
+    "images".into()
+}
+fn rbd_chunk_size() -> u64 {
+    8
+}
 fn yes() -> bool {
     true
 }
@@ -443,9 +473,22 @@ fn parse_backend(id: &str, kind: &str, mut table: toml::Table) -> Result<StoreCo
             StoreKind::Swift(sw)
         }
         "http" => StoreKind::Http(table.try_into().map_err(at)?),
+        "rbd" => {
+            let rbd: RbdStore = table.try_into().map_err(at)?;
+            let c = rbd.rbd_store_chunk_size;
+            if !c.is_power_of_two() || c > 32 {
+                return Err(format!(
+                    "backends.{id}: rbd_store_chunk_size must be a power of two from 1 to 32 (MiB)"
+                ));
+            }
+            if rbd.rbd_store_pool.is_empty() || rbd.rbd_store_pool.contains('/') {
+                return Err(format!("backends.{id}: rbd_store_pool: not a pool name"));
+            }
+            StoreKind::Rbd(rbd)
+        }
         other => {
             return Err(format!(
-                "enabled_backends: {id:?} has unknown type {other:?} (file, s3, swift, http)"
+                "enabled_backends: {id:?} has unknown type {other:?} (file, s3, swift, http, rbd)"
             ));
         }
     };
