@@ -31,6 +31,11 @@
 //!    then its peak over a `web-download` of the radosgw image (fetched from glint itself,
 //!    loopback allowed for it) into the s3api, and over a `copy-image` of the radosgw image
 //!    into the s3api (each through staging); the goal is an upload's bound.
+//!
+//! With Ceph's configuration known (radosgw's cluster), step 2 also uploads into an RBD store
+//! (pool `glint-bench-rbd`, made once) against `rbd import` of the same file, and downloads
+//! the RBD image against `rbd export` of its snapshot to `/dev/null`.
+//!
 //! 5. Delete the images, purge the buckets and containers (`rclone purge`, after aborting
 //!    any multipart upload left), let radosgw collect the deleted data at once
 //!    (`radosgw-admin gc process`, best effort), and write the table ([`compare::render`])
@@ -511,6 +516,65 @@ pub struct Round {
     pub glint_download_swift: Option<Report>,
     /// `rclone cat` of the same object.
     pub rclone_download_swift: Option<Transfer>,
+    /// glint into Ceph RBD (store `rbd`).
+    pub glint_upload_rbd: Option<Transfer>,
+    /// `rbd import` of the same file into the same pool.
+    pub rbd_import: Option<Transfer>,
+    /// glint, the image in RBD, one stream.
+    pub glint_download_rbd: Option<Report>,
+    /// `rbd export` of the same image's snapshot to `/dev/null`.
+    pub rbd_export: Option<Transfer>,
+}
+
+/// The RBD pool of the run (`rbd` store and the `rbd` tool's runs).
+pub const BENCH_POOL: &str = "glint-bench-rbd";
+
+/// Runs the `rbd` tool on the cluster of `conf`, stdout to `/dev/null`; its wall time.
+fn rbd_timed(conf: &str, args: &[&str]) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running rbd (ceph-common)")?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "rbd {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+/// Makes the run's pool once (kept between runs, like the cluster).
+fn ensure_pool(conf: &str) -> anyhow::Result<()> {
+    let ls = Command::new("ceph")
+        .args(["-c", conf, "osd", "pool", "ls"])
+        .output()
+        .context("running ceph (ceph-common)")?;
+    if String::from_utf8_lossy(&ls.stdout)
+        .lines()
+        .any(|l| l.trim() == BENCH_POOL)
+    {
+        return Ok(());
+    }
+    let made = Command::new("ceph")
+        .args(["-c", conf, "osd", "pool", "create", BENCH_POOL, "8"])
+        .output()?;
+    if !made.status.success() {
+        bail!(
+            "ceph osd pool create {BENCH_POOL}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    rbd_timed(conf, &["pool", "init", BENCH_POOL])?;
+    Ok(())
 }
 
 /// The data plane's memory over one upload of unknown size into radosgw.
@@ -624,7 +688,7 @@ fn glint_config(
     };
     let sw = &s.aio_swift;
     format!(
-        "enabled_backends = \"fast:file, rgw:s3, swifts3:s3, swift:swift\"\n\
+        "enabled_backends = \"fast:file, rgw:s3, swifts3:s3, swift:swift{}\"\n\
          [glance_store]\n\
          default_backend = \"fast\"\n\
          [backends.fast]\n\
@@ -638,9 +702,15 @@ fn glint_config(
          swift_store_key = {}\n\
          swift_store_container = {}\n\
          swift_store_create_container_on_put = true\n\
+         {}\
          [import_filtering_opts]\n\
          allowed_ports = []\n\
          allowed_networks = [\"127.0.0.0/8\"]\n",
+        if s.ceph_conf.is_some() {
+            ", rbd:rbd"
+        } else {
+            ""
+        },
         q(&dir.join("fast").to_string_lossy()),
         s3("rgw", &s.rgw, "Ceph radosgw (S3)"),
         s3("swifts3", &s.aio_s3, "Swift all-in-one (s3api)"),
@@ -648,6 +718,17 @@ fn glint_config(
         q(&sw.user),
         q(&sw.key),
         q(container),
+        match &s.ceph_conf {
+            Some(conf) => format!(
+                "[backends.rbd]\n\
+                 store_description = \"Ceph RBD\"\n\
+                 rbd_store_pool = {}\n\
+                 rbd_store_ceph_conf = {}\n",
+                q(BENCH_POOL),
+                q(conf)
+            ),
+            None => String::new(),
+        },
     )
 }
 
@@ -1126,6 +1207,33 @@ pub fn table(
         ">= 0.9x",
         Goal::RatioAtLeast(0.9),
     ));
+    if rounds.iter().any(|r| r.glint_upload_rbd.is_some()) {
+        let g = values(rounds, |r| mbps(&r.glint_upload_rbd));
+        rows.push(compare::row(
+            &format!("upload {size} -> Ceph RBD, md5+sha512 (MB/s)"),
+            "min(hash limit, rbd import)",
+            g.clone(),
+            values(rounds, |r| Some(limit(r)?.min(mbps(&r.rbd_import)?))),
+            ">= 0.85x",
+            Goal::RatioAtLeast(0.85),
+        ));
+        rows.push(compare::row(
+            "  (same, vs rbd import alone)",
+            "rbd import",
+            g,
+            values(rounds, |r| mbps(&r.rbd_import)),
+            "",
+            Goal::None,
+        ));
+        rows.push(compare::row(
+            &format!("download {size} <- Ceph RBD, 1 stream (MB/s)"),
+            "rbd export",
+            values(rounds, |r| rmbps(&r.glint_download_rbd)),
+            values(rounds, |r| mbps(&r.rbd_export)),
+            ">= 0.9x",
+            Goal::RatioAtLeast(0.9),
+        ));
+    }
     let mib = |b: u64| b as f64 / MIB as f64;
     let bound = mib(cfg.memory_bound_bytes());
     for m in memory {
@@ -1202,6 +1310,9 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
         ceph_conf: services.ceph_conf.clone(),
     };
     rclone.run(&["mkdir", &format!("rgw:{bucket}")])?;
+    if let Some(conf) = &services.ceph_conf {
+        ensure_pool(conf)?;
+    }
     rclone.run(&["mkdir", &format!("sws3:{bucket}")])?;
 
     std::fs::create_dir_all(&cfg.work_dir)?;
@@ -1225,7 +1336,16 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
     let (rounds, import_memory) = {
         let glint = start_glint(&cfg, &config_path)?;
         with_log(&glint, || {
-            ab_rounds(&cfg, &rt, &glint, &rclone, &file, &bucket, &container)
+            ab_rounds(
+                &cfg,
+                &rt,
+                &glint,
+                &rclone,
+                &file,
+                &bucket,
+                &container,
+                services.ceph_conf.as_deref(),
+            )
         })?
     };
     let _ = std::fs::remove_file(&file);
@@ -1264,6 +1384,7 @@ pub fn run(cfg: StoresConfig, client_threads: usize) -> anyhow::Result<Summary> 
 }
 
 /// Steps 1 (the download images) and 2 of the module docs, on one glint.
+#[allow(clippy::too_many_arguments)]
 fn ab_rounds(
     cfg: &StoresConfig,
     rt: &tokio::runtime::Runtime,
@@ -1272,6 +1393,7 @@ fn ab_rounds(
     file: &Path,
     bucket: &str,
     container: &str,
+    rbd_conf: Option<&str>,
 ) -> anyhow::Result<(Vec<Round>, Vec<ImportMemory>)> {
     let size = cfg.size_bytes;
     let pattern = upload::pattern();
@@ -1286,6 +1408,16 @@ fn ab_rounds(
     let (swift_image, t) = glint_upload(rt, glint, "swift", size, false, &pattern)?;
     eprint!("{}", t.text("glint upload -> swift (download image)"));
     check_image(rt, glint, &swift_image, "swift", size)?;
+    let rbd_conf = rbd_conf.map(str::to_owned);
+    let rbd_image = match &rbd_conf {
+        Some(_) => {
+            let (id, t) = glint_upload(rt, glint, "rbd", size, false, &pattern)?;
+            eprint!("{}", t.text("glint upload -> rbd (download image)"));
+            check_image(rt, glint, &id, "rbd", size)?;
+            Some(id)
+        }
+        None => None,
+    };
     settle();
 
     let mut rounds = Vec::new();
@@ -1311,6 +1443,23 @@ fn ab_rounds(
                 r.glint_upload_swifts3 = Some(t);
                 r.rclone_upload_swifts3 = Some(rc);
             }
+        }
+        if let Some(conf) = &rbd_conf {
+            let (id, t) = glint_upload(rt, glint, "rbd", size, false, &pattern)?;
+            eprint!("{}", t.text("glint upload -> rbd"));
+            images.push(id);
+            r.glint_upload_rbd = Some(t);
+            settle();
+            let name = format!("{BENCH_POOL}/rbd-import-{i}");
+            let took = rbd_timed(
+                conf,
+                &["import", "--no-progress", &file.to_string_lossy(), &name],
+            )?;
+            let t = Transfer::new(size, took, None);
+            eprint!("{}", t.text(&format!("rbd import {name}")));
+            r.rbd_import = Some(t);
+            rbd_timed(conf, &["rm", "--no-progress", &name])?;
+            settle();
         }
         let (id, t) = glint_import(rt, glint, "rgw", size, &pattern)?;
         eprint!("{}", t.text("glint glance-direct import -> rgw"));
@@ -1354,6 +1503,18 @@ fn ab_rounds(
         eprint!("{}", rc.text(&format!("rclone cat {src} > /dev/null")));
         r.rclone_download_swift = Some(rc);
         settle();
+        if let (Some(conf), Some(id)) = (&rbd_conf, &rbd_image) {
+            let d = glint_download(rt, glint, id, size)?;
+            eprint!("{}", d.text());
+            r.glint_download_rbd = Some(d);
+            settle();
+            let snap = format!("{BENCH_POOL}/{id}@snap");
+            let took = rbd_timed(conf, &["export", "--no-progress", &snap, "-"])?;
+            let t = Transfer::new(size, took, None);
+            eprint!("{}", t.text(&format!("rbd export {snap} > /dev/null")));
+            r.rbd_export = Some(t);
+            settle();
+        }
         rounds.push(r);
     }
     // step 4: the imports' memory, of the radosgw image's bytes into the s3api
@@ -1376,6 +1537,9 @@ fn ab_rounds(
     )?);
     delete_image(rt, glint, &rgw_image)?;
     delete_image(rt, glint, &swift_image)?;
+    if let Some(id) = &rbd_image {
+        delete_image(rt, glint, id)?;
+    }
     Ok((rounds, memory))
 }
 
