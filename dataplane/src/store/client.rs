@@ -1086,7 +1086,7 @@ impl Download {
     /// end. The buffer comes back emptied only when a timed-out read kept it.
     pub async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if let Some(rbd) = self.rbd.as_mut() {
-            let (res, buf) = rbd.read(buf, self.remaining).await;
+            let (res, buf) = rbd.read(buf).await;
             return match res {
                 Ok(0) if self.remaining > 0 => {
                     self.rbd = None;

@@ -33,8 +33,6 @@ use std::sync::Arc;
 pub const SNAPSHOT: &str = "snap";
 /// Writes of one upload in flight before the next buffer waits for the oldest.
 const MAX_WRITES: usize = 4;
-/// The most one read asks of librbd.
-const MAX_READ: usize = 4 << 20;
 /// The most an image of unknown size is grown ahead at once.
 const MAX_GROWTH: u64 = 1 << 30;
 
@@ -218,10 +216,7 @@ impl RbdStore {
         }
         Ok(super::client::Download::rbd(
             &self.0.id,
-            Reading {
-                image: Arc::new(image),
-                offset,
-            },
+            Reading::new(image, offset, len),
             len,
         ))
     }
@@ -478,36 +473,82 @@ impl RbdUpload {
     }
 }
 
-/// The read side of an RBD location: reads from its snapshot, one at a time.
+/// The read side of an RBD location: reads of [`SEGMENT`] bytes from the snapshot, up to
+/// [`READ_AHEAD`] in flight ahead of the caller (librbd answers each from one object, so
+/// several at once keep the OSDs busy, as `rbd export` does), handed out in order.
 #[derive(Debug)]
 pub struct Reading {
     image: Arc<ffi::Image>,
-    offset: u64,
+    /// Where the next read to start begins.
+    next: u64,
+    /// The end of the bytes asked for.
+    end: u64,
+    in_flight: VecDeque<compio::runtime::JoinHandle<(io::Result<usize>, Vec<u8>)>>,
+    /// The oldest segment read and how much of it was handed out.
+    ready: Option<(Vec<u8>, usize)>,
 }
 
+/// Bytes of one read of a download.
+const SEGMENT: u64 = 1 << 20;
+/// Reads of a download in flight at once.
+const READ_AHEAD: usize = 4;
+
 impl Reading {
-    /// Appends up to `want` bytes (and the buffer's spare capacity) to `buf`.
-    pub async fn read(&mut self, buf: Vec<u8>, want: u64) -> (io::Result<usize>, Vec<u8>) {
-        let n = (buf.capacity() - buf.len())
-            .min(MAX_READ)
-            .min(want as usize);
-        if n == 0 {
-            return (Ok(0), buf);
+    fn new(image: ffi::Image, offset: u64, len: u64) -> Reading {
+        Reading {
+            image: Arc::new(image),
+            next: offset,
+            end: offset + len,
+            in_flight: VecDeque::new(),
+            ready: None,
         }
-        let (image, at) = (self.image.clone(), self.offset);
-        let done = compio::runtime::spawn_blocking(move || {
-            let mut buf = buf;
-            let r = image.read_into(at, &mut buf, n);
-            (r, buf)
-        })
-        .await;
-        match done {
-            Ok((Ok(got), buf)) => {
-                self.offset += got as u64;
-                (Ok(got), buf)
+    }
+
+    fn start_reads(&mut self) {
+        while self.in_flight.len() < READ_AHEAD && self.next < self.end {
+            let n = SEGMENT.min(self.end - self.next) as usize;
+            let (image, at) = (self.image.clone(), self.next);
+            self.next += n as u64;
+            self.in_flight
+                .push_back(compio::runtime::spawn_blocking(move || {
+                    let mut buf = Vec::with_capacity(n);
+                    // a segment short of its length would shift every later byte
+                    let r = match image.read_into(at, &mut buf, n) {
+                        Ok(got) if got < n => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("read {got} of {n} bytes at {at}"),
+                        )),
+                        r => r,
+                    };
+                    (r, buf)
+                }));
+        }
+    }
+
+    /// Appends the next bytes to `buf` (up to its spare capacity); 0 at the end.
+    pub async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        loop {
+            if let Some((seg, pos)) = &mut self.ready {
+                let n = (buf.capacity() - buf.len()).min(seg.len() - *pos);
+                buf.extend_from_slice(&seg[*pos..*pos + n]);
+                *pos += n;
+                if *pos == seg.len() {
+                    self.ready = None;
+                }
+                return (Ok(n), buf);
             }
-            Ok((Err(e), buf)) => (Err(e), buf),
-            Err(_) => (Err(io::Error::other("rbd read task failed")), Vec::new()),
+            self.start_reads();
+            let Some(h) = self.in_flight.pop_front() else {
+                return (Ok(0), buf);
+            };
+            match h.await {
+                Ok((Ok(_), seg)) => {
+                    self.ready = Some((seg, 0));
+                    self.start_reads();
+                }
+                Ok((Err(e), _)) => return (Err(e), buf),
+                Err(_) => return (Err(io::Error::other("rbd read task failed")), buf),
+            }
         }
     }
 }
