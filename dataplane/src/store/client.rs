@@ -1042,8 +1042,8 @@ pub fn check_range(r: &Response, offset: u64, len: u64) -> Result<(), String> {
 pub struct Download {
     store: Rc<str>,
     response: Option<Response>,
-    /// An RBD location's reads (instead of `response`).
-    rbd: Option<super::rbd::Reading>,
+    /// An RBD location's reads (instead of `response`; boxed: most downloads are HTTP).
+    rbd: Option<Box<super::rbd::Reading>>,
     remaining: u64,
 }
 
@@ -1072,7 +1072,7 @@ impl Download {
         Download {
             store: Rc::from(store),
             response: None,
-            rbd: Some(reading),
+            rbd: Some(Box::new(reading)),
             remaining: len,
         }
     }
