@@ -31,8 +31,9 @@ use std::sync::Arc;
 
 /// The snapshot every image gets (glance_store's `DEFAULT_SNAPNAME`).
 pub const SNAPSHOT: &str = "snap";
-/// Writes of one upload in flight before the next buffer waits for the oldest.
-const MAX_WRITES: usize = 4;
+/// Writes of one upload in flight before the next buffer waits for the oldest (the upload
+/// pipeline holds 8 buffers: the others are being read and hashed).
+const MAX_WRITES: usize = 6;
 /// The most an image of unknown size is grown ahead at once.
 const MAX_GROWTH: u64 = 1 << 30;
 
@@ -381,7 +382,12 @@ impl RbdUpload {
                 }
                 r => r?,
             }
-            pool.open(&name, None, false)
+            let image = pool.open(&name, None, false)?;
+            // librbd's cache writes through until its user first flushes (it cannot know
+            // before that the user ever will); glint flushes at commit, so say so now and
+            // let writes return once cached (rbd_cache), written back in the background
+            image.flush()?;
+            Ok(image)
         })
         .await
         .map_err(|e| self.store.failed(&format!("create {}", self.name), e))?;
@@ -488,8 +494,8 @@ pub struct Reading {
     ready: Option<(Vec<u8>, usize)>,
 }
 
-/// Bytes of one read of a download.
-const SEGMENT: u64 = 1 << 20;
+/// Bytes of one read of a download (an object of the default 4 MiB, when aligned).
+const SEGMENT: u64 = 4 << 20;
 /// Reads of a download in flight at once.
 const READ_AHEAD: usize = 4;
 
