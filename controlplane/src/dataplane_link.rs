@@ -851,6 +851,14 @@ impl Connection {
             return Err(Reason::NotAllowed(Action::DeleteImage));
         }
         let all = image.location_list(&self.app.stores);
+        // from one store: refused unless active with another location (the forwarded request
+        // then gets the control plane's 409 or its 403 for the last location, as Glance checks
+        // those before the store)
+        if store.is_some()
+            && (image.status != ImageStatus::Active || shared::location::entries(&all).count() < 2)
+        {
+            return Err(Reason::NotAllowed(Action::DeleteImage));
+        }
         let mut locations = shared::location::List::default();
         for (s, url) in shared::location::entries(&all) {
             // entries of a list that was built whole: each pushes again

@@ -257,6 +257,53 @@ fn uploads_serve_ranges_and_take_nova_clones() {
     rbd(&["rm", "--no-progress", &spec(&disk)]).unwrap();
 }
 
+/// An image in RBD and in a filesystem store (copy-image) whose snapshot has a clone: deleting
+/// it from the RBD store is refused with 409, from the other store goes through, the last
+/// location gets the control plane's 403; once the clone is removed the image deletes.
+#[test]
+#[ignore = "needs Ceph: run through ./scripts/test"]
+fn a_store_delete_of_a_cloned_image_is_refused_and_other_stores_go() {
+    let g = start();
+    let c = client();
+    let id = create(&g, &c);
+    let data = random_bytes(5 << 20);
+    upload(&g, &c, &id, "ceph", &data);
+    let r = c
+        .post(g.url(&format!("/v2/images/{id}/import")))
+        .json(&json!({"method": {"name": "copy-image"}, "stores": ["fast"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    eventually("copied into fast", || {
+        let stores = show(&g, &c, &id)["stores"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        stores.split(',').any(|s| s == "fast") && stores.split(',').any(|s| s == "ceph")
+    });
+    let disk = format!("disk-{}", &id[..8]);
+    rbd(&["clone", &format!("{}@snap", spec(&id)), &spec(&disk)]).unwrap();
+
+    let from = |store: &str| {
+        c.delete(g.url(&format!("/v2/stores/{store}/{id}")))
+            .send()
+            .unwrap()
+    };
+    let r = from("ceph");
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("in use"));
+    assert!(images().contains(&id));
+    assert_eq!(from("fast").status(), 204);
+    assert_eq!(show(&g, &c, &id)["stores"], "ceph");
+    // the last location: the control plane's answer, before any in-use check
+    assert_eq!(from("ceph").status(), 403);
+
+    rbd(&["rm", "--no-progress", &spec(&disk)]).unwrap();
+    let r = c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap();
+    assert_eq!(r.status(), 204);
+    eventually("the rbd image removed", || !images().contains(&id));
+}
+
 /// With `rbd_thin_provisioning` the zero chunks of an image are not written (`rbd du` shows
 /// less used than provisioned); without it every chunk is; both read back identical.
 #[test]

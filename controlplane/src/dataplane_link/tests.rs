@@ -1146,12 +1146,10 @@ async fn a_delete_is_asked_with_the_delete_rules_and_names_its_locations() {
     let listed: Vec<(&str, &str)> = shared::location::entries(&locations).collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].0, "file");
-    // one store only: another store's locations are not named
+    // from one store, the image's only location: left to the control plane's own 403
     assert_eq!(
-        p.call(delete(id, owner_creds(), Some("elsewhere"))).await,
-        Some(Response::DeleteGranted {
-            locations: String::new()
-        })
+        p.call(delete(id, owner_creds(), Some("file"))).await,
+        Some(Response::Denied(Reason::NotAllowed(Action::DeleteImage)))
     );
     // someone else's image is not found; a protected one is refused (its delete then gets
     // the control plane's own 403)
