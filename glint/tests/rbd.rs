@@ -304,6 +304,98 @@ fn a_store_delete_of_a_cloned_image_is_refused_and_other_stores_go() {
     eventually("the rbd image removed", || !images().contains(&id));
 }
 
+/// glint as a Ceph user of its own (`rbd_store_user`) holding only `profile rbd` on the pool,
+/// as glance_store deployments run: uploads, downloads and deletes work; a user whose caps
+/// name another pool gets a clear 503 for the upload and the image stays `queued`.
+#[test]
+#[ignore = "needs Ceph: run through ./scripts/test"]
+fn a_ceph_user_with_rbd_caps_on_the_pool_only() {
+    let Ceph { conf, pool } = ceph();
+    let dir = tempfile::Builder::new()
+        .prefix("glint-rbd-user")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let mut conf_text = std::fs::read_to_string(conf).unwrap();
+    for (user, caps_pool) in [("glint-test", pool.as_str()), ("glint-elsewhere", "nopool")] {
+        let keyring = Command::new("ceph")
+            .args([
+                "-c",
+                conf,
+                "auth",
+                "get-or-create",
+                &format!("client.{user}"),
+            ])
+            .args([
+                "mon",
+                "profile rbd",
+                "osd",
+                &format!("profile rbd pool={caps_pool}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            keyring.status.success(),
+            "{}",
+            String::from_utf8_lossy(&keyring.stderr)
+        );
+        let path = dir.join(format!("{user}.keyring"));
+        std::fs::write(&path, &keyring.stdout).unwrap();
+        conf_text += &format!("\n[client.{user}]\nkeyring = {}\n", path.display());
+    }
+    // the admin socket path of the shared conf would clash between users' processes
+    conf_text = conf_text.replace("admin_socket =", "# admin_socket =");
+    let user_conf = dir.join("ceph.conf");
+    std::fs::write(&user_conf, conf_text).unwrap();
+    let path = dir.join("glint.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+enabled_backends = "ceph:rbd, other:rbd"
+[glance_store]
+default_backend = "ceph"
+[backends.ceph]
+rbd_store_pool = "{pool}"
+rbd_store_user = "glint-test"
+rbd_store_ceph_conf = "{c}"
+[backends.other]
+rbd_store_pool = "{pool}"
+rbd_store_user = "glint-elsewhere"
+rbd_store_ceph_conf = "{c}"
+"#,
+            c = user_conf.display()
+        ),
+    )
+    .unwrap();
+    let g = Glint::start(
+        &binary(env!("CARGO_BIN_EXE_glint")),
+        &["--config", path.to_str().unwrap()],
+    )
+    .expect("glint starts");
+    let c = client();
+    let id = create(&g, &c);
+    let data = random_bytes(3 << 20);
+    upload(&g, &c, &id, "ceph", &data);
+    assert!(images().contains(&id));
+    assert!(download(&g, &c, &id, None).1 == data);
+    let r = c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap();
+    assert_eq!(r.status(), 204);
+    eventually("the rbd image removed", || !images().contains(&id));
+
+    let id = create(&g, &c);
+    let r = c
+        .put(g.url(&format!("/v2/images/{id}/file")))
+        .header("Content-Type", "application/octet-stream")
+        .header("X-Image-Meta-Store", "other")
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().unwrap_or_default());
+    assert_eq!(show(&g, &c, &id)["status"], "queued");
+    assert!(!images().contains(&id));
+}
+
 /// With `rbd_thin_provisioning` the zero chunks of an image are not written (`rbd du` shows
 /// less used than provisioned); without it every chunk is; both read back identical.
 #[test]
