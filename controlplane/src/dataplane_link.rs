@@ -115,7 +115,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Every `kind` label of `glint_channel_requests_total` (initialised at 0 with result `ok`).
-pub const KINDS: [&str; 20] = Request::<String>::KINDS;
+pub const KINDS: [&str; 21] = Request::<String>::KINDS;
 
 fn internal(e: db::Error) -> Reason {
     tracing::error!(error = %e, "channel request failed");
@@ -153,6 +153,14 @@ enum LeaseKind {
         method: domain::import::Method,
         all_stores_must_succeed: bool,
     },
+}
+
+/// What the data plane found at an added location (`LocationChecked`).
+struct Checked {
+    size: u64,
+    checksum: Option<String>,
+    os_hash_value: Option<String>,
+    error: Option<String>,
 }
 
 /// What to do after answering a frame.
@@ -347,6 +355,26 @@ impl Connection {
                 } => {
                     let span = tracing::info_span!("channel_request", kind, %request_id, %image_id);
                     self.authorize_delete(image_id, &credentials, store.as_deref())
+                        .instrument(span)
+                        .await
+                }
+                Request::LocationChecked {
+                    job,
+                    task_id,
+                    image_id,
+                    size,
+                    checksum,
+                    os_hash_value,
+                    error,
+                } => {
+                    let span = tracing::info_span!("channel_request", kind, %task_id, %image_id);
+                    let found = Checked {
+                        size,
+                        checksum,
+                        os_hash_value,
+                        error,
+                    };
+                    self.location_checked(job, &task_id, image_id, found)
                         .instrument(span)
                         .await
                 }
@@ -916,6 +944,14 @@ impl Connection {
     /// the image is no longer its (the task fails, the job is dropped).
     async fn fill_import(&self, work: &mut Work, job: u64) -> Result<bool, Reason> {
         let app = &self.app;
+        if let Work::Import { task_id, .. } = &*work
+            && let Some(task) = db::tasks::get(&app.db, task_id)
+                .await
+                .map_err(internal)?
+                .filter(|t| t.kind == crate::api::locations::LOCATION_IMPORT)
+        {
+            return self.fill_location(work, &task, job).await;
+        }
         let Work::Import {
             task_id,
             image_id,
@@ -988,6 +1024,174 @@ impl Connection {
         *all_stores_must_succeed = must;
         *stores = stores_left(task, image, app).join(",");
         Ok(true)
+    }
+
+    /// A `location_import` task's job becomes [`Work::LocationImport`]: the location, its
+    /// store, and the hash to compute (`do_secure_hash`). `false` (the job done) when the task
+    /// or the image's lock is gone.
+    async fn fill_location(&self, work: &mut Work, task: &Task, job: u64) -> Result<bool, Reason> {
+        let app = &self.app;
+        let now = Utc::now();
+        let Some(image_id) = task.image_id else {
+            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+            return Ok(false);
+        };
+        let image = db::images::get(&app.db, image_id).await.map_err(internal)?;
+        let live = !task.status.is_final()
+            && image
+                .as_ref()
+                .is_some_and(|i| importing(i, &task.id) && i.status == ImageStatus::Queued);
+        let field = |k: &str| {
+            task.input
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let (Some(url), Some(store), true) = (field("loc_url"), field("store"), live) else {
+            if !task.status.is_final() {
+                let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
+                let msg = "The image is no longer being imported by this task";
+                db::tasks::finish(&app.db, &task.id, TaskStatus::Failure, None, msg, ttl, now)
+                    .await
+                    .map_err(internal)?;
+            }
+            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+            return Ok(false);
+        };
+        if task.status == TaskStatus::Pending {
+            db::tasks::start(&app.db, &task.id, now)
+                .await
+                .map_err(internal)?;
+        }
+        *work = Work::LocationImport {
+            task_id: task.id.clone(),
+            image_id,
+            store,
+            url,
+            hash_algo: field("hash_algo").filter(|_| app.config.do_secure_hash),
+            retries: app.config.http_retries,
+            filtered: task.input.get("service").and_then(|v| v.as_bool()) != Some(true),
+        };
+        Ok(true)
+    }
+
+    /// The end of a [`Work::LocationImport`]: the task ends, and with the location good
+    /// (and its hash the `validation_data`'s), the image has it and is `active`.
+    async fn location_checked(
+        &self,
+        job: u64,
+        task_id: &str,
+        id: ImageId,
+        found: Checked,
+    ) -> Result<Response, Reason> {
+        let app = &self.app;
+        let now = Utc::now();
+        if let Some(task) = db::tasks::get(&app.db, task_id).await.map_err(internal)?
+            && !task.status.is_final()
+        {
+            let outcome = self.settle_location(&task, id, &found).await?;
+            let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
+            let (status, result, message) = match &outcome {
+                Ok(()) => (
+                    TaskStatus::Success,
+                    Some(serde_json::json!({"image_id": id.to_string()})),
+                    String::new(),
+                ),
+                Err(m) => (TaskStatus::Failure, None, m.clone()),
+            };
+            db::tasks::finish(
+                &app.db,
+                task_id,
+                status,
+                result.as_ref(),
+                &message,
+                ttl,
+                now,
+            )
+            .await
+            .map_err(internal)?;
+            match &outcome {
+                Ok(()) => tracing::info!(image_id = %id, task_id, "location added"),
+                Err(m) => tracing::warn!(image_id = %id, task_id, error = %m, "location not added"),
+            }
+        }
+        db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+        Ok(Response::Ack)
+    }
+
+    async fn settle_location(
+        &self,
+        task: &Task,
+        id: ImageId,
+        found: &Checked,
+    ) -> Result<Result<(), String>, Reason> {
+        let app = &self.app;
+        let field = |k: &str| task.input.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let validation = task.input.get("validation_data");
+        let given = |k: &str| validation.and_then(|v| v.get(k)).and_then(|v| v.as_str());
+        for _ in 0..crate::api::images::WRITE_ATTEMPTS {
+            let Some(image) = db::images::get(&app.db, id).await.map_err(internal)? else {
+                return Ok(Err(format!("Image {id} was deleted")));
+            };
+            if !importing(&image, &task.id) {
+                return Ok(Err(
+                    "The image is no longer being imported by this task".into()
+                ));
+            }
+            let now = Utc::now();
+            let mut next = (*image).clone();
+            next.properties.remove(domain::import::IMPORT_TASK);
+            next.updated_at = now;
+            let mut verdict = match &found.error {
+                Some(e) => Err(e.clone()),
+                None if image.status != ImageStatus::Queued => Err(format!(
+                    "It's not allowed to add locations if image status is {}.",
+                    image.status
+                )),
+                None => Ok(()),
+            };
+            if verdict.is_ok()
+                && let (Some(want), Some(got)) = (given("os_hash_value"), &found.os_hash_value)
+                && !want.eq_ignore_ascii_case(got)
+            {
+                verdict = Err(format!(
+                    "os_hash_value: ({want}) not matched with actual os_hash_value: ({got})"
+                ));
+            }
+            if verdict.is_ok() {
+                next.size = Some(found.size);
+                next.status = ImageStatus::Active;
+                let algo = given("os_hash_algo").unwrap_or(field("hash_algo"));
+                match (&found.checksum, &found.os_hash_value) {
+                    (Some(c), Some(h)) => {
+                        next.checksum = Some(c.clone());
+                        next.os_hash_algo = Some(field("hash_algo").to_owned());
+                        next.os_hash_value = Some(h.clone());
+                    }
+                    // not hashed (`do_secure_hash` off): the validation data's, as Glance
+                    _ => {
+                        next.checksum = given("checksum").map(str::to_owned);
+                        next.os_hash_algo = given("os_hash_value").map(|_| algo.to_owned());
+                        next.os_hash_value = given("os_hash_value").map(str::to_owned);
+                    }
+                }
+                if db::images::update_adding_location(
+                    &app.db,
+                    &next,
+                    field("store"),
+                    field("loc_url"),
+                )
+                .await
+                .map_err(internal)?
+                {
+                    app.metrics.transition(image.status, ImageStatus::Active);
+                    return Ok(Ok(()));
+                }
+            } else if db::images::update(&app.db, &next).await.map_err(internal)? {
+                return Ok(verdict);
+            }
+        }
+        Err(Reason::Internal)
     }
 
     async fn job_done(&self, id: u64) -> Result<Response, Reason> {

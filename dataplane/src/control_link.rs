@@ -285,6 +285,23 @@ pub fn owned(r: Response<&str>) -> Response {
                             size,
                             locations: locations.to_owned(),
                         },
+                        Work::LocationImport {
+                            task_id,
+                            image_id,
+                            store,
+                            url,
+                            hash_algo,
+                            retries,
+                            filtered,
+                        } => Work::LocationImport {
+                            task_id: task_id.to_owned(),
+                            image_id,
+                            store: store.to_owned(),
+                            url: url.to_owned(),
+                            hash_algo: s(hash_algo),
+                            retries,
+                            filtered,
+                        },
                         Work::Import {
                             task_id,
                             image_id,

@@ -32,7 +32,9 @@ pub async fn run(w: Rc<Worker>) {
         let claimed = claim(&w).await;
         let full = claimed.len() as u32 == BATCH;
         for job in claimed {
-            if let Work::Prefetch { .. } | Work::Import { .. } = job.work {
+            if let Work::Prefetch { .. } | Work::Import { .. } | Work::LocationImport { .. } =
+                job.work
+            {
                 if running.borrow_mut().insert(job.id) {
                     let task = long(w.clone(), job, running.clone());
                     compio::runtime::spawn(task).detach();
@@ -59,6 +61,12 @@ async fn long(w: Rc<Worker>, job: Job, running: Rc<RefCell<HashSet<u64>>>) {
     if let Work::Import { .. } = &job.work {
         // reports its end itself (`ImportFinished`)
         crate::server::import::run(&w, &job).await;
+        running.borrow_mut().remove(&job.id);
+        return;
+    }
+    if let Work::LocationImport { .. } = &job.work {
+        // reports its end itself (`LocationChecked`)
+        crate::server::locate::run(&w, &job).await;
         running.borrow_mut().remove(&job.id);
         return;
     }
@@ -157,7 +165,7 @@ async fn execute(w: &Worker, job: &Job) -> Result<(), String> {
             Ok(())
         }
         // run as tasks of their own (`long`)
-        Work::Prefetch { .. } | Work::Import { .. } => Ok(()),
+        Work::Prefetch { .. } | Work::Import { .. } | Work::LocationImport { .. } => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! `#[ignore]`d so a plain `cargo test` needs no Ceph; the test command runs them.
 
-use loadtest::harness::{Glint, binary, md5_hex, random_bytes};
+use loadtest::harness::{Glint, binary, md5_hex, random_bytes, sha512_hex};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -104,10 +104,13 @@ fn start_with(options: &str) -> Glint {
         &path,
         format!(
             r#"
-enabled_backends = "ceph:rbd, thin:rbd, fast:file"
+enabled_backends = "ceph:rbd, thin:rbd, fast:file, web:http"
 show_image_direct_url = true
 show_multiple_locations = true
 {options}
+[import_filtering_opts]
+allowed_ports = []
+allowed_networks = ["127.0.0.0/8"]
 [glance_store]
 default_backend = "ceph"
 [backends.ceph]
@@ -394,6 +397,194 @@ rbd_store_ceph_conf = "{c}"
     assert_eq!(r.status(), 503, "{}", r.text().unwrap_or_default());
     assert_eq!(show(&g, &c, &id)["status"], "queued");
     assert!(!images().contains(&id));
+}
+
+/// Waits for an image's status to be `want` (60 s).
+fn wait_status(g: &Glint, c: &Client, id: &str, want: &str) -> Value {
+    let mut last = Value::Null;
+    eventually(&format!("image {id} {want}"), || {
+        last = show(g, c, id);
+        last["status"] == want
+    });
+    last
+}
+
+/// The newest task of an image, once it ended.
+fn ended_task(g: &Glint, c: &Client, id: &str) -> Value {
+    let mut task = Value::Null;
+    eventually("the task ended", || {
+        let r = c
+            .get(g.url(&format!("/v2/images/{id}/tasks")))
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap();
+        task = v["tasks"]
+            .as_array()
+            .and_then(|t| t.first())
+            .cloned()
+            .unwrap_or_default();
+        matches!(task["status"].as_str(), Some("success" | "failure"))
+    });
+    task
+}
+
+fn add_location(g: &Glint, c: &Client, id: &str, body: Value, service: bool) -> (u16, String) {
+    let mut req = c
+        .post(g.url(&format!("/v2/images/{id}/locations")))
+        .json(&body);
+    if service {
+        req = req.header("X-Service-Roles", "service");
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// API 2.17's `POST /v2/images/{id}/locations`, as Tempest's `ImageLocationsTest` and Cinder
+/// use it: an RBD snapshot made outside glint registered by a service (its hashes computed
+/// and checked against `validation_data`, the image `active` with its size, served through
+/// glint); a wrong hash fails the task and the image stays `queued`; a user may add only an
+/// HTTP URL (with the http store configured), others 403; a non-queued image 409; bad
+/// bodies 400.
+#[test]
+#[ignore = "needs Ceph: run through ./scripts/test"]
+fn locations_added_through_the_api_are_checked_and_served() {
+    let g = start();
+    let c = client();
+    // an RBD image with a protected snapshot, made as Cinder or an operator would
+    let data = random_bytes(6 * (1 << 20) + 99);
+    let name = format!("ext-{}", &uuid_like()[..12]);
+    let file = g.dir().join("ext.img");
+    std::fs::write(&file, &data).unwrap();
+    rbd(&[
+        "import",
+        "--no-progress",
+        file.to_str().unwrap(),
+        &spec(&name),
+    ])
+    .unwrap();
+    rbd(&["snap", "create", &format!("{}@snap", spec(&name))]).unwrap();
+    rbd(&["snap", "protect", &format!("{}@snap", spec(&name))]).unwrap();
+    let fsid =
+        std::fs::read_to_string(std::path::Path::new(&ceph().conf).with_file_name("fsid")).unwrap();
+    let url = format!("rbd://{}/{}/{name}/snap", fsid.trim(), ceph().pool);
+
+    // versions: 2.17 is advertised
+    let v: Value = c.get(g.url("/versions")).send().unwrap().json().unwrap();
+    assert!(
+        v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == "v2.17")
+    );
+
+    // bad bodies, a user with an rbd URL, a wrong hash size
+    let id = create(&g, &c);
+    for body in [json!({}), json!({"url": 5}), json!({"url": url, "x": 1})] {
+        assert_eq!(add_location(&g, &c, &id, body, true).0, 400);
+    }
+    let (status, text) = add_location(&g, &c, &id, json!({"url": url}), false);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("http store must be enabled"), "{text}");
+    let short =
+        json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "abcd"}});
+    let (status, text) = add_location(&g, &c, &id, short, true);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("is not the correct size"), "{text}");
+
+    // a wrong hash: the task fails, nothing added
+    let wrong = json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha512_hex(b"other")}});
+    let (status, text) = add_location(&g, &c, &id, wrong, true);
+    assert_eq!(status, 202, "{text}");
+    let task = ended_task(&g, &c, &id);
+    assert_eq!(task["status"], "failure", "{task}");
+    assert!(
+        task["message"].as_str().unwrap().contains("not matched"),
+        "{task}"
+    );
+    let img = show(&g, &c, &id);
+    assert_eq!(img["status"], "queued");
+    assert_eq!(img["locations"], json!([]));
+
+    // the right one: active, with the size and hashes of the data, served by glint
+    let good = json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha512_hex(&data)}});
+    let (status, text) = add_location(&g, &c, &id, good, true);
+    assert_eq!(status, 202, "{text}");
+    let img = wait_status(&g, &c, &id, "active");
+    assert_eq!(img["size"], data.len() as u64);
+    assert_eq!(img["checksum"], md5_hex(&data));
+    assert_eq!(img["os_hash_value"], sha512_hex(&data));
+    assert_eq!(img["stores"], "ceph");
+    assert_eq!(img["locations"][0]["url"], url.as_str());
+    let listed: Value = c
+        .get(g.url(&format!("/v2/images/{id}/locations")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed[0]["url"], url.as_str(), "{listed}");
+    assert!(download(&g, &c, &id, None).1 == data);
+    assert!(download(&g, &c, &id, Some("bytes=100-199")).1 == data[100..200]);
+    // no more locations once active
+    let (status, text) = add_location(&g, &c, &id, json!({"url": url}), true);
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("not allowed to add locations if image status is active"),
+        "{text}"
+    );
+
+    // a user's HTTP URL at the metadata address: refused when it is checked, nothing read
+    let meta = create(&g, &c);
+    let (status, text) = add_location(
+        &g,
+        &c,
+        &meta,
+        json!({"url": "http://169.254.169.254/latest/meta-data"}),
+        false,
+    );
+    assert_eq!(status, 202, "{text}");
+    let task = ended_task(&g, &c, &meta);
+    assert_eq!(task["status"], "failure", "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not pass filtering"),
+        "{task}"
+    );
+    assert_eq!(show(&g, &c, &meta)["status"], "queued");
+
+    // a user adds an HTTP URL (glint's own download of that image): hashed, active, served
+    let web = create(&g, &c);
+    let src = g.url(&format!("/v2/images/{id}/file"));
+    let (status, text) = add_location(&g, &c, &web, json!({"url": src}), false);
+    assert_eq!(status, 202, "{text}");
+    let img = wait_status(&g, &c, &web, "active");
+    assert_eq!(img["size"], data.len() as u64);
+    assert_eq!(img["os_hash_value"], sha512_hex(&data));
+    assert_eq!(img["stores"], "web");
+    assert!(download(&g, &c, &web, None).1 == data);
+    // deleting it leaves the HTTP resource alone (Glance's http store)
+    let r = c
+        .delete(g.url(&format!("/v2/images/{web}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(download(&g, &c, &id, None).1 == data);
+
+    // deleting the RBD-backed image removes its RBD image, as for any image of the store
+    let r = c.delete(g.url(&format!("/v2/images/{id}"))).send().unwrap();
+    assert_eq!(r.status(), 204);
+    eventually("the registered rbd image removed", || {
+        !images().contains(&name)
+    });
+}
+
+fn uuid_like() -> String {
+    random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// With `rbd_thin_provisioning` the zero chunks of an image are not written (`rbd du` shows

@@ -107,6 +107,13 @@ pub struct Config {
     /// service token with the `service` role (Nova, Cinder), never to users; so one API
     /// serves both, where Glance needs two (OSSN-0065, OSSN-0090). Default false.
     pub show_locations_only_to_services: bool,
+    /// Glance's `do_secure_hash`: a location added by `POST /v2/images/{id}/locations` is read
+    /// whole to compute its md5 and secure hash (checked against `validation_data`). Default
+    /// true.
+    pub do_secure_hash: bool,
+    /// Glance's `http_retries`: reads of an added location tried again after a failure.
+    /// Default 3.
+    pub http_retries: u32,
 }
 
 /// The import plugins glint implements (Glance's names).
@@ -539,6 +546,8 @@ impl Default for Config {
             show_image_direct_url: false,
             show_multiple_locations: false,
             show_locations_only_to_services: false,
+            do_secure_hash: true,
+            http_retries: 3,
         }
     }
 }

@@ -286,6 +286,18 @@ impl HashAlgo {
         HashAlgo::Md5,
     ];
 
+    /// Bytes of a digest (hashlib's `digest_size`; BLAKE2 at its default, as Glance uses it).
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgo::Sha224 | HashAlgo::Sha512_224 | HashAlgo::Sha3_224 => 28,
+            HashAlgo::Sha256 | HashAlgo::Sha512_256 | HashAlgo::Sha3_256 | HashAlgo::Blake2s => 32,
+            HashAlgo::Sha384 | HashAlgo::Sha3_384 => 48,
+            HashAlgo::Sha512 | HashAlgo::Sha3_512 | HashAlgo::Blake2b => 64,
+            HashAlgo::Sha1 => 20,
+            HashAlgo::Md5 => 16,
+        }
+    }
+
     /// The hashlib name stored in `os_hash_algo`.
     pub fn as_str(self) -> &'static str {
         match self {

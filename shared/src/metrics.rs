@@ -329,7 +329,7 @@ pub mod shm {
     /// Layout version (5: 1024 counters per slot, store ids in the header, durations by
     /// status class, bytes per transfer, channel round trips, content inspection, the block
     /// cache).
-    pub const VERSION: u32 = 8;
+    pub const VERSION: u32 = 9;
     /// Stores with their own `store` label; the last of them is `other` when a node has more
     /// (or a location names a store this node does not have).
     pub const MAX_STORES: usize = 16;
@@ -355,7 +355,7 @@ pub mod shm {
     /// Image transfers, for `glint_dp_transfers_in_flight{route}` and the bytes per transfer.
     pub const TRANSFERS: [&str; 2] = ["upload", "download"];
     /// Channel request kinds, for `glint_dp_channel_round_trip_seconds{kind}`.
-    pub const CHANNEL_KINDS: [&str; 20] = crate::channel::Request::<String>::KINDS;
+    pub const CHANNEL_KINDS: [&str; 21] = crate::channel::Request::<String>::KINDS;
     /// Block cache lookup results, for `glint_dp_cache_lookups_total{result}`.
     pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "partial"];
     /// Where a block failed verification, for `glint_dp_cache_verify_failures_total{source}`
@@ -541,7 +541,7 @@ pub mod shm {
     }
 
     /// The kinds of data-plane jobs, in counter order.
-    pub const JOB_KINDS: [&str; 4] = crate::channel::Work::<String>::KINDS;
+    pub const JOB_KINDS: [&str; 5] = crate::channel::Work::<String>::KINDS;
 
     /// The counter of a job of kind `kind` (a [`JOB_KINDS`] index) that ended `done` or not.
     pub fn job_index(kind: usize, done: bool) -> usize {

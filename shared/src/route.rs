@@ -30,10 +30,10 @@ pub struct Features {
 
 impl Features {
     /// What this configuration serves: multi-store with `enabled_backends`, the cache API with
-    /// `image_cache_dir`; not the location API yet (the issue that adds it turns its flag on
-    /// here).
+    /// `image_cache_dir`, the location API always.
     pub fn of(config: &Config) -> Features {
         Features {
+            locations: true,
             multistore: config.enabled_backends.is_some(),
             cache: config.image_cache.image_cache_dir.is_some(),
             clones: config
@@ -41,7 +41,6 @@ impl Features {
                 .stores
                 .iter()
                 .any(|s| matches!(s.kind, crate::config::StoreKind::Rbd(_))),
-            ..Features::default()
         }
     }
 }

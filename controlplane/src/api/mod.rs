@@ -21,6 +21,7 @@ pub mod images;
 pub mod import;
 pub mod info;
 pub mod list_params;
+pub mod locations;
 pub mod members;
 pub mod metadef_schemas;
 pub mod metadefs;
@@ -96,7 +97,10 @@ pub fn router(app: App) -> Router {
             post(actions::restore),
         )
         .route("/v2/images/{image_id}/import", post(import::import_image))
-        .route("/v2/images/{image_id}/locations", get(images::locations))
+        .route(
+            "/v2/images/{image_id}/locations",
+            get(images::locations).post(locations::add_location),
+        )
         .route(
             "/v2/images/{image_id}/stage",
             axum::routing::put(served_by_data_plane),

@@ -172,6 +172,30 @@ async fn add_location_tx(
     Ok(true)
 }
 
+/// Writes `image` (its size, hashes and status set by the caller) if its stored version is
+/// still `image.version`, and appends an active location in `store` at `url`, in one
+/// transaction (an added location checked: `POST /v2/images/{id}/locations`). Whether it was
+/// written.
+pub async fn update_adding_location(
+    db: &Db,
+    image: &Image,
+    store: &str,
+    url: &str,
+) -> Result<bool, Error> {
+    let outcome = async {
+        let mut tx = db.begin().await?;
+        if !update_on(db, &mut tx, image).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_location(db, &mut tx, image.id, store, url, image.updated_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    .await;
+    written(db, image.id, outcome)
+}
+
 /// Inserts an active location after the image's last one (call after locking the image row).
 async fn append_location(
     db: &Db,

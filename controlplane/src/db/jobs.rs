@@ -51,7 +51,7 @@ pub const PREFETCH: &str = Work::<String>::KINDS[2];
 pub const IMPORT: &str = Work::<String>::KINDS[3];
 
 /// Every job kind (metric labels).
-pub const KINDS: [&str; 4] = Work::<String>::KINDS;
+pub const KINDS: [&str; 4] = [DELETE_DATA, ABORT_UPLOAD, PREFETCH, IMPORT];
 
 /// How long an `abort_upload` of an object waits while its image is `saving` again.
 pub const BUSY_RETRY_SECONDS: i64 = 30;

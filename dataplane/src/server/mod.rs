@@ -16,6 +16,7 @@ pub(crate) mod cached;
 mod delete;
 pub mod download;
 pub mod import;
+pub mod locate;
 pub mod proxy;
 pub mod respond;
 pub mod staged;

@@ -28,6 +28,8 @@ pub enum Fetcher {
     WebDownload,
     /// `glance-download`: the other region's Glance (its URL from the service catalog).
     GlanceDownload,
+    /// An HTTP location a user added (`POST /v2/images/{id}/locations`).
+    Location,
 }
 
 impl Fetcher {
@@ -36,6 +38,7 @@ impl Fetcher {
         match self {
             Fetcher::WebDownload => "URI for web-download does not pass filtering",
             Fetcher::GlanceDownload => "Processed URI for glance-download does not pass filtering",
+            Fetcher::Location => "The location's URI does not pass filtering",
         }
     }
 }
@@ -177,7 +180,11 @@ pub async fn fetch(
 
 /// One hop's checks: Glance's URI lists, then the host resolved once and every address
 /// allowed; the origin and the address to connect to.
-async fn check(w: &Worker, url: &url::Url, who: Fetcher) -> Result<(Origin, SocketAddr), String> {
+pub(super) async fn check(
+    w: &Worker,
+    url: &url::Url,
+    who: Fetcher,
+) -> Result<(Origin, SocketAddr), String> {
     let opts = &w.settings.import_filter;
     if !shared::import_filter::uri_passes(opts, url) {
         return Err(format!("{}: {url}", who.refused()));

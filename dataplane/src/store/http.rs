@@ -103,6 +103,39 @@ impl HttpStore {
     }
 }
 
+impl HttpStore {
+    /// The size of the resource at `url`: the total of a one-byte range's `Content-Range`
+    /// (or the `Content-Length` of a server that ignores ranges; the body is not read).
+    pub async fn size(&self, url: &str) -> Result<u64, Error> {
+        let parsed = parse(url).ok_or_else(|| Error::ForeignLocation(url.to_owned()))?;
+        let origin = Origin::of(&parsed).ok_or_else(|| Error::ForeignLocation(url.to_owned()))?;
+        let target = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_owned(),
+        };
+        let what = format!("store {}: GET {url} bytes=0-0", self.0.id);
+        let r = self
+            .client(origin)
+            .send("GET", &target, &[("Range", "bytes=0-0")], Body::Empty)
+            .await
+            .map_err(|e| Error::Unavailable(format!("{what}: {e}")))?;
+        let total = match r.status {
+            206 => r
+                .header("content-range")
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, n)| n.trim().parse::<u64>().ok()),
+            200 => r.content_length(),
+            404 | 410 => return Err(Error::Missing(url.to_owned())),
+            s => return Err(Error::Unavailable(format!("{what}: answered {s}"))),
+        };
+        // a one-byte body is read off to keep the connection; a whole one is dropped
+        if r.status == 206 {
+            r.finish().await;
+        }
+        total.ok_or_else(|| Error::Unavailable(format!("{what}: no size in the answer")))
+    }
+}
+
 /// An `http(s)://` URL with a host and no userinfo.
 fn parse(url: &str) -> Option<url::Url> {
     let u: url::Url = url.parse().ok()?;

@@ -321,6 +321,16 @@ impl Store {
         }
     }
 
+    /// The bytes at `url` (a location added through the API: its size is read from the
+    /// store). The stores whose locations can be added (HTTP, RBD) answer; others refuse.
+    pub async fn size(&self, url: &str) -> Result<u64, Error> {
+        match self {
+            Store::Http(s) => s.size(url).await,
+            Store::Rbd(s) => s.size(url).await,
+            _ => Err(Error::ForeignLocation(url.to_owned())),
+        }
+    }
+
     /// Whether the data at `url` is in use outside glint, so a delete would be refused
     /// (clones of an RBD snapshot); other stores never are.
     pub async fn in_use(&self, url: &str) -> Result<bool, Error> {

@@ -152,6 +152,27 @@ pub enum Request<S = String> {
         /// Caller identity.
         credentials: Credentials<S>,
     },
+    /// A `LocationImport` job ended: with `error` it failed (the task fails, the image stays
+    /// `queued`); else the location holds `size` bytes (and, when they were asked for, these
+    /// hashes): the control plane checks them against the request's `validation_data`,
+    /// adds the location and makes the image `active`. The job is done either way; answered
+    /// `Ack`.
+    LocationChecked {
+        /// [`Job::id`].
+        job: u64,
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// Bytes at the location.
+        size: u64,
+        /// md5 hex of the data, when hashed.
+        checksum: Option<S>,
+        /// The secure hash, when hashed.
+        os_hash_value: Option<S>,
+        /// Why the location could not be used.
+        error: Option<S>,
+    },
     /// May this caller delete this image (with `store`: its data in that store only, as
     /// `DELETE /v2/stores/{store}/{id}`)? Asked before a delete is forwarded when a store's
     /// data can be in use outside glint (clones of an RBD snapshot), so the data plane can
@@ -310,7 +331,7 @@ pub enum Request<S = String> {
 impl<S> Request<S> {
     /// Every request kind, as the `kind` label of the channel metrics of both planes has it
     /// (in [`Request::kind_index`] order).
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 21] = [
         "hello",
         "authorize_upload",
         "upload_leftover",
@@ -331,6 +352,7 @@ impl<S> Request<S> {
         "import_finished",
         "import_metadata",
         "authorize_delete",
+        "location_checked",
     ];
 
     /// This request's position in [`Request::KINDS`].
@@ -356,6 +378,7 @@ impl<S> Request<S> {
             Request::ImportFinished { .. } => 17,
             Request::ImportMetadata { .. } => 18,
             Request::AuthorizeDelete { .. } => 19,
+            Request::LocationChecked { .. } => 20,
         }
     }
 
@@ -508,11 +531,38 @@ pub enum Work<S = String> {
         /// error.
         refused: Option<S>,
     },
+    /// Check a location added by `POST /v2/images/{id}/locations` (task `location_import`,
+    /// queued as an `import` job and made this work when claimed): its size, read from its
+    /// store, and with `hash_algo` its md5 and secure hash, read whole (`do_secure_hash`;
+    /// a failed read is tried again up to `retries` times). Reported `LocationChecked`.
+    LocationImport {
+        /// The task.
+        task_id: S,
+        /// The image.
+        image_id: ImageId,
+        /// The store the control plane found for the URL.
+        store: S,
+        /// The location.
+        url: S,
+        /// The secure hash to compute (with md5), if any.
+        hash_algo: Option<S>,
+        /// Reads tried again after a failure (`http_retries`).
+        retries: u32,
+        /// Added by a user (not a service): an HTTP URL must pass `[import_filtering_opts]`
+        /// and the address checks of `web-download` before it is read.
+        filtered: bool,
+    },
 }
 
 impl<S> Work<S> {
     /// Every job kind, as the database, logs and metric labels name them.
-    pub const KINDS: [&'static str; 4] = ["delete_data", "abort_upload", "prefetch", "import"];
+    pub const KINDS: [&'static str; 5] = [
+        "delete_data",
+        "abort_upload",
+        "prefetch",
+        "import",
+        "location_import",
+    ];
 
     /// This work's kind (one of [`Work::KINDS`]).
     pub fn kind(&self) -> &'static str {
@@ -521,6 +571,7 @@ impl<S> Work<S> {
             Work::AbortUpload { .. } => Self::KINDS[1],
             Work::Prefetch { .. } => Self::KINDS[2],
             Work::Import { .. } => Self::KINDS[3],
+            Work::LocationImport { .. } => Self::KINDS[4],
         }
     }
 }

@@ -11,7 +11,8 @@
 /// stages and imports (`AuthorizeUpload::stage`, `ImportBegin`, `ImportProgress`,
 /// `ImportFinished`, `Work::Import`); version 10 runs `glance-download` (`ImportMetadata`,
 /// `ImportSource`, `ImportRefused`, `Work::Import::auth_token` and `refused`); version 11
-/// asks before a delete (`AuthorizeDelete`, `DeleteGranted`). Both
+/// asks before a delete (`AuthorizeDelete`, `DeleteGranted`) and checks added locations
+/// (`Work::LocationImport`, `LocationChecked`). Both
 /// planes always come from one build, so older versions are not spoken any more.
 pub const MIN_VERSION: u16 = 11;
 /// The newest channel protocol version this build speaks.

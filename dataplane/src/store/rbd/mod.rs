@@ -222,6 +222,18 @@ impl RbdStore {
         ))
     }
 
+    /// The size of `url`'s image (at its snapshot).
+    pub async fn size(&self, url: &str) -> Result<u64, Error> {
+        let (name, snap) = self.parse(url)?;
+        let pool = self.0.pool.clone();
+        let got = blocking(move || pool.open(&name, snap.as_deref(), true)?.size()).await;
+        match got {
+            Ok(n) => Ok(n),
+            Err(e) if errno(&e) == libc::ENOENT => Err(Error::Missing(url.to_owned())),
+            Err(e) => Err(self.failed(&format!("size of {url}"), e)),
+        }
+    }
+
     /// Whether clones of `url`'s snapshot exist (a delete would be refused).
     pub async fn in_use(&self, url: &str) -> Result<bool, Error> {
         let (name, snap) = self.parse(url)?;
