@@ -480,7 +480,12 @@ fn locations_added_through_the_api_are_checked_and_served() {
 
     // bad bodies, a user with an rbd URL, a wrong hash size
     let id = create(&g, &c);
-    for body in [json!({}), json!({"url": 5}), json!({"url": url, "x": 1})] {
+    for body in [
+        json!({}),
+        json!({"url": 5}),
+        json!({"url": url, "x": 1}),
+        json!({"url": "http://user:secret@example.net/x"}),
+    ] {
         assert_eq!(add_location(&g, &c, &id, body, true).0, 400);
     }
     let (status, text) = add_location(&g, &c, &id, json!({"url": url}), false);

@@ -162,6 +162,9 @@ pub(crate) async fn add_location(
     GlanceJson(body): GlanceJson,
 ) -> Result<StatusCode, ApiError> {
     let req = parse(&body)?;
+    // what could never be stored (credentials in the URL, whitespace): refused now
+    crate::domain::location::check_url(&req.url)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let _serialised = app.lock_image(id).await;
     for _ in 0..WRITE_ATTEMPTS {
         let current = app
