@@ -1170,7 +1170,7 @@ impl Connection {
                     }
                     // not hashed (`do_secure_hash` off): the validation data's, as Glance
                     _ => {
-                        next.checksum = given("checksum").map(str::to_owned);
+                        next.checksum = None;
                         next.os_hash_algo = given("os_hash_value").map(|_| algo.to_owned());
                         next.os_hash_value = given("os_hash_value").map(str::to_owned);
                     }

@@ -3,7 +3,7 @@
 //! location.
 //!
 //! Checked in Glance's order and words: the body (400: `url`, and `validation_data` with
-//! `os_hash_algo`/`os_hash_value`, `checksum` optional, nothing else), the image (404), its
+//! `os_hash_algo` (sha1, sha256, sha512, md5) and `os_hash_value` together, or neither), the image (404), its
 //! status (409 unless `queued`), the policy (`add_image_location`), a caller without the
 //! `service` role may only add an `http(s)` URL and only with an http store configured (403),
 //! the hash's form (400: hex of the algorithm's digest size), the `os_glance_import_task` lock
@@ -61,42 +61,44 @@ pub fn parse(body: &Value) -> Result<AddLocation, ApiError> {
         }
     }
     let url = match obj.get("url") {
-        Some(Value::String(u)) if u.len() <= 255 => u.clone(),
-        Some(Value::String(_)) => return Err(bad("'url' is too long (at most 255 characters)")),
+        Some(Value::String(u)) => u.clone(),
         Some(_) => return Err(bad("'url' is not of type 'string'")),
         None => return Err(bad("'url' is a required property")),
     };
     let validation = match obj.get("validation_data") {
-        None => serde_json::Map::new(),
+        None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(v)) => {
             for k in v.keys() {
-                if !matches!(k.as_str(), "checksum" | "os_hash_algo" | "os_hash_value") {
+                if !matches!(k.as_str(), "os_hash_algo" | "os_hash_value") {
                     return Err(bad(&format!(
                         "Additional properties are not allowed ('{k}' was unexpected)"
                     )));
                 }
             }
-            for k in ["os_hash_algo", "os_hash_value"] {
-                if !v.contains_key(k) {
-                    return Err(bad(&format!("'{k}' is a required property")));
-                }
-            }
-            for (k, max) in [
-                ("checksum", 32),
-                ("os_hash_algo", 64),
-                ("os_hash_value", 128),
+            // each needs the other (Glance's `dependentRequired`); `{}` asks nothing
+            for (k, other) in [
+                ("os_hash_value", "os_hash_algo"),
+                ("os_hash_algo", "os_hash_value"),
             ] {
-                match v.get(k) {
-                    None => {}
-                    Some(Value::String(s)) if s.len() <= max => {}
-                    Some(Value::String(_)) => return Err(bad(&format!("'{k}' is too long"))),
-                    Some(_) => return Err(bad(&format!("'{k}' is not of type 'string'"))),
+                if v.contains_key(k) && !v.contains_key(other) {
+                    return Err(bad(&format!("'{other}' is a dependency of '{k}'")));
                 }
             }
-            if let Some(Value::String(c)) = v.get("checksum")
-                && c.len() != 32
-            {
-                return Err(bad(&format!("'{c}' is too short")));
+            match v.get("os_hash_algo") {
+                None => {}
+                Some(Value::String(a))
+                    if ["sha1", "sha256", "sha512", "md5"].contains(&a.as_str()) => {}
+                Some(other) => {
+                    return Err(bad(&format!(
+                        "{other} is not one of ['sha1', 'sha256', 'sha512', 'md5']"
+                    )));
+                }
+            }
+            match v.get("os_hash_value") {
+                None => {}
+                Some(Value::String(h)) if h.len() <= 128 => {}
+                Some(Value::String(_)) => return Err(bad("'os_hash_value' is too long")),
+                Some(_) => return Err(bad("'os_hash_value' is not of type 'string'")),
             }
             v.clone()
         }
@@ -261,15 +263,20 @@ mod tests {
         let ok = parse(&json!({"url": "http://h/x"})).unwrap();
         assert_eq!(ok.url, "http://h/x");
         assert!(ok.validation.is_empty());
+        // what python-glanceclient sends without validation data
+        let empty = parse(&json!({"url": "http://h/x", "validation_data": {}})).unwrap();
+        assert!(empty.validation.is_empty());
+        let full = json!({"url": "rbd://a/b/c/snap", "validation_data": {"os_hash_algo": "sha256", "os_hash_value": "ab"}});
+        assert_eq!(parse(&full).unwrap().validation.len(), 2);
         for bad in [
             json!({}),
             json!({"url": 3}),
             json!({"url": "http://h/x", "extra": 1}),
             json!({"url": "http://h/x", "validation_data": {"os_hash_algo": "sha512"}}),
             json!({"url": "http://h/x", "validation_data": {"os_hash_value": "ab"}}),
-            json!({"url": "http://h/x", "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab", "size": 1}}),
-            json!({"url": "http://h/x", "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab", "checksum": "abc"}}),
-            json!({"url": "x".repeat(256)}),
+            json!({"url": "http://h/x", "validation_data": {"os_hash_algo": "sha3_256", "os_hash_value": "ab"}}),
+            json!({"url": "http://h/x", "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab", "checksum": "0123456789abcdef0123456789abcdef"}}),
+            json!({"url": "http://h/x", "validation_data": []}),
         ] {
             assert!(parse(&bad).is_err(), "{bad}");
         }
