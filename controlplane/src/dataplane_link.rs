@@ -887,12 +887,13 @@ impl Connection {
         {
             return Err(Reason::NotAllowed(Action::DeleteImage));
         }
+        let Some(store) = store else {
+            return Ok(Response::DeleteGranted { locations: all });
+        };
         let mut locations = shared::location::List::default();
-        for (s, url) in shared::location::entries(&all) {
+        for (s, url) in shared::location::entries(&all).filter(|(s, _)| *s == store) {
             // entries of a list that was built whole: each pushes again
-            if store.is_none_or(|want| want == s) {
-                let _ = locations.push(s, url);
-            }
+            let _ = locations.push(s, url);
         }
         Ok(Response::DeleteGranted {
             locations: locations.into_string(),
@@ -944,13 +945,15 @@ impl Connection {
     /// the image is no longer its (the task fails, the job is dropped).
     async fn fill_import(&self, work: &mut Work, job: u64) -> Result<bool, Reason> {
         let app = &self.app;
-        if let Work::Import { task_id, .. } = &*work
-            && let Some(task) = db::tasks::get(&app.db, task_id)
-                .await
-                .map_err(internal)?
-                .filter(|t| t.kind == crate::api::locations::LOCATION_IMPORT)
+        let Work::Import { task_id, .. } = &*work else {
+            return Ok(true);
+        };
+        let task = db::tasks::get(&app.db, task_id).await.map_err(internal)?;
+        if let Some(t) = task
+            .as_ref()
+            .filter(|t| t.kind == crate::api::locations::LOCATION_IMPORT)
         {
-            return self.fill_location(work, &task, job).await;
+            return self.fill_location(work, t, job).await;
         }
         let Work::Import {
             task_id,
@@ -970,7 +973,6 @@ impl Connection {
             return Ok(true);
         };
         let now = Utc::now();
-        let task = db::tasks::get(&app.db, task_id).await.map_err(internal)?;
         let image = db::images::get(&app.db, *image_id)
             .await
             .map_err(internal)?;
@@ -981,16 +983,8 @@ impl Connection {
             _ => None,
         };
         let Some((task, image, (m, u, must))) = runnable else {
-            if task.as_ref().is_some_and(|t| !t.status.is_final()) {
-                let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
-                let msg = "The image is no longer being imported by this task";
-                db::tasks::finish(&app.db, task_id, TaskStatus::Failure, None, msg, ttl, now)
-                    .await
-                    .map_err(internal)?;
-            }
             app.glance_downloads.remove(task_id);
-            tracing::info!(job_id = job, %task_id, "import job with nothing left to run dropped");
-            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+            self.drop_import_job(task.as_ref(), job, now).await?;
             return Ok(false);
         };
         *method = m.as_str().to_owned();
@@ -1026,17 +1020,69 @@ impl Connection {
         Ok(true)
     }
 
+    /// An import job with nothing left to run (its task ended or lost the image's lock) is
+    /// done; a task not ended yet fails.
+    async fn drop_import_job(
+        &self,
+        task: Option<&Task>,
+        job: u64,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), Reason> {
+        let app = &self.app;
+        if let Some(t) = task.filter(|t| !t.status.is_final()) {
+            let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
+            let msg = "The image is no longer being imported by this task";
+            db::tasks::finish(&app.db, &t.id, TaskStatus::Failure, None, msg, ttl, now)
+                .await
+                .map_err(internal)?;
+        }
+        tracing::info!(job_id = job, "import job with nothing left to run dropped");
+        db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+        Ok(())
+    }
+
+    /// Ends task `task_id` of image `id` as `outcome` says: success with Glance's result
+    /// `{"image_id"}`, or failure with the message.
+    async fn end_task(
+        &self,
+        task_id: &str,
+        id: ImageId,
+        outcome: &Result<(), String>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), Reason> {
+        let ttl = crate::domain::task::ttl(self.app.config.task.task_time_to_live);
+        let (status, result, message) = match outcome {
+            Ok(()) => (
+                TaskStatus::Success,
+                Some(serde_json::json!({"image_id": id.to_string()})),
+                "",
+            ),
+            Err(m) => (TaskStatus::Failure, None, m.as_str()),
+        };
+        db::tasks::finish(
+            &self.app.db,
+            task_id,
+            status,
+            result.as_ref(),
+            message,
+            ttl,
+            now,
+        )
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
     /// A `location_import` task's job becomes [`Work::LocationImport`]: the location, its
     /// store, and the hash to compute (`do_secure_hash`). `false` (the job done) when the task
     /// or the image's lock is gone.
     async fn fill_location(&self, work: &mut Work, task: &Task, job: u64) -> Result<bool, Reason> {
         let app = &self.app;
         let now = Utc::now();
-        let Some(image_id) = task.image_id else {
-            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
-            return Ok(false);
+        let image = match task.image_id {
+            Some(id) => db::images::get(&app.db, id).await.map_err(internal)?,
+            None => None,
         };
-        let image = db::images::get(&app.db, image_id).await.map_err(internal)?;
         let live = !task.status.is_final()
             && image
                 .as_ref()
@@ -1047,15 +1093,10 @@ impl Connection {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        let (Some(url), Some(store), true) = (field("loc_url"), field("store"), live) else {
-            if !task.status.is_final() {
-                let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
-                let msg = "The image is no longer being imported by this task";
-                db::tasks::finish(&app.db, &task.id, TaskStatus::Failure, None, msg, ttl, now)
-                    .await
-                    .map_err(internal)?;
-            }
-            db::jobs::done(&app.db, job, now).await.map_err(internal)?;
+        let (Some(image), Some(url), Some(store), true) =
+            (image, field("loc_url"), field("store"), live)
+        else {
+            self.drop_import_job(Some(task), job, now).await?;
             return Ok(false);
         };
         if task.status == TaskStatus::Pending {
@@ -1065,7 +1106,7 @@ impl Connection {
         }
         *work = Work::LocationImport {
             task_id: task.id.clone(),
-            image_id,
+            image_id: image.id,
             store,
             url,
             hash_algo: field("hash_algo").filter(|_| app.config.do_secure_hash),
@@ -1090,26 +1131,7 @@ impl Connection {
             && !task.status.is_final()
         {
             let outcome = self.settle_location(&task, id, &found).await?;
-            let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
-            let (status, result, message) = match &outcome {
-                Ok(()) => (
-                    TaskStatus::Success,
-                    Some(serde_json::json!({"image_id": id.to_string()})),
-                    String::new(),
-                ),
-                Err(m) => (TaskStatus::Failure, None, m.clone()),
-            };
-            db::tasks::finish(
-                &app.db,
-                task_id,
-                status,
-                result.as_ref(),
-                &message,
-                ttl,
-                now,
-            )
-            .await
-            .map_err(internal)?;
+            self.end_task(task_id, id, &outcome, now).await?;
             match &outcome {
                 Ok(()) => tracing::info!(image_id = %id, task_id, "location added"),
                 Err(m) => tracing::warn!(image_id = %id, task_id, error = %m, "location not added"),
@@ -1720,26 +1742,7 @@ impl Connection {
             && !task.status.is_final()
         {
             let outcome = self.settle_import(&task, id, error, failed_stores).await?;
-            let ttl = crate::domain::task::ttl(app.config.task.task_time_to_live);
-            let (status, result, message) = match &outcome {
-                Ok(()) => (
-                    TaskStatus::Success,
-                    Some(serde_json::json!({"image_id": id.to_string()})),
-                    String::new(),
-                ),
-                Err(m) => (TaskStatus::Failure, None, m.clone()),
-            };
-            db::tasks::finish(
-                &app.db,
-                task_id,
-                status,
-                result.as_ref(),
-                &message,
-                ttl,
-                now,
-            )
-            .await
-            .map_err(internal)?;
+            self.end_task(task_id, id, &outcome, now).await?;
             match &outcome {
                 Ok(()) => tracing::info!(image_id = %id, task_id, "import succeeded"),
                 Err(m) => tracing::warn!(image_id = %id, task_id, error = %m, "import failed"),

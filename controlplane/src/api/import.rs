@@ -231,7 +231,10 @@ async fn glance_source(
 }
 
 /// The task holding the image's import lock, if the lock is set and the task still exists.
-async fn holder(app: &App, image: &crate::domain::Image) -> Result<Option<Task>, ApiError> {
+pub(crate) async fn holder(
+    app: &App,
+    image: &crate::domain::Image,
+) -> Result<Option<Task>, ApiError> {
     match image.properties.get(import::IMPORT_TASK) {
         Some(task) => Ok(db::tasks::get(&app.db, task).await?),
         None => Ok(None),

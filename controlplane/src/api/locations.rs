@@ -200,10 +200,7 @@ pub(crate) async fn add_location(
         let store = store_for(&req.url, &app.stores)
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid location: {}", req.url)))?;
         let now = Utc::now();
-        let holder = match current.properties.get(import::IMPORT_TASK) {
-            Some(task) => db::tasks::get(&app.db, task).await?,
-            None => None,
-        };
+        let holder = super::import::holder(&app, &current).await?;
         let stale = match import::lock_state(&current, holder.as_ref(), now) {
             Lock::Free => None,
             Lock::Held => {
